@@ -1,0 +1,1 @@
+"""neffkit: graph-level compiler optimization toolkit for inference models."""

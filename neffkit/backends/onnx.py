@@ -1,0 +1,366 @@
+"""ONNX backend: ``Graph`` -> ``ModelProto``, and saving to a file (atomically, with external
+data for big models).
+
+Names are hints: the exporter keeps a value's name when it is free in the whole model and
+makes a fresh one otherwise, so the output is always SSA across all scopes. Attribute and
+tensor protos that came from a file are reused instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+
+import onnx
+from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
+
+from neffkit.errors import BackendError
+from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.tensor import Tensor
+from neffkit.ir.types import TensorType, type_to_proto
+
+PathLike = str | os.PathLike
+#: Writes a tensor's bytes somewhere and fills the proto's external-data fields.
+ExternalWriter = Callable[[Tensor, TensorProto], None]
+
+_MAX_PROTO = 2**31 - 1 - 64 * 1024 * 1024
+
+
+def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelProto:
+    """Builds a ModelProto from a top-level graph.
+
+    Args:
+        graph: the top-level graph.
+        external: when given, called for each initializer whose bytes should live outside the
+            proto; it must fill ``data_location`` and ``external_data``. Without it, external
+            tensors are read into the proto.
+    """
+    if graph.parent is not None:
+        raise BackendError("to_onnx needs a top-level graph, got a subgraph")
+    mp = ModelProto()
+    meta = graph.meta
+    opsets = dict(graph.opset_imports)
+    if "" not in opsets:
+        opsets[""] = onnx.defs.onnx_opset_version()
+    for domain, version in opsets.items():
+        o = mp.opset_import.add()
+        o.domain = domain
+        o.version = version
+    mp.ir_version = meta.ir_version or _ir_version_for(opsets)
+    mp.producer_name = meta.producer_name or "neffkit"
+    if meta.producer_version:
+        mp.producer_version = meta.producer_version
+    if meta.domain:
+        mp.domain = meta.domain
+    if meta.model_version:
+        mp.model_version = meta.model_version
+    if meta.doc_string:
+        mp.doc_string = meta.doc_string
+    for k, v in meta.metadata_props.items():
+        p = mp.metadata_props.add()
+        p.key = k
+        p.value = v
+    mp.functions.extend(meta.functions)
+    _Exporter(external).graph(graph, mp.graph, top=True)
+    if meta.sparse_initializers:
+        _restore_sparse(mp.graph, meta.sparse_initializers)
+    return mp
+
+
+def _ir_version_for(opsets: dict[str, int]) -> int:
+    v = opsets.get("", 1)
+    for table_ir, table_opset in ((10, 21), (9, 19), (8, 17), (7, 13), (6, 11), (5, 10)):
+        if v >= table_opset:
+            return table_ir
+    return 3
+
+
+def _restore_sparse(gp: GraphProto, sparse: list) -> None:
+    """Puts sparse initializers back in sparse form when their dense twin is still there."""
+    names = {s.values.name for s in sparse}
+    kept = [t for t in gp.initializer if t.name not in names]
+    present = {t.name for t in gp.initializer}
+    del gp.initializer[:]
+    gp.initializer.extend(kept)
+    gp.sparse_initializer.extend(s for s in sparse if s.values.name in present)
+
+
+class _Exporter:
+    def __init__(self, external: ExternalWriter | None) -> None:
+        self.external = external
+        self.used: set[str] = set()
+        self.names: dict[Value, str] = {}
+        self.counter = 0
+
+    def name_of(self, v: Value) -> str:
+        n = self.names.get(v)
+        if n is not None:
+            return n
+        hint = v.name
+        if hint and hint not in self.used:
+            n = hint
+        elif not hint and v.producer is not None and not v._uses and not v._outputs_of:
+            self.names[v] = ""  # an omitted optional output stays omitted
+            return ""
+        else:
+            base = hint or "v"
+            while True:
+                self.counter += 1
+                n = f"{base}__{self.counter}"
+                if n not in self.used:
+                    break
+        self.used.add(n)
+        self.names[v] = n
+        return n
+
+    def graph(self, g: Graph, gp: GraphProto, *, top: bool = False) -> None:
+        gp.name = g.name or "main"
+        if g.doc_string:
+            gp.doc_string = g.doc_string
+        name_of = self.name_of
+        if top:
+            # The interface keeps its names: claim them before anything else.
+            for v in g.inputs:
+                name_of(v)
+            for v in g.outputs:
+                if v.producer is not None and v not in self.names:
+                    name_of(v)
+        for v in g.inputs:
+            vi = gp.input.add()
+            vi.name = name_of(v)
+            t = v.type
+            if t is None and v.const is not None:
+                t = TensorType(v.const.dtype, v.const.shape)
+            if t is not None:
+                type_to_proto(t, vi.type)
+        for v in g.initializers.values():
+            self.initializer(v, gp)
+        typed: list[Value] = []
+        for node in g:
+            self.node(node, gp, typed)
+        outs_seen: set[Value] = set()
+        for v in g.outputs:
+            if v in outs_seen:
+                v = self._copy_for_output(v, gp)
+            outs_seen.add(v)
+            vi = gp.output.add()
+            vi.name = name_of(v)
+            if v.type is not None:
+                type_to_proto(v.type, vi.type)
+            elif v.const is not None:
+                type_to_proto(TensorType(v.const.dtype, v.const.shape), vi.type)
+        outputs = set(g.outputs)
+        for v in typed:
+            if v not in outputs:
+                vi = gp.value_info.add()
+                vi.name = self.names[v]
+                type_to_proto(v.type, vi.type)
+
+    def _copy_for_output(self, v: Value, gp: GraphProto) -> Value:
+        """An Identity so a repeated output slot gets a name of its own."""
+        out = Value((v.name or "out") + "_out", v.type)
+        np_ = gp.node.add()
+        np_.op_type = "Identity"
+        np_.input.append(self.name_of(v))
+        np_.output.append(self.name_of(out))
+        return out
+
+    def initializer(self, v: Value, gp: GraphProto) -> None:
+        t = v.const
+        assert t is not None
+        name = self.name_of(v)
+        if self.external is not None and t.nbytes >= 1024 and t.dtype != TensorProto.STRING:
+            tp = gp.initializer.add()
+            tp.name = name
+            tp.data_type = t.dtype
+            tp.dims.extend(t.shape)
+            self.external(t, tp)
+            return
+        src = t.to_proto()
+        tp = gp.initializer.add()
+        tp.CopyFrom(src)
+        tp.name = name
+
+    def node(self, node: Node, gp: GraphProto, typed: list[Value]) -> None:
+        np_ = gp.node.add()
+        np_.op_type = node.op_type
+        if node.domain:
+            np_.domain = node.domain
+        if node.name:
+            np_.name = node.name
+        if node.overload:
+            np_.overload = node.overload
+        if node.doc_string:
+            np_.doc_string = node.doc_string
+        name_of = self.name_of
+        np_.input.extend(["" if v is None else name_of(v) for v in node._inputs])
+        np_.output.extend([name_of(v) for v in node.outputs])
+        for v in node.outputs:
+            if v.type is not None and self.names[v]:
+                typed.append(v)
+        for a in node.attributes.values():
+            self.attribute(a, np_.attribute.add())
+
+    def attribute(self, a: Attr, ap: AttributeProto) -> None:
+        if a.type == AttributeProto.GRAPH:
+            ap.name = a.name
+            ap.type = a.type
+            self.graph(a.value, ap.g)
+            return
+        if a.type == AttributeProto.GRAPHS:
+            ap.name = a.name
+            ap.type = a.type
+            for sub in a.value:
+                self.graph(sub, ap.graphs.add())
+            return
+        if a._proto is not None:
+            ap.CopyFrom(a._proto)
+            return
+        encode_attribute(a, ap)
+
+
+def encode_attribute(a: Attr, ap: AttributeProto) -> None:
+    """Writes a (non-graph) attribute built from a Python value into ``ap``."""
+    ap.name = a.name
+    ap.type = a.type
+    if a.ref:
+        ap.ref_attr_name = a.ref
+        if a._value is None:
+            return
+    v = a.value
+    t = a.type
+    if t == AttributeProto.FLOAT:
+        ap.f = float(v)
+    elif t == AttributeProto.INT:
+        ap.i = int(v)
+    elif t == AttributeProto.STRING:
+        ap.s = v.encode("utf-8", "surrogateescape") if isinstance(v, str) else bytes(v)
+    elif t == AttributeProto.FLOATS:
+        ap.floats.extend(float(x) for x in v)
+    elif t == AttributeProto.INTS:
+        ap.ints.extend(int(x) for x in v)
+    elif t == AttributeProto.STRINGS:
+        ap.strings.extend(
+            x.encode("utf-8", "surrogateescape") if isinstance(x, str) else bytes(x) for x in v
+        )
+    elif t == AttributeProto.TENSOR:
+        ap.t.CopyFrom(v.to_proto())
+    elif t == AttributeProto.TENSORS:
+        for x in v:
+            ap.tensors.add().CopyFrom(x.to_proto())
+    elif t == AttributeProto.SPARSE_TENSOR:
+        ap.sparse_tensor.CopyFrom(v)
+    elif t == AttributeProto.SPARSE_TENSORS:
+        ap.sparse_tensors.extend(v)
+    elif t == AttributeProto.TYPE_PROTO:
+        ap.tp.CopyFrom(v)
+    elif t == AttributeProto.TYPE_PROTOS:
+        ap.type_protos.extend(v)
+    else:
+        raise BackendError(f"attribute '{a.name}' has unsupported type {t}")
+
+
+# -- saving -----------------------------------------------------------------------------------
+
+
+def save(
+    graph: Graph,
+    path: PathLike,
+    *,
+    external_data: bool | None = None,
+    overwrite: bool = True,
+) -> None:
+    """Writes ``graph`` to ``path`` atomically (temporary file in the same folder, then rename).
+
+    Args:
+        graph: the top-level graph.
+        path: destination ``.onnx`` file.
+        external_data: put initializers of 1 KiB and more into ``<file>.data`` beside the model.
+            ``None`` (default) does so when the input model had external data or when the
+            weights would not fit a 2 GiB protobuf.
+        overwrite: refuse an existing destination when False.
+    """
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise BackendError(f"{path}: exists; refusing to overwrite it")
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    if external_data is None:
+        external_data = _wants_external(graph)
+    data_name = os.path.basename(path) + ".data"
+    tmp_model = tmp_data = None
+    try:
+        writer = None
+        if external_data:
+            fd, tmp_data = tempfile.mkstemp(prefix=".neffkit-", suffix=".data", dir=folder)
+            data_file = os.fdopen(fd, "wb")
+            writer = _DataWriter(data_file, data_name)
+        try:
+            mp = to_onnx(graph, external=writer)
+        finally:
+            if writer is not None:
+                data_file.close()
+        blob = mp.SerializeToString()
+        fd, tmp_model = tempfile.mkstemp(prefix=".neffkit-", suffix=".onnx", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        if tmp_data is not None:
+            os.replace(tmp_data, os.path.join(folder, data_name))
+            tmp_data = None
+        os.replace(tmp_model, path)
+        tmp_model = None
+    except ValueError as e:
+        raise BackendError(f"{path}: could not serialize the model: {e}") from e
+    finally:
+        for t in (tmp_model, tmp_data):
+            if t is not None and os.path.exists(t):
+                os.unlink(t)
+
+
+def _wants_external(graph: Graph) -> bool:
+    total = 0
+    for g in graph.all_graphs():
+        for v in g.initializers.values():
+            t = v.const
+            if t is not None:
+                if t.is_external:
+                    return True
+                total += t.nbytes
+    return total > _MAX_PROTO
+
+
+class _DataWriter:
+    """Appends tensor bytes to one data file, 64-byte aligned, and records where."""
+
+    def __init__(self, f, location: str) -> None:  # noqa: ANN001 - a binary file object
+        self.f = f
+        self.location = location
+        self.offset = 0
+
+    def __call__(self, t: Tensor, tp: TensorProto) -> None:
+        pad = (-self.offset) % 64
+        if pad:
+            self.f.write(b"\0" * pad)
+            self.offset += pad
+        data = _tensor_bytes(t)
+        self.f.write(data)
+        tp.data_location = TensorProto.EXTERNAL
+        for k, val in (("location", self.location), ("offset", self.offset), ("length", len(data))):
+            e = tp.external_data.add()
+            e.key = k
+            e.value = str(val)
+        self.offset += len(data)
+
+
+def _tensor_bytes(t: Tensor) -> bytes:
+    """Little-endian raw bytes of a tensor, read straight from external data when possible."""
+    ext = t._external
+    if t._array is None and ext is not None and ext.length is not None:
+        with open(ext.path, "rb") as f:
+            f.seek(ext.offset)
+            return f.read(ext.length)
+    p = t._proto
+    if t._array is None and p is not None and ext is None and p.raw_data:
+        return p.raw_data
+    return onnx.numpy_helper.from_array(t.numpy()).raw_data

@@ -1,0 +1,350 @@
+"""ONNX frontend: ``ModelProto`` (or a file) -> ``Graph``.
+
+Names are resolved through lexical scopes, so a subgraph's reference to an outer value becomes
+a real use of that ``Value``. Attributes stay as their protos until read; external tensors are
+located (and checked to stay inside the model's folder) but not read until needed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
+
+from neffkit.errors import FrontendError
+from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.tensor import Tensor
+from neffkit.ir.types import type_from_proto
+
+PathLike = str | os.PathLike
+
+
+def load(model: PathLike | ModelProto | bytes) -> Graph:
+    """Reads an ONNX model from a path, serialized bytes or a ModelProto into a ``Graph``.
+
+    Raises:
+        FrontendError: the file is missing, not an ONNX model, or refers to something invalid.
+    """
+    base_dir: str | None = None
+    source = "<ModelProto>"
+    if isinstance(model, ModelProto):
+        proto = model
+    elif isinstance(model, bytes | bytearray):
+        proto = _parse(bytes(model), "<bytes>")
+    else:
+        path = os.fspath(model)
+        source = path
+        if not os.path.exists(path):
+            raise FrontendError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise FrontendError(f"{path}: is a directory, expected an .onnx file")
+        with open(path, "rb") as f:
+            data = f.read()
+        proto = _parse(data, path)
+        base_dir = os.path.dirname(os.path.abspath(path))
+    try:
+        graph = _Loader(base_dir, source).model(proto)
+    except FrontendError:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        raise FrontendError(f"{source}: malformed model: {e}") from e
+    graph.meta.source_path = None if base_dir is None else os.path.abspath(os.fspath(model))
+    return graph
+
+
+def _parse(data: bytes, where: str) -> ModelProto:
+    if not data:
+        raise FrontendError(f"{where}: file is empty, expected an ONNX model")
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as e:
+        raise FrontendError(
+            f"{where}: not a valid ONNX model (protobuf decode failed: {e}); "
+            "the file may be truncated or of another format"
+        ) from e
+    if not proto.HasField("graph"):
+        raise FrontendError(f"{where}: parsed as protobuf but holds no ONNX graph")
+    return proto
+
+
+class _Scope:
+    """Name -> Value for one graph, chained to the enclosing graph's scope."""
+
+    __slots__ = ("names", "outer")
+
+    def __init__(self, outer: _Scope | None) -> None:
+        self.names: dict[str, Value] = {}
+        self.outer = outer
+
+    def lookup(self, name: str) -> Value | None:
+        s: _Scope | None = self
+        while s is not None:
+            v = s.names.get(name)
+            if v is not None:
+                return v
+            s = s.outer
+        return None
+
+
+class _Loader:
+    def __init__(self, base_dir: str | None, source: str) -> None:
+        self.base_dir = base_dir
+        self.source = source
+
+    def model(self, mp: ModelProto) -> Graph:
+        opsets = {}
+        for o in mp.opset_import:
+            opsets["" if o.domain == "ai.onnx" else o.domain] = o.version
+        if mp.ir_version >= 3 and "" not in opsets and not mp.opset_import:
+            opsets[""] = 1
+        g = self.graph(mp.graph, None)
+        g.opset_imports = opsets
+        m = g.meta
+        m.ir_version = mp.ir_version
+        m.producer_name = mp.producer_name
+        m.producer_version = mp.producer_version
+        m.domain = mp.domain
+        m.model_version = mp.model_version
+        m.doc_string = mp.doc_string
+        m.metadata_props = {p.key: p.value for p in mp.metadata_props}
+        m.functions = list(mp.functions)
+        return g
+
+    def graph(self, gp: GraphProto, outer: _Scope | None) -> Graph:
+        g = Graph(gp.name)
+        g.doc_string = gp.doc_string
+        scope = _Scope(outer)
+        names = scope.names
+        types = {vi.name: vi.type for vi in gp.value_info}
+        for tp in gp.initializer:
+            v = Value(tp.name, const=Tensor.from_proto(tp, self.base_dir))
+            g.add_initializer(v)
+            names[tp.name] = v
+        for vi in gp.input:
+            v = names.get(vi.name)
+            if v is None:
+                v = Value(vi.name, type_from_proto(vi.type))
+                names[vi.name] = v
+            else:
+                v.type = type_from_proto(vi.type)
+            g.add_input(v)
+        if gp.sparse_initializer:
+            if outer is None:
+                g.meta.sparse_initializers = list(gp.sparse_initializer)
+            for sp in gp.sparse_initializer:
+                arr = _sparse_to_dense(sp)
+                v = Value(sp.values.name, const=Tensor(arr, sp.values.name))
+                g.add_initializer(v)
+                names[sp.values.name] = v
+        node_protos = list(gp.node)
+        if not self._in_order(node_protos, scope):
+            node_protos = self._toposort(node_protos, scope, gp.name)
+        for np_ in node_protos:
+            self.node(np_, g, scope, types)
+        outs = []
+        for vi in gp.output:
+            v = scope.lookup(vi.name)
+            if v is None:
+                raise FrontendError(
+                    f"{self.source}: graph '{gp.name}' output '{vi.name}' is produced by no node, "
+                    "input or initializer"
+                )
+            t = type_from_proto(vi.type)
+            if t is not None and (v.type is None or v.producer is not None):
+                v.type = t
+            outs.append(v)
+        g.set_outputs(outs)
+        return g
+
+    def node(self, np_: NodeProto, g: Graph, scope: _Scope, types: dict[str, Any]) -> None:
+        inputs: list[Value | None] = []
+        for name in np_.input:
+            if not name:
+                inputs.append(None)
+                continue
+            v = scope.lookup(name)
+            if v is None:
+                raise FrontendError(
+                    f"{self.source}: node '{np_.name or '<unnamed>'}' ({np_.op_type}) reads "
+                    f"'{name}', which no earlier node, graph input or initializer defines"
+                )
+            inputs.append(v)
+        attrs = {}
+        for ap in np_.attribute:
+            if ap.type == AttributeProto.GRAPH:
+                attrs[ap.name] = Attr(ap.name, ap.type, self.graph(ap.g, scope))
+            elif ap.type == AttributeProto.GRAPHS:
+                attrs[ap.name] = Attr(ap.name, ap.type, [self.graph(x, scope) for x in ap.graphs])
+            elif ap.type == AttributeProto.TENSOR:
+                a = Attr(ap.name, ap.type, Tensor.from_proto(ap.t, self.base_dir))
+                a._proto = ap
+                attrs[ap.name] = a
+            else:
+                attrs[ap.name] = Attr.lazy(ap)
+        outputs = []
+        for name in np_.output:
+            tp = types.get(name)
+            outputs.append(Value(name, type_from_proto(tp) if tp is not None else None))
+        node = Node(
+            np_.op_type,
+            inputs,
+            domain=np_.domain,
+            attributes=attrs,
+            outputs=outputs,
+            name=np_.name,
+            overload=np_.overload,
+        )
+        node.doc_string = np_.doc_string
+        for a in attrs.values():
+            if a.type == AttributeProto.GRAPH:
+                a.value.parent = node
+            elif a.type == AttributeProto.GRAPHS:
+                for sub in a.value:
+                    sub.parent = node
+        g.append(node)
+        names = scope.names
+        for v in outputs:
+            if v.name:
+                names[v.name] = v
+
+    def _in_order(self, protos: list[NodeProto], scope: _Scope) -> bool:
+        defined = set()
+        for np_ in protos:
+            for name in np_.input:
+                if name and name not in defined and scope.lookup(name) is None:
+                    return False
+            defined.update(np_.output)
+        return True
+
+    def _toposort(self, protos: list[NodeProto], scope: _Scope, gname: str) -> list[NodeProto]:
+        """Kahn's algorithm over names, for files whose nodes are not in topological order."""
+        producer = {}
+        for i, np_ in enumerate(protos):
+            for o in np_.output:
+                if o:
+                    producer[o] = i
+        deps: list[set[int]] = []
+        for i, np_ in enumerate(protos):
+            d = set()
+            for name in _all_reads(np_):
+                j = producer.get(name)
+                if j is not None and j != i:
+                    d.add(j)
+            deps.append(d)
+        order = _stable_topo(len(protos), deps)
+        if len(order) != len(protos):
+            placed = set(order)
+            stuck = next(protos[i] for i in range(len(protos)) if i not in placed)
+            raise FrontendError(
+                f"{self.source}: graph '{gname}' has a cycle or undefined input around node "
+                f"'{stuck.name or '<unnamed>'}' ({stuck.op_type})"
+            )
+        return [protos[i] for i in order]
+
+
+def _all_reads(np_: NodeProto) -> list[str]:
+    """Names a node reads, including those its subgraphs take from the outer scope."""
+    names = [n for n in np_.input if n]
+    stack = [a for a in np_.attribute]
+    while stack:
+        ap = stack.pop()
+        for sub in [ap.g] if ap.type == AttributeProto.GRAPH else list(ap.graphs):
+            for sn in sub.node:
+                names.extend(n for n in sn.input if n)
+                stack.extend(sn.attribute)
+    return names
+
+
+def _stable_topo(n: int, deps: list[set[int]]) -> list[int]:
+    """Topological order that keeps the file's order wherever dependencies allow."""
+    import heapq
+
+    users: list[list[int]] = [[] for _ in range(n)]
+    for i, d in enumerate(deps):
+        for j in d:
+            users[j].append(i)
+    remaining = [len(d) for d in deps]
+    heap = [i for i, r in enumerate(remaining) if r == 0]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        i = heapq.heappop(heap)
+        out.append(i)
+        for u in users[i]:
+            remaining[u] -= 1
+            if remaining[u] == 0:
+                heapq.heappush(heap, u)
+    return out
+
+
+def _sparse_to_dense(sp: onnx.SparseTensorProto) -> Any:
+    import numpy as np
+
+    values = onnx.numpy_helper.to_array(sp.values)
+    idx = onnx.numpy_helper.to_array(sp.indices)
+    dims = tuple(sp.dims)
+    dense = np.zeros(int(np.prod(dims)) if dims else 1, dtype=values.dtype)
+    if idx.ndim == 2:
+        idx = np.ravel_multi_index(tuple(idx.T), dims)
+    dense[idx.reshape(-1)] = values.reshape(-1)
+    return dense.reshape(dims)
+
+
+# -- attributes -------------------------------------------------------------------------------
+
+_PLAIN = {
+    AttributeProto.FLOAT: lambda a: a.f,
+    AttributeProto.INT: lambda a: a.i,
+    AttributeProto.STRING: lambda a: a.s.decode("utf-8", "surrogateescape"),
+    AttributeProto.FLOATS: lambda a: list(a.floats),
+    AttributeProto.INTS: lambda a: list(a.ints),
+    AttributeProto.STRINGS: lambda a: [s.decode("utf-8", "surrogateescape") for s in a.strings],
+    AttributeProto.TENSOR: lambda a: Tensor.from_proto(a.t),
+    AttributeProto.TENSORS: lambda a: [Tensor.from_proto(t) for t in a.tensors],
+    AttributeProto.SPARSE_TENSOR: lambda a: a.sparse_tensor,
+    AttributeProto.SPARSE_TENSORS: lambda a: list(a.sparse_tensors),
+    AttributeProto.TYPE_PROTO: lambda a: a.tp,
+    AttributeProto.TYPE_PROTOS: lambda a: list(a.type_protos),
+}
+
+
+def decode_attribute(ap: AttributeProto) -> Any:
+    """The Python value of a non-graph attribute (strings as str, tensors as Tensor)."""
+    if ap.ref_attr_name and ap.type == AttributeProto.UNDEFINED:
+        return None
+    fn = _PLAIN.get(ap.type)
+    if fn is None:
+        raise FrontendError(f"attribute '{ap.name}' has unsupported type {ap.type}")
+    return fn(ap)
+
+
+def infer_attribute_type(value: Any) -> int:
+    """Guesses the AttributeProto type of a Python value (lists take their first element's)."""
+    if isinstance(value, bool | int):
+        return AttributeProto.INT
+    if isinstance(value, float):
+        return AttributeProto.FLOAT
+    if isinstance(value, str | bytes):
+        return AttributeProto.STRING
+    if isinstance(value, Tensor):
+        return AttributeProto.TENSOR
+    if isinstance(value, Graph):
+        return AttributeProto.GRAPH
+    if isinstance(value, list | tuple):
+        if not value:
+            return AttributeProto.INTS
+        first = infer_attribute_type(value[0])
+        if first == AttributeProto.INT and any(isinstance(x, float) for x in value):
+            return AttributeProto.FLOATS
+        return {
+            AttributeProto.INT: AttributeProto.INTS,
+            AttributeProto.FLOAT: AttributeProto.FLOATS,
+            AttributeProto.STRING: AttributeProto.STRINGS,
+            AttributeProto.TENSOR: AttributeProto.TENSORS,
+            AttributeProto.GRAPH: AttributeProto.GRAPHS,
+        }[first]
+    raise TypeError(f"cannot infer an ONNX attribute type for {type(value).__name__}")

@@ -1,0 +1,603 @@
+"""The IR: ``Graph`` owns ``Node``s in topological order; ``Value``s carry ordered use-lists.
+
+Every ``Value`` has one producer: a node output, a graph input, or an initializer (a graph
+constant). Its uses are ``(node, input index)`` pairs in a dict, which keeps insertion order
+and O(1) add/remove. Mutate only through the methods here so use-lists stay right; nodes
+live in a doubly linked list, so insert/remove are O(1) and safe while iterating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from onnx import AttributeProto
+
+from neffkit.errors import VerificationError, describe_node
+from neffkit.ir.tensor import Tensor
+from neffkit.ir.types import Shape, TensorType, ValueType
+
+Use = tuple["Node", int]
+
+
+class Value:
+    """An SSA value: produced once, used by ``(node, index)`` pairs in first-use order."""
+
+    __slots__ = ("name", "type", "producer", "index", "const", "_graph", "_uses", "_outputs_of")
+
+    def __init__(
+        self,
+        name: str = "",
+        type: ValueType | None = None,  # noqa: A002 - mirrors ONNX's ValueInfo.type
+        *,
+        const: Tensor | None = None,
+    ) -> None:
+        self.name = name
+        self.type = type
+        self.producer: Node | None = None
+        self.index = 0
+        self.const = const
+        self._graph: Graph | None = None
+        self._uses: dict[Use, None] = {}
+        self._outputs_of: dict[Graph, int] | None = None
+
+    # -- facts --------------------------------------------------------------------------------
+
+    @property
+    def graph(self) -> Graph | None:
+        """The graph the value is defined in (its producer's graph, or its input's graph)."""
+        return self.producer.graph if self.producer is not None else self._graph
+
+    @property
+    def uses(self) -> list[Use]:
+        """``(node, input index)`` pairs, in the order the uses were added."""
+        return list(self._uses)
+
+    @property
+    def users(self) -> list[Node]:
+        """Distinct nodes that use the value, in first-use order."""
+        return list(dict.fromkeys(n for n, _ in self._uses))
+
+    @property
+    def num_uses(self) -> int:
+        """Number of node inputs that read the value (graph outputs not counted)."""
+        return len(self._uses)
+
+    @property
+    def is_graph_output(self) -> bool:
+        """True when some graph lists this value among its outputs."""
+        return bool(self._outputs_of)
+
+    @property
+    def is_initializer(self) -> bool:
+        """True for a graph constant (ONNX initializer)."""
+        return self.producer is None and self.const is not None
+
+    @property
+    def dtype(self) -> int | None:
+        """The element type when the value is a tensor of known type."""
+        if isinstance(self.type, TensorType):
+            return self.type.dtype
+        if self.const is not None:
+            return self.const.dtype
+        return None
+
+    @property
+    def shape(self) -> Shape:
+        """The shape when known (constants always know theirs)."""
+        if self.const is not None:
+            return self.const.shape
+        if isinstance(self.type, TensorType):
+            return self.type.shape
+        return None
+
+    # -- mutation -----------------------------------------------------------------------------
+
+    def replace_all_uses_with(self, other: Value) -> None:
+        """Makes every user (node inputs and graph outputs) read ``other`` instead."""
+        if other is self:
+            return
+        for node, i in list(self._uses):
+            node.set_input(i, other)
+        if self._outputs_of:
+            for g in list(self._outputs_of):
+                g.replace_output(self, other)
+
+    def __repr__(self) -> str:
+        src = "input"
+        if self.producer is not None:
+            src = f"{self.producer.op_type}#{self.index}"
+        elif self.const is not None:
+            src = "const"
+        return f"Value({self.name!r}, {self.type!r}, {src})"
+
+
+class Attr:
+    """A node attribute; decoded lazily from its AttributeProto and reused unchanged on export.
+
+    Attributes are immutable: change one by assigning a new ``Attr`` to ``node.attributes``.
+    """
+
+    __slots__ = ("name", "type", "_value", "_proto", "ref")
+
+    def __init__(self, name: str, type: int, value: Any, *, ref: str = "") -> None:  # noqa: A002
+        self.name = name
+        self.type = type
+        self._value = value
+        self._proto: AttributeProto | None = None
+        self.ref = ref
+
+    @classmethod
+    def lazy(cls, proto: AttributeProto) -> Attr:
+        """Wraps a non-graph AttributeProto; the Python value is decoded on first access."""
+        a = cls.__new__(cls)
+        a.name = proto.name
+        a.type = proto.type
+        a._value = _UNSET
+        a._proto = proto
+        a.ref = proto.ref_attr_name
+        return a
+
+    @property
+    def value(self) -> Any:
+        """int, float, str, Tensor, Graph, or a list of those; TypeProtos stay protos."""
+        if self._value is _UNSET:
+            from neffkit.frontends.onnx import decode_attribute
+
+            self._value = decode_attribute(self._proto)
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Attr({self.name}={self.value!r})"
+
+
+_UNSET: Any = object()
+
+_GRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
+
+
+class Node:
+    """An operator application: op identity, ordered inputs (``None`` = omitted), attributes,
+    output values, and the graph that owns it."""
+
+    __slots__ = (
+        "op_type",
+        "domain",
+        "overload",
+        "name",
+        "attributes",
+        "_inputs",
+        "outputs",
+        "graph",
+        "_prev",
+        "_next",
+        "doc_string",
+    )
+
+    def __init__(
+        self,
+        op_type: str,
+        inputs: Sequence[Value | None] = (),
+        *,
+        domain: str = "",
+        attributes: dict[str, Attr] | Iterable[Attr] | None = None,
+        num_outputs: int = 1,
+        outputs: Sequence[Value] | None = None,
+        name: str = "",
+        overload: str = "",
+    ) -> None:
+        self.op_type = op_type
+        self.domain = "" if domain == "ai.onnx" else domain
+        self.overload = overload
+        self.name = name
+        self.doc_string = ""
+        if attributes is None:
+            self.attributes: dict[str, Attr] = {}
+        elif isinstance(attributes, dict):
+            self.attributes = dict(attributes)
+        else:
+            self.attributes = {a.name: a for a in attributes}
+        self.graph: Graph | None = None
+        self._prev: Node | None = None
+        self._next: Node | None = None
+        self._inputs: list[Value | None] = list(inputs)
+        for i, v in enumerate(self._inputs):
+            if v is not None:
+                v._uses[(self, i)] = None
+        outs = list(outputs) if outputs is not None else [Value() for _ in range(num_outputs)]
+        for i, v in enumerate(outs):
+            if v.producer is not None or v._graph is not None:
+                raise VerificationError(f"value '{v.name}' already has a producer", self)
+            v.producer = self
+            v.index = i
+        self.outputs: tuple[Value, ...] = tuple(outs)
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> tuple[Value | None, ...]:
+        """The input values; ``None`` marks an omitted optional input."""
+        return tuple(self._inputs)
+
+    def set_input(self, index: int, value: Value | None) -> None:
+        """Replaces input ``index``, updating both values' use-lists."""
+        old = self._inputs[index]
+        if old is value:
+            return
+        if old is not None:
+            old._uses.pop((self, index), None)
+        self._inputs[index] = value
+        if value is not None:
+            value._uses[(self, index)] = None
+
+    def append_input(self, value: Value | None) -> None:
+        """Adds an input at the end."""
+        self._inputs.append(value)
+        if value is not None:
+            value._uses[(self, len(self._inputs) - 1)] = None
+
+    def set_inputs(self, values: Sequence[Value | None]) -> None:
+        """Replaces the whole input list."""
+        self._drop_input_uses()
+        self._inputs = list(values)
+        for i, v in enumerate(self._inputs):
+            if v is not None:
+                v._uses[(self, i)] = None
+
+    def _drop_input_uses(self) -> None:
+        for i, v in enumerate(self._inputs):
+            if v is not None:
+                v._uses.pop((self, i), None)
+
+    # -- attributes and subgraphs ------------------------------------------------------------
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        """The decoded value of attribute ``name``, or ``default`` when absent."""
+        a = self.attributes.get(name)
+        return default if a is None else a.value
+
+    def set_attr(self, name: str, value: Any, type: int | None = None) -> None:  # noqa: A002
+        """Sets an attribute from a Python value; the ONNX type is inferred unless given."""
+        from neffkit.frontends.onnx import infer_attribute_type
+
+        t = type if type is not None else infer_attribute_type(value)
+        self.attributes[name] = Attr(name, t, value)
+        if t in _GRAPH_TYPES:
+            for g in value if isinstance(value, list) else [value]:
+                g.parent = self
+
+    @property
+    def subgraphs(self) -> list[Graph]:
+        """The graphs held in GRAPH / GRAPHS attributes (Loop body, If branches ...)."""
+        out: list[Graph] = []
+        for a in self.attributes.values():
+            if a.type == AttributeProto.GRAPH:
+                out.append(a.value)
+            elif a.type == AttributeProto.GRAPHS:
+                out.extend(a.value)
+        return out
+
+    @property
+    def prev(self) -> Node | None:
+        """The node before this one in its graph."""
+        return self._prev
+
+    @property
+    def next(self) -> Node | None:
+        """The node after this one in its graph."""
+        return self._next
+
+    def __repr__(self) -> str:
+        return describe_node(self)
+
+
+class Graph:
+    """A graph: inputs, outputs, initializers and a topologically ordered node list.
+
+    The top-level graph also records the model's opset imports and metadata; subgraphs
+    (``Loop`` bodies, ``If`` branches) point to the node that holds them through ``parent``.
+    """
+
+    __slots__ = (
+        "name",
+        "_inputs",
+        "_outputs",
+        "initializers",
+        "_head",
+        "_tail",
+        "_len",
+        "parent",
+        "opset_imports",
+        "meta",
+        "version",
+        "doc_string",
+        "_cache",
+        "__weakref__",
+    )
+
+    def __init__(self, name: str = "main", *, opset_imports: dict[str, int] | None = None):
+        self.name = name
+        self._inputs: list[Value] = []
+        self._outputs: list[Value] = []
+        self.initializers: dict[str, Value] = {}
+        self._head: Node | None = None
+        self._tail: Node | None = None
+        self._len = 0
+        self.parent: Node | None = None
+        self.opset_imports: dict[str, int] = dict(opset_imports or {})
+        self.meta: ModelMeta = ModelMeta()
+        self.version = 0
+        self.doc_string = ""
+        self._cache: dict[str, tuple[int, Any]] = {}
+
+    # -- node list ----------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Node]:
+        """Nodes in order; removing the current node while iterating is safe."""
+        node = self._head
+        while node is not None:
+            nxt = node._next
+            yield node
+            node = nxt
+
+    def __reversed__(self) -> Iterator[Node]:
+        node = self._tail
+        while node is not None:
+            prv = node._prev
+            yield node
+            node = prv
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def nodes(self) -> list[Node]:
+        """A snapshot list of the nodes in order."""
+        return list(self)
+
+    def append(self, node: Node) -> Node:
+        """Adds ``node`` at the end and returns it."""
+        self._link(node, self._tail, None)
+        return node
+
+    def insert_before(self, anchor: Node, node: Node) -> Node:
+        """Inserts ``node`` right before ``anchor`` (which must belong to this graph)."""
+        self._check_owned(anchor)
+        self._link(node, anchor._prev, anchor)
+        return node
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        """Inserts ``node`` right after ``anchor``."""
+        self._check_owned(anchor)
+        self._link(node, anchor, anchor._next)
+        return node
+
+    def _check_owned(self, node: Node) -> None:
+        if node.graph is not self:
+            raise VerificationError("anchor node is not in this graph", node)
+
+    def _link(self, node: Node, prev: Node | None, nxt: Node | None) -> None:
+        if node.graph is not None:
+            raise VerificationError("node already belongs to a graph", node)
+        node.graph = self
+        node._prev = prev
+        node._next = nxt
+        if prev is None:
+            self._head = node
+        else:
+            prev._next = node
+        if nxt is None:
+            self._tail = node
+        else:
+            nxt._prev = node
+        self._len += 1
+        self.version += 1
+
+    def remove(self, node: Node, *, safe: bool = True) -> None:
+        """Unlinks ``node`` and drops its input uses.
+
+        Args:
+            node: a node of this graph.
+            safe: refuse when an output is still used (else the caller takes responsibility).
+        """
+        self._check_owned(node)
+        if safe:
+            for v in node.outputs:
+                if v._uses or v._outputs_of:
+                    raise VerificationError(
+                        f"cannot remove: output '{v.name}' still has {len(v._uses)} uses"
+                        + (" and is a graph output" if v._outputs_of else ""),
+                        node,
+                    )
+        node._drop_input_uses()
+        prev, nxt = node._prev, node._next
+        if prev is None:
+            self._head = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._tail = prev
+        else:
+            nxt._prev = prev
+        node._prev = node._next = None
+        node.graph = None
+        self._len -= 1
+        self.version += 1
+
+    erase = remove
+
+    # -- inputs, outputs, constants -----------------------------------------------------------
+
+    @property
+    def inputs(self) -> tuple[Value, ...]:
+        """Graph inputs, in order (IR v3 models may list initializers here too)."""
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Value, ...]:
+        """Graph outputs, in order."""
+        return tuple(self._outputs)
+
+    def add_input(self, value: Value) -> Value:
+        """Appends a graph input (a value with no producer)."""
+        if value.producer is not None or (value._graph is not None and value._graph is not self):
+            raise VerificationError(f"value '{value.name}' already has a producer")
+        value._graph = self
+        self._inputs.append(value)
+        self.version += 1
+        return value
+
+    def remove_input(self, value: Value) -> None:
+        """Removes a graph input; it must be unused (and not also an initializer)."""
+        if value._uses:
+            raise VerificationError(f"graph input '{value.name}' is still used")
+        self._inputs.remove(value)
+        if value.const is None:
+            value._graph = None
+        self.version += 1
+
+    def add_initializer(self, value: Value) -> Value:
+        """Registers a constant value (``value.const`` must be set) under ``value.name``."""
+        if value.const is None:
+            raise VerificationError(f"initializer '{value.name}' has no tensor")
+        if value.producer is not None:
+            raise VerificationError(f"initializer '{value.name}' has a producer")
+        value._graph = self
+        key = value.name
+        if not key or key in self.initializers and self.initializers[key] is not value:
+            key = _fresh_key(self.initializers, value.name or "const")
+            value.name = key
+        self.initializers[key] = value
+        self.version += 1
+        return value
+
+    def remove_initializer(self, value: Value) -> None:
+        """Drops an unused constant (also from the inputs, if it is an IR v3 input)."""
+        if value._uses or value._outputs_of:
+            raise VerificationError(f"initializer '{value.name}' is still used")
+        for k, v in list(self.initializers.items()):
+            if v is value:
+                del self.initializers[k]
+        if value in self._inputs:
+            self._inputs.remove(value)
+        value._graph = None
+        self.version += 1
+
+    def add_output(self, value: Value) -> None:
+        """Appends a graph output."""
+        self._outputs.append(value)
+        _count_output(value, self, +1)
+        self.version += 1
+
+    def set_outputs(self, values: Sequence[Value]) -> None:
+        """Replaces the output list."""
+        for v in self._outputs:
+            _count_output(v, self, -1)
+        self._outputs = list(values)
+        for v in self._outputs:
+            _count_output(v, self, +1)
+        self.version += 1
+
+    def replace_output(self, old: Value, new: Value) -> None:
+        """Makes every output slot that holds ``old`` hold ``new``."""
+        for i, v in enumerate(self._outputs):
+            if v is old:
+                self._outputs[i] = new
+                _count_output(old, self, -1)
+                _count_output(new, self, +1)
+        self.version += 1
+
+    # -- walking ------------------------------------------------------------------------------
+
+    def all_nodes(self) -> Iterator[Node]:
+        """Every node of this graph and, depth first after their parent, of its subgraphs."""
+        stack: list[Iterator[Node]] = [iter(self)]
+        while stack:
+            node = next(stack[-1], None)
+            if node is None:
+                stack.pop()
+                continue
+            yield node
+            subs = node.subgraphs
+            for g in reversed(subs):
+                stack.append(iter(g))
+
+    def all_graphs(self) -> Iterator[Graph]:
+        """This graph and every nested subgraph."""
+        yield self
+        for node in self.all_nodes():
+            yield from node.subgraphs
+
+    @property
+    def root(self) -> Graph:
+        """The top-level graph this graph is nested in (itself if top level)."""
+        g = self
+        while g.parent is not None and g.parent.graph is not None:
+            g = g.parent.graph
+        return g
+
+    def opset(self, domain: str = "") -> int | None:
+        """The opset version imported for ``domain`` (looked up on the top-level graph)."""
+        return self.root.opset_imports.get(domain)
+
+    def cached(self, key: str, build: Any) -> Any:
+        """Returns ``build(self)``, cached until the graph's version changes."""
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        value = build(self)
+        self._cache[key] = (self.version, value)
+        return value
+
+    def __repr__(self) -> str:
+        return (
+            f"Graph({self.name!r}, {len(self._inputs)} inputs, {len(self._outputs)} outputs, "
+            f"{self._len} nodes, {len(self.initializers)} initializers)"
+        )
+
+
+class ModelMeta:
+    """Model-level data carried through a round trip unchanged (top-level graph only)."""
+
+    __slots__ = (
+        "ir_version",
+        "producer_name",
+        "producer_version",
+        "domain",
+        "model_version",
+        "doc_string",
+        "metadata_props",
+        "functions",
+        "sparse_initializers",
+        "source_path",
+    )
+
+    def __init__(self) -> None:
+        self.ir_version: int | None = None
+        self.producer_name = "neffkit"
+        self.producer_version = ""
+        self.domain = ""
+        self.model_version = 0
+        self.doc_string = ""
+        self.metadata_props: dict[str, str] = {}
+        self.functions: list[Any] = []
+        self.sparse_initializers: list[Any] = []
+        self.source_path: str | None = None
+
+
+def _count_output(value: Value, graph: Graph, delta: int) -> None:
+    d = value._outputs_of
+    if d is None:
+        d = value._outputs_of = {}
+    n = d.get(graph, 0) + delta
+    if n > 0:
+        d[graph] = n
+    else:
+        d.pop(graph, None)
+
+
+def _fresh_key(table: dict[str, Any], hint: str) -> str:
+    i = 1
+    while f"{hint}_{i}" in table:
+        i += 1
+    return f"{hint}_{i}"

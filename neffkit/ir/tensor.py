@@ -1,0 +1,243 @@
+"""Constant tensors: numpy-backed, decoded lazily, content-hashed once for deduplication.
+
+A ``Tensor`` is built from a numpy array, from an ONNX ``TensorProto`` (decoded only when the
+values are asked for) or from an external-data reference (read only when needed). The content
+hash covers dtype, shape and bytes, so two tensors with equal hashes are equal up to a hash
+collision; callers that merge tensors confirm with :meth:`Tensor.equals`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from neffkit.errors import FrontendError
+
+_NP_CACHE: dict[int, np.dtype] = {}
+
+
+def np_dtype(elem_type: int) -> np.dtype:
+    """Maps an ONNX element type (``TensorProto.FLOAT`` ...) to its numpy dtype."""
+    dt = _NP_CACHE.get(elem_type)
+    if dt is None:
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+        _NP_CACHE[elem_type] = dt
+    return dt
+
+
+def onnx_dtype(dtype: Any) -> int:
+    """Maps a numpy dtype (or anything ``np.dtype`` accepts) to its ONNX element type."""
+    dt = np.dtype(dtype)
+    if dt.kind in ("U", "S", "O"):
+        return TensorProto.STRING
+    return onnx.helper.np_dtype_to_tensor_dtype(dt)
+
+
+def dtype_name(elem_type: int | None) -> str:
+    """Returns the ONNX spelling of an element type (``float``, ``int64`` ...)."""
+    if elem_type is None:
+        return "?"
+    try:
+        return TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"dtype{elem_type}"
+
+
+class ExternalData:
+    """Where an external tensor's bytes live: an already validated absolute path and a range."""
+
+    __slots__ = ("path", "offset", "length")
+
+    def __init__(self, path: str, offset: int = 0, length: int | None = None) -> None:
+        self.path = path
+        self.offset = offset
+        self.length = length
+
+
+class Tensor:
+    """An immutable constant tensor.
+
+    Build it from a numpy array (``Tensor(arr)``) or with :meth:`from_proto`. The array, the
+    protobuf form and the content hash are each computed at most once.
+    """
+
+    __slots__ = ("name", "dtype", "shape", "_array", "_proto", "_external", "_hash")
+
+    def __init__(self, array: Any = None, name: str = "") -> None:
+        self.name = name
+        self._proto: TensorProto | None = None
+        self._external: ExternalData | None = None
+        self._hash: bytes | None = None
+        if array is None:
+            self._array = None
+            self.dtype = TensorProto.UNDEFINED
+            self.shape: tuple[int, ...] = ()
+            return
+        arr = np.asarray(array)
+        if arr.dtype.kind in ("U", "S"):
+            arr = arr.astype(object)
+        self._array = arr
+        self.dtype = onnx_dtype(arr.dtype)
+        self.shape = tuple(int(d) for d in arr.shape)
+
+    @classmethod
+    def from_proto(cls, proto: TensorProto, base_dir: str | None = None) -> Tensor:
+        """Wraps a TensorProto without decoding it; external data is located, not read.
+
+        Raises:
+            FrontendError: the external-data location escapes ``base_dir`` or is missing.
+        """
+        t = cls.__new__(cls)
+        t.name = proto.name
+        t.dtype = proto.data_type
+        t.shape = tuple(proto.dims)
+        t._array = None
+        t._hash = None
+        t._external = None
+        t._proto = proto
+        if proto.data_location == TensorProto.EXTERNAL:
+            t._external = resolve_external(proto, base_dir)
+        return t
+
+    # -- values -----------------------------------------------------------------------------
+
+    @property
+    def is_external(self) -> bool:
+        """True while the bytes still live in an external file that has not been read."""
+        return self._array is None and self._external is not None
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the values in bytes (strings count their encoded length)."""
+        if self.dtype == TensorProto.STRING:
+            return int(sum(len(s) for s in self.numpy().reshape(-1)))
+        try:
+            item = np_dtype(self.dtype).itemsize
+        except Exception:  # noqa: BLE001 - exotic types (float4) have no numpy itemsize
+            item = 1
+        if self.dtype in (
+            TensorProto.INT4,
+            TensorProto.UINT4,
+            getattr(TensorProto, "FLOAT4E2M1", -1),
+        ):
+            return (self.size + 1) // 2
+        return self.size * item
+
+    def numpy(self) -> np.ndarray:
+        """The values as a numpy array (decoded or read from external data on first use)."""
+        if self._array is None:
+            self._array = self._decode()
+        return self._array
+
+    def _decode(self) -> np.ndarray:
+        proto = self._proto
+        assert proto is not None
+        if self._external is not None:
+            ext = self._external
+            dt = np_dtype(proto.data_type)
+            count = self.size
+            with open(ext.path, "rb") as f:
+                f.seek(ext.offset)
+                nbytes = ext.length if ext.length is not None else count * dt.itemsize
+                buf = f.read(nbytes)
+            if len(buf) < count * dt.itemsize:
+                raise FrontendError(
+                    f"external data for tensor '{proto.name}' in {ext.path} is truncated: "
+                    f"expected {count * dt.itemsize} bytes at offset {ext.offset}, got {len(buf)}"
+                )
+            return np.frombuffer(buf, dtype=dt, count=count).reshape(self.shape).copy()
+        return numpy_helper.to_array(proto)
+
+    def to_proto(self) -> TensorProto:
+        """The TensorProto form; reuses the original proto when the tensor came from one."""
+        if self._proto is not None and self._external is None:
+            if self._proto.name != self.name:
+                p = TensorProto()
+                p.CopyFrom(self._proto)
+                p.name = self.name
+                return p
+            return self._proto
+        arr = self.numpy()
+        p = numpy_helper.from_array(arr, self.name)
+        return p
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def content_hash(self) -> bytes:
+        """A digest of (dtype, shape, bytes), computed once and cached."""
+        if self._hash is None:
+            h = hashlib.blake2b(digest_size=16)
+            h.update(repr((self.dtype, self.shape)).encode())
+            h.update(self._raw_bytes())
+            self._hash = h.digest()
+        return self._hash
+
+    def _raw_bytes(self) -> bytes:
+        p = self._proto
+        if self._array is None and p is not None and self._external is None and p.raw_data:
+            return p.raw_data
+        arr = self.numpy()
+        if arr.dtype == object:
+            return b"\0".join(s if isinstance(s, bytes) else str(s).encode() for s in arr.flat)
+        return np.ascontiguousarray(arr).tobytes()
+
+    def equals(self, other: Tensor) -> bool:
+        """Byte-exact equality of dtype, shape and values (confirms a hash match)."""
+        if self is other:
+            return True
+        if self.dtype != other.dtype or self.shape != other.shape:
+            return False
+        return self._raw_bytes() == other._raw_bytes()
+
+    def __repr__(self) -> str:
+        return f"Tensor({dtype_name(self.dtype)}{list(self.shape)}, name={self.name!r})"
+
+
+def resolve_external(proto: TensorProto, base_dir: str | None) -> ExternalData:
+    """Validates an external-data reference and returns its absolute location.
+
+    The location must be a relative path that stays inside the model's folder after links
+    are resolved; anything else is refused so a model cannot make us read arbitrary files.
+    """
+    info = {e.key: e.value for e in proto.external_data}
+    location = info.get("location", "")
+    where = f"tensor '{proto.name}'"
+    if base_dir is None:
+        raise FrontendError(
+            f"{where} stores its data externally ('{location}') but the model was not loaded "
+            "from a file, so there is no folder to resolve it against"
+        )
+    if not location:
+        raise FrontendError(f"{where} has external data with no location")
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:3]:
+        raise FrontendError(f"{where}: external data location '{location}' is an absolute path")
+    norm = os.path.normpath(location)
+    if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
+        raise FrontendError(
+            f"{where}: external data location '{location}' points outside the model's folder"
+        )
+    base_real = os.path.realpath(base_dir)
+    full = os.path.realpath(os.path.join(base_real, norm))
+    if os.path.commonpath([base_real, full]) != base_real:
+        raise FrontendError(
+            f"{where}: external data location '{location}' resolves (through a link) to "
+            f"{full}, outside the model's folder {base_real}"
+        )
+    if not os.path.isfile(full):
+        raise FrontendError(f"{where}: external data file '{location}' not found in {base_real}")
+    offset = int(info.get("offset", 0) or 0)
+    length = int(info["length"]) if info.get("length") else None
+    return ExternalData(full, offset, length)

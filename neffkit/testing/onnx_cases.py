@@ -1,0 +1,130 @@
+"""The ONNX package's own test material, as plain cases: node tests and shipped models.
+
+Used by the round-trip and conformance tests and by the conformance benchmark, so both read
+the same cases the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import ModelProto, TensorProto
+
+
+@dataclass
+class Case:
+    """One model with its recorded inputs and expected outputs and the case's tolerances."""
+
+    name: str
+    model: ModelProto | None
+    data_sets: list[tuple[list[np.ndarray], list[np.ndarray]]] = field(default_factory=list)
+    rtol: float = 1e-3
+    atol: float = 1e-7
+    path: str | None = None
+    op_types: tuple[str, ...] = ()
+
+    def load_model(self) -> ModelProto:
+        """The model, read from ``path`` when it was not kept in memory."""
+        if self.model is not None:
+            return self.model
+        assert self.path is not None
+        return onnx.load(self.path, load_external_data=False)
+
+
+def data_dir() -> str:
+    """The folder of the onnx package's shipped backend-test models."""
+    return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+
+
+@functools.cache
+def node_cases() -> tuple[Case, ...]:
+    """Every node test case of ``onnx.backend.test.case.node`` (generated in memory)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        raw = collect_testcases()
+    out = []
+    for c in raw:
+        ops = tuple(sorted({n.op_type for n in c.model.graph.node}))
+        sets = [(list(i), list(o)) for i, o in c.data_sets]
+        out.append(Case(c.name, c.model, sets, c.rtol, c.atol, op_types=ops))
+    return tuple(out)
+
+
+def is_plain_tensor_case(case: Case) -> bool:
+    """True when every graph input and output is a tensor (no sequences, optionals, maps)."""
+    g = case.load_model().graph
+    for vi in list(g.input) + list(g.output):
+        if vi.type.WhichOneof("value") != "tensor_type":
+            return False
+    for ins, outs in case.data_sets:
+        for a in list(ins) + list(outs):
+            if not isinstance(a, np.ndarray):
+                return False
+    return True
+
+
+def model_dir_cases(
+    groups: tuple[str, ...] = ("simple", "pytorch-converted", "pytorch-operator"),
+) -> list[Case]:
+    """Shipped model folders (``model.onnx`` plus ``test_data_set_*``), read from disk."""
+    cases = []
+    for group in groups:
+        for folder in sorted(glob.glob(os.path.join(data_dir(), group, "*"))):
+            path = os.path.join(folder, "model.onnx")
+            if not os.path.exists(path):
+                continue
+            sets = []
+            for ds in sorted(glob.glob(os.path.join(folder, "test_data_set_*"))):
+                ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "input_*.pb")))]
+                outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "output_*.pb")))]
+                sets.append((ins, outs))
+            name = f"{group}/{os.path.basename(folder)}"
+            cases.append(Case(name, None, sets, path=path))
+    return cases
+
+
+def light_cases() -> list[Case]:
+    """The ``light_*`` models (IR v3, weights built at run time) with their expected output.
+
+    Their inputs are not shipped: as in the ONNX backend test runner, each graph input that
+    is not an initializer gets ``arange(n).reshape(shape) / n`` (float32), which is what the
+    shipped outputs were computed from.
+    """
+    cases = []
+    for path in sorted(glob.glob(os.path.join(data_dir(), "light", "light_*.onnx"))):
+        base = path[: -len(".onnx")]
+        outs = [_read_pb(p) for p in sorted(glob.glob(base + "_output_*.pb"))]
+        model = onnx.load(path)
+        inits = {t.name for t in model.graph.initializer}
+        ins = []
+        for vi in model.graph.input:
+            if vi.name in inits:
+                continue
+            dims = tuple(
+                d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim
+            )
+            n = int(np.prod(dims))
+            ins.append((np.arange(n).reshape(dims) / n).astype(np.float32))
+        name = "light/" + os.path.basename(base)
+        cases.append(Case(name, model, [(ins, outs)], rtol=1e-3, atol=1e-7, path=path))
+    return cases
+
+
+def all_model_paths() -> list[str]:
+    """Every ``.onnx`` file shipped under the backend-test data folder."""
+    return sorted(glob.glob(os.path.join(data_dir(), "**", "*.onnx"), recursive=True))
+
+
+def _read_pb(path: str) -> np.ndarray:
+    t = TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return onnx.numpy_helper.to_array(t)
