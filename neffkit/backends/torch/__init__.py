@@ -1,0 +1,137 @@
+"""torch backend: Graph -> ``torch.fx.GraphModule`` (readable code), eager on CPU or CUDA,
+exportable as TorchScript. This is also neffkit's ONNX -> PyTorch converter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from neffkit.backends.torch.lowering import lower_graph, to_numpy, to_torch
+from neffkit.backends.torch.registry import supported_ops
+from neffkit.errors import BackendError
+from neffkit.ir.core import Graph, Value
+from neffkit.ir.tensor import dtype_name, np_dtype
+from neffkit.ir.types import TensorType
+
+__all__ = ["compile", "run", "runtime_inputs", "supported_ops", "to_torchscript"]
+
+
+def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.GraphModule:  # noqa: A001
+    """Lowers ``graph`` to a ``torch.fx.GraphModule``; ``print(m.code)`` shows its code.
+
+    Args:
+        graph: a top-level graph.
+        device: where to put the weights (``"cuda"``); inputs must be on the same device.
+    """
+    gm = lower_graph(graph)
+    gm.eval()
+    if device is not None:
+        gm = gm.to(device)
+    return gm
+
+
+def runtime_inputs(graph: Graph) -> list[Value]:
+    """The graph inputs a caller must feed (IR v3 inputs that have an initializer excluded)."""
+    return [v for v in graph.inputs if v.const is None]
+
+
+def prepare_inputs(
+    graph: Graph,
+    inputs: Sequence[Any] | Mapping[str, Any],
+    device: str | torch.device | None = None,
+) -> list[torch.Tensor]:
+    """Checks inputs against the graph's declared types and converts them to torch tensors."""
+    wanted = runtime_inputs(graph)
+    names = [v.name for v in wanted]
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        extra = [n for n in inputs if n not in names]
+        if missing or extra:
+            raise BackendError(
+                f"inputs do not match the model: missing {missing}, unknown {extra}; "
+                f"the model takes {names}"
+            )
+        values = [inputs[n] for n in names]
+    else:
+        values = list(inputs)
+        if len(values) != len(wanted):
+            raise BackendError(f"the model takes {len(wanted)} inputs {names}, got {len(values)}")
+    out = []
+    for v, x in zip(wanted, values):
+        if isinstance(x, torch.Tensor):
+            t = x
+        else:
+            arr = np.asarray(x)
+            _check_input(v, arr)
+            t = to_torch(arr)
+        out.append(t.to(device) if device is not None else t)
+    return out
+
+
+def _check_input(v: Value, arr: np.ndarray) -> None:
+    t = v.type
+    if not isinstance(t, TensorType):
+        return
+    want = np_dtype(t.dtype) if t.dtype else None
+    if want is not None and arr.dtype != want:
+        raise BackendError(
+            f"input '{v.name}' expects {dtype_name(t.dtype)}, got numpy {arr.dtype}"
+        )
+    if t.shape is not None:
+        ok = len(t.shape) == arr.ndim and all(
+            not isinstance(d, int) or d == s for d, s in zip(t.shape, arr.shape)
+        )
+        if not ok:
+            dims = ["?" if not isinstance(d, int) else d for d in t.shape]
+            raise BackendError(
+                f"input '{v.name}' expects shape {dims}, got {list(arr.shape)}"
+            )
+
+
+def run(
+    graph: Graph,
+    inputs: Sequence[Any] | Mapping[str, Any],
+    *,
+    device: str | torch.device | None = None,
+    module: torch.nn.Module | None = None,
+) -> list[np.ndarray]:
+    """Runs ``graph`` through the torch backend and returns numpy outputs in order."""
+    m = module if module is not None else compile(graph, device)
+    args = prepare_inputs(graph, inputs, device)
+    with torch.no_grad():
+        try:
+            outs = m(*args)
+        except BackendError:
+            raise
+        except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
+            raise BackendError(f"torch backend failed while running the model: {e}") from e
+    return [to_numpy(o) for o in outs]
+
+
+def to_torchscript(
+    graph: Graph,
+    example_inputs: Sequence[Any] | Mapping[str, Any] | None = None,
+) -> tuple[torch.jit.ScriptModule, str]:
+    """Converts ``graph`` to TorchScript: scripted when possible, else traced.
+
+    Scripting keeps control flow (Loop, If) data-dependent; tracing, the fallback, bakes in the
+    path the example inputs take, so it needs ``example_inputs``.
+
+    Returns:
+        The TorchScript module and how it was made (``"script"`` or ``"trace"``).
+    """
+    gm = compile(graph)
+    try:
+        return torch.jit.script(gm), "script"
+    except Exception as script_error:  # noqa: BLE001 - any scripting failure falls back
+        if example_inputs is None:
+            raise BackendError(
+                f"the module could not be scripted ({str(script_error).splitlines()[0]}) and "
+                "no example inputs were given to trace it with"
+            ) from script_error
+        args = tuple(prepare_inputs(graph, example_inputs))
+        with torch.no_grad():
+            return torch.jit.trace(gm, args, check_trace=False), "trace"

@@ -1,0 +1,111 @@
+"""Runs ONNX node test cases through a backend and judges them as the ONNX runner does."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from neffkit.testing.onnx_cases import Case, is_plain_tensor_case, node_cases
+
+
+@dataclass
+class Outcome:
+    """The result of one case: ``passed``, ``failed`` (wrong numbers) or ``error`` (raised)."""
+
+    case: str
+    ops: tuple[str, ...]
+    status: str
+    message: str = ""
+
+
+def compare(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> str:
+    """Empty when ``got`` matches ``ref`` (dtype, shape, values within tolerances)."""
+    ref = np.asarray(ref)
+    got = np.asarray(got)
+    if ref.dtype != got.dtype:
+        return f"dtype {got.dtype} != expected {ref.dtype}"
+    if ref.shape != got.shape:
+        return f"shape {got.shape} != expected {ref.shape}"
+    if ref.dtype == object:
+        return "" if np.array_equal(ref, got) else "values differ"
+    try:
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol, equal_nan=True)
+    except AssertionError as e:
+        return str(e).strip().splitlines()[-1][:200]
+    except TypeError:
+        # float8 / bfloat16 arrays: compare as float32
+        np.testing.assert_allclose(
+            got.astype(np.float32), ref.astype(np.float32), rtol=rtol, atol=atol, equal_nan=True
+        )
+    return ""
+
+
+def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> Outcome:
+    """Runs every data set of ``case`` through ``runner(model, inputs)`` and judges it."""
+    model = case.load_model()
+    try:
+        for inputs, expected in case.data_sets:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                got = runner(model, inputs)
+            if len(got) != len(expected):
+                return Outcome(case.name, case.op_types, "failed",
+                               f"{len(got)} outputs, expected {len(expected)}")
+            for i, (g, e) in enumerate(zip(got, expected)):
+                msg = compare(e, g, case.rtol, case.atol)
+                if msg:
+                    return Outcome(case.name, case.op_types, "failed", f"output {i}: {msg}")
+    except Exception as e:  # noqa: BLE001 - every failure is an outcome, not a crash
+        text = str(e).strip().splitlines()
+        return Outcome(case.name, case.op_types, "error",
+                       f"{type(e).__name__}: {text[0][:300] if text else ''}")
+    return Outcome(case.name, case.op_types, "passed")
+
+
+def plain_node_cases(ops: Iterable[str] | None = None) -> list[Case]:
+    """Node cases whose inputs and outputs are plain tensors, optionally only of ``ops``."""
+    wanted = set(ops) if ops is not None else None
+    out = []
+    for c in node_cases():
+        if not is_plain_tensor_case(c):
+            continue
+        if wanted is not None and not (set(c.op_types) & wanted):
+            continue
+        out.append(c)
+    return out
+
+
+def neffkit_torch_runner(model: object, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """``neffkit.run(model, inputs, backend="torch")`` without the public API's extras."""
+    from neffkit.backends.torch import run
+    from neffkit.frontends.onnx import load
+
+    return run(load(model), inputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m neffkit.testing.conformance [OP ...] [-v]``: pass rate of the torch backend."""
+    import argparse
+    import collections
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("ops", nargs="*", help="only cases that use these ops")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every non-passing case")
+    a = p.parse_args(argv)
+    cases = plain_node_cases(a.ops or None)
+    outcomes = [run_case(c, neffkit_torch_runner) for c in cases]
+    per = collections.Counter(o.status for o in outcomes)
+    for o in outcomes:
+        if o.status != "passed" and (a.verbose or a.ops):
+            print(f"{o.status:7} {o.case} [{','.join(o.ops)}]: {o.message}")
+    n = len(outcomes)
+    print(f"{per['passed']}/{n} passed ({100 * per['passed'] / max(n, 1):.1f}%), "
+          f"{per['failed']} failed, {per['error']} errors")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
