@@ -194,7 +194,9 @@ class ConformerOCR(nn.Module):
 
     __constants__ = ["bos_id", "eos_id", "max_len"]  # TorchScript cannot read module globals
 
-    def __init__(self, encoder: ConformerEncoder, decoder: ConformerDecoderStep, max_len: int):
+    def __init__(
+        self, encoder: ConformerEncoder, decoder: ConformerDecoderStep, max_len: int
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -282,7 +284,8 @@ def _relax_loop_state_shapes(graph: onnx.GraphProto) -> None:
 
     The TorchScript exporter stamps each loop-carried body input with the *initial* value's
     static shape (tokens ``[1, 1]``), though the body returns it grown (``[1, t + 1]``). ORT
-    trusts that shape and its Gemm fusion then reshapes ``[1, t, d]`` to ``[1, d]`` and fails.
+    trusts that shape: it warns every iteration and its Gemm fusion can reshape ``[1, t, d]``
+    to ``[1, d]`` and fail; downstream shape inference would be wrong too.
     """
     for node in graph.node:
         for attr in node.attribute:
@@ -314,10 +317,13 @@ def _export(
     dynamic_axes: dict[str, dict[int, str]],
 ) -> onnx.ModelProto:
     """Script ``module`` and export it with the TorchScript exporter; save atomically."""
-    scripted = torch.jit.script(module)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
+        # torch.jit.script and the TorchScript exporter are deprecated but still the only path
+        # that keeps a data-dependent `break` as an ONNX Loop; silence the per-call nagging.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "It is recommended that constant folding", UserWarning)
+        scripted = torch.jit.script(module)
         torch.onnx.export(
             scripted,
             args,
@@ -339,11 +345,20 @@ def _export(
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(model.SerializeToString())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
     return model
+
+
+def _model_and_image(
+    model: ConformerOCR | None, width: int, seed: int, kwargs: dict[str, int]
+) -> tuple[ConformerOCR, Tensor]:
+    if model is None:
+        model = build_conformer_ocr(width=width, seed=seed, **kwargs)
+    return model, torch.from_numpy(example_input(width, seed))
 
 
 def export_conformer_onnx(
@@ -359,12 +374,9 @@ def export_conformer_onnx(
 
     Pass ``model`` to export an already-built (e.g. modified) model instead of building one.
     """
-    if model is None:
-        model = build_conformer_ocr(width=width, seed=seed, **kwargs)
-    image = torch.from_numpy(example_input(width, seed))
-    return _export(
-        model, (image,), path, opset, ["image"], ["tokens"], {"tokens": {1: "num_tokens"}}
-    )
+    model, image = _model_and_image(model, width, seed, kwargs)
+    axes = {"tokens": {1: "num_tokens"}}
+    return _export(model, (image,), path, opset, ["image"], ["tokens"], axes)
 
 
 def export_encoder_onnx(
@@ -377,9 +389,7 @@ def export_encoder_onnx(
     **kwargs: int,
 ) -> onnx.ModelProto:
     """Export the encoder alone: ``image`` ``[1, 1, 32, W]`` -> ``memory`` ``[1, W/4, d]``."""
-    if model is None:
-        model = build_conformer_ocr(width=width, seed=seed, **kwargs)
-    image = torch.from_numpy(example_input(width, seed))
+    model, image = _model_and_image(model, width, seed, kwargs)
     return _export(model.encoder, (image,), path, opset, ["image"], ["memory"], {})
 
 
@@ -393,17 +403,9 @@ def export_decoder_step_onnx(
     **kwargs: int,
 ) -> onnx.ModelProto:
     """Export one decoder step: ``tokens`` ``[1, t]`` (dynamic t), ``memory`` -> ``logits``."""
-    if model is None:
-        model = build_conformer_ocr(width=width, seed=seed, **kwargs)
+    model, image = _model_and_image(model, width, seed, kwargs)
     with torch.no_grad():
-        memory = model.encoder(torch.from_numpy(example_input(width, seed)))
-    tokens = torch.tensor([[BOS_ID, 3, 4]], dtype=torch.long)
-    return _export(
-        model.decoder,
-        (tokens, memory),
-        path,
-        opset,
-        ["tokens", "memory"],
-        ["logits"],
-        {"tokens": {1: "num_tokens"}},
-    )
+        memory = model.encoder(image)
+    tokens = torch.full([1, 3], BOS_ID, dtype=torch.long)
+    names, axes = ["tokens", "memory"], {"tokens": {1: "num_tokens"}}
+    return _export(model.decoder, (tokens, memory), path, opset, names, ["logits"], axes)

@@ -52,16 +52,24 @@ def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> 
                 warnings.simplefilter("ignore")
                 got = runner(model, inputs)
             if len(got) != len(expected):
-                return Outcome(case.name, case.op_types, "failed",
-                               f"{len(got)} outputs, expected {len(expected)}")
+                return Outcome(
+                    case.name,
+                    case.op_types,
+                    "failed",
+                    f"{len(got)} outputs, expected {len(expected)}",
+                )
             for i, (g, e) in enumerate(zip(got, expected)):
                 msg = compare(e, g, case.rtol, case.atol)
                 if msg:
                     return Outcome(case.name, case.op_types, "failed", f"output {i}: {msg}")
     except Exception as e:  # noqa: BLE001 - every failure is an outcome, not a crash
         text = str(e).strip().splitlines()
-        return Outcome(case.name, case.op_types, "error",
-                       f"{type(e).__name__}: {text[0][:300] if text else ''}")
+        return Outcome(
+            case.name,
+            case.op_types,
+            "error",
+            f"{type(e).__name__}: {text[0][:300] if text else ''}",
+        )
     return Outcome(case.name, case.op_types, "passed")
 
 
@@ -102,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         if o.status != "passed" and (a.verbose or a.ops):
             print(f"{o.status:7} {o.case} [{','.join(o.ops)}]: {o.message}")
     n = len(outcomes)
-    print(f"{per['passed']}/{n} passed ({100 * per['passed'] / max(n, 1):.1f}%), "
-          f"{per['failed']} failed, {per['error']} errors")
+    print(
+        f"{per['passed']}/{n} passed ({100 * per['passed'] / max(n, 1):.1f}%), "
+        f"{per['failed']} failed, {per['error']} errors"
+    )
     return 0
 
 

@@ -77,18 +77,14 @@ def _check_input(v: Value, arr: np.ndarray) -> None:
         return
     want = np_dtype(t.dtype) if t.dtype else None
     if want is not None and arr.dtype != want:
-        raise BackendError(
-            f"input '{v.name}' expects {dtype_name(t.dtype)}, got numpy {arr.dtype}"
-        )
+        raise BackendError(f"input '{v.name}' expects {dtype_name(t.dtype)}, got numpy {arr.dtype}")
     if t.shape is not None:
         ok = len(t.shape) == arr.ndim and all(
             not isinstance(d, int) or d == s for d, s in zip(t.shape, arr.shape)
         )
         if not ok:
             dims = ["?" if not isinstance(d, int) else d for d in t.shape]
-            raise BackendError(
-                f"input '{v.name}' expects shape {dims}, got {list(arr.shape)}"
-            )
+            raise BackendError(f"input '{v.name}' expects shape {dims}, got {list(arr.shape)}")
 
 
 def run(

@@ -86,7 +86,7 @@ class LoweringContext:
         self.node: Node | None = None
         self._buffers: dict[int, fx.Node] = {}
         self._names: set[str] = set()
-        self._sub_count = 0
+        self.env: dict[Value, Any] = {}
 
     # -- facts about the node being lowered -------------------------------------------------
 
@@ -160,16 +160,18 @@ class LoweringContext:
         self.root.add_module(name, module)
         return name
 
-    def lower_subgraph(self, sub: Graph, hint: str = "body") -> tuple[str, list[Value]]:
-        """Lowers a subgraph into a child GraphModule.
+    def lower_subgraph(self, sub: Graph) -> tuple[fx.GraphModule, list[Value]]:
+        """Lowers a subgraph into a GraphModule ``forward(inputs, captures) -> List[Tensor]``.
 
         Returns:
-            The child's attribute name on the root module and the outer values it captures,
-            in the order its ``captures`` list expects them.
+            The module and the outer values it captures, in the order ``captures`` expects.
         """
         captures = free_values(sub)
-        gm = lower_graph(sub, captures=captures, list_io=True)
-        return self.submodule(gm, hint), captures
+        return lower_graph(sub, captures=captures, list_io=True), captures
+
+    def value(self, v: Value) -> Any:
+        """The fx node holding an already lowered value of this graph or an enclosing one."""
+        return _read(v, self.env, self)
 
     def _fresh(self, base: str) -> str:
         name = base
@@ -217,7 +219,7 @@ def lower_graph(
     root = torch.nn.Module()
     g = fx.Graph()
     ctx = LoweringContext(g, root, graph)
-    env: dict[Value, Any] = {}
+    env = ctx.env
     if list_io:
         from typing import List  # noqa: UP035 - TorchScript reads typing.List annotations
 

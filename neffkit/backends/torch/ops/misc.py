@@ -39,4 +39,3 @@ def constant(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
 def identity(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Identity(x) -> x
     return args[0]
-

@@ -1,0 +1,150 @@
+"""Structural verifier: SSA, topological order, use-list consistency, types where known.
+
+Runs in O(nodes + uses) over the graph and all its subgraphs with an explicit stack (no
+recursion on nesting depth). The pass manager calls it after every pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from onnx import AttributeProto
+
+from neffkit.errors import VerificationError
+from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.tensor import dtype_name
+from neffkit.ir.types import TensorType
+
+
+def verify(graph: Graph) -> None:
+    """Checks every invariant of ``graph`` and its subgraphs.
+
+    Subgraphs are checked when their node is reached, so an outer value they read must be
+    defined before that node, as ONNX requires.
+
+    Raises:
+        VerificationError: the first broken invariant, naming the node and op.
+    """
+    # Each frame: (graph, its node iterator, the values defined so far in it). The stack of
+    # frames is the scope chain; explicit, so nesting depth costs no recursion.
+    frames: list[tuple[Graph, Iterator[Node], set[Value]]] = []
+    _enter(graph, frames)
+    while frames:
+        g, it, defined = frames[-1]
+        node = next(it, None)
+        if node is None:
+            _leave(g, frames)
+            continue
+        _check_node(node, g, frames)
+        for sub in _subgraphs(node):
+            if sub.parent is not node:
+                raise VerificationError(f"subgraph '{sub.name}' does not point to its node", node)
+        for sub in reversed(_subgraphs(node)):
+            _enter(sub, frames)
+
+
+def _visible(v: Value, frames: list) -> bool:
+    for _, _, defined in reversed(frames):
+        if v in defined:
+            return True
+    return False
+
+
+def _enter(g: Graph, frames: list) -> None:
+    defined: set[Value] = set()
+    where = f"graph '{g.name}'"
+    for v in g.inputs:
+        if v.producer is not None:
+            raise VerificationError(f"{where}: input '{v.name}' has a producer")
+        if v in defined:
+            raise VerificationError(f"{where}: input '{v.name}' is listed twice")
+        defined.add(v)
+    for key, v in g.initializers.items():
+        if v.const is None:
+            raise VerificationError(f"{where}: initializer '{key}' has no tensor")
+        if v.producer is not None:
+            raise VerificationError(f"{where}: initializer '{key}' has a producer")
+        _check_const_type(v, where)
+        defined.add(v)
+    count = 0
+    prev = None
+    for node in g:
+        count += 1
+        if node.graph is not g:
+            raise VerificationError(f"{where}: node is linked in but owned by another graph", node)
+        if node.prev is not prev:
+            raise VerificationError(f"{where}: broken node list links", node)
+        prev = node
+    if count != len(g):
+        raise VerificationError(f"{where}: node count {len(g)} but {count} nodes linked")
+    frames.append((g, iter(g), defined))
+
+
+def _leave(g: Graph, frames: list) -> None:
+    where = f"graph '{g.name}'"
+    for i, v in enumerate(g.outputs):
+        if not _visible(v, frames):
+            raise VerificationError(f"{where}: output {i} '{v.name}' is not defined in scope")
+        if not v._outputs_of or g not in v._outputs_of:
+            raise VerificationError(f"{where}: output {i} '{v.name}' does not know it is an output")
+    frames.pop()
+
+
+def _check_node(node: Node, g: Graph, frames: list) -> None:
+    defined = frames[-1][2]
+    for i, v in enumerate(node._inputs):
+        if v is None:
+            continue
+        if v not in defined and not _visible(v, frames):
+            raise VerificationError(
+                f"input {i} '{v.name}' is used before it is defined (or is not in scope)", node
+            )
+        if (node, i) not in v._uses:
+            raise VerificationError(f"input {i} '{v.name}' is missing from its use-list", node)
+    for i, v in enumerate(node.outputs):
+        if v.producer is not node or v.index != i:
+            raise VerificationError(f"output {i} '{v.name}' does not point back to it", node)
+        if v in defined:
+            raise VerificationError(f"output {i} '{v.name}' is defined twice (SSA)", node)
+        defined.add(v)
+        for user, j in v._uses:
+            ins = user._inputs
+            if j >= len(ins) or ins[j] is not v:
+                raise VerificationError(
+                    f"output '{v.name}' lists a stale use by {user!r} input {j}", node
+                )
+            if user.graph is None:
+                raise VerificationError(
+                    f"output '{v.name}' is used by a node that was removed: {user!r}", node
+                )
+
+
+def _subgraphs(node: Node) -> list[Graph]:
+    out: list[Graph] = []
+    for a in node.attributes.values():
+        if a.type == AttributeProto.GRAPH:
+            out.append(a.value)
+        elif a.type == AttributeProto.GRAPHS:
+            out.extend(a.value)
+    return out
+
+
+def _check_const_type(v: Value, where: str) -> None:
+    t = v.type
+    c = v.const
+    if c is None or not isinstance(t, TensorType):
+        return
+    if t.dtype and t.dtype != c.dtype:
+        raise VerificationError(
+            f"{where}: initializer '{v.name}' is declared {dtype_name(t.dtype)} but holds "
+            f"{dtype_name(c.dtype)}"
+        )
+    if t.shape is not None:
+        ok = len(t.shape) == len(c.shape) and all(
+            not isinstance(d, int) or d == s for d, s in zip(t.shape, c.shape)
+        )
+        if not ok:
+            raise VerificationError(
+                f"{where}: initializer '{v.name}' is declared with shape {list(t.shape)} but "
+                f"holds {list(c.shape)}"
+            )

@@ -1,0 +1,183 @@
+"""Tests for the in-code Conformer OCR example: determinism, ONNX export, splitting, EOS stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from neffkit.examples import (
+    BOS_ID,
+    EOS_ID,
+    ConformerOCR,
+    build_conformer_decoder_step,
+    build_conformer_encoder,
+    build_conformer_ocr,
+    example_input,
+    export_conformer_onnx,
+    export_decoder_step_onnx,
+    export_encoder_onnx,
+)
+
+SMALL_WIDTH = 32  # memory length 8: keeps the split / EOS tests fast
+
+
+def _run_torch(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(image)).numpy()
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _greedy(step, memory, max_len: int) -> list[int]:
+    """Reference greedy decode over a one-step function ``step(tokens, memory) -> logits``."""
+    tokens = [BOS_ID]
+    for _ in range(max_len):
+        nxt = int(np.argmax(step(np.array([tokens], dtype=np.int64), memory)[0]))
+        tokens.append(nxt)
+        if nxt == EOS_ID:
+            break
+    return tokens[1:]
+
+
+@pytest.fixture(scope="module")
+def default_model() -> ConformerOCR:
+    return build_conformer_ocr()
+
+
+@pytest.fixture(scope="module")
+def default_onnx(default_model: ConformerOCR) -> onnx.ModelProto:
+    return export_conformer_onnx(model=default_model)
+
+
+def test_build_is_deterministic(default_model: ConformerOCR) -> None:
+    rng_state = torch.get_rng_state()
+    again = build_conformer_ocr()
+    assert torch.equal(torch.get_rng_state(), rng_state), "building must not touch global RNG"
+    assert not again.training and not default_model.training
+    sd0, sd1 = default_model.state_dict(), again.state_dict()
+    assert sd0.keys() == sd1.keys()
+    assert all(torch.equal(sd0[k], sd1[k]) for k in sd0)
+    image = example_input()
+    out0, out1 = _run_torch(default_model, image), _run_torch(again, image)
+    assert out0.dtype == np.int64 and out0.shape[0] == 1 and 1 < out0.shape[1] <= 75
+    np.testing.assert_array_equal(out0, out1)
+    np.testing.assert_array_equal(example_input(), image)
+
+    other = build_conformer_ocr(seed=1).state_dict()
+    assert all(not torch.equal(sd0[k], other[k]) for k in sd0 if sd0[k].is_floating_point())
+    bn = default_model.encoder.blocks[0].conv.bn
+    assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+
+
+def test_onnx_export_keeps_loop_and_matches_torch(
+    default_model: ConformerOCR, default_onnx: onnx.ModelProto, tmp_path, capfd
+) -> None:
+    model = default_onnx
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Loop") == 1
+    assert "BatchNormalization" in ops, "BN should survive export so folding passes have work"
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["tokens"]
+
+    depthwise = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        weight = next(i for i in model.graph.initializer if i.name == node.input[1])
+        if attrs.get("kernel_shape") == [15] and attrs.get("group") == weight.dims[0]:
+            depthwise.append(node)
+            assert list(weight.dims) == [144, 1, 15]
+            assert attrs["pads"] == [7, 7]
+    assert len(depthwise) == 2  # one per encoder block
+
+    image = example_input()
+    expected = _run_torch(default_model, image)
+    capfd.readouterr()
+    got = _session(model).run(None, {"image": image})[0]
+    assert "W:onnxruntime" not in capfd.readouterr().err, "ORT should not warn on the loop"
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+
+    path = tmp_path / "conformer.onnx"
+    saved = export_conformer_onnx(path, model=default_model)
+    assert onnx.load(path) == saved
+    assert [p.name for p in tmp_path.iterdir()] == ["conformer.onnx"]  # no temp left behind
+
+
+def test_encoder_plus_decoder_step_matches_full_model() -> None:
+    kwargs = {"width": SMALL_WIDTH, "seed": 3}
+    full = build_conformer_ocr(**kwargs)
+    encoder, step = build_conformer_encoder(**kwargs), build_conformer_decoder_step(**kwargs)
+    assert all(
+        torch.equal(v, full.encoder.state_dict()[k]) for k, v in encoder.state_dict().items()
+    )
+    assert all(torch.equal(v, full.decoder.state_dict()[k]) for k, v in step.state_dict().items())
+
+    image = example_input(SMALL_WIDTH, seed=3)
+    expected = _run_torch(full, image)[0].tolist()
+    with torch.no_grad():
+        memory = encoder(torch.from_numpy(image))
+        assert memory.shape == (1, SMALL_WIDTH // 4, 144)
+
+        def torch_step(tokens: np.ndarray, mem: torch.Tensor) -> np.ndarray:
+            return step(torch.from_numpy(tokens), mem).numpy()
+
+        assert _greedy(torch_step, memory, 75) == expected
+
+    enc_sess = _session(export_encoder_onnx(model=full, **kwargs))
+    dec_sess = _session(export_decoder_step_onnx(model=full, **kwargs))
+    onnx_memory = enc_sess.run(None, {"image": image})[0]
+    np.testing.assert_allclose(onnx_memory, memory.numpy(), rtol=1e-4, atol=1e-4)
+
+    def onnx_step(tokens: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        return dec_sess.run(None, {"tokens": tokens, "memory": mem})[0]
+
+    assert _greedy(onnx_step, onnx_memory, 75) == expected
+
+
+def _force_eos(model: ConformerOCR, image: np.ndarray, gap: float = 0.2) -> int:
+    """Raise the EOS output bias so greedy decoding stops at some step k >= 2; return k.
+
+    Along the unmodified greedy path, let m_j = best non-EOS logit - EOS logit at step j. Adding
+    d to the EOS bias keeps steps j < k unchanged iff d < m_j and makes EOS win at k iff d > m_k;
+    so pick the last k whose margin is below all earlier ones by ``gap`` and d in between.
+    """
+    with torch.no_grad():
+        memory = model.encoder(torch.from_numpy(image))
+        tokens, margins = torch.tensor([[BOS_ID]]), []
+        for _ in range(model.max_len):
+            logits = model.decoder(tokens, memory)[0]
+            eos = float(logits[EOS_ID])
+            logits[EOS_ID] = -float("inf")
+            margins.append(float(logits.max()) - eos)
+            tokens = torch.cat([tokens, logits.argmax().view(1, 1)], dim=1)
+        k = max(j + 1 for j in range(1, len(margins)) if margins[j] < min(margins[:j]) - gap)
+        model.decoder.out.bias[EOS_ID] += (margins[k - 1] + min(margins[: k - 1])) / 2
+    return k
+
+
+def test_stops_at_eos() -> None:
+    model = build_conformer_ocr(width=SMALL_WIDTH)
+    image = example_input(SMALL_WIDTH)
+    before = _run_torch(model, image)[0]
+    assert EOS_ID not in before[:1], "random weights should not stop on step 1"
+    k = _force_eos(model, image)
+    assert 2 <= k < model.max_len
+
+    after = _run_torch(model, image)[0]
+    assert len(after) == k
+    assert after[-1] == EOS_ID and EOS_ID not in after[:-1]
+    np.testing.assert_array_equal(after[:-1], before[: k - 1])
+
+    got = _session(export_conformer_onnx(model=model, width=SMALL_WIDTH)).run(
+        None, {"image": image}
+    )[0]
+    np.testing.assert_array_equal(got[0], after)

@@ -1,0 +1,134 @@
+"""The IR's mutation API keeps use-lists, node order and outputs right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+
+from neffkit.errors import VerificationError
+from neffkit.ir import Graph, Node, Tensor, TensorType, Value
+from neffkit.ir.text import parse
+from neffkit.ir.verifier import verify
+
+
+def _chain() -> tuple[Graph, Value, Node, Node]:
+    g = Graph("g")
+    x = g.add_input(Value("x", TensorType(TensorProto.FLOAT, [2, "n"])))
+    a = g.append(Node("Relu", [x], name="a"))
+    b = g.append(Node("Neg", [a.outputs[0]], name="b"))
+    g.add_output(b.outputs[0])
+    return g, x, a, b
+
+
+def test_uses_are_recorded_in_order_and_per_input_slot() -> None:
+    g, x, a, b = _chain()
+    add = g.append(Node("Add", [x, x], name="add"))
+    assert x.uses == [(a, 0), (add, 0), (add, 1)]
+    assert x.users == [a, add]
+    add.set_input(1, a.outputs[0])
+    assert x.uses == [(a, 0), (add, 0)]
+    assert a.outputs[0].uses == [(b, 0), (add, 1)]
+    verify(g)
+
+
+def test_replace_all_uses_with_updates_node_inputs_and_graph_outputs() -> None:
+    g, x, a, b = _chain()
+    c = g.append(Node("Abs", [a.outputs[0]], name="c"))
+    b.outputs[0].replace_all_uses_with(c.outputs[0])
+    assert g.outputs == (c.outputs[0],)
+    assert c.outputs[0].is_graph_output and not b.outputs[0].is_graph_output
+    g.remove(b)
+    verify(g)
+    assert [n.name for n in g] == ["a", "c"]
+
+
+def test_remove_refuses_a_node_whose_output_is_still_used() -> None:
+    g, x, a, b = _chain()
+    with pytest.raises(VerificationError, match="still has 1 uses"):
+        g.remove(a)
+    with pytest.raises(VerificationError, match="graph output"):
+        g.remove(b)
+
+
+def test_removing_nodes_while_iterating_is_safe() -> None:
+    g = Graph()
+    x = g.add_input(Value("x", TensorType(TensorProto.FLOAT, [1])))
+    for i in range(10):
+        g.append(Node("Relu", [x], name=f"n{i}"))
+    seen = []
+    for node in g:
+        seen.append(node.name)
+        g.remove(node)
+    assert seen == [f"n{i}" for i in range(10)]
+    assert len(g) == 0 and x.num_uses == 0
+    verify(g)
+
+
+def test_insert_before_and_after_keep_order() -> None:
+    g, x, a, b = _chain()
+    first = g.insert_before(a, Node("Identity", [x], name="first"))
+    mid = g.insert_after(a, Node("Identity", [x], name="mid"))
+    assert [n.name for n in g] == ["first", "a", "mid", "b"]
+    assert [n.name for n in reversed(g)] == ["b", "mid", "a", "first"]
+    assert first.next is a and mid.prev is a
+    verify(g)
+
+
+def test_a_node_cannot_join_two_graphs_and_a_value_has_one_producer() -> None:
+    g, x, a, b = _chain()
+    other = Graph()
+    with pytest.raises(VerificationError, match="already belongs"):
+        other.append(a)
+    with pytest.raises(VerificationError, match="already has a producer"):
+        Node("Relu", [x], outputs=[a.outputs[0]])
+
+
+def test_version_counter_changes_on_every_mutation_and_caches_follow_it() -> None:
+    g, x, a, b = _chain()
+    calls = []
+    build = lambda graph: calls.append(1) or len(graph)  # noqa: E731
+    assert g.cached("n", build) == 2
+    assert g.cached("n", build) == 2
+    assert len(calls) == 1
+    g.append(Node("Relu", [x]))
+    assert g.cached("n", build) == 3
+    assert len(calls) == 2
+
+
+def test_subgraph_reads_of_outer_values_are_real_uses() -> None:
+    g = parse(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        m (bool c, float[2] x) => (float[2] y) {
+            t = Relu(x)
+            y = If(c) <then_branch = g1 () => (float[2] a) { a = Neg(t) },
+                       else_branch = g2 () => (float[2] b) { b = Identity(t) }>
+        }
+        """
+    )
+    relu = next(iter(g))
+    t = relu.outputs[0]
+    users = [n.op_type for n in t.users]
+    assert users == ["Neg", "Identity"]
+    assert all(n.graph is not g for n in t.users)
+    with pytest.raises(VerificationError):
+        g.remove(relu)
+    verify(g)
+    assert sum(1 for _ in g.all_nodes()) == 4
+    assert len(list(g.all_graphs())) == 3
+
+
+def test_initializers_and_inputs() -> None:
+    g = Graph()
+    w = g.add_initializer(Value("w", const=Tensor(np.ones((2, 2), np.float32))))
+    assert w.is_initializer and w.shape == (2, 2) and w.dtype == TensorProto.FLOAT
+    w2 = g.add_initializer(Value("w", const=Tensor(np.zeros(3, np.float32))))
+    assert w2.name != "w" and set(g.initializers) == {"w", w2.name}
+    g.remove_initializer(w2)
+    assert set(g.initializers) == {"w"}
+    n = g.append(Node("Relu", [w]))
+    g.add_output(n.outputs[0])
+    with pytest.raises(VerificationError):
+        g.remove_initializer(w)
+    verify(g)
