@@ -15,6 +15,7 @@ from collections.abc import Callable
 import onnx
 from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 
+from neffkit._gc import paused_gc
 from neffkit.errors import BackendError
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
@@ -62,7 +63,8 @@ def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelPro
         p.key = k
         p.value = v
     mp.functions.extend(meta.functions)
-    _Exporter(external).graph(graph, mp.graph, top=True)
+    with paused_gc():
+        _Exporter(external).graph(graph, mp.graph, top=True)
     if meta.sparse_initializers:
         _restore_sparse(mp.graph, meta.sparse_initializers)
     return mp

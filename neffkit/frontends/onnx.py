@@ -14,6 +14,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
 
+from neffkit._gc import paused_gc
 from neffkit.errors import FrontendError
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
@@ -46,7 +47,8 @@ def load(model: PathLike | ModelProto | bytes) -> Graph:
         proto = _parse(data, path)
         base_dir = os.path.dirname(os.path.abspath(path))
     try:
-        graph = _Loader(base_dir, source).model(proto)
+        with paused_gc():
+            graph = _Loader(base_dir, source).model(proto)
     except FrontendError:
         raise
     except (ValueError, KeyError, TypeError) as e:
@@ -69,6 +71,13 @@ def _parse(data: bytes, where: str) -> ModelProto:
     if not proto.HasField("graph"):
         raise FrontendError(f"{where}: parsed as protobuf but holds no ONNX graph")
     return proto
+
+
+class _OutOfOrder(Exception):
+    """Raised inside loading when a node reads a name that a later node defines."""
+
+
+_GRAPH_ATTRS = frozenset((AttributeProto.GRAPH, AttributeProto.GRAPHS))
 
 
 class _Scope:
@@ -141,10 +150,17 @@ class _Loader:
                 g.add_initializer(v)
                 names[sp.values.name] = v
         node_protos = list(gp.node)
-        if not self._in_order(node_protos, scope):
+        try:
+            self._nodes(node_protos, g, scope, types)
+        except _OutOfOrder:
+            # The file's nodes are not topologically sorted: undo the partial graph's uses of
+            # outer values, sort, and build again.
+            for node in g.all_nodes():
+                node._drop_input_uses()
+            g = self._fresh_graph(g)
+            scope.names = {k: v for k, v in scope.names.items() if v.producer is None}
             node_protos = self._toposort(node_protos, scope, gp.name)
-        for np_ in node_protos:
-            self.node(np_, g, scope, types)
+            self._nodes(node_protos, g, scope, types)
         outs = []
         for vi in gp.output:
             v = scope.lookup(vi.name)
@@ -160,65 +176,101 @@ class _Loader:
         g.set_outputs(outs)
         return g
 
-    def node(self, np_: NodeProto, g: Graph, scope: _Scope, types: dict[str, Any]) -> None:
-        inputs: list[Value | None] = []
-        for name in np_.input:
-            if not name:
-                inputs.append(None)
-                continue
-            v = scope.lookup(name)
-            if v is None:
-                raise FrontendError(
-                    f"{self.source}: node '{np_.name or '<unnamed>'}' ({np_.op_type}) reads "
-                    f"'{name}', which no earlier node, graph input or initializer defines"
-                )
-            inputs.append(v)
-        attrs = {}
-        for ap in np_.attribute:
-            if ap.type == AttributeProto.GRAPH:
-                attrs[ap.name] = Attr(ap.name, ap.type, self.graph(ap.g, scope))
-            elif ap.type == AttributeProto.GRAPHS:
-                attrs[ap.name] = Attr(ap.name, ap.type, [self.graph(x, scope) for x in ap.graphs])
-            elif ap.type == AttributeProto.TENSOR:
-                a = Attr(ap.name, ap.type, Tensor.from_proto(ap.t, self.base_dir))
-                a._proto = ap
-                attrs[ap.name] = a
-            else:
-                attrs[ap.name] = Attr.lazy(ap)
-        outputs = []
-        for name in np_.output:
-            tp = types.get(name)
-            outputs.append(Value(name, type_from_proto(tp) if tp is not None else None))
-        node = Node(
-            np_.op_type,
-            inputs,
-            domain=np_.domain,
-            attributes=attrs,
-            outputs=outputs,
-            name=np_.name,
-            overload=np_.overload,
-        )
-        node.doc_string = np_.doc_string
-        for a in attrs.values():
-            if a.type == AttributeProto.GRAPH:
-                a.value.parent = node
-            elif a.type == AttributeProto.GRAPHS:
-                for sub in a.value:
-                    sub.parent = node
-        g.append(node)
-        names = scope.names
-        for v in outputs:
-            if v.name:
-                names[v.name] = v
+    @staticmethod
+    def _fresh_graph(g: Graph) -> Graph:
+        """An empty copy of ``g`` with the same inputs and initializers (no nodes)."""
+        fresh = Graph(g.name)
+        fresh.doc_string = g.doc_string
+        for v in g.initializers.values():
+            v._graph = None
+            fresh.add_initializer(v)
+        for v in g.inputs:
+            v._graph = None
+            fresh.add_input(v)
+        return fresh
 
-    def _in_order(self, protos: list[NodeProto], scope: _Scope) -> bool:
-        defined = set()
+    def _nodes(
+        self, protos: list[NodeProto], g: Graph, scope: _Scope, types: dict[str, Any]
+    ) -> None:
+        """Builds the nodes of one graph; the hot loop of loading, kept free of extra calls."""
+        names = scope.names
+        lookup = names.get if scope.outer is None else scope.lookup
+        base_dir = self.base_dir
+        graph_types = _GRAPH_ATTRS
+        tensor_type = AttributeProto.TENSOR
+        new_value = Value.__new__
+        new_node = Node.__new__
+        lazy = Attr.lazy
         for np_ in protos:
+            inputs: list[Value | None] = []
             for name in np_.input:
-                if name and name not in defined and scope.lookup(name) is None:
-                    return False
-            defined.update(np_.output)
-        return True
+                if not name:
+                    inputs.append(None)
+                    continue
+                v = lookup(name)
+                if v is None:
+                    self._undefined(np_, name, protos)
+                inputs.append(v)
+            node = new_node(Node)
+            attrs: dict[str, Attr] = {}
+            for ap in np_.attribute:
+                t = ap.type
+                if t in graph_types:
+                    attrs[ap.name] = self._graph_attr(ap, scope, node)
+                elif t == tensor_type:
+                    a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
+                    a._proto = ap
+                    attrs[ap.name] = a
+                else:
+                    attrs[ap.name] = lazy(ap)
+            domain = np_.domain
+            node.op_type = np_.op_type
+            node.domain = "" if domain == "ai.onnx" else domain
+            node.overload = np_.overload
+            node.name = np_.name
+            node.doc_string = np_.doc_string
+            node.attributes = attrs
+            node.graph = None
+            node._prev = node._next = None
+            node._inputs = inputs
+            for i, v in enumerate(inputs):
+                if v is not None:
+                    v._uses[(node, i)] = None
+            outputs = []
+            for i, name in enumerate(np_.output):
+                v = new_value(Value)
+                v.name = name
+                tp = types.get(name) if types else None
+                v.type = type_from_proto(tp) if tp is not None else None
+                v.producer = node
+                v.index = i
+                v.const = None
+                v._graph = None
+                v._uses = {}
+                v._outputs_of = None
+                outputs.append(v)
+                if name:
+                    names[name] = v
+            node.outputs = tuple(outputs)
+            g.append(node)
+
+    def _graph_attr(self, ap: AttributeProto, scope: _Scope, node: Node) -> Attr:
+        if ap.type == AttributeProto.GRAPH:
+            sub = self.graph(ap.g, scope)
+            sub.parent = node
+            return Attr(ap.name, ap.type, sub)
+        subs = [self.graph(x, scope) for x in ap.graphs]
+        for sub in subs:
+            sub.parent = node
+        return Attr(ap.name, ap.type, subs)
+
+    def _undefined(self, np_: NodeProto, name: str, protos: list[NodeProto]) -> None:
+        if any(name in p.output for p in protos):
+            raise _OutOfOrder()
+        raise FrontendError(
+            f"{self.source}: node '{np_.name or '<unnamed>'}' ({np_.op_type}) reads "
+            f"'{name}', which no earlier node, graph input or initializer defines"
+        )
 
     def _toposort(self, protos: list[NodeProto], scope: _Scope, gname: str) -> list[NodeProto]:
         """Kahn's algorithm over names, for files whose nodes are not in topological order."""

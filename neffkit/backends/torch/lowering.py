@@ -247,7 +247,9 @@ def lower_graph(
         try:
             result = as_list(fn(ctx, node, args))
         except Unsupported as e:
-            raise BackendError(f"{describe_node(node)}: not supported by the torch backend: {e}")
+            raise BackendError(
+                f"{describe_node(node)}: not supported by the torch backend: {e}"
+            ) from e
         if len(result) < len(node.outputs):
             # Trailing optional outputs the lowering does not produce must be unused.
             for v in node.outputs[len(result) :]:
