@@ -23,6 +23,36 @@ from neffkit.testing.synthetic import synthetic_model  # noqa: E402
 TARGET_RATIO = 6.0
 
 
+def measure(n: int, folder: str, repeat: int) -> dict:
+    """Times both tools on one synthetic model of about ``n`` nodes and prints the row."""
+    path = os.path.join(folder, f"m{n}.onnx")
+    onnx.save(synthetic_model(n), path)
+    nodes = len(onnx.load(path).graph.node)
+    size_mb = os.path.getsize(path) / 1e6
+    t_onnx, s_onnx = timed(lambda: onnx.save(onnx.load(path), path + ".onnx.out"), repeat)
+    t_load, _ = timed(lambda: neffkit.load(path), repeat)
+    g = neffkit.load(path)
+    t_save, _ = timed(lambda: neffkit.save(g, path + ".neffkit.out"), repeat)
+    t_both, s_both = timed(lambda: neffkit.save(neffkit.load(path), path + ".neffkit.out"), repeat)
+    ratio = t_both / t_onnx
+    print(
+        f"{nodes:>7} nodes {size_mb:6.1f} MB  onnx {t_onnx:.3f}s  neffkit {t_both:.3f}s "
+        f"(load {t_load:.3f}s, save {t_save:.3f}s)  ratio {ratio:.2f}x",
+        flush=True,
+    )
+    return {
+        "nodes": nodes,
+        "file_mb": round(size_mb, 2),
+        "onnx_load_save_s": round(t_onnx, 4),
+        "neffkit_load_s": round(t_load, 4),
+        "neffkit_save_s": round(t_save, 4),
+        "neffkit_load_save_s": round(t_both, 4),
+        "ratio": round(ratio, 2),
+        "samples_onnx": [round(x, 4) for x in s_onnx],
+        "samples_neffkit": [round(x, 4) for x in s_both],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -31,36 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in a.sizes:
-            path = os.path.join(d, f"m{n}.onnx")
-            onnx.save(synthetic_model(n), path)
-            nodes = len(onnx.load(path).graph.node)
-            size_mb = os.path.getsize(path) / 1e6
-            t_onnx, s_onnx = timed(lambda: onnx.save(onnx.load(path), path + ".onnx.out"), a.repeat)
-            t_load, _ = timed(lambda: neffkit.load(path), a.repeat)
-            g = neffkit.load(path)
-            t_save, _ = timed(lambda: neffkit.save(g, path + ".neffkit.out"), a.repeat)
-            t_both, s_both = timed(
-                lambda: neffkit.save(neffkit.load(path), path + ".neffkit.out"), a.repeat
-            )
-            ratio = t_both / t_onnx
-            rows.append(
-                {
-                    "nodes": nodes,
-                    "file_mb": round(size_mb, 2),
-                    "onnx_load_save_s": round(t_onnx, 4),
-                    "neffkit_load_s": round(t_load, 4),
-                    "neffkit_save_s": round(t_save, 4),
-                    "neffkit_load_save_s": round(t_both, 4),
-                    "ratio": round(ratio, 2),
-                    "samples_onnx": [round(x, 4) for x in s_onnx],
-                    "samples_neffkit": [round(x, 4) for x in s_both],
-                }
-            )
-            print(
-                f"{nodes:>7} nodes {size_mb:6.1f} MB  onnx {t_onnx:.3f}s  neffkit {t_both:.3f}s "
-                f"(load {t_load:.3f}s, save {t_save:.3f}s)  ratio {ratio:.2f}x",
-                flush=True,
-            )
+            rows.append(measure(n, d, a.repeat))
     lines = [
         "# load + save: neffkit vs onnx",
         "",
