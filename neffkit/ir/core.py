@@ -249,6 +249,20 @@ class Node:
             if v is not None:
                 v._uses.pop((self, i), None)
 
+    def drop_output(self, index: int) -> None:
+        """Removes output ``index`` (it must be unused); later outputs shift down by one."""
+        v = self.outputs[index]
+        if v._uses or v._outputs_of:
+            raise VerificationError(f"cannot drop output {index} '{v.name}': it is used", self)
+        v.producer = None
+        outs = list(self.outputs)
+        del outs[index]
+        for i, o in enumerate(outs):
+            o.index = i
+        self.outputs = tuple(outs)
+        if self.graph is not None:
+            self.graph.version += 1
+
     # -- attributes and subgraphs ------------------------------------------------------------
 
     def attr(self, name: str, default: Any = None) -> Any:
@@ -410,6 +424,7 @@ class Graph:
                         node,
                     )
         node._drop_input_uses()
+        _drop_subgraph_outer_uses(node)
         prev, nxt = node._prev, node._next
         if prev is None:
             self._head = nxt
@@ -583,6 +598,24 @@ class ModelMeta:
         self.functions: list[Any] = []
         self.sparse_initializers: list[Any] = []
         self.source_path: str | None = None
+
+
+def _drop_subgraph_outer_uses(node: Node) -> None:
+    """Forgets the uses that nodes inside ``node``'s subgraphs make of outer values."""
+    subs = node.subgraphs
+    if not subs:
+        return
+    inner: set[Graph] = set()
+    for g in subs:
+        inner.update(g.all_graphs())
+    for g in inner:
+        for n in g:
+            for i, v in enumerate(n._inputs):
+                if v is not None and v.graph not in inner:
+                    v._uses.pop((n, i), None)
+        for v in g._outputs:
+            if v.graph not in inner and v._outputs_of:
+                v._outputs_of.pop(g, None)
 
 
 def _count_output(value: Value, graph: Graph, delta: int) -> None:

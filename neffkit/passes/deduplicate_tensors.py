@@ -1,0 +1,161 @@
+"""``dedup``: one copy of each distinct constant, and fewer copy nodes.
+
+Before / after::
+
+    w1 = [1, 2, 3]   (initializer)        w1 = [1, 2, 3]
+    w2 = [1, 2, 3]   (initializer)  ->    a = Add(x, w1)
+    c = Constant<value=[1, 2, 3]>         b = Mul(x, w1)
+    a = Add(x, w1)                        y = Sub(a, w1)
+    b = Mul(x, w2)
+    y = Sub(a, c)
+
+Constants are grouped by content hash (dtype, shape, bytes) and merged only after a
+byte-exact comparison. Initializers and ``Constant`` nodes of every graph (subgraphs
+included) take part; the kept copy lives in the outermost graph, so every scope sees it.
+"Fewer copies": ``Identity``, ``Cast`` to the same type and ``Expand`` that does not
+broadcast are removed where their input can stand in for their output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.tensor import Tensor
+from neffkit.passes.base import Pass, PassContext, PassResult
+from neffkit.passes.registry import register
+
+
+@register
+@dataclass(frozen=True)
+class DeduplicateTensors(Pass):
+    """Merges equal constants and drops copy nodes."""
+
+    name: ClassVar[str] = "dedup"
+    description: ClassVar[str] = (
+        "one copy of each distinct constant (initializers and Constant nodes, all scopes); "
+        "drop redundant Identity/Cast/Expand copies"
+    )
+    copies: bool = True
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        merged, saved = _merge_constants(graph, ctx)
+        removed = _remove_copies(graph) if self.copies else 0
+        stats = {}
+        if merged:
+            stats["tensors_merged"] = merged
+            stats["bytes_saved"] = saved
+        if removed:
+            stats["copies_removed"] = removed
+        return PassResult(bool(merged or removed), stats)
+
+
+def _constant_sources(graph: Graph, ctx: PassContext) -> list[tuple[Value, Tensor, Graph]]:
+    """Every constant value: (value, tensor, graph that defines it), outer graphs first."""
+    out = []
+    for g in graph.all_graphs():
+        overridable = set(g.inputs) if (ctx.keep_overridable_inputs or g is not graph) else set()
+        for v in g.initializers.values():
+            if v.const is not None and v not in overridable:
+                out.append((v, v.const, g))
+        for node in g:
+            if node.op_type == "Constant" and node.domain == "" and "value" in node.attributes:
+                t = node.attr("value")
+                if isinstance(t, Tensor):
+                    out.append((node.outputs[0], t, g))
+    return out
+
+
+def _merge_constants(graph: Graph, ctx: PassContext) -> tuple[int, int]:
+    groups: dict[bytes, list[tuple[Value, Tensor, Graph]]] = {}
+    for item in _constant_sources(graph, ctx):
+        t = item[1]
+        if t.nbytes == 0 and t.size != 0:
+            continue
+        groups.setdefault(t.content_hash(), []).append(item)
+    merged = 0
+    saved = 0
+    for items in groups.values():
+        if len(items) < 2:
+            continue
+        keep_v, keep_t, keep_g = items[0]
+        rest = [it for it in items[1:] if it[1].equals(keep_t)]
+        if not rest:
+            continue
+        if keep_g is not graph or keep_v.producer is not None:
+            keep_v = _hoist_to_root(keep_v, keep_t, keep_g, graph)
+        for v, t, g in rest:
+            if v is keep_v:
+                continue
+            v.replace_all_uses_with(keep_v)
+            if v.producer is not None:
+                g.remove(v.producer)
+            else:
+                g.remove_initializer(v)
+            merged += 1
+            saved += t.nbytes
+    return merged, saved
+
+
+def _hoist_to_root(v: Value, t: Tensor, g: Graph, root: Graph) -> Value:
+    """Makes the kept copy a root initializer, so every scope can read it."""
+    new = Value(v.name or "const", v.type, const=t)
+    root.add_initializer(new)
+    if v.producer is not None and v.is_graph_output:
+        # a graph output must stay produced in its graph: keep the Constant node as it is
+        return new
+    v.replace_all_uses_with(new)
+    if v.producer is not None:
+        g.remove(v.producer)
+    else:
+        g.remove_initializer(v)
+    return new
+
+
+def _remove_copies(graph: Graph) -> int:
+    removed = 0
+    for g in list(graph.all_graphs()):
+        for node in g:
+            if node.domain != "" or len(node.outputs) != 1 or not node.inputs:
+                continue
+            src = node.inputs[0]
+            out = node.outputs[0]
+            if src is None or not _is_copy(node, src, out):
+                continue
+            if out.is_graph_output and (
+                src.is_graph_output or src.producer is None or src.graph is not g
+            ):
+                continue  # the output needs a node of its own (or a distinct name)
+            if out.is_graph_output:
+                if src.name and out.name:
+                    src.name, out.name = out.name, src.name
+            out.replace_all_uses_with(src)
+            if src.type is None and out.type is not None:
+                src.type = out.type
+            g.remove(node)
+            removed += 1
+    return removed
+
+
+def _is_copy(node: Node, src: Value, out: Value) -> bool:
+    op = node.op_type
+    if op == "Identity":
+        return True
+    if op == "Cast":
+        return src.dtype is not None and src.dtype == node.attr("to")
+    if op == "Expand" and len(node.inputs) == 2:
+        shape_v = node.inputs[1]
+        if shape_v is None or shape_v.const is None or shape_v.producer is not None:
+            return False
+        if src.shape is None or not all(isinstance(d, int) for d in src.shape):
+            return False
+        target = [int(x) for x in np.asarray(shape_v.const.numpy()).reshape(-1)]
+        try:
+            result = np.broadcast_shapes(tuple(src.shape), tuple(target))
+        except ValueError:
+            return False
+        return tuple(result) == tuple(src.shape)
+    return False

@@ -1,0 +1,112 @@
+"""``cse``: merges structurally identical nodes (same op, attributes and inputs).
+
+Before / after::
+
+    a = MatMul(x, w)         a = MatMul(x, w)
+    b = MatMul(x, w)   ->    y = Add(a, a)
+    y = Add(a, b)
+
+Expressions computed before a Loop or If node are visible inside its bodies, so a body that
+recomputes an outer expression reads the outer value instead (legal: the outer value exists
+before the body runs). Random ops never merge. Commutative ops match with inputs swapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from onnx import AttributeProto
+
+from neffkit.ir.core import Attr, Graph, Node
+from neffkit.ir.tensor import Tensor
+from neffkit.passes.base import Pass, PassContext, PassResult, is_pure
+from neffkit.passes.registry import register
+
+_COMMUTATIVE = frozenset(
+    {
+        "Add",
+        "Mul",
+        "Max",
+        "Min",
+        "Sum",
+        "Mean",
+        "And",
+        "Or",
+        "Xor",
+        "Equal",
+        "BitwiseAnd",
+        "BitwiseOr",
+        "BitwiseXor",
+    }
+)
+
+
+@register
+@dataclass(frozen=True)
+class EliminateCommonSubexpressions(Pass):
+    """Keeps one node of each set of identical nodes."""
+
+    name: ClassVar[str] = "cse"
+    description: ClassVar[str] = (
+        "merge identical nodes (same op, attributes, inputs), also into Loop/If bodies"
+    )
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        merged = 0
+        # Frames: (graph, node iterator, table of expressions defined so far in it).
+        frames: list[tuple[Graph, Iterator[Node], dict[Any, Node]]] = [(graph, iter(graph), {})]
+        while frames:
+            g, it, table = frames[-1]
+            node = next(it, None)
+            if node is None:
+                frames.pop()
+                continue
+            key = _key(node)
+            if key is not None:
+                found = _lookup(key, frames)
+                if found is not None and found is not node:
+                    for old, new in zip(node.outputs, found.outputs):
+                        old.replace_all_uses_with(new)
+                    g.remove(node)
+                    merged += 1
+                    continue
+                table[key] = node
+            subs = node.subgraphs
+            for sub in reversed(subs):
+                frames.append((sub, iter(sub), {}))
+        return PassResult(merged > 0, {"nodes_merged": merged} if merged else {})
+
+
+def _lookup(key: Any, frames: list) -> Node | None:
+    for _, _, table in reversed(frames):
+        hit = table.get(key)
+        if hit is not None:
+            return hit
+    return None
+
+
+def _key(node: Node) -> Any:
+    """A hashable identity of what the node computes, or None when it must not merge."""
+    if not is_pure(node) or node.subgraphs:
+        return None
+    ins = tuple(id(v) if v is not None else 0 for v in node._inputs)
+    if node.op_type in _COMMUTATIVE and node.domain == "":
+        ins = tuple(sorted(ins))
+    attrs = tuple(sorted((name, _attr_key(a)) for name, a in node.attributes.items()))
+    return (node.domain, node.op_type, node.overload, ins, attrs, len(node.outputs))
+
+
+def _attr_key(a: Attr) -> Any:
+    if a.type in (AttributeProto.TENSOR,):
+        t: Tensor = a.value
+        return ("t", t.content_hash())
+    if a.type == AttributeProto.TENSORS:
+        return ("ts", tuple(t.content_hash() for t in a.value))
+    if a._proto is not None and a.type not in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+        return a._proto.SerializeToString(deterministic=True)
+    v = a.value
+    if isinstance(v, list):
+        return (a.type, tuple(v))
+    return (a.type, v)
