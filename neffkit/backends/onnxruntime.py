@@ -72,11 +72,18 @@ def bind_inputs(names: Sequence[str], inputs: Inputs) -> dict[str, Any]:
         unknown = [n for n in inputs if n not in names]
         if unknown:
             raise BackendError(f"unknown inputs: {', '.join(unknown)} (model takes {list(names)})")
-        return {n: inputs[n] for n in names}
+        return {n: _array(inputs[n]) for n in names}
     inputs = list(inputs)
     if len(inputs) > len(names):
         raise BackendError(f"model takes {len(names)} inputs {list(names)}, got {len(inputs)}")
-    return dict(zip(names, inputs))
+    return {n: _array(x) for n, x in zip(names, inputs)}
+
+
+def _array(x: Any) -> Any:
+    """numpy scalars (``np.bool_(True)``) become 0-d arrays; other values pass unchanged."""
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    return x
 
 
 def _first_line(e: BaseException) -> str:

@@ -1,0 +1,95 @@
+"""dedup keeps one copy of each distinct constant across scopes and drops copy nodes."""
+
+from __future__ import annotations
+
+from neffkit.ir.text import parse
+from neffkit.passes import PassContext
+from neffkit.passes.deduplicate_tensors import DeduplicateTensors
+from tests.passes.helpers import check_pass
+
+H = '<ir_version: 8, opset_import: ["" : 17]>'
+DEDUP = DeduplicateTensors()
+
+
+def test_equal_initializers_and_constant_nodes_merge() -> None:
+    g = check_pass(
+        DEDUP,
+        H
+        + """m (float[3] x) => (float[3] y)
+           <float[3] w1 = {1.0, 2.0, 3.0}, float[3] w2 = {1.0, 2.0, 3.0}> {
+            c = Constant<value = float[3] {1.0, 2.0, 3.0}>()
+            a = Add(x, w1) b = Mul(a, w2) y = Sub(b, c) }""",
+        H
+        + """m (float[3] x) => (float[3] y) <float[3] w1 = {1.0, 2.0, 3.0}> {
+            a = Add(x, w1) b = Mul(a, w1) y = Sub(b, w1) }""",
+    )
+    assert len(g.initializers) == 1
+
+
+def test_same_bytes_different_dtype_or_shape_stay_apart() -> None:
+    check_pass(
+        DEDUP,
+        H
+        + """m (float[2,2] x, int32[4] i) => (float[2,2] y, int32[4] j)
+           <float[2,2] w1 = {1.0, 2.0, 3.0, 4.0}, float[4] w2 = {1.0, 2.0, 3.0, 4.0},
+            int32[4] w3 = {1, 2, 3, 4}> {
+            r = Reshape(w2, s) s = Constant<value = int64[2] {2, 2}>()
+            y = Add(x, w1) j = Add(i, w3) }""".replace(
+            "r = Reshape(w2, s) s = Constant<value = int64[2] {2, 2}>()",
+            "s = Constant<value = int64[2] {2, 2}>() r = Reshape(w2, s) t = Add(r, w1)",
+        ),
+        None,
+    )
+
+
+def test_constant_in_a_body_merges_with_the_outer_copy() -> None:
+    check_pass(
+        DEDUP,
+        H
+        + """m (bool c, float[2] x) => (float[2] y) <float[2] w = {5.0, 6.0}> {
+            t = Add(x, w)
+            y = If(c) <then_branch = g1 () => (float[2] a) {
+                            k = Constant<value = float[2] {5.0, 6.0}>() a = Mul(t, k) },
+                       else_branch = g2 () => (float[2] b) { b = Identity(t) }>
+        }""",
+        H
+        + """m (bool c, float[2] x) => (float[2] y) <float[2] w = {5.0, 6.0}> {
+            t = Add(x, w)
+            y = If(c) <then_branch = g1 () => (float[2] a) { a = Mul(t, w) },
+                       else_branch = g2 () => (float[2] b) { b = t }>
+        }""".replace("b = t", "b = Identity(t)"),
+        ctx=PassContext(),
+    )
+
+
+def test_identity_and_same_type_cast_copies_are_removed() -> None:
+    check_pass(
+        DEDUP,
+        H
+        + """m (float[2] x) => (float[2] y) {
+            a = Identity(x) b = Cast<to = 1>(a) c = Relu(b) y = Identity(c) }""",
+        H + "m (float[2] x) => (float[2] y) { y = Relu(x) }",
+    )
+
+
+def test_cast_that_changes_type_and_broadcasting_expand_stay() -> None:
+    check_pass(
+        DEDUP,
+        H
+        + """m (float[2] x) => (double[2] y, float[3,2] z) {
+            s = Constant<value = int64[2] {3, 2}>()
+            y = Cast<to = 11>(x) z = Expand(x, s) }""",
+        None,
+    )
+
+
+def test_overridable_initializers_are_kept_when_asked() -> None:
+    text = """<ir_version: 3, opset_import: ["" : 9]>
+        m (float[2] x, float[2] w1, float[2] w2) => (float[2] y)
+        <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
+            a = Add(x, w1) y = Mul(a, w2) }"""
+    g = parse(text)
+    assert DEDUP.run(g, PassContext(keep_overridable_inputs=True)).changed is False
+    g = parse(text)
+    assert DEDUP.run(g, PassContext()).changed is True
+    assert [v.name for v in g.inputs] == ["x", "w1"]

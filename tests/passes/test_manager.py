@@ -1,0 +1,124 @@
+"""PassManager: pipelines, fixed points, verification, rollback on failure, reports."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+
+from neffkit.errors import PassError
+from neffkit.ir.core import Graph, Node
+from neffkit.ir.text import parse, print_body
+from neffkit.passes import Pass, PassContext, PassManager, PassResult, parse_pipeline, register
+from neffkit.passes.pipeline import PipelineSyntaxError
+
+H = '<ir_version: 8, opset_import: ["" : 17]>'
+MODEL = (
+    H
+    + """m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
+    a = Add(x, w1) b = Add(x, w2) d = Exp(a) y = Mul(a, b) }"""
+)
+
+
+@register
+@dataclass(frozen=True)
+class _Explode(Pass):
+    """Test pass: corrupts the graph then raises (or only corrupts)."""
+
+    name: ClassVar[str] = "test-explode"
+    description: ClassVar[str] = "test: break the graph"
+    raise_error: bool = True
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        first = next(iter(graph))
+        first.outputs[0].replace_all_uses_with(graph.inputs[0])
+        graph.insert_before(first, Node("Neg", [first.outputs[0]], name="broken"))
+        if self.raise_error:
+            raise RuntimeError("boom")
+        return PassResult(True, {})
+
+
+@register
+@dataclass(frozen=True)
+class _Liar(Pass):
+    """Test pass: claims a change it did not make."""
+
+    name: ClassVar[str] = "test-liar"
+    description: ClassVar[str] = "test: says changed, changes nothing"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        return PassResult(True, {})
+
+
+def test_pipeline_text_round_trips() -> None:
+    g = parse_pipeline("dedup, cse ,(dedup{copies=false},cse,dce){max-iter=3}")
+    assert g.spec() == "dedup,cse,(dedup{copies=false},cse,dce){max-iter=3}"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dedup,,cse", "expected a pass name"),
+        ("nosuchpass", "unknown pass 'nosuchpass'"),
+        ("(cse,dce", r"expected '\)'"),
+        ("cse{nope=1}", "has no option 'nope'"),
+        ("dedup{copies=3}", "takes true or false"),
+        ("(cse){max-iter=0}", "positive integer"),
+        ("", "empty pipeline"),
+    ],
+)
+def test_bad_pipelines_say_where(text: str, message: str) -> None:
+    with pytest.raises(PipelineSyntaxError, match=message):
+        parse_pipeline(text)
+
+
+def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:
+    g = parse(MODEL)
+    report = PassManager("(dedup,cse,dce)", verify_each=True).run(g)
+    assert print_body(g) == print_body(
+        parse(
+            H + "m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}> "
+            "{ a = Add(x, w1) y = Mul(a, a) }"
+        )
+    )
+    names = [r.name for r in report.records]
+    assert names == ["dedup", "cse", "dce", "dedup", "cse", "dce"]
+    assert report.nodes_before == 4 and report.nodes_after == 2
+    assert report.bytes_before == 16 and report.bytes_after == 8
+    assert "dedup" in report.table() and report.to_dict()["per_pass"]["cse"]["runs"] == 2
+
+
+def test_group_iteration_cap_stops_a_liar() -> None:
+    g = parse(MODEL)
+    report = PassManager("(test-liar){max-iter=4}").run(g)
+    assert len(report.records) == 4
+
+
+def test_failing_pass_is_named_with_its_history_and_the_graph_is_restored() -> None:
+    g = parse(MODEL)
+    before = print_body(g)
+    with pytest.raises(PassError) as e:
+        PassManager("dedup,test-explode,dce").run(g)
+    assert "pass 'test-explode' failed" in str(e.value) and "boom" in str(e.value)
+    assert e.value.previous == ["dedup"]
+    # restored to the state after dedup (before the failing pass), not to the start
+    assert print_body(g) != before
+    assert "broken" not in print_body(g)
+    assert len(g.initializers) == 1
+
+
+def test_pass_that_breaks_the_ir_is_caught_by_the_verifier() -> None:
+    g = parse(MODEL)
+    with pytest.raises(PassError, match="before it is defined"):
+        PassManager("test-explode{raise-error=false}").run(g)
+    assert print_body(g) == print_body(parse(MODEL))
+
+
+def test_print_ir_after_only_when_changed() -> None:
+    g = parse(MODEL)
+    out = io.StringIO()
+    PassManager("dedup,dedup,cse", print_ir_after={"dedup"}, out=out).run(g)
+    assert out.getvalue().count("IR after dedup") == 1
+    assert "IR after cse" not in out.getvalue()
