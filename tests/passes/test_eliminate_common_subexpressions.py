@@ -24,14 +24,14 @@ def test_identical_nodes_merge() -> None:
 def test_commutative_inputs_match_swapped_but_others_do_not() -> None:
     check_pass(
         CSE,
-        H
-        + "m (float[2] x, float[2] z) => (float[2] y) { a = Add(x, z) b = Add(z, x) y = Sub(a, b) }",
+        H + "m (float[2] x, float[2] z) => (float[2] y) {"
+        " a = Add(x, z) b = Add(z, x) y = Sub(a, b) }",
         H + "m (float[2] x, float[2] z) => (float[2] y) { a = Add(x, z) y = Sub(a, a) }",
     )
     check_pass(
         CSE,
-        H
-        + "m (float[2] x, float[2] z) => (float[2] y) { a = Sub(x, z) b = Sub(z, x) y = Add(a, b) }",
+        H + "m (float[2] x, float[2] z) => (float[2] y) {"
+        " a = Sub(x, z) b = Sub(z, x) y = Add(a, b) }",
         None,
     )
 
