@@ -7,6 +7,7 @@ PyTorch / TorchScript and torch-neuron::
     graph = neffkit.load("model.onnx")
     outputs = neffkit.run(graph, inputs, backend="torch")
     report = neffkit.verify("model.onnx", graph)
+    optimized, opt_report = neffkit.optimize("model.onnx", target="torch")
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "Value",
     "VerificationError",
     "load",
+    "optimize",
     "run",
     "save",
     "to_onnx",
@@ -48,6 +50,8 @@ __all__ = [
 # torch is slow to import: the entry points that need it are loaded on first use.
 _LAZY = {
     "run": ("neffkit.api", "run"),
+    "optimize": ("neffkit.optimize", "optimize"),
+    "OptimizeReport": ("neffkit.optimize", "OptimizeReport"),
     "verify": ("neffkit.verify", "verify"),
     "VerificationReport": ("neffkit.verify", "VerificationReport"),
 }

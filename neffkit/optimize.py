@@ -1,0 +1,165 @@
+"""``neffkit.optimize``: the default pipeline per target, run and verified.
+
+    graph, report = neffkit.optimize("model.onnx", target="torch")
+    print(report.table())
+    neffkit.save(graph, "model.opt.onnx")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from neffkit.errors import NeffkitError
+from neffkit.ir.clone import clone_graph
+from neffkit.ir.core import Graph
+from neffkit.passes.base import PassContext
+from neffkit.passes.manager import ManagerReport, PassManager, Progress
+
+#: Instruction reduction to a fixed point, framed by shape inference and deduplication.
+_REDUCE = "shape-infer,dedup,(fold,simplify,cse,dce){max-iter=8},shape-infer,dedup,dce"
+
+DEFAULT_PIPELINES: dict[str, str] = {
+    "torch": _REDUCE,
+    "onnxruntime": _REDUCE,
+    "neuron": _REDUCE,
+}
+
+TARGETS = tuple(DEFAULT_PIPELINES)
+
+
+@dataclass
+class OptimizeReport:
+    """What ``optimize`` did: the pass manager's report plus the numeric verification."""
+
+    target: str
+    pipeline: str
+    passes: ManagerReport
+    verification: Any = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False only when verification ran and found a mismatch."""
+        return self.verification is None or bool(self.verification.ok)
+
+    def table(self) -> str:
+        """The per-pass table and, when verified, the verification summary."""
+        text = self.passes.table()
+        if self.verification is not None:
+            text += "\n\n" + str(self.verification)
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``neffkit optimize --report``)."""
+        return {
+            "target": self.target,
+            "pipeline": self.pipeline,
+            "seconds": self.seconds,
+            "passes": self.passes.to_dict(),
+            "verification": None if self.verification is None else self.verification.to_dict(),
+            "ok": self.ok,
+            "notes": self.notes,
+        }
+
+
+def default_pipeline(target: str = "torch") -> str:
+    """The pipeline ``optimize`` runs for ``target`` when none is given."""
+    try:
+        return DEFAULT_PIPELINES[target]
+    except KeyError:
+        raise NeffkitError(
+            f"unknown target '{target}'; choose one of {', '.join(TARGETS)}"
+        ) from None
+
+
+def verification_backend(target: str) -> str:
+    """The backend the optimized graph is checked on for ``target`` (neuron: its torch form)."""
+    return "onnxruntime" if target == "onnxruntime" else "torch"
+
+
+def optimize(
+    model: str | onnx.ModelProto | Graph,
+    passes: str | None = None,
+    target: str = "torch",
+    *,
+    verify: bool = True,
+    inputs: Sequence[Any] | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    atol: float | None = None,
+    rtol: float | None = None,
+    keep_overridable_inputs: bool = False,
+    max_constant_bytes: int = 64 * 1024 * 1024,
+    verify_each: bool = False,
+    print_ir_after: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> tuple[Graph, OptimizeReport]:
+    """Optimizes a model for ``target`` and checks it against the original.
+
+    Args:
+        model: a path, ModelProto or Graph (a Graph is not modified: a copy is optimized).
+        passes: pipeline text; the target's default pipeline when None.
+        target: ``torch``, ``onnxruntime`` or ``neuron``.
+        verify: compare onnxruntime on the original with the target backend on the result.
+        inputs: inputs for verification (random from the input types, seeded, when None).
+        seed: seed of the random inputs.
+        atol: absolute tolerance of the verification (per-dtype default when None).
+        rtol: relative tolerance of the verification (per-dtype default when None).
+        keep_overridable_inputs: treat IR v3 inputs that have an initializer as inputs.
+        max_constant_bytes: no pass creates a constant larger than this.
+        verify_each: check numerics after every pass (slow; finds the pass that broke them).
+        print_ir_after: pass names (or ``all``) whose result is printed when it changed.
+        progress: ``progress(pass_name, step, total)`` callback.
+
+    Returns:
+        The optimized graph and the report. A verification mismatch is in ``report.ok``;
+        it is not raised.
+    """
+    from neffkit.api import as_graph
+
+    start = time.perf_counter()
+    pipeline = passes if passes is not None else default_pipeline(target)
+    if target not in DEFAULT_PIPELINES:
+        default_pipeline(target)  # raises the clear error
+    original = as_graph(model)
+    graph = clone_graph(original) if isinstance(model, Graph) else original
+    reference = clone_graph(graph) if verify else None
+    ctx = PassContext(
+        target=target,
+        max_constant_bytes=max_constant_bytes,
+        keep_overridable_inputs=keep_overridable_inputs,
+    )
+    manager = PassManager(
+        pipeline,
+        ctx=ctx,
+        verify_each=verify_each,
+        inputs=inputs,
+        seed=seed,
+        print_ir_after=print_ir_after,
+        progress=progress,
+    )
+    passes_report = manager.run(graph)
+    report = OptimizeReport(target, manager.group.spec(), passes_report)
+    if verify and reference is not None:
+        from neffkit.verify import verify as verify_models
+
+        kwargs: dict[str, Any] = {"seed": seed}
+        if atol is not None:
+            kwargs["atol"] = atol
+        if rtol is not None:
+            kwargs["rtol"] = rtol
+        report.verification = verify_models(
+            reference,
+            graph,
+            inputs,
+            backend=verification_backend(target),
+            reference_backend="onnxruntime",
+            **kwargs,
+        )
+    report.seconds = time.perf_counter() - start
+    return graph, report
