@@ -67,7 +67,25 @@ def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelPro
         _Exporter(external).graph(graph, mp.graph, top=True)
     if meta.sparse_initializers:
         _restore_sparse(mp.graph, meta.sparse_initializers)
+    _fill_output_types(mp)
     return mp
+
+
+def _fill_output_types(mp: ModelProto) -> None:
+    """ONNX requires typed graph outputs: infer the ones the IR does not know (rare)."""
+    missing = [o for o in mp.graph.output if o.type.WhichOneof("value") is None]
+    if not missing:
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(mp, strict_mode=False)
+    except Exception:  # noqa: BLE001 - leave them untyped; the checker will say so
+        return
+    known = {vi.name: vi.type for vi in inferred.graph.value_info}
+    known.update({vi.name: vi.type for vi in inferred.graph.output})
+    for o in missing:
+        t = known.get(o.name)
+        if t is not None and t.WhichOneof("value") is not None:
+            o.type.CopyFrom(t)
 
 
 def _ir_version_for(opsets: dict[str, int]) -> int:
