@@ -12,8 +12,7 @@ PyTorch / TorchScript and torch-neuron::
 
 from __future__ import annotations
 
-from typing import Any
-
+from neffkit.api import run
 from neffkit.backends.onnx import save, to_onnx
 from neffkit.errors import (
     BackendError,
@@ -25,6 +24,8 @@ from neffkit.errors import (
 )
 from neffkit.frontends.onnx import load
 from neffkit.ir import Graph, Node, Tensor, Value
+from neffkit.optimize import OptimizeReport, optimize
+from neffkit.verify import VerificationReport, verify
 
 __version__ = "0.1.0"
 
@@ -35,10 +36,12 @@ __all__ = [
     "NeffkitError",
     "Node",
     "NumericMismatchError",
+    "OptimizeReport",
     "PassError",
     "Tensor",
     "Value",
     "VerificationError",
+    "VerificationReport",
     "load",
     "optimize",
     "run",
@@ -46,23 +49,3 @@ __all__ = [
     "to_onnx",
     "verify",
 ]
-
-# torch is slow to import: the entry points that need it are loaded on first use.
-_LAZY = {
-    "run": ("neffkit.api", "run"),
-    "optimize": ("neffkit.optimize", "optimize"),
-    "OptimizeReport": ("neffkit.optimize", "OptimizeReport"),
-    "verify": ("neffkit.verify", "verify"),
-    "VerificationReport": ("neffkit.verify", "VerificationReport"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'neffkit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(target[0]), target[1])
-    globals()[name] = value
-    return value

@@ -74,7 +74,7 @@ def bind_inputs(names: Sequence[str], inputs: Inputs) -> dict[str, Any]:
             raise BackendError(f"unknown inputs: {', '.join(unknown)} (model takes {list(names)})")
         return {n: _array(inputs[n]) for n in names}
     inputs = list(inputs)
-    if len(inputs) > len(names):
+    if len(inputs) != len(names):
         raise BackendError(f"model takes {len(names)} inputs {list(names)}, got {len(inputs)}")
     return {n: _array(x) for n, x in zip(names, inputs)}
 

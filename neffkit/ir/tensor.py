@@ -136,10 +136,25 @@ class Tensor:
             return (self.size + 1) // 2
         return self.size * item
 
+    @property
+    def external_path(self) -> str | None:
+        """The file the bytes live in, for a tensor stored as external data."""
+        return None if self._external is None else self._external.path
+
     def numpy(self) -> np.ndarray:
-        """The values as a numpy array (decoded or read from external data on first use)."""
+        """The values as a numpy array (decoded or read from external data on first use).
+
+        Raises:
+            FrontendError: the stored data does not match the tensor's dtype and dims.
+        """
         if self._array is None:
-            self._array = self._decode()
+            try:
+                self._array = self._decode()
+            except (ValueError, TypeError) as e:
+                raise FrontendError(
+                    f"tensor '{self.name}' ({dtype_name(self.dtype)}{list(self.shape)}) holds "
+                    f"data that does not fit its type and dims: {e}"
+                ) from e
         return self._array
 
     def _decode(self) -> np.ndarray:
