@@ -1,4 +1,4 @@
-"""The ``neffkit`` command: inspect, convert, verify and run ONNX models.
+"""The ``neffkit`` command: optimize, inspect, convert, verify and run ONNX models.
 
 Every subcommand has ``--help`` with an example. Errors in what the user gave (a missing or
 corrupt file, an op a backend cannot lower, inputs that do not fit) end the command with exit
@@ -33,6 +33,9 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 _MAIN_EPILOG = """\
 commands:
+  optimize  run passes (default: instruction reduction for the target) and verify the result
+  passes    list the passes, their options and the default pipelines
+  example   write the embedded example model (Conformer OCR)
   inspect   what a model contains: inputs, outputs, opsets, ops, constants, subgraphs
   convert   ONNX -> TorchScript (.pt), checked against onnxruntime
   verify    compare two models (or a model and a .pt) on the same inputs
@@ -41,8 +44,9 @@ commands:
 exit status: 0 ok, 1 numbers differ (verify, convert), 2 bad input or error, 3 internal error
 
 example:
-  neffkit inspect model.onnx
-  neffkit convert model.onnx -o model.pt
+  neffkit example conformer -o conformer.onnx
+  neffkit optimize conformer.onnx -o conformer.opt.onnx
+  neffkit convert conformer.opt.onnx -o conformer.pt
 """
 
 _INSPECT_EPILOG = """\
@@ -169,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, help="torch device, e.g. cuda (torch backend)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
     s.set_defaults(func=cmd_run)
+
+    from neffkit.cli_optimize import register_commands
+
+    register_commands(add)
     return p
 
 

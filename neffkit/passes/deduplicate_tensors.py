@@ -25,7 +25,7 @@ import numpy as np
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import Tensor
-from neffkit.passes.base import Pass, PassContext, PassResult
+from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 
 
@@ -39,7 +39,7 @@ class DeduplicateTensors(Pass):
         "one copy of each distinct constant (initializers and Constant nodes, all scopes); "
         "drop redundant Identity/Cast/Expand copies"
     )
-    copies: bool = True
+    copies: bool = option(True, "also drop Identity / same-type Cast / non-broadcasting Expand")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         merged, saved = _merge_constants(graph, ctx)

@@ -1,0 +1,271 @@
+"""``neffkit optimize``, ``neffkit passes`` and ``neffkit example``: the commands around passes.
+
+Kept apart from ``cli.py`` (inspect, convert, verify, run) so each stays readable; both share
+its error handling and helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from neffkit.errors import NeffkitError
+
+_OPTIMIZE_EPILOG = """\
+The default pipeline depends on --target (see `neffkit passes`); --passes replaces it with
+pipeline text: passes separated by commas, options in braces, a group in parentheses repeated
+until nothing changes (at most max-iter times):
+
+  dedup,cse,(fold{max-bytes=1048576},simplify,dce){max-iter=8}
+
+The input is never overwritten and the output is written atomically. With --verify (the
+default) onnxruntime runs the input and the target's backend runs the result on the same
+inputs (random from the input types with --seed, or --inputs); when they disagree nothing is
+written and the exit status is 1.
+
+example:
+  neffkit optimize model.onnx -o model.opt.onnx
+  neffkit optimize model.onnx -o model.opt.onnx --target onnxruntime --report report.json
+  neffkit optimize model.onnx -o out.onnx --passes "dedup,(fold,cse,dce)" --print-ir-after cse
+"""
+
+_PASSES_EPILOG = """\
+example:
+  neffkit passes            # every pass, its description and options
+  neffkit passes --json
+"""
+
+_EXAMPLE_EPILOG = """\
+The Conformer OCR model is built in code with random weights (fixed seed): a convolutional
+front end for a 1x32xW text-line image, conformer encoder blocks (depthwise Conv1d of kernel
+15), and a transformer decoder that greedily emits up to 75 tokens and stops at EOS, exported
+with the greedy loop as an ONNX Loop.
+
+example:
+  neffkit example conformer -o conformer.onnx
+  neffkit example conformer --part encoder --width 256 -o encoder.onnx
+"""
+
+
+def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """Adds the commands of this module to the ``neffkit`` parser (``add`` makes a subparser)."""
+    from neffkit.cli import _add_input_args, _add_tolerance_args
+    from neffkit.optimize import TARGETS
+
+    s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
+    s.add_argument("model", metavar="IN", help="the .onnx model to optimize")
+    s.add_argument("-o", "--output", required=True, metavar="OUT", help="optimized .onnx file")
+    s.add_argument("--passes", metavar="PIPELINE", help="pipeline text (default: the target's)")
+    s.add_argument("--target", default="torch", choices=TARGETS, help="backend (default torch)")
+    s.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compare onnxruntime on IN with the target backend on OUT (default: on)",
+    )
+    _add_input_args(s)
+    _add_tolerance_args(s)
+    s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
+    s.add_argument(
+        "--verify-each", action="store_true", help="check numerics after every pass (slow)"
+    )
+    s.add_argument(
+        "--print-ir-after",
+        action="append",
+        metavar="PASS",
+        help="print the IR after PASS when it changed something (repeatable, or 'all')",
+    )
+    s.add_argument("--time-passes", action="store_true", help="list every pass run with its time")
+    s.add_argument(
+        "--keep-overridable-inputs",
+        action="store_true",
+        help="IR v3 inputs that have an initializer stay inputs (not folded as constants)",
+    )
+    s.add_argument(
+        "--max-constant-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="no pass creates a constant larger than this (default 64 MiB)",
+    )
+    s.add_argument(
+        "--external-data",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weights in OUT.data beside OUT (default: when IN had them or > 2 GiB)",
+    )
+    s.set_defaults(func=cmd_optimize)
+
+    s = add("passes", "list the passes and their options", _PASSES_EPILOG)
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_passes)
+
+    s = add("example", "write the embedded example model", _EXAMPLE_EPILOG)
+    s.add_argument("name", choices=["conformer"], help="which example")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="where to write it")
+    s.add_argument(
+        "--part",
+        default="full",
+        choices=["full", "encoder", "decoder-step"],
+        help="the whole model (default), the encoder, or one decoder step",
+    )
+    s.add_argument("--width", type=int, default=128, help="image width (multiple of 4)")
+    s.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    s.set_defaults(func=cmd_example)
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """``neffkit optimize``."""
+    from neffkit.api import mentioning
+    from neffkit.backends.onnx import save
+    from neffkit.cli import EXIT_MISMATCH, EXIT_OK, _read_inputs, _refuse_overwrite
+    from neffkit.frontends.onnx import load
+    from neffkit.optimize import optimize
+
+    model, out = args.model, args.output
+    _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"})
+    graph = load(model)
+    inputs = _read_inputs(graph, args, model) if args.verify or args.verify_each else None
+    progress = _Progress(sys.stderr, enabled=bool(args.verbose) or sys.stderr.isatty())
+    with mentioning(model):
+        optimized, report = optimize(
+            graph,
+            args.passes,
+            args.target,
+            verify=args.verify,
+            inputs=inputs,
+            seed=args.seed,
+            atol=args.atol,
+            rtol=args.rtol,
+            keep_overridable_inputs=args.keep_overridable_inputs,
+            max_constant_bytes=args.max_constant_bytes,
+            verify_each=args.verify_each,
+            print_ir_after=args.print_ir_after,
+            progress=progress,
+        )
+    progress.done()
+    print(f"{model}: target {args.target}, pipeline {report.pipeline}")
+    if args.time_passes:
+        for r in report.passes.records:
+            flag = "changed" if r.changed else "       "
+            print(f"  {r.seconds:8.3f}s  {flag}  {r.spec}  {r.nodes_before}->{r.nodes_after}")
+    print(report.passes.table())
+    if report.verification is not None:
+        report.verification.candidate = f"{out} (the optimized model)"
+        print()
+        print(report.verification)
+    if args.report:
+        _refuse_overwrite(args.report, {model: "the input model", out: "the output model"})
+        from neffkit.cli import _atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as f:
+                json.dump(report.to_dict(), f, indent=2, default=str)
+
+        _atomic_write(args.report, write)
+        print(f"wrote {args.report}")
+    if not report.ok:
+        print(
+            f"neffkit: {out} not written: the optimized model does not match the original "
+            "(rerun with --verify-each to find the pass, or --no-verify to write it anyway)",
+            file=sys.stderr,
+        )
+        return EXIT_MISMATCH
+    save(optimized, out, external_data=args.external_data)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    """``neffkit passes``."""
+    from neffkit.cli import EXIT_OK
+    from neffkit.optimize import DEFAULT_PIPELINES
+    from neffkit.passes.registry import all_passes
+
+    rows = []
+    for cls in all_passes():
+        rows.append(
+            {
+                "name": cls.name,
+                "description": cls.description,
+                "module": cls.__module__,
+                "options": [
+                    {"name": n, "type": t, "default": d, "help": h} for n, t, d, h in cls.options()
+                ],
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"passes": rows, "default_pipelines": DEFAULT_PIPELINES}, indent=2, default=str
+            )
+        )
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['name']:<18}{r['description']}")
+        for o in r["options"]:
+            extra = f"  {o['help']}" if o["help"] else ""
+            print(f"{'':<20}{o['name']}={o['default']!r} ({o['type']}){extra}")
+    print("\ndefault pipelines (neffkit optimize --target T):")
+    for target, text in DEFAULT_PIPELINES.items():
+        print(f"  {target:<12}{text}")
+    return EXIT_OK
+
+
+def cmd_example(args: argparse.Namespace) -> int:
+    """``neffkit example``."""
+    from neffkit.cli import EXIT_OK, _refuse_overwrite
+    from neffkit.examples import (
+        export_conformer_onnx,
+        export_decoder_step_onnx,
+        export_encoder_onnx,
+    )
+
+    if args.width <= 0 or args.width % 4:
+        raise NeffkitError(f"--width must be a positive multiple of 4, got {args.width}")
+    _refuse_overwrite(args.output, {})
+    export = {
+        "full": export_conformer_onnx,
+        "encoder": export_encoder_onnx,
+        "decoder-step": export_decoder_step_onnx,
+    }[args.part]
+    t = time.perf_counter()
+    export(args.output, width=args.width, seed=args.seed)
+    size = os.path.getsize(args.output)
+    print(
+        f"wrote {args.output}: Conformer OCR ({args.part}, width {args.width}, seed {args.seed}), "
+        f"{size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s"
+    )
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line progress display on a terminal; plain lines with -v elsewhere."""
+
+    def __init__(self, stream: Any, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.shown = False
+
+    def __call__(self, name: str, step: int, total: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        line = f"neffkit: pass {step}: {name} ({elapsed:.1f}s)"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(60))
+            self.shown = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.tty and self.shown:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
