@@ -31,10 +31,19 @@ LowerFn = Callable[["LoweringContext", "Node", list[Arg]], Lowered]
 _REGISTRY: dict[tuple[str, str], LowerFn] = {}
 _OP_MODULES = (
     "neffkit.backends.torch.ops.elementwise",
+    "neffkit.backends.torch.ops.elementwise_bits",
     "neffkit.backends.torch.ops.nn",
+    "neffkit.backends.torch.ops.nn_pool",
+    "neffkit.backends.torch.ops.nn_norm",
+    "neffkit.backends.torch.ops.nn_resize",
+    "neffkit.backends.torch.ops.nn_attention",
+    "neffkit.backends.torch.ops.nn_rnn",
+    "neffkit.backends.torch.ops.nn_quant",
     "neffkit.backends.torch.ops.shape",
+    "neffkit.backends.torch.ops.shape_more",
     "neffkit.backends.torch.ops.reduce",
     "neffkit.backends.torch.ops.index",
+    "neffkit.backends.torch.ops.index_boxes",
     "neffkit.backends.torch.ops.misc",
     "neffkit.backends.torch.ops.control",
 )
