@@ -44,12 +44,12 @@ def to_torch(arr: np.ndarray) -> torch.Tensor:
         raise Unsupported("string tensors are not supported by the torch backend")
     name = dt.name
     if name == "bfloat16":
-        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint16).copy()).view(
-            torch.bfloat16
-        )
+        bits = np.ascontiguousarray(arr).view(np.uint16).reshape(arr.shape)
+        return torch.from_numpy(bits.copy()).view(torch.bfloat16)
     special = _ML_DTYPES.get(name)
     if special is not None:
-        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint8).copy()).view(special)
+        bits = np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape)
+        return torch.from_numpy(bits.copy()).view(special)
     return torch.from_numpy(np.array(arr, copy=True))
 
 
@@ -283,7 +283,7 @@ def _named(r: Any, v: Value, ctx: LoweringContext) -> Any:
     """Gives an fx node the ONNX value's name so the generated code reads like the model."""
     if isinstance(r, fx.Node) and v.name and r.op not in ("placeholder", "get_attr"):
         try:
-            r._rename(ctx.fx._graph_namespace.create_name(py_name(v.name), r))
+            r._rename(py_name(v.name))
         except Exception:  # noqa: BLE001 - naming is cosmetic; never fail the lowering for it
             pass
     return r

@@ -36,6 +36,7 @@ _OP_MODULES = (
     "neffkit.backends.torch.ops.nn_pool",
     "neffkit.backends.torch.ops.nn_norm",
     "neffkit.backends.torch.ops.nn_resize",
+    "neffkit.backends.torch.ops.nn_grid",
     "neffkit.backends.torch.ops.nn_attention",
     "neffkit.backends.torch.ops.nn_rnn",
     "neffkit.backends.torch.ops.nn_quant",
