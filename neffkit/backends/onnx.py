@@ -28,7 +28,12 @@ ExternalWriter = Callable[[Tensor, TensorProto], None]
 _MAX_PROTO = 2**31 - 1 - 64 * 1024 * 1024
 
 
-def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelProto:
+def to_onnx(
+    graph: Graph,
+    *,
+    external: ExternalWriter | None = None,
+    names_out: dict[Value, str] | None = None,
+) -> ModelProto:
     """Builds a ModelProto from a top-level graph.
 
     Args:
@@ -36,6 +41,8 @@ def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelPro
         external: when given, called for each initializer whose bytes should live outside the
             proto; it must fill ``data_location`` and ``external_data``. Without it, external
             tensors are read into the proto.
+        names_out: when given, filled with the name each exported ``Value`` got (passes that
+            map ONNX tool results back onto the IR use it).
     """
     if graph.parent is not None:
         raise BackendError("to_onnx needs a top-level graph, got a subgraph")
@@ -63,11 +70,20 @@ def to_onnx(graph: Graph, *, external: ExternalWriter | None = None) -> ModelPro
         p.key = k
         p.value = v
     mp.functions.extend(meta.functions)
+    exporter = _Exporter(external)
     with paused_gc():
-        _Exporter(external).graph(graph, mp.graph, top=True)
+        exporter.graph(graph, mp.graph, top=True)
+    if names_out is not None:
+        names_out.update(exporter.names)
     if meta.sparse_initializers:
         _restore_sparse(mp.graph, meta.sparse_initializers)
     _fill_output_types(mp)
+    if mp.ir_version < 4:
+        # IR v3 requires every initializer to be a graph input; a pass that created
+        # constants (fold, simplify) needs IR v4, which only drops that rule.
+        inputs = {i.name for i in mp.graph.input}
+        if any(t.name not in inputs for t in mp.graph.initializer):
+            mp.ir_version = 4
     return mp
 
 

@@ -490,9 +490,12 @@ class Graph:
         """Drops an unused constant (also from the inputs, if it is an IR v3 input)."""
         if value._uses or value._outputs_of:
             raise VerificationError(f"initializer '{value.name}' is still used")
-        for k, v in list(self.initializers.items()):
-            if v is value:
-                del self.initializers[k]
+        if self.initializers.get(value.name) is value:
+            del self.initializers[value.name]
+        else:  # renamed since it was added: find it
+            for k, v in list(self.initializers.items()):
+                if v is value:
+                    del self.initializers[k]
         if value in self._inputs:
             self._inputs.remove(value)
         value._graph = None

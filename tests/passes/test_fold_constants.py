@@ -1,0 +1,498 @@
+"""``fold``: constant folding, shapes included, in one onnxruntime run, with a size policy."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import neffkit
+from neffkit.api import random_inputs
+from neffkit.backends.onnx import to_onnx
+from neffkit.backends.onnxruntime import run as ort_run
+from neffkit.ir.clone import clone_graph
+from neffkit.ir.core import Graph
+from neffkit.ir.text import normalize, parse, print_body
+from neffkit.ir.verifier import verify
+from neffkit.passes import PassContext, PassManager, PassResult, get_pass
+from neffkit.passes.eliminate_dead_code import EliminateDeadCode
+from neffkit.passes.fold_constants import FoldConstants
+from neffkit.passes.infer_shapes import InferShapes
+from neffkit.testing.synthetic import synthetic_model
+
+HEAD = '<ir_version: 8, opset_import: ["" : 17]>'
+
+
+def fold(g: Graph, ctx: PassContext | None = None, **options: object) -> PassResult:
+    """Runs the pass, checks the IR, and checks that a second run changes nothing."""
+    ctx = ctx or PassContext()
+    result = FoldConstants(**options).run(g, ctx)
+    verify(g)
+    text = print_body(g)
+    again = FoldConstants(**options).run(g, ctx)
+    assert again.changed is False, again
+    assert print_body(g) == text
+    return result
+
+
+def tidy(g: Graph) -> str:
+    """The text after ``dce`` (fold leaves unused initializers to it)."""
+    EliminateDeadCode().run(g, PassContext())
+    return print_body(g)
+
+
+def assert_same_numbers(before: Graph, after: Graph, seed: int = 0) -> None:
+    feeds = random_inputs(before, seed=seed)
+    for want, got in zip(ort_run(before, feeds), ort_run(after, feeds)):
+        assert want.dtype == got.dtype and want.shape == got.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def check_folds(before_text: str, after_text: str, **options: object) -> PassResult:
+    g = parse(before_text)
+    original = clone_graph(g)
+    result = fold(g, **options)
+    assert result.changed is True
+    assert tidy(g) == normalize(after_text)
+    assert_same_numbers(original, g)
+    return result
+
+
+def check_unchanged(text: str, ctx: PassContext | None = None, **options: object) -> PassResult:
+    g = parse(text)
+    result = FoldConstants(**options).run(g, ctx or PassContext())
+    assert result.changed is False
+    assert print_body(g) == normalize(text)
+    return result
+
+
+# -- what folds -------------------------------------------------------------------------------
+
+
+def test_initializer_arithmetic_becomes_an_initializer() -> None:
+    result = check_folds(
+        f"""{HEAD}
+        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}, float[2] b = {{3, 4}}> {{
+            wb = Add(w, b)
+            ww = Mul(wb, w)
+            y = Mul(x, ww)
+        }}""",
+        f"""{HEAD}
+        m (float[2] x) => (float[2] y) <float[2] ww = {{4, 12}}> {{
+            y = Mul(x, ww)
+        }}""",
+    )
+    assert result.stats == {"nodes_folded": 2, "constants_created": 1, "bytes_created": 8}
+
+
+def test_constant_node_chain_folds_and_its_constants_go() -> None:
+    g = parse(
+        f"""{HEAD}
+        m (float[3] x) => (float[3] y) {{
+            a = Constant<value = float[3] {{1, 2, 3}}>()
+            b = Constant<value_float = 2.0>()
+            c = Mul(a, b)
+            d = Neg(c)
+            y = Add(x, d)
+        }}"""
+    )
+    original = clone_graph(g)
+    result = fold(g)
+    assert result.changed is True
+    # the Constant nodes are gone without dce: fold removes what only it read
+    assert print_body(g) == normalize(
+        f"""{HEAD}
+        m (float[3] x) => (float[3] y) <float[3] d = {{-2, -4, -6}}> {{
+            y = Add(x, d)
+        }}"""
+    )
+    assert_same_numbers(original, g)
+
+
+def test_shape_chain_folds_to_a_static_reshape() -> None:
+    result = check_folds(
+        f"""{HEAD}
+        m (float[2, 3, 4] x) => (float[2, 12] y, int64 n) <int64[1] zero = {{0}}> {{
+            s = Shape(x)
+            one = Constant<value = int64[1] {{1}}>()
+            three = Constant<value = int64[1] {{3}}>()
+            d0 = Gather<axis = 0>(s, zero)
+            tail = Slice(s, one, three)
+            p = ReduceProd<keepdims = 1>(tail)
+            t = Concat<axis = 0>(d0, p)
+            y = Reshape(x, t)
+            n = Size(x)
+        }}""",
+        f"""{HEAD}
+        m (float[2, 3, 4] x) => (float[2, 12] y, int64 n)
+            <int64[2] t = {{2, 12}}, int64 n = {{24}}> {{
+            y = Reshape(x, t)
+        }}""",
+    )
+    assert result.stats["nodes_folded"] == 6
+
+
+def test_shape_slice_of_static_dims_folds_under_a_symbolic_batch() -> None:
+    check_folds(
+        f"""{HEAD}
+        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[1] minus1 = {{-1}}> {{
+            s = Shape<start = 1>(x)
+            p = ReduceProd<keepdims = 1>(s)
+            t = Concat<axis = 0>(minus1, p)
+            y = Reshape(x, t)
+        }}""",
+        f"""{HEAD}
+        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[2] t = {{-1, 12}}> {{
+            y = Reshape(x, t)
+        }}""",
+    )
+
+
+def test_constant_of_shape_folds() -> None:
+    check_folds(
+        f"""{HEAD}
+        m (float[2, 3] x) => (float[2, 3] y) {{
+            s = Shape(x)
+            c = ConstantOfShape<value = float[1] {{0.5}}>(s)
+            y = Add(x, c)
+        }}""",
+        f"""{HEAD}
+        m (float[2, 3] x) => (float[2, 3] y) <float[2, 3] c = {{0.5, 0.5, 0.5, 0.5, 0.5, 0.5}}> {{
+            y = Add(x, c)
+        }}""",
+    )
+
+
+def test_loop_body_folds_with_outer_constants() -> None:
+    check_folds(
+        f"""{HEAD}
+        m (int64 n, bool c, float[2] x) => (float[2] out) <float[2] w = {{1, 2}}> {{
+            k = Constant<value = float[2] {{3, 4}}>()
+            out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2] v) => (bool co, float[2] r) {{
+                co = Identity(ci)
+                kw = Mul(k, w)
+                kn = Neg(kw)
+                r = Add(v, kn)
+            }}>
+        }}""",
+        f"""{HEAD}
+        m (int64 n, bool c, float[2] x) => (float[2] out) {{
+            out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2] v) => (bool co, float[2] r)
+                <float[2] kn = {{-3, -8}}> {{
+                co = Identity(ci)
+                r = Add(v, kn)
+            }}>
+        }}""",
+    )
+
+
+def test_if_branch_output_folds() -> None:
+    check_folds(
+        f"""{HEAD}
+        m (bool c, float[2] x) => (float[2] out) {{
+            out = If(c) <then_branch = t () => (float[2] a) {{
+                k = Constant<value = float[2] {{3, 4}}>()
+                a = Neg(k)
+            }}, else_branch = e () => (float[2] b) {{
+                b = Identity(x)
+            }}>
+        }}""",
+        f"""{HEAD}
+        m (bool c, float[2] x) => (float[2] out) {{
+            out = If(c) <then_branch = t () => (float[2] a) <float[2] a = {{-3, -4}}> {{
+            }}, else_branch = e () => (float[2] b) {{
+                b = Identity(x)
+            }}>
+        }}""",
+    )
+
+
+def _model(nodes: list, inits: list, inputs: list, outputs: list) -> Graph:
+    graph = helper.make_graph(nodes, "m", inputs, outputs, inits)
+    return neffkit.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_dtypes_stay_exact_float16() -> None:
+    w = np.array([0.1, 1.5, -2.25], np.float16)
+    g = _model(
+        [
+            helper.make_node("Mul", ["w", "w"], ["ww"]),
+            helper.make_node("Add", ["x", "ww"], ["y"]),
+        ],
+        [numpy_helper.from_array(w, "w")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [3])],
+    )
+    original = clone_graph(g)
+    assert fold(g).changed is True
+    ww = g.initializers["ww"].const
+    assert ww.numpy().dtype == np.float16
+    np.testing.assert_array_equal(ww.numpy(), w * w)
+    assert_same_numbers(original, g)
+
+
+def test_an_op_onnxruntime_lacks_falls_back_to_the_reference_evaluator() -> None:
+    # onnxruntime has no uint16 Add: the run is split, the Add evaluated by onnx's reference
+    result = check_folds(
+        f"""{HEAD}
+        m (uint16[2] x, float[2] f) => (uint16[4] y, float[2] z)
+            <uint16[2] a = {{1, 2}}, uint16[2] b = {{3, 4}}, float[2] w = {{1, 2}}> {{
+            ab = Add(a, b)
+            y = Concat<axis = 0>(x, ab)
+            wn = Neg(w)
+            ww = Mul(wn, w)
+            z = Add(f, ww)
+        }}""",
+        f"""{HEAD}
+        m (uint16[2] x, float[2] f) => (uint16[4] y, float[2] z)
+            <uint16[2] ab = {{4, 6}}, float[2] ww = {{-1, -4}}> {{
+            y = Concat<axis = 0>(x, ab)
+            z = Add(f, ww)
+        }}""",
+    )
+    assert result.stats["nodes_folded"] == 3
+
+
+def test_numbers_agree_with_onnxruntime_through_the_pass_manager() -> None:
+    g = parse(
+        f"""{HEAD}
+        m (float[N, 4] x) => (float[N, 2, 2] y) <float[4, 4] w = {{
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
+            float[4] b = {{0.5, -0.5, 1, -1}}> {{
+            wt = Transpose<perm = [1, 0]>(w)
+            ws = Div(wt, b)
+            h = MatMul(x, ws)
+            s = Shape<start = 1>(h)
+            two = Constant<value = int64[1] {{2}}>()
+            half = Div(s, two)
+            m1 = Constant<value = int64[1] {{-1}}>()
+            t = Concat<axis = 0>(m1, two, half)
+            y = Reshape(h, t)
+        }}"""
+    )
+    report = PassManager("shape-infer,fold,dce", verify_each=True).run(g)
+    assert report.changed
+    assert not any(n.op_type in ("Shape", "Concat", "Transpose", "Div") for n in g)
+    second = PassManager("fold", verify_each=True).run(g)
+    assert not second.changed
+
+
+# -- what does not fold -----------------------------------------------------------------------
+
+
+def test_non_constant_input_does_not_fold() -> None:
+    check_unchanged(
+        f"""{HEAD}
+        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}> {{
+            a = Add(x, w)
+            y = Neg(a)
+        }}"""
+    )
+
+
+def test_random_ops_do_not_fold() -> None:
+    check_unchanged(
+        f"""{HEAD}
+        m (float[2] x) => (float[2] y) {{
+            r = RandomNormal<shape = [2]>()
+            s = Abs(r)
+            y = Add(x, s)
+        }}"""
+    )
+
+
+def test_symbolic_shape_does_not_fold() -> None:
+    check_unchanged(
+        f"""{HEAD}
+        m (float[N, 3] x) => (int64[2] s, int64 n) {{
+            s = Shape(x)
+            n = Size(x)
+        }}"""
+    )
+
+
+def test_value_above_the_size_cap_is_not_created() -> None:
+    text = f"""{HEAD}
+        m (float[1000, 1000] x) => (float[1000, 1000] y) <int64[2] s = {{1000, 1000}}> {{
+            c = ConstantOfShape<value = float[1] {{1}}>(s)
+            y = Add(x, c)
+        }}"""
+    result = check_unchanged(text, ctx=PassContext(max_constant_bytes=1_000_000))
+    assert result.stats == {"skipped_too_large": 1}
+    result = check_unchanged(text, max_bytes=1000)
+    assert result.stats == {"skipped_too_large": 1}
+
+
+def test_huge_intermediate_is_never_computed() -> None:
+    # 40 GB of zeros: estimated from the folded shape, so never evaluated; the shape folds
+    g = parse(
+        f"""{HEAD}
+        m (float x) => (float y) <int64[1] a = {{100000}}, int64[1] b = {{100000}}> {{
+            s = Concat<axis = 0>(a, b)
+            c = ConstantOfShape<value = float[1] {{1}}>(s)
+            r = ReduceSum<keepdims = 0>(c)
+            y = Add(x, r)
+        }}"""
+    )
+    start = time.perf_counter()
+    result = fold(g)
+    assert time.perf_counter() - start < 5
+    assert result.stats["skipped_too_large"] >= 1
+    assert tidy(g) == normalize(
+        f"""{HEAD}
+        m (float x) => (float y) <int64[2] s = {{100000, 100000}}> {{
+            c = ConstantOfShape<value = float[1] {{1}}>(s)
+            r = ReduceSum<keepdims = 0>(c)
+            y = Add(x, r)
+        }}"""
+    )
+
+
+def test_max_growth_keeps_weights_built_at_run_time() -> None:
+    # light_* models: weights are ConstantOfShape of a few numbers; the shape still folds
+    before = f"""{HEAD}
+        m (float[8, 64] x) => (float[8, 64] y) <int64[1] r = {{64}}> {{
+            s = Concat<axis = 0>(r, r)
+            w = ConstantOfShape<value = float[1] {{0.01}}>(s)
+            y = MatMul(x, w)
+        }}"""
+    g = parse(before)
+    result = fold(g, max_growth=10.0)
+    assert result.changed is True
+    assert result.stats["skipped_too_large"] == 1
+    assert tidy(g) == normalize(
+        f"""{HEAD}
+        m (float[8, 64] x) => (float[8, 64] y) <int64[2] s = {{64, 64}}> {{
+            w = ConstantOfShape<value = float[1] {{0.01}}>(s)
+            y = MatMul(x, w)
+        }}"""
+    )
+    g = parse(before)
+    assert fold(g).changed is True
+    assert [n.op_type for n in g] == ["MatMul"]
+    assert g.initializers["w"].const.shape == (64, 64)
+
+
+V3 = """<ir_version: 3, opset_import: ["" : 9]>
+    m (float[2] x, float[2] w) => (float[2] y) <float[2] w = {1, 2}> {
+        n = Neg(w)
+        y = Add(x, n)
+    }"""
+
+
+def test_overridable_ir3_input_is_not_a_constant_when_kept() -> None:
+    check_unchanged(V3, ctx=PassContext(keep_overridable_inputs=True))
+
+
+def test_ir3_input_with_initializer_folds_by_default() -> None:
+    g = parse(V3)
+    assert fold(g).changed is True
+    assert [n.op_type for n in g] == ["Add"]
+    np.testing.assert_array_equal(g.initializers["n"].const.numpy(), [-1, -2])
+    # IR v3 wants every initializer listed as an input: the model moves to IR v4 instead
+    assert g.meta.ir_version == 4
+    onnx.checker.check_model(to_onnx(g))
+
+
+def test_dead_foldable_nodes_are_left_to_dce() -> None:
+    check_unchanged(
+        f"""{HEAD}
+        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}> {{
+            dead = Neg(w)
+            y = Relu(x)
+        }}"""
+    )
+
+
+# -- registry, options, scale -----------------------------------------------------------------
+
+
+def test_registered_with_options() -> None:
+    cls = get_pass("fold")
+    assert cls is FoldConstants
+    names = [o[0] for o in cls.options()]
+    assert names == ["max-bytes", "max-growth"]
+    assert FoldConstants(max_growth=4.0).spec() == "fold{max-growth=4.0}"
+
+
+def test_many_foldable_nodes_use_one_evaluation() -> None:
+    nodes, inits, x = [], [], "x"
+    for i in range(3000):
+        inits.append(numpy_helper.from_array(np.full(4, i, np.float32), f"w{i}"))
+        nodes += [
+            helper.make_node("Neg", [f"w{i}"], [f"n{i}"]),
+            helper.make_node("Mul", [f"n{i}", f"n{i}"], [f"m{i}"]),
+            helper.make_node("Add", [x, f"m{i}"], [f"y{i}"]),
+        ]
+        x = f"y{i}"
+    g = _model(
+        nodes,
+        inits,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [4])],
+    )
+    start = time.perf_counter()
+    result = FoldConstants().run(g, PassContext())
+    seconds = time.perf_counter() - start
+    print(f"fold of 6000 foldable nodes: {seconds:.2f}s")
+    assert result.stats["nodes_folded"] == 6000
+    assert len(g) == 3000
+    assert seconds < 20
+
+
+def test_synthetic_100k_runs_through_shape_infer_and_fold_quickly() -> None:
+    g = neffkit.load(synthetic_model(100_000))
+    start = time.perf_counter()
+    InferShapes().run(g, PassContext())
+    FoldConstants().run(g, PassContext())
+    seconds = time.perf_counter() - start
+    print(f"shape-infer,fold on {len(g)} nodes: {seconds:.2f}s")
+    assert seconds < 30
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_inputs_agree_after_folding_a_mixed_model(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 4)).astype(np.float32)
+    g = _model(
+        [
+            helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+            helper.make_node("Exp", ["wt"], ["we"]),
+            helper.make_node("MatMul", ["x", "we"], ["h"]),
+            helper.make_node("Shape", ["h"], ["s"]),
+            helper.make_node(
+                "ConstantOfShape",
+                ["s"],
+                ["ones"],
+                value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]),
+            ),
+            helper.make_node("Add", ["h", "ones"], ["y"]),
+        ],
+        [numpy_helper.from_array(w, "w")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])],
+    )
+    original = clone_graph(g)
+    InferShapes().run(g, PassContext())
+    assert fold(g).changed is True
+    assert [n.op_type for n in g] == ["MatMul", "Add"]
+    assert_same_numbers(original, g, seed=seed)
+    assert onnx.checker.check_model(to_onnx(g)) is None
+
+
+def test_light_model_weights_built_at_run_time_stay_unfolded_under_max_growth() -> None:
+    from neffkit.passes.manager import constant_bytes
+    from neffkit.testing.onnx_cases import data_dir
+
+    path = f"{data_dir()}/light/light_squeezenet.onnx"
+    g = neffkit.load(path)
+    PassManager("fold,dce", verify_each=True).run(g)
+    assert constant_bytes(g) > 4_000_000  # every ConstantOfShape weight materialized
+    g = neffkit.load(path)
+    report = PassManager("fold{max-growth=100},dce", verify_each=True).run(g)
+    assert report.changed
+    assert constant_bytes(g) < 20_000
+    assert sum(n.op_type == "ConstantOfShape" for n in g) >= 26
