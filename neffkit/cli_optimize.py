@@ -146,6 +146,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             verify_each=args.verify_each,
             print_ir_after=args.print_ir_after,
             progress=progress,
+            copy=False,
         )
     progress.done()
     print(f"{model}: target {args.target}, pipeline {report.pipeline}")

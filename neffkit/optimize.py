@@ -98,6 +98,7 @@ def optimize(
     verify_each: bool = False,
     print_ir_after: Sequence[str] | None = None,
     progress: Progress | None = None,
+    copy: bool = True,
 ) -> tuple[Graph, OptimizeReport]:
     """Optimizes a model for ``target`` and checks it against the original.
 
@@ -115,6 +116,7 @@ def optimize(
         verify_each: check numerics after every pass (slow; finds the pass that broke them).
         print_ir_after: pass names (or ``all``) whose result is printed when it changed.
         progress: ``progress(pass_name, step, total)`` callback.
+        copy: optimize a copy of a given Graph (False: optimize it in place, saving a copy).
 
     Returns:
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
@@ -127,7 +129,7 @@ def optimize(
     if target not in DEFAULT_PIPELINES:
         default_pipeline(target)  # raises the clear error
     original = as_graph(model)
-    graph = clone_graph(original) if isinstance(model, Graph) else original
+    graph = clone_graph(original) if isinstance(model, Graph) and copy else original
     reference = clone_graph(graph) if verify else None
     ctx = PassContext(
         target=target,

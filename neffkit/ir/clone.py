@@ -102,6 +102,8 @@ def replace_contents(target: Graph, source: Graph) -> None:
     target._inputs = source._inputs
     target.initializers = source.initializers
     target._head, target._tail, target._len = source._head, source._tail, source._len
+    target._holders = source._holders
+    source._holders = {}
     for v in source._inputs:
         v._graph = target
     for v in source.initializers.values():

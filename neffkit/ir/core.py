@@ -279,6 +279,10 @@ class Node:
         if t in _GRAPH_TYPES:
             for g in value if isinstance(value, list) else [value]:
                 g.parent = self
+            if self.graph is not None:
+                self.graph._holders[self] = None
+        if self.graph is not None:
+            self.graph.version += 1
 
     @property
     def subgraphs(self) -> list[Graph]:
@@ -326,6 +330,7 @@ class Graph:
         "version",
         "doc_string",
         "_cache",
+        "_holders",
         "__weakref__",
     )
 
@@ -343,6 +348,7 @@ class Graph:
         self.version = 0
         self.doc_string = ""
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._holders: dict[Node, None] = {}
 
     # -- node list ----------------------------------------------------------------------------
 
@@ -406,6 +412,10 @@ class Graph:
             nxt._prev = node
         self._len += 1
         self.version += 1
+        for a in node.attributes.values():
+            if a.type in _GRAPH_TYPES:
+                self._holders[node] = None
+                break
 
     def remove(self, node: Node, *, safe: bool = True) -> None:
         """Unlinks ``node`` and drops its input uses.
@@ -436,6 +446,7 @@ class Graph:
             nxt._prev = prev
         node._prev = node._next = None
         node.graph = None
+        self._holders.pop(node, None)
         self._len -= 1
         self.version += 1
 
@@ -529,22 +540,35 @@ class Graph:
 
     def all_nodes(self) -> Iterator[Node]:
         """Every node of this graph and, depth first after their parent, of its subgraphs."""
-        stack: list[Iterator[Node]] = [iter(self)]
+        if not self._holders:
+            yield from self
+            return
+        stack: list[tuple[Graph, Iterator[Node]]] = [(self, iter(self))]
         while stack:
-            node = next(stack[-1], None)
+            g, it = stack[-1]
+            node = next(it, None)
             if node is None:
                 stack.pop()
                 continue
             yield node
-            subs = node.subgraphs
-            for g in reversed(subs):
-                stack.append(iter(g))
+            if node in g._holders:
+                for sub in reversed(node.subgraphs):
+                    stack.append((sub, iter(sub)))
 
     def all_graphs(self) -> Iterator[Graph]:
-        """This graph and every nested subgraph."""
-        yield self
-        for node in self.all_nodes():
-            yield from node.subgraphs
+        """This graph and every nested subgraph (O(graphs), not O(nodes))."""
+        stack: list[Graph] = [self]
+        while stack:
+            g = stack.pop()
+            yield g
+            if g._holders:
+                subs = [sub for n in g._holders for sub in n.subgraphs]
+                stack.extend(reversed(subs))
+
+    @property
+    def subgraph_nodes(self) -> list[Node]:
+        """The nodes of this graph that hold subgraphs (Loop, If, Scan ...), in insertion order."""
+        return list(self._holders)
 
     @property
     def root(self) -> Graph:

@@ -36,10 +36,13 @@ def verify(graph: Graph) -> None:
             _leave(g, frames)
             continue
         _check_node(node, g, frames)
-        for sub in _subgraphs(node):
+        if node not in g._holders:
+            continue
+        subs = _subgraphs(node)
+        for sub in subs:
             if sub.parent is not node:
                 raise VerificationError(f"subgraph '{sub.name}' does not point to its node", node)
-        for sub in reversed(_subgraphs(node)):
+        for sub in reversed(subs):
             _enter(sub, frames)
 
 

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from onnx import AttributeProto
 
 from neffkit.ir.core import Attr, Graph, Node
-from neffkit.ir.tensor import Tensor
-from neffkit.passes.base import Pass, PassContext, PassResult, is_pure
+from neffkit.passes.base import _IMPURE, Pass, PassContext, PassResult
 from neffkit.passes.registry import register
 
+_GRAPH_TYPES = frozenset((AttributeProto.GRAPH, AttributeProto.GRAPHS))
 _COMMUTATIVE = frozenset(
     {
         "Add",
@@ -89,24 +89,34 @@ def _lookup(key: Any, frames: list) -> Node | None:
 
 def _key(node: Node) -> Any:
     """A hashable identity of what the node computes, or None when it must not merge."""
-    if not is_pure(node) or node.subgraphs:
-        return None
-    ins = tuple(id(v) if v is not None else 0 for v in node._inputs)
-    if node.op_type in _COMMUTATIVE and node.domain == "":
+    if node.domain or node.op_type in _IMPURE:
+        return None  # custom ops may have effects; random ops differ on every call
+    ins = tuple([id(v) if v is not None else 0 for v in node._inputs])
+    if node.op_type in _COMMUTATIVE:
         ins = tuple(sorted(ins))
-    attrs = tuple(sorted((name, _attr_key(a)) for name, a in node.attributes.items()))
-    return (node.domain, node.op_type, node.overload, ins, attrs, len(node.outputs))
+    attrs = node.attributes
+    if not attrs:
+        return (node.op_type, node.overload, ins, (), len(node.outputs))
+    parts = []
+    for name, a in attrs.items():
+        if a.type in _GRAPH_TYPES:
+            return None
+        parts.append((name, _attr_key(a)))
+    parts.sort()
+    return (node.op_type, node.overload, ins, tuple(parts), len(node.outputs))
 
 
 def _attr_key(a: Attr) -> Any:
-    if a.type in (AttributeProto.TENSOR,):
-        t: Tensor = a.value
-        return ("t", t.content_hash())
-    if a.type == AttributeProto.TENSORS:
-        return ("ts", tuple(t.content_hash() for t in a.value))
-    if a._proto is not None and a.type not in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-        return a._proto.SerializeToString(deterministic=True)
+    t = a.type
+    if t == AttributeProto.TENSOR:
+        return ("t", a.value.content_hash())
+    if t == AttributeProto.TENSORS:
+        return ("ts", tuple(x.content_hash() for x in a.value))
     v = a.value
     if isinstance(v, list):
-        return (a.type, tuple(v))
-    return (a.type, v)
+        if v and not isinstance(v[0], int | float | str):
+            return (t, tuple(id(x) for x in v))  # protos: merge only the very same object
+        return (t, tuple(v))
+    if isinstance(v, int | float | str):
+        return (t, v)
+    return (t, id(v))

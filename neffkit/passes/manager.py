@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from neffkit._gc import paused_gc
 from neffkit.errors import NeffkitError, PassError
 from neffkit.ir.clone import clone_graph, replace_contents
 from neffkit.ir.core import Graph
@@ -118,6 +119,11 @@ class ManagerReport:
         return "\n".join(rows)
 
 
+def total_version(graph: Graph) -> int:
+    """A number that changes whenever the graph or one of its subgraphs is mutated."""
+    return sum(g.version for g in graph.all_graphs()) + len(graph)
+
+
 def count_nodes(graph: Graph) -> int:
     """Nodes in the graph and all its subgraphs."""
     return sum(len(g) for g in graph.all_graphs())
@@ -200,15 +206,53 @@ class PassManager:
         report.nodes_before = count_nodes(graph)
         report.bytes_before = constant_bytes(graph)
         self._history = []
+        self._done: list[Pass] = []
         self._step = 0
         start = time.perf_counter()
         if self.verify_each:
             self._prepare_reference(graph)
-        self._run_group(self.group, graph, report)
+        # One snapshot per run, not per pass: a failing pass is undone by restoring it and
+        # replaying the (deterministic) passes that succeeded before, which costs time only
+        # when something fails.
+        self._snapshot: Graph | None = clone_graph(graph)
+        self._stats_key = -1
+        self._stats = (report.nodes_before, report.bytes_before)
+        self._verified_version = -1
+        try:
+            # The graph's objects all stay alive while passes run: pausing the cyclic
+            # collector keeps it from rescanning them after every few thousand allocations.
+            with paused_gc():
+                self._run_group(self.group, graph, report)
+        finally:
+            self._snapshot = None
         report.seconds = time.perf_counter() - start
         report.nodes_after = count_nodes(graph)
         report.bytes_after = constant_bytes(graph)
         return report
+
+    def _counts(self, graph: Graph) -> tuple[int, int]:
+        """(nodes, constant bytes), recomputed only when the graph changed."""
+        key = total_version(graph)
+        if key != self._stats_key:
+            self._stats = (count_nodes(graph), constant_bytes(graph))
+            self._stats_key = key
+        return self._stats
+
+    def _restore(self, graph: Graph) -> str:
+        """Puts ``graph`` back as it was before the failing pass; says how, for the error."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            return ""
+        self._snapshot = None
+        keep = clone_graph(snapshot)
+        replace_contents(graph, snapshot)
+        try:
+            for p in self._done:
+                p.run(graph, self.ctx)
+        except Exception as e:  # noqa: BLE001 - a pass that is not deterministic
+            replace_contents(graph, keep)
+            return f"; replaying the earlier passes failed ({e}): the graph is as it was given"
+        return ""
 
     def _run_group(self, group: Group, graph: Graph, report: ManagerReport) -> bool:
         changed_any = False
@@ -228,24 +272,26 @@ class PassManager:
         self._step += 1
         if self.progress is not None:
             self.progress(p.name, self._step, 0)
-        nodes_before = count_nodes(graph)
-        bytes_before = constant_bytes(graph)
-        snapshot = clone_graph(graph)
+        nodes_before, bytes_before = self._counts(graph)
         t = time.perf_counter()
         try:
             result = p.run(graph, self.ctx)
             if not isinstance(result, PassResult):
                 raise NeffkitError(f"run() returned {type(result).__name__}, not a PassResult")
-            if self.verify_ir:
+            version = total_version(graph)
+            if self.verify_ir and version != self._verified_version:
                 verify(graph)
+                self._verified_version = version
             if self.verify_each and result.changed:
                 self._check_numbers(graph)
         except Exception as e:  # noqa: BLE001 - any failure of a pass is reported the same way
-            replace_contents(graph, snapshot)
             msg = str(e) if isinstance(e, NeffkitError) else f"{type(e).__name__}: {e}"
+            msg += self._restore(graph)
             raise PassError(p.spec(), msg, self._history) from e
         seconds = time.perf_counter() - t
         self._history.append(p.spec())
+        self._done.append(p)
+        nodes_after, bytes_after = self._counts(graph)
         rec = PassRecord(
             p.name,
             p.spec(),
@@ -253,9 +299,9 @@ class PassManager:
             dict(result.stats),
             seconds,
             nodes_before,
-            count_nodes(graph),
+            nodes_after,
             bytes_before,
-            constant_bytes(graph),
+            bytes_after,
             iteration,
         )
         report.records.append(rec)

@@ -1,0 +1,380 @@
+"""Lowerings of quantization ops (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+QLinearMatMul, ConvInteger, QLinearConv), the losses NegativeLogLikelihoodLoss and
+SoftmaxCrossEntropyLoss, and DeformConv.
+
+Integer convolutions run in float64 (exact for any realistic size; torch has no integer
+convolution), then round back to int32 before requantizing as the ONNX reference does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto
+
+from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.ops.nn import (
+    arg,
+    emit_conv,
+    in_value,
+    int_matmul,
+    static_shape,
+    torch_dtype,
+)
+from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
+from neffkit.ir.core import Node
+
+_INT_RANGES = {
+    TensorProto.UINT8: (0, 255),
+    TensorProto.INT8: (-128, 127),
+    TensorProto.UINT16: (0, 65535),
+    TensorProto.INT16: (-32768, 32767),
+}
+_FLOAT8 = (
+    TensorProto.FLOAT8E4M3FN,
+    TensorProto.FLOAT8E4M3FNUZ,
+    TensorProto.FLOAT8E5M2,
+    TensorProto.FLOAT8E5M2FNUZ,
+)
+
+
+def quant_param(v: torch.Tensor, x: torch.Tensor, axis: int, block: int) -> torch.Tensor:
+    """A scale / zero point made broadcastable to ``x`` (scalar, per-axis or blocked)."""
+    if v.numel() == 1:
+        return v.reshape([])
+    if axis < 0:
+        axis += x.dim()
+    if block <= 0:
+        shape = [1] * x.dim()
+        shape[axis] = v.numel()
+        return v.reshape(shape)
+    return v.repeat_interleave(block, axis).narrow(axis, 0, x.shape[axis])
+
+
+def quantize_linear(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zp: torch.Tensor | None,
+    axis: int,
+    block: int,
+    out_dtype: torch.dtype,
+    lo: float,
+    hi: float,
+    is_int: bool,
+    saturate: bool,
+    precision: torch.dtype | None,
+) -> torch.Tensor:
+    """ONNX QuantizeLinear: ``saturate(round_half_even(x / scale) + zero_point)``."""
+    s = quant_param(scale, x, axis, block)
+    if precision is not None:
+        q = x.to(precision) / s.to(precision)
+    else:
+        q = x / s
+    if is_int:
+        q = torch.round(q)
+        if zp is not None:
+            q = q + quant_param(zp, x, axis, block).to(q.dtype)
+        return q.clamp(lo, hi).to(out_dtype)
+    if saturate:
+        q = torch.where(torch.isnan(q), q, q.clamp(lo, hi))
+    return q.to(out_dtype)
+
+
+def _out_type(ctx: LoweringContext, node: Node) -> int:
+    zp = in_value(node, 2)
+    if zp is not None and zp.dtype is not None:
+        return zp.dtype
+    out = node.attr("output_dtype", 0)
+    return int(out) if out else TensorProto.UINT8
+
+
+@lowers("QuantizeLinear")
+def quantize_linear_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # QuantizeLinear(x, scale, zero_point) -> quantize_linear(...)
+    out = _out_type(ctx, node)
+    dt = torch_dtype(out)
+    if out in _INT_RANGES:
+        lo, hi = _INT_RANGES[out]
+        is_int = True
+    elif out in _FLOAT8:
+        fi = torch.finfo(dt)
+        lo, hi = float(fi.min), float(fi.max)
+        is_int = False
+    else:
+        raise Unsupported(f"QuantizeLinear to element type {out}")
+    precision = node.attr("precision", 0)
+    return ctx.call(
+        quantize_linear,
+        args[0],
+        args[1],
+        arg(args, 2),
+        int(node.attr("axis", 1)),
+        int(node.attr("block_size", 0)),
+        dt,
+        float(lo),
+        float(hi),
+        is_int,
+        bool(node.attr("saturate", 1)),
+        torch_dtype(int(precision)) if precision else None,
+    )
+
+
+def dequantize_linear(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zp: torch.Tensor | None,
+    axis: int,
+    block: int,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """ONNX DequantizeLinear: ``(x - zero_point) * scale`` computed in float32."""
+    d = x.to(torch.float32)
+    if zp is not None and not x.is_floating_point():
+        d = d - quant_param(zp, x, axis, block).to(torch.float32)
+    return (d * quant_param(scale, x, axis, block)).to(out_dtype)
+
+
+@lowers("DequantizeLinear")
+def dequantize_linear_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # DequantizeLinear(x, scale, zero_point) -> dequantize_linear(...)
+    out = node.attr("output_dtype", 0) or in_value(node, 1).dtype or TensorProto.FLOAT
+    return ctx.call(
+        dequantize_linear,
+        args[0],
+        args[1],
+        arg(args, 2),
+        int(node.attr("axis", 1)),
+        int(node.attr("block_size", 0)),
+        torch_dtype(int(out)),
+    )
+
+
+@lowers("DynamicQuantizeLinear")
+def dynamic_quantize_linear(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # DynamicQuantizeLinear(x) -> (uint8 y, scale, zero point) from x's range (with 0)
+    r = ctx.call(dynamic_quantize, args[0])
+    return [ctx.getitem(r, i) for i in range(3)]
+
+
+def dynamic_quantize(x: torch.Tensor) -> list[torch.Tensor]:
+    """ONNX DynamicQuantizeLinear to uint8: ``[y, y_scale, y_zero_point]``."""
+    xf = x.float()
+    hi = xf.max().clamp(min=0.0)
+    lo = xf.min().clamp(max=0.0)
+    scale = torch.where(hi == lo, torch.ones_like(hi), hi - lo) / 255.0
+    zp = torch.round((0.0 - lo / scale).clamp(0.0, 255.0))
+    y = (torch.round(xf / scale) + zp).clamp(0.0, 255.0).to(torch.uint8)
+    return [y, scale.to(x.dtype), zp.to(torch.uint8)]
+
+
+# -- integer / quantized matmul and conv -----------------------------------------------------
+
+
+def requantize(
+    acc: torch.Tensor,
+    factor: torch.Tensor,
+    zp: torch.Tensor | None,
+    lo: float,
+    hi: float,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """``saturate(round(acc * factor + zero_point))`` in float64, as the reference does."""
+    d = acc.double() * factor.double()
+    if zp is not None:
+        d = d + zp.double()
+    return torch.round(d).clamp(lo, hi).to(out_dtype)
+
+
+def _zp_int(ctx: LoweringContext, x: Arg, zp: Arg) -> Arg:
+    x = ctx.method("to", x, torch.int32)
+    if zp is None:
+        return x
+    return ctx.call(torch.sub, x, ctx.method("to", zp, torch.int32))
+
+
+def _range_of(node: Node, zp_index: int, fallback_index: int) -> tuple[float, float, torch.dtype]:
+    zp = in_value(node, zp_index)
+    dt = zp.dtype if zp is not None and zp.dtype else in_value(node, fallback_index).dtype
+    if dt not in _INT_RANGES:
+        raise Unsupported(f"{node.op_type} with element type {dt}")
+    lo, hi = _INT_RANGES[dt]
+    return float(lo), float(hi), torch_dtype(dt)
+
+
+@lowers("QLinearMatMul")
+def qlinear_matmul(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # QLinearMatMul -> requantize((a - a_zp) @ (b - b_zp), a_scale * b_scale / y_scale, y_zp)
+    a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp = (arg(args, i) for i in range(8))
+    acc = ctx.call(int_matmul, _zp_int(ctx, a, a_zp), _zp_int(ctx, b, b_zp))
+    factor = ctx.call(torch.div, ctx.call(torch.mul, a_s, b_s), y_s)
+    lo, hi, dt = _range_of(node, 7, 0)
+    return ctx.call(requantize, acc, factor, y_zp, lo, hi, dt)
+
+
+def _as_double(ctx: LoweringContext, x: Arg, zp: Arg, per_channel: bool) -> Arg:
+    """``x - zp`` in float64; a per-output-channel weight zero point is reshaped to broadcast."""
+    d = ctx.method("double", x)
+    if zp is None:
+        return d
+    z = ctx.method("double", zp)
+    if per_channel:
+        z = ctx.call(channel_param, z, d)
+    return ctx.call(torch.sub, d, z)
+
+
+def channel_param(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """A scalar, or a per-output-channel vector reshaped to broadcast over ``w`` ``[M, ...]``."""
+    if v.numel() == 1:
+        return v.reshape([])
+    return v.reshape([-1] + [1] * (w.dim() - 1))
+
+
+def output_channel_param(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A scalar, or a per-channel vector reshaped to broadcast over ``y`` ``[N, M, ...]``."""
+    if v.numel() == 1:
+        return v.reshape([])
+    return v.reshape([1, -1] + [1] * (y.dim() - 2))
+
+
+@lowers("ConvInteger")
+def conv_integer(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # ConvInteger(x, w, x_zp, w_zp) -> conv of (x - x_zp) and (w - w_zp), exact, as int32
+    x = _as_double(ctx, args[0], arg(args, 2), False)
+    w = _as_double(ctx, args[1], arg(args, 3), True)
+    y = emit_conv(ctx, node, x, w, None)
+    return ctx.method("to", ctx.call(torch.round, y), torch.int32)
+
+
+@lowers("QLinearConv")
+def qlinear_conv(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # QLinearConv -> requantize(conv(x - x_zp, w - w_zp) + B, x_scale * w_scale / y_scale, y_zp)
+    x_, x_s, x_zp, w_, w_s, w_zp, y_s, y_zp, b = (arg(args, i) for i in range(9))
+    x = _as_double(ctx, x_, x_zp, False)
+    w = _as_double(ctx, w_, w_zp, True)
+    bias = None if b is None else ctx.method("double", b)
+    acc = emit_conv(ctx, node, x, w, bias, x_index=0, w_index=3)
+    ws = ctx.call(output_channel_param, w_s, acc)
+    factor = ctx.call(torch.div, ctx.call(torch.mul, x_s, ws), y_s)
+    lo, hi, dt = _range_of(node, 7, 0)
+    return ctx.call(requantize, ctx.call(torch.round, acc), factor, y_zp, lo, hi, dt)
+
+
+# -- losses ----------------------------------------------------------------------------------
+
+
+def _reduction(node: Node) -> str:
+    r = node.attr("reduction", "mean")
+    return r.decode() if isinstance(r, bytes) else r
+
+
+def _ignore_index(node: Node) -> int:
+    ii = node.attr("ignore_index")
+    return -100 if ii is None else int(ii)
+
+
+@lowers("NegativeLogLikelihoodLoss")
+def nll_loss(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # NegativeLogLikelihoodLoss(x, target, weight) -> F.nll_loss(x, target.long(), weight, ...)
+    target = ctx.method("long", args[1])
+    return ctx.call(
+        F.nll_loss,
+        args[0],
+        target,
+        arg(args, 2),
+        ignore_index=_ignore_index(node),
+        reduction=_reduction(node),
+    )
+
+
+@lowers("SoftmaxCrossEntropyLoss")
+def softmax_cross_entropy_loss(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # SoftmaxCrossEntropyLoss(scores, labels, weights) -> F.nll_loss(log_softmax(scores, 1), ...)
+    log_prob = ctx.call(torch.log_softmax, args[0], 1)
+    loss = ctx.call(
+        F.nll_loss,
+        log_prob,
+        ctx.method("long", args[1]),
+        arg(args, 2),
+        ignore_index=_ignore_index(node),
+        reduction=_reduction(node),
+    )
+    return [loss, log_prob]
+
+
+# -- DeformConv ------------------------------------------------------------------------------
+
+
+def deform_conv2d(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    offset: torch.Tensor,
+    b: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    strides: list[int],
+    pads: list[int],
+    dilations: list[int],
+    group: int,
+    offset_group: int,
+) -> torch.Tensor:
+    """ONNX DeformConv (2-D): bilinear samples (zero outside the image) at the offset kernel
+    taps, weighted by ``mask``, then a grouped matmul with the weights."""
+    n, c, ih, iw = x.shape
+    oc, cpg, kh, kw = w.shape
+    oh, ow = offset.shape[2], offset.shape[3]
+    k = kh * kw
+    og = offset_group
+    off = offset.reshape([n, og, k, 2, oh, ow]).to(x.dtype)
+    ky = (torch.arange(kh, device=x.device) * dilations[0]).repeat_interleave(kw).to(x.dtype)
+    kx = (torch.arange(kw, device=x.device) * dilations[1]).repeat(kh).to(x.dtype)
+    by = (torch.arange(oh, device=x.device) * strides[0] - pads[0]).to(x.dtype)
+    bx = (torch.arange(ow, device=x.device) * strides[1] - pads[1]).to(x.dtype)
+    py = by.reshape(1, 1, 1, oh, 1) + ky.reshape(1, 1, k, 1, 1) + off[:, :, :, 0]
+    px = bx.reshape(1, 1, 1, 1, ow) + kx.reshape(1, 1, k, 1, 1) + off[:, :, :, 1]
+    y0 = torch.floor(py)
+    x0 = torch.floor(px)
+    xg = x.reshape([n, og, c // og, ih * iw])
+    sampled = torch.zeros([n, og, c // og, k * oh * ow], dtype=x.dtype, device=x.device)
+    for dy in range(2):
+        for dx in range(2):
+            yy = y0 + dy
+            xx = x0 + dx
+            wt = (1 - (py - yy).abs()) * (1 - (px - xx).abs())
+            ok = (yy >= 0) & (yy <= ih - 1) & (xx >= 0) & (xx <= iw - 1)
+            wt = torch.where(ok, wt, torch.zeros_like(wt)).reshape([n, og, 1, -1])
+            idx = (yy.clamp(0, ih - 1) * iw + xx.clamp(0, iw - 1)).long().reshape([n, og, 1, -1])
+            vals = xg.gather(3, idx.expand([n, og, c // og, idx.shape[3]]))
+            sampled = sampled + vals * wt
+    sampled = sampled.reshape([n, og, c // og, k, oh * ow])
+    if mask is not None:
+        sampled = sampled * mask.reshape([n, og, 1, k, oh * ow]).to(x.dtype)
+    cols = sampled.reshape([n, group, cpg * k, oh * ow])
+    wg = w.reshape([group, oc // group, cpg * k])
+    y = torch.matmul(wg.unsqueeze(0), cols).reshape([n, oc, oh, ow])
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y
+
+
+@lowers("DeformConv")
+def deform_conv(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # DeformConv(x, w, offset, b, mask) -> deform_conv2d(...)
+    ws = static_shape(in_value(node, 1))
+    nd = len(ws) - 2 if ws is not None else len(node.attr("kernel_shape", []) or [])
+    if nd != 2:
+        raise Unsupported("DeformConv with other than 2 spatial dimensions")
+    strides = list(node.attr("strides", None) or [1, 1])
+    pads = list(node.attr("pads", None) or [0, 0, 0, 0])
+    dil = list(node.attr("dilations", None) or [1, 1])
+    return ctx.call(
+        deform_conv2d,
+        args[0],
+        args[1],
+        args[2],
+        arg(args, 3),
+        arg(args, 4),
+        strides,
+        pads,
+        dil,
+        int(node.attr("group", 1)),
+        int(node.attr("offset_group", 1)),
+    )
