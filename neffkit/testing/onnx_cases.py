@@ -53,7 +53,7 @@ def node_cases() -> tuple[Case, ...]:
     out = []
     for c in raw:
         ops = tuple(sorted({n.op_type for n in c.model.graph.node}))
-        sets = [(list(i), list(o)) for i, o in c.data_sets]
+        sets = [([_as_array(x) for x in i], [_as_array(x) for x in o]) for i, o in c.data_sets]
         out.append(Case(c.name, c.model, sets, c.rtol, c.atol, op_types=ops))
     return tuple(out)
 
@@ -121,6 +121,15 @@ def light_cases() -> list[Case]:
 def all_model_paths() -> list[str]:
     """Every ``.onnx`` file shipped under the backend-test data folder."""
     return sorted(glob.glob(os.path.join(data_dir(), "**", "*.onnx"), recursive=True))
+
+
+def _as_array(x: object) -> object:
+    """Tensors as numpy arrays: 0-d numpy scalars and TensorProtos are tensors too."""
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    if isinstance(x, TensorProto):
+        return onnx.numpy_helper.to_array(x)
+    return x
 
 
 def _read_pb(path: str) -> np.ndarray:
