@@ -1,8 +1,8 @@
 """``neffkit.optimize``: the default pipeline per target, run and verified.
 
-    graph, report = neffkit.optimize("model.onnx", target="torch")
-    print(report.table())
-    neffkit.save(graph, "model.opt.onnx")
+graph, report = neffkit.optimize("model.onnx", target="torch")
+print(report.table())
+neffkit.save(graph, "model.opt.onnx")
 """
 
 from __future__ import annotations
@@ -148,7 +148,12 @@ def optimize(
     passes_report = manager.run(graph)
     report = OptimizeReport(target, manager.group.spec(), passes_report)
     if verify and reference is not None:
+        from neffkit.backends import onnxruntime as ort_backend
         from neffkit.verify import verify as verify_models
+
+        # The result is an ONNX file others will run: it must load in onnxruntime whatever
+        # the target (this catches exporter-level problems the target backend accepts).
+        ort_backend.session(graph)
 
         kwargs: dict[str, Any] = {"seed": seed}
         if atol is not None:

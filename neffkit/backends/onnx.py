@@ -177,7 +177,9 @@ class _Exporter:
             self.node(node, gp, typed)
         outs_seen: set[Value] = set()
         for v in g.outputs:
-            if v in outs_seen:
+            if v in outs_seen or (not top and v.graph is not g):
+                # A repeated output needs a name of its own, and onnxruntime refuses a
+                # subgraph output that is an outer-scope value returned directly.
                 v = self._copy_for_output(v, gp)
             outs_seen.add(v)
             vi = gp.output.add()

@@ -1,11 +1,12 @@
 """Lowerings of control flow: Loop, If and Scan become small scriptable modules.
 
+No ``from __future__ import annotations`` here: TorchScript reads these modules' class
+attribute annotations and cannot resolve them as strings.
+
 Each subgraph is lowered to a child GraphModule called as ``body(inputs, captures)`` (see
 ``lowering.lower_graph``); the modules below hold the loop or branch in real Python, so the
 generated code stays readable and ``torch.jit.script`` keeps the control flow dynamic.
 """
-
-from __future__ import annotations
 
 from typing import List, Optional  # noqa: UP035 - TorchScript reads typing annotations
 
@@ -14,8 +15,6 @@ import torch
 from neffkit.backends.torch.lowering import LoweringContext
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
-
-_MAX_TRIP = 9223372036854775807
 
 
 class LoopModule(torch.nn.Module):
@@ -38,10 +37,10 @@ class LoopModule(torch.nn.Module):
         carried: List[torch.Tensor],  # noqa: UP006
         captures: List[torch.Tensor],  # noqa: UP006
     ) -> List[torch.Tensor]:  # noqa: UP006
-        trip = _MAX_TRIP
+        trip: int = 9223372036854775807  # no trip count: run until cond is false
         if trip_count is not None:
             trip = int(trip_count.item())
-        keep = True
+        keep: bool = True
         if cond is not None:
             keep = bool(cond.item())
         dev = self.anchor.device
