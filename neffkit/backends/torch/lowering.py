@@ -42,6 +42,8 @@ def to_torch(arr: np.ndarray) -> torch.Tensor:
     dt = arr.dtype
     if dt.kind in ("U", "S", "O"):
         raise Unsupported("string tensors are not supported by the torch backend")
+    if dt.name in _NO_TORCH_DTYPE:
+        raise Unsupported(f"dtype {dt.name} has no torch equivalent")
     name = dt.name
     if name == "bfloat16":
         bits = np.ascontiguousarray(arr).view(np.uint16).reshape(arr.shape)
@@ -67,6 +69,10 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
             return t.view(torch.uint8).numpy().view(getattr(ml_dtypes, name))
     return t.numpy()
 
+
+_NO_TORCH_DTYPE = frozenset(
+    ("int4", "uint4", "int2", "uint2", "float4_e2m1fn", "float8_e8m0fnu")
+)
 
 _ML_DTYPES = {
     "float8_e4m3fn": torch.float8_e4m3fn,

@@ -79,7 +79,7 @@ def _all_lowered(case: Case) -> bool:
 @functools.cache
 def _conformance_cases() -> list[Case]:
     """Plain cases that use an nn op and whose every op has a lowering (others' ops included)."""
-    return [c for c in plain_node_cases(NN_OPS) if _all_lowered(c)]
+    return [c for c in plain_node_cases(NN_OPS, torch_dtypes=True) if _all_lowered(c)]
 
 
 def _scalar_cases() -> list[Case]:
@@ -120,7 +120,9 @@ def test_conformance_scalar_data(case: Case, request: pytest.FixtureRequest) -> 
 def test_required_ops_fully_covered() -> None:
     """Every single-op case of the required ops is checked and none is a known failure."""
     checked = {c.name for c in _conformance_cases()}
-    for c in plain_node_cases(REQUIRED):
+    for c in plain_node_cases(REQUIRED, torch_dtypes=True):
+        if c.name.startswith("test_training_dropout"):
+            continue  # training-mode Dropout is random; the issue asks for inference Dropout
         if len(c.op_types) == 1:
             assert c.name in checked, f"{c.name} is not checked"
             assert c.name not in KNOWN_FAILURES

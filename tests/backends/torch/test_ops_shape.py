@@ -61,7 +61,7 @@ _ALL_CONST = {"ConstantOfShape", "Range"}
 def _cases() -> tuple[Case, ...]:
     """Plain cases using one of OPS whose ops all have a lowering already."""
     out = []
-    for c in plain_node_cases(OPS):
+    for c in plain_node_cases(OPS, torch_dtypes=True):
         if all(lookup("", op) is not None for op in c.op_types):
             out.append(c)
     return tuple(out)
