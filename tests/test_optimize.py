@@ -1,0 +1,181 @@
+"""neffkit.optimize and `neffkit optimize`: pipeline, verification, reports, safety, plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+
+import neffkit
+from neffkit.backends import onnxruntime as ort_backend
+from neffkit.cli import main
+from neffkit.ir.text import parse, print_body
+from neffkit.passes import registry
+
+MODEL = """
+<ir_version: 8, opset_import: ["" : 17]>
+m (float[4, 8] x) => (float[4, 8] y)
+  <float[8, 8] w1 = {64 * 0.5}, float[8, 8] w2 = {64 * 0.5}, float[8] b = {8 * 0.0}> {
+    i = Identity(x)
+    a = MatMul(i, w1)
+    c = MatMul(i, w2)
+    s = Add(a, c)
+    t1 = Transpose<perm = [1, 0]>(s)
+    t2 = Transpose<perm = [1, 0]>(t1)
+    one = Constant<value = float {1.0}>()
+    m1 = Mul(t2, one)
+    shape = Shape(m1)
+    r = Reshape(m1, shape)
+    z = Add(r, b)
+    dead = Exp(x)
+    y = Relu(z)
+}
+"""
+
+
+def _model_text() -> str:
+    text = MODEL
+    text = text.replace("{64 * 0.5}", "{" + ", ".join(["0.5"] * 64) + "}")
+    return text.replace("{8 * 0.0}", "{" + ", ".join(["0.0"] * 8) + "}")
+
+
+@pytest.fixture
+def model_path(tmp_path) -> str:
+    path = str(tmp_path / "m.onnx")
+    neffkit.save(parse(_model_text()), path)
+    return path
+
+
+def test_optimize_reduces_and_verifies(model_path) -> None:
+    graph = neffkit.load(model_path)
+    before = print_body(graph)
+    optimized, report = neffkit.optimize(graph, target="torch")
+    assert print_body(graph) == before  # the caller's graph is not modified
+    assert report.ok and report.verification is not None and report.verification.ok
+    ops = [n.op_type for n in optimized]
+    assert ops == ["MatMul", "Add", "Relu"], ops  # dedup + cse merge the MatMuls, the rest goes
+    assert report.passes.nodes_after < report.passes.nodes_before
+    assert report.passes.bytes_after < report.passes.bytes_before
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    want = ort_backend.run(model_path, [x])[0]
+    got = ort_backend.run(optimized, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    again, second = neffkit.optimize(optimized, verify=False)
+    assert not second.passes.changed
+
+
+def test_unknown_target_is_a_clear_error(model_path) -> None:
+    with pytest.raises(neffkit.NeffkitError, match="unknown target 'tpu'"):
+        neffkit.optimize(model_path, target="tpu")
+
+
+def test_cli_optimize_writes_output_table_and_report(model_path, tmp_path, capsys) -> None:
+    out = str(tmp_path / "m.opt.onnx")
+    report_path = str(tmp_path / "report.json")
+    rc = main(["optimize", model_path, "-o", out, "--report", report_path, "--time-passes"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "fold" in text and "total" in text and f"wrote {out}" in text
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+    report = json.loads(open(report_path).read())
+    assert report["ok"] is True
+    assert report["passes"]["nodes_after"] == 3
+    assert set(report["passes"]["per_pass"]) >= {"dedup", "fold", "simplify", "cse", "dce"}
+
+
+def test_cli_optimize_refuses_to_overwrite_its_input(model_path, capsys) -> None:
+    before = open(model_path, "rb").read()
+    rc = main(["optimize", model_path, "-o", model_path])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "refusing to overwrite" in err and model_path in err
+    assert open(model_path, "rb").read() == before
+
+
+def test_cli_bad_pipeline_exits_2_and_points_at_it(model_path, tmp_path, capsys) -> None:
+    rc = main(["optimize", model_path, "-o", str(tmp_path / "o.onnx"), "--passes", "cse,,dce"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad pipeline" in err
+    assert not os.path.exists(tmp_path / "o.onnx")
+
+
+def test_cli_progress_with_verbose(model_path, tmp_path, capsys) -> None:
+    rc = main(["optimize", model_path, "-o", str(tmp_path / "o.onnx"), "-v", "--no-verify"])
+    assert rc == 0
+    assert "neffkit: pass 1: shape-infer" in capsys.readouterr().err
+
+
+def test_cli_passes_lists_every_pass_with_options(capsys) -> None:
+    assert main(["passes"]) == 0
+    text = capsys.readouterr().out
+    for name in ("dce", "cse", "fold", "simplify", "dedup", "shape-infer"):
+        assert f"\n{name} " in "\n" + text
+    assert "max-bytes=" in text and "default pipelines" in text
+
+
+PLUGIN = '''
+from __future__ import annotations
+from dataclasses import dataclass
+from typing import ClassVar
+from neffkit.passes import Pass, PassResult
+
+
+@dataclass(frozen=True)
+class DropAbsOfRelu(Pass):
+    """Abs(Relu(x)) -> Relu(x)."""
+
+    name: ClassVar[str] = "drop-abs-of-relu"
+    description: ClassVar[str] = "test plugin: Abs after Relu is a no-op"
+
+    def run(self, graph, ctx):
+        n = 0
+        for node in graph:
+            src = node.inputs[0] if node.inputs else None
+            if node.op_type == "Abs" and src is not None and src.producer is not None \\
+                    and src.producer.op_type == "Relu" and not node.outputs[0].is_graph_output:
+                node.outputs[0].replace_all_uses_with(src)
+                graph.remove(node)
+                n += 1
+        return PassResult(n > 0, {"removed": n} if n else {})
+'''
+
+
+def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkeypatch, capsys):
+    site = tmp_path / "site"
+    (site / "nk_plugin_demo").mkdir(parents=True)
+    (site / "nk_plugin_demo" / "__init__.py").write_text(PLUGIN)
+    info = site / "nk_plugin_demo-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: nk-plugin-demo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[neffkit.passes]\ndrop-abs-of-relu = nk_plugin_demo:DropAbsOfRelu\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    registry.reset_entry_points()
+    model = tmp_path / "p.onnx"
+    neffkit.save(
+        parse(
+            textwrap.dedent(
+                """
+                <ir_version: 8, opset_import: ["" : 17]>
+                m (float[3] x) => (float[3] y) { r = Relu(x) a = Abs(r) y = Neg(a) }
+                """
+            )
+        ),
+        model,
+    )
+    try:
+        assert main(["passes"]) == 0
+        assert "drop-abs-of-relu" in capsys.readouterr().out
+        out = tmp_path / "p.opt.onnx"
+        rc = main(["optimize", str(model), "-o", str(out), "--passes", "drop-abs-of-relu,dce"])
+        text = capsys.readouterr().out
+        assert rc == 0, text
+        assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Relu", "Neg"]
+    finally:
+        registry._REGISTERED.pop("drop-abs-of-relu", None)
+        registry.reset_entry_points()
