@@ -207,10 +207,10 @@ def cmd_passes(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     for r in rows:
-        print(f"{r['name']:<18}{r['description']}")
+        print(f"{r['name']:<19} {r['description']}")
         for o in r["options"]:
             extra = f"  {o['help']}" if o["help"] else ""
-            print(f"{'':<20}{o['name']}={o['default']!r} ({o['type']}){extra}")
+            print(f"{'':<22}{o['name']}={o['default']!r} ({o['type']}){extra}")
     print("\ndefault pipelines (neffkit optimize --target T):")
     for target, text in DEFAULT_PIPELINES.items():
         print(f"  {target:<12}{text}")

@@ -20,8 +20,11 @@ from neffkit.ir.core import Graph
 from neffkit.passes.base import PassContext
 from neffkit.passes.manager import ManagerReport, PassManager, Progress
 
-#: Instruction reduction to a fixed point, framed by shape inference and deduplication.
-_REDUCE = "shape-infer,dedup,(fold,simplify,cse,dce){max-iter=8},shape-infer,dedup,dce"
+#: Instruction reduction, repeated until a whole round changes nothing. shape-infer and dedup
+#: are inside the group: rewrites create untyped values and equal constants that the next
+#: round's fold, simplify and cse can only use once typed and merged (rerunning shape-infer
+#: on a fully typed graph returns at once).
+_REDUCE = "(shape-infer,dedup,fold,simplify,cse,dce){max-iter=8}"
 
 DEFAULT_PIPELINES: dict[str, str] = {
     "torch": _REDUCE,

@@ -155,13 +155,20 @@ class _Exporter:
         if g.doc_string:
             gp.doc_string = g.doc_string
         name_of = self.name_of
+        slot_names: list[str] = []
         if top:
-            # The interface keeps its names: claim them before anything else.
+            # The interface keeps its names: claim them before anything else. An output slot
+            # keeps the name it had when it was set, even if a pass made it hold another value
+            # (then an Identity carries the value to that name).
             for v in g.inputs:
                 name_of(v)
-            for v in g.outputs:
-                if v.producer is not None and v not in self.names:
-                    name_of(v)
+            slot_names = list(g.output_names)
+            for v, n in zip(g.outputs, slot_names):
+                if not n or n in self.used:
+                    continue
+                if v not in self.names:  # inputs are named already; they keep their names
+                    self.names[v] = n
+                self.used.add(n)
         for v in g.inputs:
             vi = gp.input.add()
             vi.name = name_of(v)
@@ -176,8 +183,11 @@ class _Exporter:
         for node in g:
             self.node(node, gp, typed)
         outs_seen: set[Value] = set()
-        for v in g.outputs:
-            if v in outs_seen or (not top and v.graph is not g):
+        for i, v in enumerate(g.outputs):
+            want = slot_names[i] if i < len(slot_names) else ""
+            if top and want and name_of(v) != want:
+                v = self._copy_for_output(v, gp, want)
+            elif v in outs_seen or (not top and v.graph is not g):
                 # A repeated output needs a name of its own, and onnxruntime refuses a
                 # subgraph output that is an outer-scope value returned directly.
                 v = self._copy_for_output(v, gp)
@@ -195,12 +205,16 @@ class _Exporter:
                 vi.name = self.names[v]
                 type_to_proto(v.type, vi.type)
 
-    def _copy_for_output(self, v: Value, gp: GraphProto) -> Value:
-        """An Identity so a repeated output slot gets a name of its own."""
-        out = Value((v.name or "out") + "_out", v.type)
+    def _copy_for_output(self, v: Value, gp: GraphProto, name: str = "") -> Value:
+        """An Identity so an output slot gets a name of its own (``name``: a reserved one)."""
+        out = Value(name or (v.name or "out") + "_out", v.type)
+        if out.type is None and v.const is not None:
+            out.type = TensorType(v.const.dtype, v.const.shape)
         np_ = gp.node.add()
         np_.op_type = "Identity"
         np_.input.append(self.name_of(v))
+        if name:
+            self.names[out] = name
         np_.output.append(self.name_of(out))
         return out
 

@@ -71,6 +71,7 @@ def _clone(graph: Graph, vmap: dict[Value, Value]) -> Graph:
             sub.parent = n
         new.append(n)
     new.set_outputs([vmap[v] for v in graph.outputs])
+    new._output_names = list(graph._output_names)
     return new
 
 
@@ -112,8 +113,10 @@ def replace_contents(target: Graph, source: Graph) -> None:
         node.graph = target
     target._outputs = []
     outs = list(source._outputs)
+    names = list(source._output_names)
     source.set_outputs([])
     target.set_outputs(outs)
+    target._output_names = names
     source._head = source._tail = None
     source._len = 0
     target.version += 1

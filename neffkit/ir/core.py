@@ -8,6 +8,7 @@ live in a doubly linked list, so insert/remove are O(1) and safe while iterating
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,10 @@ from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Shape, TensorType, ValueType
 
 Use = tuple["Node", int]
+
+#: Every structural mutation stamps its graph with the next tick of this global clock, so the
+#: largest stamp over a graph and its subgraphs changes whenever any of them changes.
+_CLOCK = itertools.count(1)
 
 
 class Value:
@@ -229,12 +234,16 @@ class Node:
         self._inputs[index] = value
         if value is not None:
             value._uses[(self, index)] = None
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
 
     def append_input(self, value: Value | None) -> None:
         """Adds an input at the end."""
         self._inputs.append(value)
         if value is not None:
             value._uses[(self, len(self._inputs) - 1)] = None
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
 
     def set_inputs(self, values: Sequence[Value | None]) -> None:
         """Replaces the whole input list."""
@@ -243,6 +252,8 @@ class Node:
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses[(self, i)] = None
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
 
     def _drop_input_uses(self) -> None:
         for i, v in enumerate(self._inputs):
@@ -261,7 +272,7 @@ class Node:
             o.index = i
         self.outputs = tuple(outs)
         if self.graph is not None:
-            self.graph.version += 1
+            self.graph.version = next(_CLOCK)
 
     # -- attributes and subgraphs ------------------------------------------------------------
 
@@ -282,7 +293,7 @@ class Node:
             if self.graph is not None:
                 self.graph._holders[self] = None
         if self.graph is not None:
-            self.graph.version += 1
+            self.graph.version = next(_CLOCK)
 
     @property
     def subgraphs(self) -> list[Graph]:
@@ -331,6 +342,7 @@ class Graph:
         "doc_string",
         "_cache",
         "_holders",
+        "_output_names",
         "__weakref__",
     )
 
@@ -349,6 +361,7 @@ class Graph:
         self.doc_string = ""
         self._cache: dict[str, tuple[int, Any]] = {}
         self._holders: dict[Node, None] = {}
+        self._output_names: list[str] = []
 
     # -- node list ----------------------------------------------------------------------------
 
@@ -411,7 +424,7 @@ class Graph:
         else:
             nxt._prev = node
         self._len += 1
-        self.version += 1
+        self.version = next(_CLOCK)
         for a in node.attributes.values():
             if a.type in _GRAPH_TYPES:
                 self._holders[node] = None
@@ -448,7 +461,7 @@ class Graph:
         node.graph = None
         self._holders.pop(node, None)
         self._len -= 1
-        self.version += 1
+        self.version = next(_CLOCK)
 
     erase = remove
 
@@ -470,7 +483,7 @@ class Graph:
             raise VerificationError(f"value '{value.name}' already has a producer")
         value._graph = self
         self._inputs.append(value)
-        self.version += 1
+        self.version = next(_CLOCK)
         return value
 
     def remove_input(self, value: Value) -> None:
@@ -480,7 +493,7 @@ class Graph:
         self._inputs.remove(value)
         if value.const is None:
             value._graph = None
-        self.version += 1
+        self.version = next(_CLOCK)
 
     def add_initializer(self, value: Value) -> Value:
         """Registers a constant value (``value.const`` must be set) under ``value.name``."""
@@ -494,7 +507,7 @@ class Graph:
             key = _fresh_key(self.initializers, value.name or "const")
             value.name = key
         self.initializers[key] = value
-        self.version += 1
+        self.version = next(_CLOCK)
         return value
 
     def remove_initializer(self, value: Value) -> None:
@@ -510,22 +523,33 @@ class Graph:
         if value in self._inputs:
             self._inputs.remove(value)
         value._graph = None
-        self.version += 1
+        self.version = next(_CLOCK)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The interface names of the outputs, as given when each output slot was set.
+
+        They outlive value replacement: when a pass makes an output slot hold another value,
+        the exporter still writes the slot under its original name.
+        """
+        return tuple(self._output_names)
 
     def add_output(self, value: Value) -> None:
         """Appends a graph output."""
+        self._output_names.append(value.name)
         self._outputs.append(value)
         _count_output(value, self, +1)
-        self.version += 1
+        self.version = next(_CLOCK)
 
     def set_outputs(self, values: Sequence[Value]) -> None:
         """Replaces the output list."""
         for v in self._outputs:
             _count_output(v, self, -1)
         self._outputs = list(values)
+        self._output_names = [v.name for v in self._outputs]
         for v in self._outputs:
             _count_output(v, self, +1)
-        self.version += 1
+        self.version = next(_CLOCK)
 
     def replace_output(self, old: Value, new: Value) -> None:
         """Makes every output slot that holds ``old`` hold ``new``."""
@@ -534,7 +558,7 @@ class Graph:
                 self._outputs[i] = new
                 _count_output(old, self, -1)
                 _count_output(new, self, +1)
-        self.version += 1
+        self.version = next(_CLOCK)
 
     # -- walking ------------------------------------------------------------------------------
 

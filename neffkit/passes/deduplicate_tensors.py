@@ -40,17 +40,61 @@ class DeduplicateTensors(Pass):
         "drop redundant Identity/Cast/Expand copies"
     )
     copies: bool = option(True, "also drop Identity / same-type Cast / non-broadcasting Expand")
+    constant_nodes: bool = option(True, "turn Constant nodes into initializers (one node less)")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        converted = _constant_nodes_to_initializers(graph) if self.constant_nodes else 0
         merged, saved = _merge_constants(graph, ctx)
-        removed = _remove_copies(graph) if self.copies else 0
+        removed = _remove_copies(graph, ctx) if self.copies else 0
         stats = {}
         if merged:
             stats["tensors_merged"] = merged
             stats["bytes_saved"] = saved
         if removed:
             stats["copies_removed"] = removed
-        return PassResult(bool(merged or removed), stats)
+        if converted:
+            stats["constant_nodes_converted"] = converted
+        return PassResult(bool(merged or removed or converted), stats)
+
+
+_SCALAR_ATTRS = {
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+}
+
+
+def _constant_tensor(node: Node) -> Tensor | None:
+    """The tensor a Constant node produces (None for string and sparse forms)."""
+    for key, a in node.attributes.items():
+        if key == "value":
+            t = a.value
+            return t if isinstance(t, Tensor) and t.dtype != 8 else None  # 8: STRING
+        dt = _SCALAR_ATTRS.get(key)
+        if dt is not None:
+            return Tensor(np.asarray(a.value, dtype=dt))
+    return None
+
+
+def _constant_nodes_to_initializers(graph: Graph) -> int:
+    """``c = Constant<value=T>()`` -> initializer ``c = T``, in the graph that holds it."""
+    converted = 0
+    for g in list(graph.all_graphs()):
+        for node in g:
+            if node.op_type != "Constant" or node.domain or len(node.outputs) != 1:
+                continue
+            out = node.outputs[0]
+            if out.is_graph_output:
+                continue  # keep graph outputs produced by nodes (subgraph outputs need it)
+            t = _constant_tensor(node)
+            if t is None:
+                continue
+            init = g.add_initializer(Value(out.name or "const", out.type, const=t))
+            out.replace_all_uses_with(init)
+            g.remove(node)
+            converted += 1
+    return converted
 
 
 def _constant_sources(graph: Graph, ctx: PassContext) -> list[tuple[Value, Tensor, Graph]]:
@@ -115,7 +159,7 @@ def _hoist_to_root(v: Value, t: Tensor, g: Graph, root: Graph) -> Value:
     return new
 
 
-def _remove_copies(graph: Graph) -> int:
+def _remove_copies(graph: Graph, ctx: PassContext) -> int:
     removed = 0
     for g in list(graph.all_graphs()):
         for node in g:
@@ -123,7 +167,7 @@ def _remove_copies(graph: Graph) -> int:
                 continue
             src = node.inputs[0]
             out = node.outputs[0]
-            if src is None or not _is_copy(node, src, out):
+            if src is None or not _is_copy(node, src, out, ctx):
                 continue
             if out.is_graph_output and (
                 src.is_graph_output or src.producer is None or src.graph is not g
@@ -140,7 +184,7 @@ def _remove_copies(graph: Graph) -> int:
     return removed
 
 
-def _is_copy(node: Node, src: Value, out: Value) -> bool:
+def _is_copy(node: Node, src: Value, out: Value, ctx: PassContext) -> bool:
     op = node.op_type
     if op == "Identity":
         return True
@@ -150,6 +194,9 @@ def _is_copy(node: Node, src: Value, out: Value) -> bool:
         shape_v = node.inputs[1]
         if shape_v is None or shape_v.const is None or shape_v.producer is not None:
             return False
+        g = shape_v.graph
+        if g is not None and shape_v in g.inputs and (ctx.keep_overridable_inputs or g.parent):
+            return False  # an IR v3 input with an initializer: the caller may override it
         if src.shape is None or not all(isinstance(d, int) for d in src.shape):
             return False
         target = [int(x) for x in np.asarray(shape_v.const.numpy()).reshape(-1)]

@@ -102,14 +102,17 @@ class ManagerReport:
 
     def table(self) -> str:
         """A fixed-width table: one row per pass name."""
-        rows = [f"{'pass':<14}{'runs':>5}{'changed':>8}{'nodes':>10}{'const bytes':>14}{'time':>9}"]
+        width = max([14] + [len(n) + 2 for n in self.per_pass()])
+        rows = [
+            f"{'pass':<{width}}{'runs':>5}{'changed':>8}{'nodes':>10}{'const bytes':>14}{'time':>9}"
+        ]
         for name, t in self.per_pass().items():
             rows.append(
-                f"{name:<14}{t['runs']:>5}{t['changed']:>8}{t['nodes_delta']:>+10}"
+                f"{name:<{width}}{t['runs']:>5}{t['changed']:>8}{t['nodes_delta']:>+10}"
                 f"{t['bytes_delta']:>+14}{t['seconds']:>8.3f}s"
             )
         rows.append(
-            f"{'total':<14}{'':>5}{'':>8}{self.nodes_after - self.nodes_before:>+10}"
+            f"{'total':<{width}}{'':>5}{'':>8}{self.nodes_after - self.nodes_before:>+10}"
             f"{self.bytes_after - self.bytes_before:>+14}{self.seconds:>8.3f}s"
         )
         rows.append(
@@ -120,8 +123,8 @@ class ManagerReport:
 
 
 def total_version(graph: Graph) -> int:
-    """A number that changes whenever the graph or one of its subgraphs is mutated."""
-    return sum(g.version for g in graph.all_graphs()) + len(graph)
+    """The latest mutation stamp in the graph and its subgraphs (stamps come from one clock)."""
+    return max(g.version for g in graph.all_graphs())
 
 
 def count_nodes(graph: Graph) -> int:

@@ -28,7 +28,7 @@ def test_equal_initializers_and_constant_nodes_merge() -> None:
 
 def test_same_bytes_different_dtype_or_shape_stay_apart() -> None:
     check_pass(
-        DEDUP,
+        DeduplicateTensors(constant_nodes=False),
         H
         + """m (float[2,2] x, int32[4] i) => (float[2,2] y, int32[4] j)
            <float[2,2] w1 = {1.0, 2.0, 3.0, 4.0}, float[4] w2 = {1.0, 2.0, 3.0, 4.0},
@@ -74,7 +74,7 @@ def test_identity_and_same_type_cast_copies_are_removed() -> None:
 
 def test_cast_that_changes_type_and_broadcasting_expand_stay() -> None:
     check_pass(
-        DEDUP,
+        DeduplicateTensors(constant_nodes=False),
         H
         + """m (float[2] x) => (double[2] y, float[3,2] z) {
             s = Constant<value = int64[2] {3, 2}>()
@@ -93,3 +93,20 @@ def test_overridable_initializers_are_kept_when_asked() -> None:
     g = parse(text)
     assert DEDUP.run(g, PassContext()).changed is True
     assert [v.name for v in g.inputs] == ["x", "w1"]
+
+
+def test_constant_nodes_become_initializers_except_graph_outputs() -> None:
+    g = check_pass(
+        DEDUP,
+        H
+        + """m (float[2] x) => (float[2] y, int64[1] k) {
+            a = Constant<value_float = 2.5>()
+            b = Constant<value = float[2] {1.0, 3.0}>()
+            k = Constant<value_ints = [7]>()
+            s = Mul(x, a) y = Add(s, b) }""",
+        H
+        + """m (float[2] x) => (float[2] y, int64[1] k) <float a = {2.5}, float[2] b = {1.0, 3.0}> {
+            k = Constant<value_ints = [7]>()
+            s = Mul(x, a) y = Add(s, b) }""",
+    )
+    assert sorted(g.initializers) == ["a", "b"]

@@ -89,7 +89,9 @@ def _all_lowered(model: onnx.ModelProto) -> bool:
 @functools.cache
 def _cases() -> tuple[Case, ...]:
     """Plain cases using one of OPS whose ops (subgraphs included) all have a lowering."""
-    return tuple(c for c in plain_node_cases(OPS, torch_dtypes=True) if _all_lowered(c.load_model()))
+    return tuple(
+        c for c in plain_node_cases(OPS, torch_dtypes=True) if _all_lowered(c.load_model())
+    )
 
 
 @pytest.mark.parametrize("case", _cases(), ids=[c.name for c in _cases()])
