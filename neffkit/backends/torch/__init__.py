@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neffkit.backends.torch.lowering import lower_graph, to_numpy, to_torch
+from neffkit.backends.torch.lowering import from_carrier, lower_graph, to_numpy, to_torch
 from neffkit.backends.torch.registry import supported_ops
 from neffkit.errors import BackendError
 from neffkit.ir.core import Graph, Value
@@ -94,7 +94,11 @@ def run(
     device: str | torch.device | None = None,
     module: torch.nn.Module | None = None,
 ) -> list[np.ndarray]:
-    """Runs ``graph`` through the torch backend and returns numpy outputs in order."""
+    """Runs ``graph`` through the torch backend and returns numpy outputs in order.
+
+    Outputs of types torch lacks (int4, float4e2m1, ...) come back as ml_dtypes arrays of the
+    graph's declared output type, converted from the carrier dtype the module computes them in.
+    """
     m = module if module is not None else compile(graph, device)
     args = prepare_inputs(graph, inputs, device)
     with torch.no_grad():
@@ -104,7 +108,7 @@ def run(
             raise
         except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
             raise BackendError(f"torch backend failed while running the model: {e}") from e
-    return [to_numpy(o) for o in outs]
+    return [from_carrier(to_numpy(o), v.dtype) for o, v in zip(outs, graph.outputs)]
 
 
 def to_torchscript(

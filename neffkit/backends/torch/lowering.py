@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.fx as fx
+from onnx import TensorProto
 
 from neffkit.backends.torch.registry import Unsupported, as_list, lookup
 from neffkit.errors import BackendError, describe_node
 from neffkit.ir.core import Graph, Node, Value
-from neffkit.ir.tensor import Tensor, dtype_name
+from neffkit.ir.tensor import Tensor, dtype_name, np_dtype
 
 _IDENT = re.compile(r"\W")
 
@@ -38,13 +39,18 @@ def py_name(hint: str, fallback: str = "v") -> str:
 
 
 def to_torch(arr: np.ndarray) -> torch.Tensor:
-    """A torch tensor with the same dtype and values as a numpy array (bfloat16 included)."""
+    """A torch tensor with the same dtype and values as a numpy array (bfloat16 included).
+
+    int4 / uint4 / int2 / uint2 / float4e2m1 / float8e8m0 arrays (ml_dtypes) come back in their
+    carrier dtype (see ``CARRIERS``): same values, a wider torch dtype.
+    """
     dt = arr.dtype
     if dt.kind in ("U", "S", "O"):
         raise Unsupported("string tensors are not supported by the torch backend")
-    if dt.name in _NO_TORCH_DTYPE:
-        raise Unsupported(f"dtype {dt.name} has no torch equivalent")
     name = dt.name
+    carrier = _CARRIER_BY_NAME.get(name)
+    if carrier is not None:
+        return torch.from_numpy(np.asarray(arr).astype(_NP_CARRIER[carrier]))
     if name == "bfloat16":
         bits = np.ascontiguousarray(arr).view(np.uint16).reshape(arr.shape)
         return torch.from_numpy(bits.copy()).view(torch.bfloat16)
@@ -52,11 +58,14 @@ def to_torch(arr: np.ndarray) -> torch.Tensor:
     if special is not None:
         bits = np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape)
         return torch.from_numpy(bits.copy()).view(special)
+    if dt.kind == "V":
+        raise Unsupported(f"dtype {name} has no torch equivalent")
     return torch.from_numpy(np.array(arr, copy=True))
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """The inverse of :func:`to_torch` (moves to the CPU)."""
+    """The inverse of :func:`to_torch` (moves to the CPU); a carrier stays in its carrier dtype
+    (only the graph knows the ONNX type it holds: see :func:`from_carrier`)."""
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         import ml_dtypes
@@ -70,16 +79,57 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-_NO_TORCH_DTYPE = frozenset(
-    ("int4", "uint4", "int2", "uint2", "float4_e2m1fn", "float8_e8m0fnu")
-)
-
 _ML_DTYPES = {
     "float8_e4m3fn": torch.float8_e4m3fn,
     "float8_e4m3fnuz": torch.float8_e4m3fnuz,
     "float8_e5m2": torch.float8_e5m2,
     "float8_e5m2fnuz": torch.float8_e5m2fnuz,
 }
+
+# -- carriers: ONNX element types torch has no dtype for ----------------------------------------
+
+# Inside a module a value of these types is held in a torch dtype that represents each of its
+# values exactly; the ops that create such values (Cast, QuantizeLinear, ...) apply the ONNX
+# rounding and range, and ``run()`` turns graph outputs back into ml_dtypes arrays.
+CARRIERS: dict[int, torch.dtype] = {
+    TensorProto.INT4: torch.int8,
+    TensorProto.UINT4: torch.uint8,
+    TensorProto.INT2: torch.int8,
+    TensorProto.UINT2: torch.uint8,
+    TensorProto.FLOAT4E2M1: torch.float32,
+    TensorProto.FLOAT8E8M0: torch.float32,
+}
+# Bit width and signedness of the sub-byte integer types.
+SUBBYTE_INTS: dict[int, tuple[int, bool]] = {
+    TensorProto.INT4: (4, True),
+    TensorProto.UINT4: (4, False),
+    TensorProto.INT2: (2, True),
+    TensorProto.UINT2: (2, False),
+}
+_CARRIER_BY_NAME = {
+    "int4": torch.int8,
+    "uint4": torch.uint8,
+    "int2": torch.int8,
+    "uint2": torch.uint8,
+    "float4_e2m1fn": torch.float32,
+    "float8_e8m0fnu": torch.float32,
+}
+_NP_CARRIER = {torch.int8: np.int8, torch.uint8: np.uint8, torch.float32: np.float32}
+
+
+def carrier_dtype(elem_type: int | None) -> torch.dtype | None:
+    """The torch dtype holding values of ONNX ``elem_type`` when torch has none, else None."""
+    return CARRIERS.get(elem_type) if elem_type is not None else None
+
+
+def from_carrier(arr: np.ndarray, elem_type: int | None) -> np.ndarray:
+    """``arr`` as an ml_dtypes array of ONNX ``elem_type`` when it holds a carrier of that type
+    (int8 for int4, ...); any other array is returned as is."""
+    carrier = carrier_dtype(elem_type)
+    if carrier is None or arr.dtype != _NP_CARRIER[carrier]:
+        return arr
+    assert elem_type is not None
+    return arr.astype(np_dtype(elem_type))
 
 
 class LoweringContext:

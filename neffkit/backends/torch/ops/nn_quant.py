@@ -2,6 +2,10 @@
 QLinearMatMul, ConvInteger, QLinearConv), the losses NegativeLogLikelihoodLoss and
 SoftmaxCrossEntropyLoss, and DeformConv.
 
+int4 / uint4 / int2 / uint2 / float4e2m1 values are held in carrier dtypes (int8, uint8, float32:
+see ``lowering.CARRIERS``): QuantizeLinear clamps to their ranges (float4 rounds and saturates
+as a Cast does) and DequantizeLinear reads the carrier as it would the type itself.
+
 Integer convolutions run in float64 (exact for any realistic size; torch has no integer
 convolution), then round back to int32 before requantizing as the ONNX reference does.
 """
@@ -12,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.lowering import LoweringContext, carrier_dtype
+from neffkit.backends.torch.ops.elementwise_bits import round_fp4
 from neffkit.backends.torch.ops.nn import (
     arg,
     emit_conv,
@@ -29,6 +34,13 @@ _INT_RANGES = {
     TensorProto.INT8: (-128, 127),
     TensorProto.UINT16: (0, 65535),
     TensorProto.INT16: (-32768, 32767),
+}
+# Sub-byte integer types (held in int8 / uint8): QuantizeLinear only.
+_SUBBYTE_RANGES = {
+    TensorProto.UINT4: (0, 15),
+    TensorProto.INT4: (-8, 7),
+    TensorProto.UINT2: (0, 3),
+    TensorProto.INT2: (-2, 1),
 }
 _FLOAT8 = (
     TensorProto.FLOAT8E4M3FN,
@@ -80,6 +92,26 @@ def quantize_linear(
     return q.to(out_dtype)
 
 
+def quantize_fp4(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zp: torch.Tensor | None,
+    axis: int,
+    block: int,
+    precision: torch.dtype | None,
+) -> torch.Tensor:
+    """ONNX QuantizeLinear to FLOAT4E2M1 (as float32): ``x / scale + zero_point`` cast to float4
+    (round to nearest even, saturating at +-6), as the reference does."""
+    s = quant_param(scale, x, axis, block)
+    if precision is not None:
+        q = x.to(precision) / s.to(precision)
+    else:
+        q = x / s
+    if zp is not None:
+        q = q + quant_param(zp, x, axis, block).to(q.dtype)
+    return round_fp4(q)
+
+
 def _out_type(ctx: LoweringContext, node: Node) -> int:
     zp = in_value(node, 2)
     if zp is not None and zp.dtype is not None:
@@ -92,9 +124,14 @@ def _out_type(ctx: LoweringContext, node: Node) -> int:
 def quantize_linear_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # QuantizeLinear(x, scale, zero_point) -> quantize_linear(...)
     out = _out_type(ctx, node)
-    dt = torch_dtype(out)
-    if out in _INT_RANGES:
-        lo, hi = _INT_RANGES[out]
+    precision = node.attr("precision", 0)
+    prec_dt = torch_dtype(int(precision)) if precision else None
+    axis, block = int(node.attr("axis", 1)), int(node.attr("block_size", 0))
+    if out == TensorProto.FLOAT4E2M1:
+        return ctx.call(quantize_fp4, args[0], args[1], arg(args, 2), axis, block, prec_dt)
+    dt = carrier_dtype(out) or torch_dtype(out)
+    if out in _INT_RANGES or out in _SUBBYTE_RANGES:
+        lo, hi = _INT_RANGES.get(out) or _SUBBYTE_RANGES[out]
         is_int = True
     elif out in _FLOAT8:
         fi = torch.finfo(dt)
@@ -102,20 +139,19 @@ def quantize_linear_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lower
         is_int = False
     else:
         raise Unsupported(f"QuantizeLinear to element type {out}")
-    precision = node.attr("precision", 0)
     return ctx.call(
         quantize_linear,
         args[0],
         args[1],
         arg(args, 2),
-        int(node.attr("axis", 1)),
-        int(node.attr("block_size", 0)),
+        axis,
+        block,
         dt,
         float(lo),
         float(hi),
         is_int,
         bool(node.attr("saturate", 1)),
-        torch_dtype(int(precision)) if precision else None,
+        prec_dt,
     )
 
 
