@@ -7,12 +7,14 @@ Before / after::
     m = MatMul(u, w)               ->
     y = Add(m, b)
 
-The rules live in :mod:`neffkit.passes.simplify_rules` (and ``simplify_fusions``), bucketed by
-op type. The driver starts with every node of every graph (subgraphs included); after a rule
-fires, only the nodes it touched (readers of replaced values, producers of changed inputs, new
-nodes) go back on the worklist, so the pass is near-linear. Nodes a rewrite leaves dead are
-removed on the spot (unread initializers are left to ``dce``). A cap on rewrites per node and in
-total guards against rules that undo each other; hitting it is reported in the stats.
+The rules live in :mod:`neffkit.passes.simplify_rules` (and ``simplify_fusions``,
+``simplify_shapes``), bucketed by op type. The driver starts with every node of every graph
+(subgraphs included); after a rule fires, only the nodes it touched (readers of replaced values,
+producers of changed inputs, new nodes) go back on the worklist, so the pass is near-linear.
+Nodes a rewrite leaves dead are removed on the spot (unread initializers are left to ``dce``,
+except those the pass made itself, such as a folded weight that a second fold replaced).
+A cap on rewrites per node and in total guards against rules that undo each other; hitting it is
+reported in the stats.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class Rewriter:
         self.dead_nodes = 0
         self.limit_hits = 0
         self._shapes: dict[Value, tuple] = {}
+        #: initializers this run made: dropped as soon as a later rewrite stops reading them
+        self._made: set[Value] = set()
         # Initializers that are also graph inputs the caller may feed: not constants.
         self._overridable: set[Value] = set()
         for g in root.all_graphs():
@@ -281,7 +285,9 @@ class Rewriter:
 
     def add_constant(self, graph: Graph, hint: str, array: np.ndarray) -> Value:
         """A new initializer of ``graph`` (shared tensors are never mutated in place)."""
-        return graph.add_initializer(Value(hint or "const", const=Tensor(array)))
+        v = graph.add_initializer(Value(hint or "const", const=Tensor(array)))
+        self._made.add(v)
+        return v
 
     def sweep(self, node: Node) -> None:
         """Removes ``node`` if a rewrite left all its outputs unread, and what only it read."""
@@ -309,7 +315,12 @@ class Rewriter:
                     self.touched.append(p)  # fewer readers may enable single-user rules
                 continue
             if p is None:
-                continue  # an unread initializer is left to `dce` (it owns the interface rules)
+                # an unread initializer is left to `dce` (it owns the interface rules), unless
+                # this run made it (a folded weight that a second fold replaced)
+                if v in self._made and v.graph is not None:
+                    self._made.discard(v)
+                    v.graph.remove_initializer(v)
+                continue
             if p.graph is None or p.subgraphs or not is_pure(p) or not _dead(p):
                 continue
             inputs = [i for i in p.inputs if i is not None]

@@ -1,5 +1,6 @@
 """``simplify`` rules that merge nodes: exact Cast chains, BatchNormalization folded into a
-Conv or Gemm, and MatMul + Add -> Gemm. Listed in ``simplify_rules.RULES``."""
+Conv or Gemm, per-channel Mul / Add folded into a Conv, Gemm, MatMul or BatchNormalization,
+and MatMul + Add -> Gemm. Listed in ``simplify_rules.RULES``."""
 
 from __future__ import annotations
 
@@ -199,3 +200,222 @@ def fuse_matmul_add(node: Node, rw: Rewriter) -> bool:
         rw.replace(out, gemm.outputs[0])
         return True
     return False
+
+
+# -- per-channel Mul / Add folded into the producer's constants ------------------------------------
+
+
+def _affine_operand(node: Node, rw: Rewriter, op: str) -> tuple[Node, np.ndarray] | None:
+    """For ``Mul`` / ``Add`` of an ``op`` node's output (read only here) and a float constant:
+    the ``op`` node and the constant."""
+    if len(node.inputs) != 2:
+        return None
+    for i in (0, 1):
+        p = producer(node.inputs[i], op)
+        if p is None or not rw.only_user(node.inputs[i], node):
+            continue
+        c = rw.const(node.inputs[1 - i], rw.ctx.max_constant_bytes)
+        if c is not None and c.dtype.type in _FOLD_DTYPES:
+            return p, c
+    return None
+
+
+def _per_channel(c: np.ndarray, rank: int | None, axis: int, n: int) -> np.ndarray | None:
+    """``c`` as a float64 vector of ``n`` when broadcasting it against a rank-``rank`` tensor
+    with ``n`` channels on ``axis`` scales each channel and grows nothing; an unknown rank
+    admits only scalars and vectors of one element."""
+    if rank is None:
+        return np.full(n, float(c.reshape(-1)[0])) if c.size == 1 and c.ndim <= 1 else None
+    if c.ndim > rank:
+        return None
+    dims = (1,) * (rank - c.ndim) + tuple(c.shape)
+    if any(d != 1 for k, d in enumerate(dims) if k != axis) or dims[axis] not in (1, n):
+        return None
+    flat = c.astype(np.float64).reshape(-1)
+    return np.full(n, flat[0]) if flat.size == 1 else flat
+
+
+def _conv_params(conv: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A Conv's constant weights and bias (None when it has none)."""
+    if len(conv.inputs) < 2:
+        return None
+    w = _weights(rw, conv.inputs[1])
+    if w is None or w.ndim < 3:
+        return None
+    b_v = conv.inputs[2] if len(conv.inputs) > 2 else None
+    if b_v is None:
+        return w, None
+    b = rw.const(b_v)
+    return (w, b) if b is not None and b.shape == (w.shape[0],) else None
+
+
+def _rebind(rw: Rewriter, node: Node, index: int, array: np.ndarray, suffix: str) -> None:
+    """Gives ``node`` a new constant input ``index`` (never writes to a shared tensor)."""
+    g = node.graph
+    assert g is not None
+    old = node.inputs[index] if index < len(node.inputs) else None
+    hint = (old.name if old is not None else node.outputs[0].name or node.op_type) + suffix
+    _set_or_append(rw, node, index, rw.add_constant(g, hint, array))
+
+
+# Mul(Conv(x, W, b), c) -> Conv(x, W * c, b * c)   (c per output channel: [M, 1, 1], [1, M, 1, 1])
+def fold_mul_into_conv(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "Conv")
+    params = _conv_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    conv, c = hit
+    w, b = params
+    s = _per_channel(c, w.ndim, 1, w.shape[0])
+    if s is None or c.dtype != w.dtype:
+        return False
+    new_w = w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))
+    _rebind(rw, conv, 1, new_w.astype(w.dtype), "_mul")
+    if b is not None:
+        _rebind(rw, conv, 2, (b.astype(np.float64) * s).astype(b.dtype), "_mul")
+    rw.replace(node.outputs[0], conv.outputs[0])
+    return True
+
+
+# Add(Conv(x, W, b), d) -> Conv(x, W, b + d)   (d per output channel)
+def fold_add_into_conv(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "Conv")
+    params = _conv_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    conv, d = hit
+    w, b = params
+    t = _per_channel(d, w.ndim, 1, w.shape[0])
+    if t is None or d.dtype != w.dtype:
+        return False
+    new_b = t if b is None else b.astype(np.float64) + t
+    _rebind(rw, conv, 2, new_b.astype(w.dtype), "_add")
+    rw.replace(node.outputs[0], conv.outputs[0])
+    return True
+
+
+def _gemm_params(gemm: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray | None, int] | None:
+    """A Gemm's constant B and C (None when absent) and its column count N."""
+    if rw.opset < 7 or len(gemm.inputs) < 2:
+        return None  # C broadcasts unidirectionally from opset 7
+    w = _weights(rw, gemm.inputs[1], 2)
+    if w is None:
+        return None
+    c_v = gemm.inputs[2] if len(gemm.inputs) > 2 else None
+    c = None if c_v is None else rw.const(c_v)
+    if c_v is not None and (c is None or c.ndim > 2):
+        return None
+    return w, c, w.shape[0] if gemm.attr("transB", 0) else w.shape[1]
+
+
+# Mul(Gemm(a, B, C), c) -> Gemm(a, B * c, C * c)   (c per output column)
+def fold_mul_into_gemm(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "Gemm")
+    params = _gemm_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    gemm, c = hit
+    w, cc, n = params
+    s = _per_channel(c, 2, 1, n)
+    if s is None or c.dtype != w.dtype:
+        return False
+    scale = s[:, None] if gemm.attr("transB", 0) else s[None, :]
+    _rebind(rw, gemm, 1, (w.astype(np.float64) * scale).astype(w.dtype), "_mul")
+    if cc is not None:
+        _rebind(rw, gemm, 2, (cc.astype(np.float64) * s).astype(cc.dtype), "_mul")
+    rw.replace(node.outputs[0], gemm.outputs[0])
+    return True
+
+
+# Add(Gemm(a, B, C), d) -> Gemm(a, B, beta * C + d)   (d per output column: [N], [1, N], scalar)
+def fold_add_into_gemm(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "Gemm")
+    params = _gemm_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    gemm, d = hit
+    w, cc, n = params
+    if _per_channel(d, 2, 1, n) is None or d.dtype != w.dtype:
+        return False
+    beta = float(gemm.attr("beta", 1.0))
+    new_c = d.astype(np.float64)
+    if cc is not None:
+        new_c = beta * cc.astype(np.float64) + new_c
+    _rebind(rw, gemm, 2, new_c.astype(w.dtype), "_add")
+    if beta != 1.0:
+        gemm.set_attr("beta", 1.0)
+    rw.replace(node.outputs[0], gemm.outputs[0])
+    return True
+
+
+# Mul(MatMul(a, B), c) -> MatMul(a, B * c)   (B a 2-D constant; c per output column)
+def fold_mul_into_matmul(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "MatMul")
+    if hit is None:
+        return False
+    mm, c = hit
+    w = _weights(rw, mm.inputs[1], 2)
+    if w is None or c.dtype != w.dtype:
+        return False
+    ra = rw.rank(mm.inputs[0])
+    if ra is None:
+        rank = 1 if c.ndim <= 1 else None  # a vector broadcasts along the last dim at any rank
+    else:
+        rank = 1 if ra == 1 else max(ra, 2)  # a 1-D a gives a [N] result
+    s = None if rank is None else _per_channel(c, rank, rank - 1, w.shape[1])
+    if s is None:
+        return False
+    _rebind(rw, mm, 1, (w.astype(np.float64) * s[None, :]).astype(w.dtype), "_mul")
+    rw.replace(node.outputs[0], mm.outputs[0])
+    return True
+
+
+def _bn_params(bn: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray] | None:
+    """An inference BatchNormalization's constant scale and bias."""
+    if len(bn.inputs) != 5 or any(v is None for v in bn.inputs):
+        return None
+    if any(v.num_uses or v.is_graph_output for v in bn.outputs[1:]):
+        return None
+    if bn.attr("training_mode", 0) or bn.attr("spatial", 1) != 1:
+        return None
+    if rw.opset < 7 and not bn.attr("is_test", 0):
+        return None  # opset 6 and before: is_test=0 is training
+    scale, bias = rw.const(bn.inputs[1]), rw.const(bn.inputs[2])
+    if scale is None or bias is None or scale.ndim != 1 or scale.shape != bias.shape:
+        return None
+    if scale.dtype.type not in _FOLD_DTYPES or bias.dtype.type not in _FOLD_DTYPES:
+        return None
+    return scale, bias
+
+
+# Mul(BatchNormalization(x, s, t, m, v), c) -> BatchNormalization(x, s * c, t * c, m, v)
+def fold_mul_into_batchnorm(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "BatchNormalization")
+    params = _bn_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    bn, c = hit
+    scale, bias = params
+    k = _per_channel(c, rw.rank(bn.inputs[0]), 1, scale.shape[0])
+    if k is None:
+        return False
+    _rebind(rw, bn, 1, (scale.astype(np.float64) * k).astype(scale.dtype), "_mul")
+    _rebind(rw, bn, 2, (bias.astype(np.float64) * k).astype(bias.dtype), "_mul")
+    rw.replace(node.outputs[0], bn.outputs[0])
+    return True
+
+
+# Add(BatchNormalization(x, s, t, m, v), d) -> BatchNormalization(x, s, t + d, m, v)
+def fold_add_into_batchnorm(node: Node, rw: Rewriter) -> bool:
+    hit = _affine_operand(node, rw, "BatchNormalization")
+    params = _bn_params(hit[0], rw) if hit is not None else None
+    if hit is None or params is None:
+        return False
+    bn, d = hit
+    _, bias = params
+    t = _per_channel(d, rw.rank(bn.inputs[0]), 1, bias.shape[0])
+    if t is None:
+        return False
+    _rebind(rw, bn, 2, (bias.astype(np.float64) + t).astype(bias.dtype), "_add")
+    rw.replace(node.outputs[0], bn.outputs[0])
+    return True

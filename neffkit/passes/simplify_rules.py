@@ -18,10 +18,23 @@ from neffkit.ir.tensor import onnx_dtype
 from neffkit.passes.simplify import Rewriter, Rule, int_list, producer
 from neffkit.passes.simplify_fusions import (
     drop_same_type_cast,
+    fold_add_into_batchnorm,
+    fold_add_into_conv,
+    fold_add_into_gemm,
     fold_batchnorm_into_conv,
     fold_batchnorm_into_gemm,
+    fold_mul_into_batchnorm,
+    fold_mul_into_conv,
+    fold_mul_into_gemm,
+    fold_mul_into_matmul,
     fuse_casts,
     fuse_matmul_add,
+)
+from neffkit.passes.simplify_shapes import (
+    constant_reshape_target,
+    fold_gather_of_shape,
+    fuse_squeezes,
+    fuse_unsqueezes,
 )
 
 
@@ -415,12 +428,25 @@ RULES: dict[str, list[Rule]] = {
     "Not": [cancel_not_not],
     "Relu": [fuse_relu_relu],
     "Transpose": [fuse_transposes, drop_identity_transpose],
-    "Reshape": [fuse_reshape_chain, drop_same_shape_reshape],
-    "Squeeze": [cancel_squeeze_unsqueeze],
-    "Unsqueeze": [cancel_squeeze_unsqueeze],
+    "Reshape": [constant_reshape_target, fuse_reshape_chain, drop_same_shape_reshape],
+    "Squeeze": [cancel_squeeze_unsqueeze, fuse_squeezes],
+    "Unsqueeze": [cancel_squeeze_unsqueeze, fuse_unsqueezes],
+    "Gather": [fold_gather_of_shape],
     "Cast": [fuse_casts, drop_same_type_cast],
-    "Mul": [drop_mul_one],
-    "Add": [drop_add_zero, fuse_matmul_add],
+    "Mul": [
+        drop_mul_one,
+        fold_mul_into_conv,
+        fold_mul_into_gemm,
+        fold_mul_into_matmul,
+        fold_mul_into_batchnorm,
+    ],
+    "Add": [
+        drop_add_zero,
+        fuse_matmul_add,
+        fold_add_into_conv,
+        fold_add_into_gemm,
+        fold_add_into_batchnorm,
+    ],
     "Sub": [drop_sub_zero],
     "Div": [drop_div_one],
     "Pow": [drop_pow_one],

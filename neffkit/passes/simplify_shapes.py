@@ -24,6 +24,8 @@ from neffkit.passes.simplify import Rewriter, int_list, producer
 
 #: How far back a shape piece is traced (Reshape <- Cast <- Concat <- Unsqueeze <- Gather <- Shape)
 _DEPTH = 6
+#: A longer tensor of unknown values is no shape piece (and is not listed out)
+_MAX_UNKNOWN = 64
 _INT_LIMITS = {TP.INT64: (-(2**63), 2**63 - 1), TP.INT32: (-(2**31), 2**31 - 1)}
 
 #: The elements of a 0-D or 1-D int tensor (None where unknown) and whether it is 0-D.
@@ -47,7 +49,7 @@ def elements(v: Value | None, rw: Rewriter, depth: int = _DEPTH) -> Elements | N
     if got is not None:
         return got
     s = rw.static_shape(v)
-    if s is None or len(s) > 1:
+    if s is None or len(s) > 1 or (s and s[0] > _MAX_UNKNOWN):
         return None
     return [None] * (s[0] if s else 1), not s
 
@@ -143,11 +145,10 @@ def constant_reshape_target(node: Node, rw: Rewriter) -> bool:
     unknown = [i for i, d in enumerate(vals) if d is None]
     if len(unknown) > 1:
         return False
-    if unknown:
-        if not _minus_one_is_exact(vals, node, rw):
-            return False
-        vals[unknown[0]] = -1
-    rw.set_input(node, 1, _new_ints(rw, node, "_shape", [int(d) for d in vals]))  # type: ignore[arg-type]
+    if unknown and not _minus_one_is_exact(vals, node, rw):
+        return False
+    target = [-1 if d is None else d for d in vals]
+    rw.set_input(node, 1, _new_ints(rw, node, "_shape", target))
     return True
 
 
@@ -184,7 +185,7 @@ def fold_gather_of_shape(node: Node, rw: Rewriter) -> bool:
     return True
 
 
-# -- Squeeze / Unsqueeze chains ---------------------------------------------------------------------
+# -- Squeeze / Unsqueeze chains ------------------------------------------------------------------
 
 
 def _normalized(axes: list[int], rank: int | None) -> list[int] | None:
@@ -250,21 +251,17 @@ def fuse_squeezes(node: Node, rw: Rewriter) -> bool:
         return False
     x = inner.inputs[0]
     a1, a2 = _axes_or_absent(inner, rw), _axes_or_absent(node, rw)
-    if a1 is None or a2 is None:
-        return False
+    if not isinstance(a1, list) or a2 is None:
+        return False  # after a Squeeze of every 1, the outer Squeeze has nothing left to take
     xs = rw.shape(x)
     r = None if xs is None else len(xs)
-    if a1 == "absent" or a2 == "absent":
-        if xs is None or not all(isinstance(d, int) for d in xs):
-            return False  # which dims are 1 is known only for a static shape
-        ones = [i for i, d in enumerate(xs) if d == 1]
-        a1 = ones if a1 == "absent" else a1
-    n1 = _normalized(list(a1), r)
+    n1 = _normalized(a1, r)
     if n1 is None or not n1:
         return False
-    kept = _nth_not_in(set(n1), (r or 0) if a2 == "absent" else 0)
     if a2 == "absent":
-        a2 = [j for j, p in enumerate(kept) if xs[p] == 1]  # type: ignore[index]
+        if xs is None or not all(isinstance(d, int) for d in xs):
+            return False  # which dims are 1 is known only for a static shape
+        a2 = [j for j, p in enumerate(_nth_not_in(set(n1), len(xs) - len(n1))) if xs[p] == 1]
     n2 = _normalized(list(a2), None if r is None else r - len(n1))
     if n2 is None or not n2:
         return False

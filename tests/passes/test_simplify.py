@@ -3,6 +3,7 @@ random inputs for every positive case, a fixed point after one run, subgraphs, a
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -695,6 +696,424 @@ def test_matmul_add_with_input_weights_kept() -> None:
     check(text.replace(text[text.index("float[4,5] w =") : text.index("float[5] c")], ""))
 
 
+# -- per-channel Mul / Add folded into Conv, Gemm, MatMul, BatchNormalization ---------------------
+
+
+def test_conv_mul_add_fold_into_the_conv() -> None:
+    sig = "(float[1,1,3,3] x) => (float[1,2,3,3] y)"
+    before = """
+        w = Constant<value = float[2,1,1,1] {1, 2}>()
+        b = Constant<value = float[2] {0.5, -1}>()
+        s = Constant<value = float[2,1,1] {2, 3}>()
+        d = Constant<value = float[2,1,1] {1, 1}>()
+        c = Conv(x, w, b)
+        m = Mul(c, s)
+        y = Add(m, d)
+    """
+    # W * s = {2, 6}; b * s + d = {2, -2}; the intermediate bias b * s is dropped, not left over
+    after = f"""{sig} <float[2,1,1,1] w_mul = {{2, 6}}, float[2] b_mul_add = {{2, -2}}> {{
+        y = Conv(x, w_mul, b_mul_add)
+    }}"""
+    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fold_mul_into_conv"] == 1 and r.stats["fold_add_into_conv"] == 1
+
+
+def _conv_affine(
+    xshape: str,
+    wshape: tuple[int, ...],
+    ops: list[tuple[str, tuple[int, ...]]],
+    *,
+    bias: bool = True,
+    group: int = 1,
+    swap: bool = False,
+    extra: str = "",
+    outs: str = "float y",
+) -> str:
+    """Conv followed by Mul / Add by constants of the given shapes (``swap``: constant first)."""
+    rng = np.random.default_rng(6)
+    inits = [tensor("w", rng.standard_normal(wshape).astype(np.float32))]
+    if bias:
+        inits.append(tensor("b", rng.standard_normal(wshape[0]).astype(np.float32)))
+    pads = ", ".join(["1"] * (2 * (len(wshape) - 2)))
+    lines = [f"c = Conv<group = {group}, pads = [{pads}]>(x, w{', b' if bias else ''})"]
+    prev = "c"
+    for k, (op, shape) in enumerate(ops):
+        inits.append(tensor(f"k{k}", rng.uniform(0.5, 2.0, shape).astype(np.float32)))
+        out = "y" if k == len(ops) - 1 else f"t{k}"
+        args = f"k{k}, {prev}" if swap else f"{prev}, k{k}"
+        lines.append(f"{out} = {op}({args})")
+        prev = out
+    body = "\n".join(lines + [extra])
+    sig = f"(float[{xshape}] x) => ({outs})"
+    return f'<ir_version: 8, opset_import: ["" : 17]>\nm {sig} <{", ".join(inits)}> {{\n{body}\n}}'
+
+
+@pytest.mark.parametrize(
+    ("xshape", "wshape", "ops", "bias", "group", "swap"),
+    [
+        ("1,2,5,5", (3, 2, 3, 3), [("Mul", (3, 1, 1)), ("Add", (3, 1, 1))], True, 1, False),
+        ("1,2,5,5", (3, 2, 3, 3), [("Mul", (1, 3, 1, 1)), ("Add", ())], False, 1, True),
+        ("2,4,6", (4, 2, 3), [("Mul", (4, 1)), ("Add", (1,))], True, 2, False),
+        ("1,2,5,5", (3, 2, 3, 3), [("Add", (3, 1, 1)), ("Mul", (1, 3, 1, 1))], False, 1, False),
+        ("1,2,5,5", (3, 2, 3, 3), [("Mul", ())], True, 1, True),
+        ("1,2,3,4,4", (2, 1, 3, 3, 3), [("Add", (2, 1, 1, 1))], False, 2, False),
+    ],
+)
+def test_mul_and_add_fold_into_conv(
+    xshape: str, wshape: tuple, ops: list, bias: bool, group: int, swap: bool
+) -> None:
+    text = _conv_affine(xshape, wshape, ops, bias=bias, group=group, swap=swap)
+    check(text, ops=["Conv"], rtol=1e-4, atol=1e-5)
+
+
+def test_conv_fold_keeps_shared_weights() -> None:
+    text = _conv_affine("1,2,5,5", (3, 2, 3, 3), [("Mul", (3, 1, 1))], extra="z = Conv(x, w, b)")
+    g = parse(text.replace("(float y)", "(float y, float z)"))
+    w_before = g.initializers["w"].const.numpy().copy()
+    Simplify().run(g, PassContext())
+    np.testing.assert_array_equal(g.initializers["w"].const.numpy(), w_before)
+    assert [n.op_type for n in g] == ["Conv", "Conv"]
+    assert [n.inputs[1].name for n in g] == ["w_mul", "w"]
+
+
+@pytest.mark.parametrize(
+    ("xshape", "ops", "extra", "outs"),
+    [
+        ("1,2,5,5", [("Mul", (1, 1, 5, 5))], "", "float y"),  # per position, not per channel
+        ("1,2,3,3", [("Mul", (3,))], "", "float y"),  # along the last axis
+        ("1,2,5,5", [("Add", (1, 1, 3, 1, 1))], "", "float y"),  # grows the rank
+        ("1,2,5,5", [("Mul", (3, 1, 1))], "z = Relu(c)", "float y, float z"),  # c read twice
+    ],
+)
+def test_conv_mul_add_kept(xshape: str, ops: list, extra: str, outs: str) -> None:
+    check(_conv_affine(xshape, (3, 2, 3, 3), ops, extra=extra, outs=outs))
+
+
+def test_conv_mul_with_input_weights_kept() -> None:
+    text = _conv_affine("1,2,5,5", (3, 2, 3, 3), [("Mul", (3, 1, 1))], bias=False)
+    text = text.replace("(float[1,2,5,5] x)", "(float[1,2,5,5] x, float[3,2,3,3] w)")
+    check(text.replace(text[text.index("float[3,2,3,3] w =") : text.index("float[3,1,1] k0")], ""))
+
+
+GEMM_SIG = "(float[3,2] x) => (float[3,2] y)"
+BW = "bw = Constant<value = float[2,2] {1, 2, 3, 4}>()"
+CC = "cc = Constant<value = float[2] {1, -1}>()"
+SC = "sc = Constant<value = float[2] {2, 0.5}>()"
+D11 = "d = Constant<value = float[1,2] {1, 1}>()"
+
+
+def test_gemm_mul_add_fold_into_the_gemm() -> None:
+    gemm = "g = Gemm<beta = 0.5>(x, bw, cc)\nm = Mul(sc, g)\ny = Add(m, d)"
+    before = f"{BW}\n{CC}\n{SC}\n{D11}\n{gemm}"
+    # B * c = {2, 1, 6, 2} (columns scaled); beta * C * c + d = 0.5 * {2, -0.5} + 1 = {2, 0.75}
+    inits = "float[2,2] bw_mul = {2, 1, 6, 2}, float[1,2] cc_mul_add = {2, 0.75}"
+    after = f"{GEMM_SIG} <{inits}> {{ y = Gemm<beta = 1.0>(x, bw_mul, cc_mul_add) }}"
+    r = check(model(before, GEMM_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fold_mul_into_gemm"] == 1 and r.stats["fold_add_into_gemm"] == 1
+
+
+@pytest.mark.parametrize(
+    ("gemm", "tail", "ops"),
+    [
+        ("Gemm<transB = 1>(x, bw, cc)", "m = Mul(g, sc)\ny = Add(d, m)", ["Gemm"]),
+        ("Gemm<transB = 1, alpha = 2.0>(x, bw)", "m = Add(g, d)\ny = Mul(m, sc)", ["Gemm"]),
+        ("Gemm(x, bw, cm)", "y = Mul(g, sc)", ["Gemm"]),
+        ("Gemm<beta = 2.0>(x, bw)", "y = Add(g, sc)", ["Constant", "Gemm"]),  # B stays
+    ],
+)
+def test_mul_and_add_fold_into_gemm(gemm: str, tail: str, ops: list[str]) -> None:
+    cm = "cm = Constant<value = float[3,1] {1, 2, 3}>()"
+    uses = gemm + tail
+    consts = [c for c in (BW, CC, SC, D11, cm) if re.search(rf"\b{c.split()[0]}\b", uses)]
+    body = "\n".join([*consts, f"g = {gemm}", tail])
+    check(model(body, GEMM_SIG), ops=ops)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "r = Constant<value = float[3,1] {1, 2, 3}>()\ny = Mul(g, r)",  # per row
+        "r = Constant<value = float[3,2] {1, 2, 3, 4, 5, 6}>()\ny = Add(g, r)",  # full [M, N]
+        "y = Mul(g, x)",  # not a constant
+    ],
+)
+def test_gemm_mul_add_kept(tail: str) -> None:
+    check(model(f"{BW}\n{CC}\ng = Gemm(x, bw, cc)\n{tail}", GEMM_SIG))
+
+
+def test_gemm_mul_kept_when_gemm_output_is_read_twice() -> None:
+    sig = "(float[3,2] x) => (float[3,2] y, float[3,2] z)"
+    check(model(f"{BW}\n{SC}\ng = Gemm(x, bw)\ny = Mul(g, sc)\nz = Relu(g)", sig))
+
+
+MM_SIG = "(float[2,3,2] x) => (float[2,3,2] y)"
+
+
+def test_matmul_mul_folds_into_the_weights() -> None:
+    before = f"{BW}\n{SC}\nh = MatMul(x, bw)\ny = Mul(h, sc)"
+    after = f"""{MM_SIG} <float[2,2] bw_mul = {{2, 1, 6, 2}}> {{ y = MatMul(x, bw_mul) }}"""
+    r = check(model(before, MM_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats == {"fold_mul_into_matmul": 1, "rewrites": 1, "dead_nodes_removed": 3}
+
+
+@pytest.mark.parametrize(
+    ("sig", "scale"),
+    [
+        ("(float[2,3,2] x) => (float[2,3,2] y)", "float[1,1,2] {2, 0.5}"),
+        ("(float[2] x) => (float[2] y)", "float[2] {2, 0.5}"),  # a vector times B
+        ("(float[3,2] x) => (float[3,2] y)", "float {3}"),  # then MatMul -> Gemm is not needed
+    ],
+)
+def test_matmul_mul_fold_shapes(sig: str, scale: str) -> None:
+    body = f"{BW}\nsc = Constant<value = {scale}>()\nh = MatMul(x, bw)\ny = Mul(sc, h)"
+    check(model(body, sig), ops=["MatMul"])
+
+
+@pytest.mark.parametrize(
+    ("sig", "scale"),
+    [
+        ("(float[2,3,2] x) => (float[2,3,2] y)", "float[3,1] {1, 2, 3}"),  # per row
+        ("(float[3,2] x) => (float[1,3,2] y)", "float[1,1,2] {2, 0.5}"),  # grows the rank
+        ("(float[] x) => (float[] y)", "float[1,2] {2, 0.5}"),  # rank of x unknown
+    ],
+)
+def test_matmul_mul_kept(sig: str, scale: str) -> None:
+    check(model(f"{BW}\nsc = Constant<value = {scale}>()\nh = MatMul(x, bw)\ny = Mul(h, sc)", sig))
+
+
+BN_SIG = "(float[1,2,2,2] x) => (float[1,2,2,2] y)"
+BN_PARAMS = """
+    sc = Constant<value = float[2] {1, 2}>()
+    bi = Constant<value = float[2] {0, 1}>()
+    mu = Constant<value = float[2] {0.5, -0.5}>()
+    va = Constant<value = float[2] {1, 4}>()
+"""
+
+
+def test_batchnorm_mul_add_fold_into_the_batchnorm() -> None:
+    before = f"""{BN_PARAMS}
+        k = Constant<value = float[2,1,1] {{2, 3}}>()
+        d = Constant<value = float[2,1,1] {{1, 1}}>()
+        n = BatchNormalization(x, sc, bi, mu, va)
+        m = Mul(n, k)
+        y = Add(d, m)
+    """
+    # scale * k = {2, 6}; bias * k + d = {1, 4}
+    after = f"""{BN_SIG} <float[2] sc_mul = {{2, 6}}, float[2] bi_mul_add = {{1, 4}}> {{
+        mu = Constant<value = float[2] {{0.5, -0.5}}>()
+        va = Constant<value = float[2] {{1, 4}}>()
+        y = BatchNormalization(x, sc_mul, bi_mul_add, mu, va)
+    }}"""
+    r = check(model(before, BN_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fold_mul_into_batchnorm"] == 1 and r.stats["fold_add_into_batchnorm"] == 1
+
+
+def test_conv_batchnorm_mul_add_become_one_conv() -> None:
+    s3 = "s3 = Constant<value = float[3,1,1] {2, 3, 4}>()"
+    tail = f"{s3}\nm = Mul(y, s3)\nz = Add(m, s3)"
+    text = _conv_bn("1,2,5,5", (3, 2, 3, 3), bias=True, extra=tail)
+    r = check(text.replace("=> (float y)", "=> (float z)"), ops=["Conv"], rtol=1e-4, atol=1e-4)
+    assert r.stats["fold_batchnorm_into_conv"] == 1
+
+
+@pytest.mark.parametrize(
+    ("sig", "k", "bn_attrs"),
+    [
+        (BN_SIG, "float[2] {2, 3}", ""),  # along the last axis
+        (BN_SIG, "float[1,2,2,2] {1, 2, 3, 4, 5, 6, 7, 8}", ""),  # per element
+        ("(float[] x) => (float[] y)", "float[2,1,1] {2, 3}", ""),  # rank of x unknown
+        (BN_SIG, "float[2,1,1] {2, 3}", "<training_mode = 1>"),
+    ],
+)
+def test_batchnorm_mul_kept(sig: str, k: str, bn_attrs: str) -> None:
+    bn = f"n = BatchNormalization{bn_attrs}(x, sc, bi, mu, va)"
+    body = f"{BN_PARAMS}\nk = Constant<value = {k}>()\n{bn}\ny = Mul(n, k)"
+    check(model(body, sig))
+
+
+# -- shape computations ---------------------------------------------------------------------------
+
+SHAPE_PIECES = """
+    s = Shape(x)
+    i = Constant<value = int64 {1}>()
+    t = Gather<axis = 0>(s, i)
+    ax = Constant<value = int64[1] {0}>()
+    u = Unsqueeze(t, ax)
+"""
+RS_SIG = "(float[1,T,8] x) => (float[1,T,2,4] y)"
+
+
+def test_reshape_target_from_shape_pieces_becomes_a_constant() -> None:
+    before = f"""{SHAPE_PIECES}
+        one = Constant<value = int64[1] {{1}}>()
+        tail = Constant<value = int64[2] {{2, 4}}>()
+        c = Concat<axis = 0>(one, u, tail)
+        y = Reshape(x, c)
+    """
+    after = f"{RS_SIG} <int64[4] y_shape = {{1, -1, 2, 4}}> {{ y = Reshape(x, y_shape) }}"
+    r = check(model(before, RS_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["constant_reshape_target"] == 1
+
+
+@pytest.mark.parametrize(
+    ("sig", "pieces", "target"),
+    [
+        # through Cast: int32 pieces, the shape cast to int64
+        (
+            RS_SIG,
+            "a = Constant<value = int32[1] {1}>()\nb = Constant<value = int32[2] {2, 4}>()\n"
+            "u32 = Cast<to = 6>(u)\nc32 = Concat<axis = 0>(a, u32, b)\nc = Cast<to = 7>(c32)",
+            "1, -1, 2, 4",
+        ),
+        # every piece known (the dim gathered is static): no -1 needed
+        (
+            "(float[1,8,T] x) => (float[8,T] y)",
+            "m = Constant<value = int64[1] {-1}>()\nc = Concat<axis = 0>(u, m)",
+            "8, -1",
+        ),
+        # a 0 (allowzero=0) copies a static nonzero dim of x
+        (
+            RS_SIG,
+            "z = Constant<value = int64[1] {0}>()\nb = Constant<value = int64[2] {2, 4}>()\n"
+            "c = Concat<axis = 0>(z, u, b)",
+            "0, -1, 2, 4",
+        ),
+    ],
+)
+def test_reshape_target_variants(sig: str, pieces: str, target: str) -> None:
+    n = len(target.split(","))
+    before = f"{SHAPE_PIECES}\n{pieces}\ny = Reshape(x, c)"
+    after = f"{sig} <int64[{n}] y_shape = {{{target}}}> {{ y = Reshape(x, y_shape) }}"
+    check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+
+
+@pytest.mark.parametrize(
+    ("sig", "pieces", "allowzero"),
+    [
+        # two unknown pieces
+        (
+            "(float[N,T,8] x) => (float[N,T,2,4] y)",
+            "i0 = Constant<value = int64 {0}>()\nn = Gather<axis = 0>(s, i0)\n"
+            "un = Unsqueeze(n, ax)\nb = Constant<value = int64[2] {2, 4}>()\n"
+            "c = Concat<axis = 0>(un, u, b)",
+            0,
+        ),
+        # allowzero=1 with an explicit 0 piece: -1 cannot go with it
+        (
+            RS_SIG,
+            "z = Constant<value = int64[1] {0}>()\nb = Constant<value = int64[2] {2, 4}>()\n"
+            "c = Concat<axis = 0>(z, u, b)",
+            1,
+        ),
+        # a 0 that copies a symbolic dim, which may be 0: -1 would be undetermined
+        (
+            "(float[N,T,8] x) => (float[N,T,2,4] y)",
+            "z = Constant<value = int64[1] {0}>()\nb = Constant<value = int64[2] {2, 4}>()\n"
+            "c = Concat<axis = 0>(z, u, b)",
+            0,
+        ),
+        # a -1 already there besides the unknown piece
+        (
+            RS_SIG,
+            "m = Constant<value = int64[1] {-1}>()\nb = Constant<value = int64[2] {2, 4}>()\n"
+            "c = Concat<axis = 0>(m, u, b)",
+            0,
+        ),
+        # a piece of unknown length
+        (
+            "(float[1,T,8] x, int64[K] p) => (float[1,T,2,4] y)",
+            "b = Constant<value = int64[2] {2, 4}>()\nc = Concat<axis = 0>(p, u, b)",
+            0,
+        ),
+    ],
+)
+def test_reshape_target_kept(sig: str, pieces: str, allowzero: int) -> None:
+    body = f"{SHAPE_PIECES}\n{pieces}\ny = Reshape<allowzero = {allowzero}>(x, c)"
+    check(model(body, sig))
+
+
+def test_gather_of_a_static_dim_becomes_a_constant() -> None:
+    sig = "(float[1,T,8] x) => (int64[2] y)"
+    before = """
+        s = Shape(x)
+        i = Constant<value = int64[2] {0, -1}>()
+        d = Gather<axis = 0>(s, i)
+        y = Add(d, d)
+    """
+    after = f"{sig} <int64[2] d_value = {{1, 8}}> {{ y = Add(d_value, d_value) }}"
+    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fold_gather_of_shape"] == 1
+
+
+def test_gather_of_shape_kept_for_a_symbolic_dim_or_an_output() -> None:
+    body = "s = Shape(x)\ni = Constant<value = int64 {1}>()\nd = Gather(s, i)\ny = Neg(d)"
+    check(model(body, "(float[1,T,8] x) => (int64 y)"))
+    body = "s = Shape(x)\ni = Constant<value = int64 {0}>()\ny = Gather(s, i)"
+    check(model(body, "(float[1,T,8] x) => (int64 y)"))
+
+
+def _ax(name: str, axes: str) -> str:
+    return f"{name} = Constant<value = int64[{len(axes.split(','))}] {{{axes}}}>()"
+
+
+@pytest.mark.parametrize(
+    ("a1", "a2", "sig", "axes"),
+    [
+        ("0", "3", "(float[2,3] x) => (float[1,2,3,1] y)", "0, 3"),
+        ("-1", "-4", "(float[2,3] x) => (float[1,2,3,1] y)", "0, 3"),
+        ("1", "2", "(float[1,5] x) => (float[1,1,1,5] y)", "1, 2"),  # BERT's attention mask
+        ("0, 2", "1", "(float[3] x) => (float[1,1,3,1] y)", "0, 1, 3"),
+    ],
+)
+def test_unsqueeze_chain_fuses(a1: str, a2: str, sig: str, axes: str) -> None:
+    before = f"{_ax('a1', a1)}\n{_ax('a2', a2)}\nu = Unsqueeze(x, a1)\ny = Unsqueeze(u, a2)"
+    n = len(axes.split(","))
+    after = f"{sig} <int64[{n}] y_axes = {{{axes}}}> {{ y = Unsqueeze(x, y_axes) }}"
+    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fuse_unsqueezes"] == 1
+
+
+def test_unsqueeze_chain_fuses_opset11_attributes() -> None:
+    sig = "(float[2,3] x) => (float[1,2,3,1] y)"
+    before = "u = Unsqueeze<axes = [-1]>(x)\ny = Unsqueeze<axes = [0]>(u)"
+    after = "y = Unsqueeze<axes = [0, 3]>(x)"
+    check(model(before, sig, opset=11), model(after, sig, opset=11))
+
+
+def test_unsqueeze_chain_kept() -> None:
+    sig = "(float[2,3] x) => (float[1,2,3,1] y, float[2,3,1] z)"
+    body = f"{_ax('a1', '2')}\n{_ax('a2', '0')}\nu = Unsqueeze(x, a1)\ny = Unsqueeze(u, a2)"
+    check(model(f"{body}\nz = Neg(u)", sig))  # the inner result is read elsewhere
+    sig = "(float[] x) => (float[] y)"
+    check(model(body.replace("{2}", "{-1}"), sig))  # a negative axis on an unknown rank
+
+
+@pytest.mark.parametrize(("a1", "a2"), [("0", "1"), ("-2", "-3"), ("2", "0"), ("0", None)])
+def test_squeeze_chain_fuses(a1: str, a2: str | None) -> None:
+    sig = "(float[1,2,1,3] x) => (float[2,3] y)"
+    lines = [_ax("a1", a1), "u = Squeeze(x, a1)"]
+    lines += ["y = Squeeze(u)"] if a2 is None else [_ax("a2", a2), "y = Squeeze(u, a2)"]
+    after = f"{sig} <int64[2] y_axes = {{0, 2}}> {{ y = Squeeze(x, y_axes) }}"
+    r = check(model("\n".join(lines), sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    assert r.stats["fuse_squeezes"] == 1
+
+
+def test_squeeze_chain_fuses_opset11_attributes() -> None:
+    sig = "(float[1,2,1,3] x) => (float[2,3] y)"
+    before = "u = Squeeze<axes = [2]>(x)\ny = Squeeze<axes = [0]>(u)"
+    check(model(before, sig, opset=11), model("y = Squeeze<axes = [0, 2]>(x)", sig, opset=11))
+
+
+def test_squeeze_chain_kept() -> None:
+    sig = "(float[1,2,1,3] x) => (float[2,3] y, float[2,1,3] z)"
+    body = f"{_ax('a1', '0')}\n{_ax('a2', '1')}\nu = Squeeze(x, a1)\ny = Squeeze(u, a2)"
+    check(model(f"{body}\nz = Neg(u)", sig))  # the inner result is read elsewhere
+    sig = "(float[] x) => (float[] y)"
+    check(model(body.replace("{0}", "{-4}"), sig))  # a negative axis on an unknown rank
+    sig = "(float[1,N,1,3] x) => (float[N,3] y)"
+    check(model(f"{_ax('a1', '0')}\nu = Squeeze(x, a1)\ny = Squeeze(u)", sig))  # N may be 1
+
+
 # -- subgraphs, fixed points, options, driver -----------------------------------------------------
 
 
@@ -774,9 +1193,10 @@ def test_every_rule_is_listed_named_and_commented() -> None:
 
     import neffkit.passes.simplify_fusions as fusions
     import neffkit.passes.simplify_rules as rules
+    import neffkit.passes.simplify_shapes as shapes
 
     listed = {r for bucket in RULES.values() for r in bucket}
-    for mod in (rules, fusions):
+    for mod in (rules, fusions, shapes):
         for name, fn in vars(mod).items():
             if inspect.isfunction(fn) and fn.__module__ == mod.__name__ and name[0] != "_":
                 params = list(inspect.signature(fn).parameters)
