@@ -18,7 +18,7 @@ import numpy as np
 from neffkit._gc import paused_gc
 from neffkit.errors import NeffkitError, PassError
 from neffkit.ir.clone import clone_graph, replace_contents
-from neffkit.ir.core import Graph
+from neffkit.ir.core import _CLOCK, Graph
 from neffkit.ir.verifier import verify
 from neffkit.passes.base import Pass, PassContext, PassResult
 from neffkit.passes.pipeline import Group, parse_pipeline
@@ -221,6 +221,7 @@ class PassManager:
         self._stats_key = -1
         self._stats = (report.nodes_before, report.bytes_before)
         self._verified_version = -1
+        self._last_run: dict[int, int] = {}
         try:
             # The graph's objects all stay alive while passes run: pausing the cyclic
             # collector keeps it from rescanning them after every few thousand allocations.
@@ -272,6 +273,12 @@ class PassManager:
         return changed_any
 
     def _run_pass(self, p: Pass, graph: Graph, report: ManagerReport, iteration: int) -> bool:
+        # A pass reaches its own fixed point in one run, and passes are deterministic: when
+        # nothing changed since this pass instance last ran, running it again would change
+        # nothing either (the last round of a fixed-point group mostly skips).
+        last = self._last_run.get(id(p))
+        if last is not None and last == total_version(graph) and p.idempotent:
+            return False
         self._step += 1
         if self.progress is not None:
             self.progress(p.name, self._step, 0)
@@ -292,6 +299,11 @@ class PassManager:
             msg += self._restore(graph)
             raise PassError(p.spec(), msg, self._history) from e
         seconds = time.perf_counter() - t
+        if result.changed:
+            # Some changes (types from shape-infer) are annotations the IR does not stamp;
+            # a pass that reports a change stamps the graph so later passes see it.
+            graph.version = next(_CLOCK)
+        self._last_run[id(p)] = total_version(graph)
         self._history.append(p.spec())
         self._done.append(p)
         nodes_after, bytes_after = self._counts(graph)

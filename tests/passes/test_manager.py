@@ -52,6 +52,21 @@ class _Liar(Pass):
         return PassResult(True, {})
 
 
+@register
+@dataclass(frozen=True)
+class _Grow(Pass):
+    """Test pass: adds a node on every run (never reaches a fixed point)."""
+
+    name: ClassVar[str] = "test-grow"
+    description: ClassVar[str] = "test: always changes the graph"
+    idempotent: ClassVar[bool] = False
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        x = graph.inputs[0]
+        graph.append(Node("Identity", [x]))
+        return PassResult(True, {"added": 1})
+
+
 def test_pipeline_text_round_trips() -> None:
     g = parse_pipeline("dedup, cse ,(dedup{copies=false},cse,dce){max-iter=3}")
     assert g.spec() == "dedup,cse,(dedup{copies=false},cse,dce){max-iter=3}"
@@ -84,16 +99,24 @@ def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:
         )
     )
     names = [r.name for r in report.records]
-    assert names == ["dedup", "cse", "dce", "dedup", "cse", "dce"]
+    # round 2: dedup and cse run again (the graph changed since they ran); dce is skipped,
+    # nothing having changed since its own run
+    assert names == ["dedup", "cse", "dce", "dedup", "cse"]
     assert report.nodes_before == 4 and report.nodes_after == 2
     assert report.bytes_before == 16 and report.bytes_after == 8
     assert "dedup" in report.table() and report.to_dict()["per_pass"]["cse"]["runs"] == 2
 
 
-def test_group_iteration_cap_stops_a_liar() -> None:
+def test_a_pass_that_claims_a_change_cannot_keep_its_group_spinning() -> None:
     g = parse(MODEL)
     report = PassManager("(test-liar){max-iter=4}").run(g)
-    assert len(report.records) == 4
+    assert len(report.records) == 1  # nothing changed since it ran: the rerun is skipped
+
+
+def test_group_iteration_cap_bounds_a_pass_that_keeps_changing() -> None:
+    g = parse(MODEL)
+    report = PassManager("(test-grow){max-iter=3}").run(g)
+    assert len(report.records) == 3 and all(r.changed for r in report.records)
 
 
 def test_failing_pass_is_named_with_its_history_and_the_graph_is_restored() -> None:
