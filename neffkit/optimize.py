@@ -119,7 +119,8 @@ def optimize(
         verify_each: check numerics after every pass (slow; finds the pass that broke them).
         print_ir_after: pass names (or ``all``) whose result is printed when it changed.
         progress: ``progress(pass_name, step, total)`` callback.
-        copy: optimize a copy of a given Graph (False: optimize it in place, saving a copy).
+        copy: optimize a copy of a given Graph (False: optimize it in place, saving a copy; if
+            a pass fails the graph is then left as that pass left it).
 
     Returns:
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
@@ -147,6 +148,9 @@ def optimize(
         seed=seed,
         print_ir_after=print_ir_after,
         progress=progress,
+        # optimize works on its own copy (or, with copy=False, on a graph the caller gave up):
+        # a failure raises and that graph is not used, so no rollback copy is needed
+        rollback=False,
     )
     passes_report = manager.run(graph)
     report = OptimizeReport(target, manager.group.spec(), passes_report)

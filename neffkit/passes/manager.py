@@ -165,6 +165,8 @@ class PassManager:
             changed something.
         out: where printed IR goes (stderr by default).
         progress: called as ``progress(pass_name, index, total)`` before each pass.
+        rollback: restore the graph as it was before a failing pass (costs one copy of the
+            graph per run); callers that discard the graph on failure turn it off.
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class PassManager:
         print_ir_after: set[str] | Sequence[str] | None = None,
         out: TextIO | None = None,
         progress: Progress | None = None,
+        rollback: bool = True,
     ) -> None:
         self.group = parse_pipeline(pipeline) if isinstance(pipeline, str) else pipeline
         self.ctx = ctx or PassContext()
@@ -193,6 +196,7 @@ class PassManager:
         self.print_ir_after = set(print_ir_after or ())
         self.out = out
         self.progress = progress
+        self.rollback = rollback
         self._history: list[str] = []
         self._reference: list[np.ndarray] | None = None
         self._feeds: dict[str, Any] | None = None
@@ -217,7 +221,7 @@ class PassManager:
         # One snapshot per run, not per pass: a failing pass is undone by restoring it and
         # replaying the (deterministic) passes that succeeded before, which costs time only
         # when something fails.
-        self._snapshot: Graph | None = clone_graph(graph)
+        self._snapshot: Graph | None = clone_graph(graph) if self.rollback else None
         self._stats_key = -1
         self._stats = (report.nodes_before, report.bytes_before)
         self._verified_version = -1
@@ -246,7 +250,7 @@ class PassManager:
         """Puts ``graph`` back as it was before the failing pass; says how, for the error."""
         snapshot = self._snapshot
         if snapshot is None:
-            return ""
+            return "; the graph was left as the failing pass left it (rollback off)"
         self._snapshot = None
         keep = clone_graph(snapshot)
         replace_contents(graph, snapshot)
