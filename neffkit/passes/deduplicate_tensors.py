@@ -107,6 +107,8 @@ def _constant_sources(graph: Graph, ctx: PassContext) -> list[tuple[Value, Tenso
                 out.append((v, v.const, g))
         for node in g:
             if node.op_type == "Constant" and node.domain == "" and "value" in node.attributes:
+                if node.outputs[0].is_graph_output:
+                    continue  # a Constant that is a graph output keeps its node (see above)
                 t = node.attr("value")
                 if isinstance(t, Tensor):
                     out.append((node.outputs[0], t, g))

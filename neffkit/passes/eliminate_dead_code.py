@@ -31,21 +31,40 @@ class EliminateDeadCode(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         stats = {"nodes_removed": 0, "constants_removed": 0, "subgraph_outputs_removed": 0}
-        # Outer graphs first: removing a dead If/Loop removes its subgraphs wholesale, and
-        # trimming an outer node's outputs makes more of its subgraph dead.
+        # Trimming a control node's outputs (outer graphs first) makes more of its bodies
+        # dead; sweeping bodies (innermost first) drops their reads of outer values, which can
+        # make outer nodes dead; sweeping an outer graph can leave a control output unread.
+        # Without nested graphs one round is a fixed point; with them, repeat until stable.
+        nested = bool(graph.subgraph_nodes)
+        while True:
+            graphs = list(all_graphs_postorder(graph))
+            trimmed = removed = 0
+            for g in reversed(graphs):
+                if _live(g):
+                    trimmed += _trim_control_outputs(g)
+            for g in graphs:
+                if _live(g):
+                    removed += _sweep(g)
+            stats["subgraph_outputs_removed"] += trimmed
+            stats["nodes_removed"] += removed
+            if not nested or not (trimmed or removed):
+                break
         graphs = list(all_graphs_postorder(graph))
-        graphs.reverse()
         for g in graphs:
-            if g.parent is not None and g.parent.graph is None:
-                continue  # its node was removed above
-            stats["subgraph_outputs_removed"] += _trim_control_outputs(g)
-            stats["nodes_removed"] += _sweep(g)
-        for g in graphs:
-            if g.parent is not None and g.parent.graph is None:
+            if not _live(g):
                 continue
             stats["constants_removed"] += _drop_constants(g, graph, ctx)
         changed = any(stats.values())
         return PassResult(changed, {k: v for k, v in stats.items() if v})
+
+
+def _live(g: Graph) -> bool:
+    """False for a subgraph whose holding node (or an ancestor's) was removed."""
+    while g.parent is not None:
+        if g.parent.graph is None:
+            return False
+        g = g.parent.graph
+    return True
 
 
 def _dead(node: Node) -> bool:

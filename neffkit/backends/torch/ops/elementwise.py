@@ -220,7 +220,8 @@ def pow_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     if a_dt in WIDE_UNSIGNED:
         base = ctx.method("to", base, torch.int64)
     c = ctx.input_constant(1)
-    if c is not None and c.size == 1 and a_dt in FLOAT_TYPES:
+    if c is not None and c.size == 1 and c.ndim == 0 and a_dt in FLOAT_TYPES:
+        # only a 0-d exponent: a one-element [1] exponent still broadcasts a scalar base up
         exponent = c.item()  # x ** 2.0 -> torch.pow(x, 2.0)
         if exponent == 2:
             return ctx.call(torch.square, base)
