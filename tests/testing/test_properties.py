@@ -60,7 +60,7 @@ def test_torch_backend_agrees_with_onnxruntime(graph: Graph) -> None:
     check_backend(graph)
 
 
-# -- regression tests: shrunk reproducers of the bugs the properties found (fixed) -----------------------------------------
+# -- regression tests: shrunk reproducers of the bugs the properties found (fixed) --
 
 H = '<ir_version: 8, opset_import: ["" : 18]>'
 
