@@ -36,6 +36,8 @@ commands:
   optimize  run passes (default: instruction reduction for the target) and verify the result
   passes    list the passes, their options and the default pipelines
   example   write the embedded example model (Conformer OCR)
+  fuzz      property-test a pass, pipeline or the torch backend on generated graphs
+  reduce    shrink a failing model to a minimal reproducer
   inspect   what a model contains: inputs, outputs, opsets, ops, constants, subgraphs
   convert   ONNX -> TorchScript (.pt), checked against onnxruntime
   verify    compare two models (or a model and a .pt) on the same inputs
@@ -174,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
     s.set_defaults(func=cmd_run)
 
+    from neffkit.cli_fuzz import register_commands as register_fuzz_commands
     from neffkit.cli_optimize import register_commands
 
     register_commands(add)
+    register_fuzz_commands(add)
     return p
 
 
