@@ -68,7 +68,13 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
     s.add_argument("model", metavar="MODEL", help="the failing .onnx model")
     s.add_argument("--check", required=True, metavar="COMMAND", help="shell command with {model}")
     s.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the reduced model")
-    s.add_argument("--inputs", metavar="FILE.npz", help="inputs of MODEL (for {inputs})")
+    s.add_argument(
+        "--inputs",
+        metavar="FILE.npz",
+        action="append",
+        help="recorded inputs of MODEL (for {inputs}); repeat for several sets: a candidate is "
+        "kept when the check fails on at least one of them",
+    )
     s.set_defaults(func=cmd_reduce)
 
 
@@ -244,15 +250,20 @@ def cmd_reduce(args: argparse.Namespace) -> int:
         raise NeffkitError("--check must contain {model} (the candidate model's path)")
     if "{inputs}" in args.check and not args.inputs:
         raise NeffkitError("--check uses {inputs}: give the model's inputs with --inputs")
-    _refuse_overwrite(args.output, {args.model: "the input model", args.inputs: "the inputs"})
+    sources = {args.model: "the input model"}
+    for path in args.inputs or []:
+        sources[path] = "an inputs file"
+    _refuse_overwrite(args.output, sources)
     try:
         model = onnx.load(args.model)
     except Exception as e:  # noqa: BLE001
         raise NeffkitError(f"{args.model}: cannot load the model: {e}") from e
     feeds = None
     if args.inputs:
-        with np.load(args.inputs, allow_pickle=False) as z:
-            feeds = {k: z[k] for k in z.files}
+        feeds = []
+        for path in args.inputs:
+            with np.load(path, allow_pickle=False) as z:
+                feeds.append({k: z[k] for k in z.files})
     with tempfile.TemporaryDirectory(prefix="neffkit-reduce-") as tmp:
         r = _Reducer(model, args.check, tmp, feeds)
         if not r.fails(model):
@@ -263,15 +274,19 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}")
     if feeds is not None:
         stem = os.path.splitext(args.output)[0]
-        _save_npz(stem + "-inputs.npz", r.inputs_of(best))
-        print(f"wrote {stem}-inputs.npz")
+        for k in range(len(feeds)):
+            name = f"{stem}-inputs.npz" if len(feeds) == 1 else f"{stem}-inputs-{k}.npz"
+            _save_npz(name, r.inputs_of(best, k))
+            print(f"wrote {name}")
     return EXIT_OK
 
 
 class _Reducer:
     """Shrinks a model to the nodes the failing check needs (works on the ONNX protos)."""
 
-    def __init__(self, model: Any, check: str, tmp: str, feeds: dict[str, Any] | None) -> None:
+    def __init__(
+        self, model: Any, check: str, tmp: str, feeds: list[dict[str, Any]] | None
+    ) -> None:
         import onnx
 
         self.model = model
@@ -292,7 +307,8 @@ class _Reducer:
         for vi in [*inferred.value_info, *g.input, *g.output]:
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
                 self.types[vi.name] = vi.type
-        self.values = self._values(feeds) if feeds is not None else None
+        # one dict of every value per recorded input set
+        self.values = [self._values(f) for f in feeds] if feeds is not None else None
 
     def _values(self, feeds: dict[str, Any]) -> dict[str, Any]:
         """Every typed value of the original model on ``feeds`` (onnxruntime)."""
@@ -310,10 +326,11 @@ class _Reducer:
         values.update(zip([vi.name for vi in m.graph.output], got))
         return values
 
-    def inputs_of(self, model: Any) -> dict[str, Any]:
-        """The values of ``model``'s inputs (with --inputs)."""
+    def inputs_of(self, model: Any, k: int = 0) -> dict[str, Any]:
+        """The values of ``model``'s inputs in recorded input set ``k`` (with --inputs)."""
         assert self.values is not None
-        return {vi.name: self.values[vi.name] for vi in model.graph.input if vi.name in self.values}
+        values = self.values[k]
+        return {vi.name: values[vi.name] for vi in model.graph.input if vi.name in values}
 
     def build(self, keep: list[int]) -> Any:
         """The model of the nodes ``keep`` (indices, in order), or None when it is not valid."""
@@ -366,14 +383,22 @@ class _Reducer:
         path = os.path.join(self.tmp, f"candidate-{self.tries}.onnx")
         onnx.save(model, path)
         command = self.check.replace("{model}", shlex.quote(path))
+        commands = [command]
         if self.values is not None:
-            npz = os.path.join(self.tmp, f"candidate-{self.tries}-inputs.npz")
-            _save_npz(npz, self.inputs_of(model))
-            command = command.replace("{inputs}", shlex.quote(npz))
-        done = subprocess.run(command, shell=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+            commands = []
+            for k in range(len(self.values)):
+                npz = os.path.join(self.tmp, f"candidate-{self.tries}-inputs-{k}.npz")
+                _save_npz(npz, self.inputs_of(model, k))
+                commands.append(command.replace("{inputs}", shlex.quote(npz)))
+        failed = False
+        for c in commands:  # the failure persists when it shows on any recorded input set
+            done = subprocess.run(c, shell=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+            if done.returncode != 0:
+                failed = True
+                break
         os.unlink(path)
-        return done.returncode != 0
+        return failed
 
     def attempt(self, keep: list[int]) -> bool:
         """Builds and checks the candidate ``keep``; True when it still fails."""
