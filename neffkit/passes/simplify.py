@@ -8,9 +8,10 @@ Before / after::
     y = Add(m, b)
 
 The rules live in :mod:`neffkit.passes.simplify_rules` (and ``simplify_fusions``,
-``simplify_shapes``), bucketed by op type. The driver starts with every node of every graph
-(subgraphs included); after a rule fires, only the nodes it touched (readers of replaced values,
-producers of changed inputs, new nodes) go back on the worklist, so the pass is near-linear.
+``simplify_shapes``, ``simplify_rows``), bucketed by op type. The driver starts with every node
+of every graph (subgraphs included); after a rule fires, only the nodes it touched (readers of
+replaced values, producers of changed inputs, new nodes) go back on the worklist, so the pass
+is near-linear.
 Nodes a rewrite leaves dead are removed on the spot (unread initializers are left to ``dce``,
 except those the pass made itself, such as a folded weight that a second fold replaced).
 A cap on rewrites per node and in total guards against rules that undo each other; hitting it is
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -145,6 +146,8 @@ class Rewriter:
         self.dead_nodes = 0
         self.limit_hits = 0
         self._shapes: dict[Value, tuple] = {}
+        #: per-run notes of rules (what they already ruled out), keyed by rule name
+        self.memo: dict[str, Any] = {}
         #: initializers this run made: dropped as soon as a later rewrite stops reading them
         self._made: set[Value] = set()
         # Initializers that are also graph inputs the caller may feed: not constants.
@@ -280,6 +283,13 @@ class Rewriter:
         """Inserts a new node before ``anchor`` in ``anchor``'s graph."""
         assert anchor.graph is not None
         anchor.graph.insert_before(anchor, node)
+        self.touched.append(node)
+        return node
+
+    def insert_after(self, anchor: Node, node: Node) -> Node:
+        """Inserts a new node after ``anchor`` in ``anchor``'s graph."""
+        assert anchor.graph is not None
+        anchor.graph.insert_after(anchor, node)
         self.touched.append(node)
         return node
 

@@ -1,6 +1,7 @@
 """``simplify`` rules that merge nodes: exact Cast chains, BatchNormalization folded into a
 Conv or Gemm, per-channel Mul / Add folded into a Conv, Gemm, MatMul or BatchNormalization,
-and MatMul + Add -> Gemm. Listed in ``simplify_rules.RULES``."""
+a scalar Mul before a Gemm or MatMul folded into its weights, and MatMul + Add -> Gemm.
+Listed in ``simplify_rules.RULES``."""
 
 from __future__ import annotations
 
@@ -368,6 +369,33 @@ def fold_mul_into_matmul(node: Node, rw: Rewriter) -> bool:
     _rebind(rw, mm, 1, (w.astype(np.float64) * s[None, :]).astype(w.dtype), "_mul")
     rw.replace(node.outputs[0], mm.outputs[0])
     return True
+
+
+# Gemm(Mul(a, s), B, C) -> Gemm(a, B * s, C);  MatMul(Mul(a, s), B) -> MatMul(a, B * s)   (s scalar)
+def fold_input_scale_into_weights(node: Node, rw: Rewriter) -> bool:
+    if len(node.inputs) < 2 or (node.op_type == "MatMul" and len(node.inputs) != 2):
+        return False
+    mul = producer(node.inputs[0], "Mul")
+    if mul is None or len(mul.inputs) != 2 or not rw.only_user(node.inputs[0], node):
+        return False
+    if not rw.only_user(node.inputs[1], node):
+        return False  # a weight read elsewhere too would need a second, scaled copy
+    w = _weights(rw, node.inputs[1], 2)
+    if w is None:
+        return False
+    for i in (0, 1):
+        x = mul.inputs[i]
+        s = rw.const(mul.inputs[1 - i], 1 << 10)
+        if x is None or s is None or s.size != 1 or s.dtype != w.dtype:
+            continue
+        r = rw.rank(x)
+        if r is None or s.ndim > r:
+            continue  # the Mul would broadcast x to a higher rank
+        scaled = (w.astype(np.float64) * float(s.reshape(-1)[0])).astype(w.dtype)
+        _rebind(rw, node, 1, scaled, "_scaled")
+        rw.set_input(node, 0, x)
+        return True
+    return False
 
 
 def _bn_params(bn: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray] | None:

@@ -23,6 +23,7 @@ from neffkit.passes.simplify_fusions import (
     fold_add_into_gemm,
     fold_batchnorm_into_conv,
     fold_batchnorm_into_gemm,
+    fold_input_scale_into_weights,
     fold_mul_into_batchnorm,
     fold_mul_into_conv,
     fold_mul_into_gemm,
@@ -30,6 +31,7 @@ from neffkit.passes.simplify_fusions import (
     fuse_casts,
     fuse_matmul_add,
 )
+from neffkit.passes.simplify_rows import flatten_row_region
 from neffkit.passes.simplify_shapes import (
     constant_reshape_target,
     fold_gather_of_shape,
@@ -420,6 +422,28 @@ def drop_noop_tile(node: Node, rw: Rewriter) -> bool:
     return True
 
 
+# Where(c, a, b) -> b when c is all false; -> a when c is all true   (a / b has the result's shape)
+def select_constant_where(node: Node, rw: Rewriter) -> bool:
+    if len(node.inputs) != 3 or any(v is None for v in node.inputs):
+        return False
+    c = rw.const(node.inputs[0], _NEUTRAL_MAX_BYTES)
+    if c is None or c.dtype != np.bool_ or c.size == 0:
+        return False
+    if np.all(c):
+        keep, other = node.inputs[1], node.inputs[2]
+    elif not np.any(c):
+        keep, other = node.inputs[2], node.inputs[1]
+    else:
+        return False
+    other_shape = rw.static_shape(other)
+    if other_shape is None or not rw.can_replace(node.outputs[0], keep):
+        return False
+    if not keeps_shape(rw, keep, tuple(c.shape)) or not keeps_shape(rw, keep, other_shape):
+        return False
+    rw.replace(node.outputs[0], keep)
+    return True
+
+
 RULES: dict[str, list[Rule]] = {
     "Identity": [drop_identity],
     "Dropout": [drop_dropout],
@@ -450,9 +474,12 @@ RULES: dict[str, list[Rule]] = {
     "Sub": [drop_sub_zero],
     "Div": [drop_div_one],
     "Pow": [drop_pow_one],
+    "MatMul": [fold_input_scale_into_weights, flatten_row_region],
+    "Gemm": [fold_input_scale_into_weights],
     "Slice": [drop_noop_slice],
     "Pad": [drop_noop_pad],
     "Expand": [drop_noop_expand],
     "Tile": [drop_noop_tile],
+    "Where": [select_constant_where],
     "BatchNormalization": [fold_batchnorm_into_conv, fold_batchnorm_into_gemm],
 }

@@ -1192,11 +1192,12 @@ def test_every_rule_is_listed_named_and_commented() -> None:
     import inspect
 
     import neffkit.passes.simplify_fusions as fusions
+    import neffkit.passes.simplify_rows as rows
     import neffkit.passes.simplify_rules as rules
     import neffkit.passes.simplify_shapes as shapes
 
     listed = {r for bucket in RULES.values() for r in bucket}
-    for mod in (rules, fusions, shapes):
+    for mod in (rules, fusions, shapes, rows):
         for name, fn in vars(mod).items():
             if inspect.isfunction(fn) and fn.__module__ == mod.__name__ and name[0] != "_":
                 params = list(inspect.signature(fn).parameters)
