@@ -68,8 +68,10 @@ PROPERTIES = (
     "text-roundtrip",
 )
 
-#: ``(rtol, atol)`` per float dtype; integer and bool outputs must match exactly.
-FLOAT_TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3)}
+#: ``(rtol, atol)`` per float dtype; integer and bool outputs must match exactly. float64 is
+#: not held to 1e-15: float attributes (HardSigmoid's alpha, LeakyRelu's slope ...) are float32
+#: in ONNX, and runtimes differ in how they widen them (measured: 3.7e-7 relative).
+FLOAT_TOLERANCES = {"float64": (1e-6, 1e-8), "float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3)}
 
 #: Ops that accumulate many products or sums: each one in a graph loosens the tolerances.
 _ACCUMULATING = frozenset(

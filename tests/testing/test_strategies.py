@@ -64,7 +64,9 @@ def test_every_op_gives_valid_graphs(op: str) -> None:
         seen.append(op in op_types(graph))
 
     run()
-    assert sum(seen) >= len(seen) // 2
+    # the op must really be drawn (how often depends on hypothesis' constant pool, which
+    # changes with the modules a test session has imported)
+    assert sum(seen) >= max(1, len(seen) // 4)
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, database=None)
