@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -268,9 +269,11 @@ def latency(paths: dict[str, str], feeds_path: str, runs: int, min_time: float) 
     """Median and p99 per model over at least ``runs`` runs each, interleaved.
 
     The models take turns (one run each per round), so a change in machine load during the
-    measurement hits them all alike. Rounds go on while under ``min_time`` seconds per model
-    (at most ``20 * runs``).
+    measurement hits them all alike, and the order of the turns is shuffled every round (seeded):
+    in a fixed order the model run right after a given one was measured 1-5% slower. Rounds go
+    on while under ``min_time`` seconds per model (at most ``20 * runs``).
     """
+    order_rng = random.Random(0)
     all_feeds = _load_npz(feeds_path)
     sessions = {k: session(p) for k, p in paths.items()}
     feeds = {k: _feeds_for(s, all_feeds) for k, s in sessions.items()}
@@ -288,9 +291,11 @@ def latency(paths: dict[str, str], feeds_path: str, runs: int, min_time: float) 
     while rounds < runs or (
         time.perf_counter() - start < min_time * len(sessions) and rounds < 20 * runs
     ):
-        for k, s in sessions.items():
+        order = list(sessions)
+        order_rng.shuffle(order)
+        for k in order:
             t = time.perf_counter()
-            s.run(None, feeds[k])
+            sessions[k].run(None, feeds[k])
             samples[k].append(time.perf_counter() - t)
         rounds += 1
     out = {}
