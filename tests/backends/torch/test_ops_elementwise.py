@@ -23,7 +23,14 @@ from onnx.reference import ReferenceEvaluator
 import neffkit.backends.torch as tb
 from neffkit.backends.torch.registry import lookup
 from neffkit.frontends.onnx import load
-from neffkit.testing.conformance import compare, neffkit_torch_runner, plain_node_cases, run_case
+from neffkit.testing.conformance import (
+    HALF_PRECISION_SOFTMAX_CASES,
+    all_ops_lowered,
+    compare,
+    neffkit_torch_runner,
+    plain_node_cases,
+    run_case,
+)
 from neffkit.testing.onnx_cases import Case, is_plain_tensor_case, node_cases
 
 ELEMENTWISE_OPS = (
@@ -46,23 +53,14 @@ REQUIRED = (
     "ReduceSum ReduceMax ArgMax TopK Clip Where"
 ).split()
 
-_HALF_ATTENTION = (
-    # Attention function expansions in fp16/bf16. numpy's reference rounds every step of the
-    # softmax to 16 bits (bf16 sums accumulate in bf16); torch.softmax and MatMul accumulate in
-    # float32 and round once, a 1-ulp difference (up to 0.004 in bf16, 0.0005 in fp16) that
-    # exceeds the cases' rtol 1e-3 / atol 1e-7. Every intermediate before the softmax matches.
-    "test_attention_4d_causal_bf16_expanded",
-    "test_attention_4d_causal_fp16_expanded",
-    "test_attention_4d_padded_kv_bf16_expanded",
-    "test_attention_4d_causal_padded_kv_bf16_expanded",
-    "test_attention_4d_attn_mask_causal_bf16_expanded",
-    "test_attention_3d_causal_bf16_expanded",
-)
 KNOWN_FAILURES: dict[str, str] = {
     # torch has no string tensors; the backend refuses them when converting the inputs.
     "test_equal_string": "string tensors (torch has none)",
     "test_equal_string_broadcast": "string tensors (torch has none)",
-    **{name: "fp16/bf16 softmax rounding differs from numpy's" for name in _HALF_ATTENTION},
+    **{
+        name: "fp16/bf16 softmax rounding differs from numpy's"
+        for name in HALF_PRECISION_SOFTMAX_CASES
+    },
     # Not these ops: lowering.to_torch turns a 0-d bfloat16 input into shape (1,)
     # (np.ascontiguousarray returns at least 1-d), so the Loop output gains a dimension.
     "test_range_bfloat16_type_positive_delta_expanded": "0-d bfloat16 inputs become 1-d",
@@ -72,25 +70,11 @@ KNOWN_FAILURES: dict[str, str] = {
 _NO_TORCH_DTYPE = ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1", "FLOAT8E8M0")
 
 
-def _nodes(graph: onnx.GraphProto):
-    for n in graph.node:
-        yield n
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _nodes(a.g)
-            for g in a.graphs:
-                yield from _nodes(g)
-
-
-def _all_lowered(model: onnx.ModelProto) -> bool:
-    return all(lookup(n.domain, n.op_type) is not None for n in _nodes(model.graph))
-
-
 @functools.cache
 def _cases() -> tuple[Case, ...]:
     """Plain cases using one of OPS whose ops (subgraphs included) all have a lowering."""
     return tuple(
-        c for c in plain_node_cases(OPS, torch_dtypes=True) if _all_lowered(c.load_model())
+        c for c in plain_node_cases(OPS, torch_dtypes=True) if all_ops_lowered(c.load_model())
     )
 
 
@@ -132,7 +116,7 @@ def _tensorproto_cases() -> tuple[Case, ...]:
         g = c.load_model().graph
         if any(v.type.WhichOneof("value") != "tensor_type" for v in [*g.input, *g.output]):
             continue
-        if not _all_lowered(c.load_model()):
+        if not all_ops_lowered(c.load_model()):
             continue
         sets = [([_as_array(a) for a in i], [_as_array(a) for a in o]) for i, o in c.data_sets]
         out.append(Case(c.name, c.model, sets, c.rtol, c.atol, op_types=c.op_types))

@@ -21,9 +21,15 @@ from onnx.reference import ReferenceEvaluator
 
 import neffkit.backends.onnxruntime as ort_backend
 import neffkit.backends.torch as tb
-from neffkit.backends.torch.registry import lookup
 from neffkit.frontends.onnx import load
-from neffkit.testing.conformance import compare, neffkit_torch_runner, plain_node_cases, run_case
+from neffkit.testing.conformance import (
+    HALF_PRECISION_SOFTMAX_CASES,
+    all_ops_lowered,
+    compare,
+    neffkit_torch_runner,
+    plain_node_cases,
+    run_case,
+)
 from neffkit.testing.onnx_cases import Case, is_plain_tensor_case, node_cases
 
 NN_OPS = (
@@ -46,12 +52,7 @@ KNOWN_FAILURES = {
     # first node that differs from the ONNX reference is Softmax (elementwise family), whose
     # numpy reference rounds every step to 16 bits while torch accumulates in float32. The
     # MatMuls are exact. The Attention op itself passes these cases.
-    "test_attention_4d_causal_bf16_expanded": "Softmax half-precision rounding",
-    "test_attention_4d_causal_fp16_expanded": "Softmax half-precision rounding",
-    "test_attention_4d_padded_kv_bf16_expanded": "Softmax half-precision rounding",
-    "test_attention_4d_causal_padded_kv_bf16_expanded": "Softmax half-precision rounding",
-    "test_attention_4d_attn_mask_causal_bf16_expanded": "Softmax half-precision rounding",
-    "test_attention_3d_causal_bf16_expanded": "Softmax half-precision rounding",
+    **{name: "Softmax half-precision rounding" for name in HALF_PRECISION_SOFTMAX_CASES},
     # Dropout in training mode with ratio > 0 is random (numpy's RandomState in the reference):
     # the lowering raises at run time rather than return different random numbers.
     "test_training_dropout_default": "random training-mode Dropout",
@@ -61,19 +62,8 @@ KNOWN_FAILURES = {
 }
 
 
-def _graph_ops(g: onnx.GraphProto) -> set[tuple[str, str]]:
-    """``(domain, op_type)`` of every node of ``g`` and of its subgraphs."""
-    out = set()
-    for n in g.node:
-        out.add(("" if n.domain == "ai.onnx" else n.domain, n.op_type))
-        for a in n.attribute:
-            for sub in [a.g] if a.HasField("g") else list(a.graphs):
-                out |= _graph_ops(sub)
-    return out
-
-
 def _all_lowered(case: Case) -> bool:
-    return all(lookup(d, op) is not None for d, op in _graph_ops(case.load_model().graph))
+    return all_ops_lowered(case.load_model())
 
 
 @functools.cache

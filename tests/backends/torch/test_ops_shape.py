@@ -22,7 +22,13 @@ from onnx.reference import ReferenceEvaluator
 import neffkit.backends.torch as tb
 from neffkit.backends.torch.registry import lookup
 from neffkit.frontends.onnx import load
-from neffkit.testing.conformance import compare, neffkit_torch_runner, plain_node_cases, run_case
+from neffkit.testing.conformance import (
+    HALF_PRECISION_SOFTMAX_CASES,
+    compare,
+    neffkit_torch_runner,
+    plain_node_cases,
+    run_case,
+)
 from neffkit.testing.onnx_cases import Case
 
 SHAPE_OPS = (
@@ -36,20 +42,9 @@ INDEX_OPS = (
 OPS = SHAPE_OPS + INDEX_OPS
 
 # Cases that fail for reasons outside these lowerings (names of conformance cases).
-_HALF_ATTENTION = (
-    # Attention function expansions in fp16/bf16: every value up to the Softmax (all shape-op
-    # outputs included) is bit-exact against the ONNX reference evaluator; half-precision
-    # Softmax (then MatMul) rounds 1 ulp differently (0.004 in bf16) than the numpy reference,
-    # beyond the cases' rtol 1e-3 / atol 1e-7. Not a shape-op issue.
-    "test_attention_4d_causal_bf16_expanded",
-    "test_attention_4d_causal_fp16_expanded",
-    "test_attention_4d_padded_kv_bf16_expanded",
-    "test_attention_4d_causal_padded_kv_bf16_expanded",
-    "test_attention_4d_attn_mask_causal_bf16_expanded",
-    "test_attention_3d_causal_bf16_expanded",
-)
 KNOWN_FAILURES: dict[str, str] = {
-    name: "half-precision Softmax/MatMul rounding, not a shape op" for name in _HALF_ATTENTION
+    name: "half-precision Softmax/MatMul rounding, not a shape op"
+    for name in HALF_PRECISION_SOFTMAX_CASES
 }
 
 # In the "constant inputs" variants, these ops get all their inputs as initializers; the
