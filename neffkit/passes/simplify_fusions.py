@@ -5,6 +5,9 @@ Listed in ``simplify_rules.RULES``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from onnx import TensorProto as TP
 
@@ -261,11 +264,10 @@ def _rebind(rw: Rewriter, node: Node, index: int, array: np.ndarray, suffix: str
 
 # Mul(Conv(x, W, b), c) -> Conv(x, W * c, b * c)   (c per output channel: [M, 1, 1], [1, M, 1, 1])
 def fold_mul_into_conv(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "Conv")
-    params = _conv_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "Conv", _conv_params)
+    if match is None:
         return False
-    conv, c = hit
+    conv, c, params = match
     w, b = params
     s = _per_channel(c, w.ndim, 1, w.shape[0])
     if s is None or c.dtype != w.dtype:
@@ -280,11 +282,10 @@ def fold_mul_into_conv(node: Node, rw: Rewriter) -> bool:
 
 # Add(Conv(x, W, b), d) -> Conv(x, W, b + d)   (d per output channel)
 def fold_add_into_conv(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "Conv")
-    params = _conv_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "Conv", _conv_params)
+    if match is None:
         return False
-    conv, d = hit
+    conv, d, params = match
     w, b = params
     t = _per_channel(d, w.ndim, 1, w.shape[0])
     if t is None or d.dtype != w.dtype:
@@ -293,6 +294,18 @@ def fold_add_into_conv(node: Node, rw: Rewriter) -> bool:
     _rebind(rw, conv, 2, new_b.astype(w.dtype), "_add")
     rw.replace(node.outputs[0], conv.outputs[0])
     return True
+
+
+def _affine_match(
+    node: Node, rw: Rewriter, op: str, params: Callable[[Node, Rewriter], Any]
+) -> tuple[Node, np.ndarray, Any] | None:
+    """``node`` (a Mul or Add) applied to an ``op`` output and a constant, with the producer's
+    constant parameters: ``(producer, constant, params)``, or None when the rule cannot fire."""
+    hit = _affine_operand(node, rw, op)
+    if hit is None:
+        return None
+    found = params(hit[0], rw)
+    return None if found is None else (hit[0], hit[1], found)
 
 
 def _gemm_params(gemm: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray | None, int] | None:
@@ -311,11 +324,10 @@ def _gemm_params(gemm: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray | Non
 
 # Mul(Gemm(a, B, C), c) -> Gemm(a, B * c, C * c)   (c per output column)
 def fold_mul_into_gemm(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "Gemm")
-    params = _gemm_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "Gemm", _gemm_params)
+    if match is None:
         return False
-    gemm, c = hit
+    gemm, c, params = match
     w, cc, n = params
     s = _per_channel(c, 2, 1, n)
     if s is None or c.dtype != w.dtype:
@@ -330,11 +342,10 @@ def fold_mul_into_gemm(node: Node, rw: Rewriter) -> bool:
 
 # Add(Gemm(a, B, C), d) -> Gemm(a, B, beta * C + d)   (d per output column: [N], [1, N], scalar)
 def fold_add_into_gemm(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "Gemm")
-    params = _gemm_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "Gemm", _gemm_params)
+    if match is None:
         return False
-    gemm, d = hit
+    gemm, d, params = match
     w, cc, n = params
     if _per_channel(d, 2, 1, n) is None or d.dtype != w.dtype:
         return False
@@ -418,11 +429,10 @@ def _bn_params(bn: Node, rw: Rewriter) -> tuple[np.ndarray, np.ndarray] | None:
 
 # Mul(BatchNormalization(x, s, t, m, v), c) -> BatchNormalization(x, s * c, t * c, m, v)
 def fold_mul_into_batchnorm(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "BatchNormalization")
-    params = _bn_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "BatchNormalization", _bn_params)
+    if match is None:
         return False
-    bn, c = hit
+    bn, c, params = match
     scale, bias = params
     k = _per_channel(c, rw.rank(bn.inputs[0]), 1, scale.shape[0])
     if k is None:
@@ -435,11 +445,10 @@ def fold_mul_into_batchnorm(node: Node, rw: Rewriter) -> bool:
 
 # Add(BatchNormalization(x, s, t, m, v), d) -> BatchNormalization(x, s, t + d, m, v)
 def fold_add_into_batchnorm(node: Node, rw: Rewriter) -> bool:
-    hit = _affine_operand(node, rw, "BatchNormalization")
-    params = _bn_params(hit[0], rw) if hit is not None else None
-    if hit is None or params is None:
+    match = _affine_match(node, rw, "BatchNormalization", _bn_params)
+    if match is None:
         return False
-    bn, d = hit
+    bn, d, params = match
     _, bias = params
     t = _per_channel(d, rw.rank(bn.inputs[0]), 1, bias.shape[0])
     if t is None:
