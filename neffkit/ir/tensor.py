@@ -59,6 +59,23 @@ class ExternalData:
         self.length = length
 
 
+#: Bytes per element by ONNX dtype (0: a 4-bit type, two a byte), filled on first use: the
+#: pass manager sums constant sizes after every pass.
+_ITEMSIZE: dict[int, int] = {}
+
+
+def _itemsize(dtype: int) -> int:
+    if dtype in (TensorProto.INT4, TensorProto.UINT4, getattr(TensorProto, "FLOAT4E2M1", -1)):
+        item = 0
+    else:
+        try:
+            item = np_dtype(dtype).itemsize
+        except Exception:  # noqa: BLE001 - exotic types have no numpy itemsize
+            item = 1
+    _ITEMSIZE[dtype] = item
+    return item
+
+
 class Tensor:
     """An immutable constant tensor.
 
@@ -124,15 +141,10 @@ class Tensor:
         """Size of the values in bytes (strings count their encoded length)."""
         if self.dtype == TensorProto.STRING:
             return int(sum(len(s) for s in self.numpy().reshape(-1)))
-        try:
-            item = np_dtype(self.dtype).itemsize
-        except Exception:  # noqa: BLE001 - exotic types (float4) have no numpy itemsize
-            item = 1
-        if self.dtype in (
-            TensorProto.INT4,
-            TensorProto.UINT4,
-            getattr(TensorProto, "FLOAT4E2M1", -1),
-        ):
+        item = _ITEMSIZE.get(self.dtype)
+        if item is None:
+            item = _itemsize(self.dtype)
+        if item == 0:  # 4-bit types: two values a byte
             return (self.size + 1) // 2
         return self.size * item
 

@@ -21,11 +21,13 @@ Shape = tuple[Dim, ...] | None
 class TensorType:
     """An ONNX tensor type: element type (``TensorProto.FLOAT`` ...) and shape."""
 
-    __slots__ = ("dtype", "shape")
+    __slots__ = ("dtype", "shape", "_static")
 
     def __init__(self, dtype: int, shape: Sequence[Dim] | None = None) -> None:
         self.dtype = dtype
         self.shape: Shape = None if shape is None else tuple(shape)
+        # computed once: passes ask for it on every value of every graph
+        self._static = self.shape is not None and all(type(d) is int for d in self.shape)
 
     @property
     def rank(self) -> int | None:
@@ -35,7 +37,7 @@ class TensorType:
     @property
     def is_static(self) -> bool:
         """True when every dim is a known int."""
-        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+        return self._static
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -6,7 +6,7 @@ recursion on nesting depth). The pass manager calls it after every pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 from onnx import AttributeProto
 
@@ -25,30 +25,86 @@ def verify(graph: Graph) -> None:
     Raises:
         VerificationError: the first broken invariant, naming the node and op.
     """
-    # Each frame: (graph, its node iterator, the values defined so far in it). The stack of
-    # frames is the scope chain; explicit, so nesting depth costs no recursion.
-    frames: list[tuple[Graph, Iterator[Node], set[Value]]] = []
+    # Each frame: [graph, next node, previous node, nodes seen, values defined so far]. The
+    # stack of frames is the scope chain; explicit, so nesting depth costs no recursion. The
+    # node loop is written out flat: the pass manager runs it after every pass that changed
+    # the graph, so it is a good part of the optimize time on big graphs.
+    frames: list[list[Any]] = []
     _enter(graph, frames)
     while frames:
-        g, it, defined = frames[-1]
-        node = next(it, None)
-        if node is None:
-            _leave(g, frames)
+        frame = frames[-1]
+        g, node, prev, count, defined = frame
+        holders = g._holders
+        holder = None
+        while node is not None:
+            if node.graph is not g:
+                raise VerificationError(
+                    f"graph '{g.name}': node is linked in but owned by another graph", node
+                )
+            if node._prev is not prev:
+                raise VerificationError(f"graph '{g.name}': broken node list links", node)
+            count += 1
+            i = 0
+            for v in node._inputs:
+                if v is not None:
+                    if v not in defined and not _visible(v, frames):
+                        raise VerificationError(
+                            f"input {i} '{v.name}' is used before it is defined (or is not in "
+                            "scope)",
+                            node,
+                        )
+                    if (node, i) not in v._uses:
+                        raise VerificationError(
+                            f"input {i} '{v.name}' is missing from its use-list", node
+                        )
+                i += 1
+            i = 0
+            for v in node.outputs:
+                if v.producer is not node or v.index != i:
+                    raise VerificationError(
+                        f"output {i} '{v.name}' does not point back to it", node
+                    )
+                if v in defined:
+                    raise VerificationError(f"output {i} '{v.name}' is defined twice (SSA)", node)
+                defined.add(v)
+                for user, j in v._uses:
+                    ins = user._inputs
+                    if j >= len(ins) or ins[j] is not v:
+                        raise VerificationError(
+                            f"output '{v.name}' lists a stale use by {user!r} input {j}", node
+                        )
+                    if user.graph is None:
+                        raise VerificationError(
+                            f"output '{v.name}' is used by a node that was removed: {user!r}",
+                            node,
+                        )
+                i += 1
+            prev = node
+            node = node._next
+            if prev in holders:
+                holder = prev
+                break
+        frame[1], frame[2], frame[3] = node, prev, count
+        if holder is not None:
+            subs = _subgraphs(holder)
+            for sub in subs:
+                if sub.parent is not holder:
+                    raise VerificationError(
+                        f"subgraph '{sub.name}' does not point to its node", holder
+                    )
+            for sub in reversed(subs):
+                _enter(sub, frames)
             continue
-        _check_node(node, g, frames)
-        if node not in g._holders:
-            continue
-        subs = _subgraphs(node)
-        for sub in subs:
-            if sub.parent is not node:
-                raise VerificationError(f"subgraph '{sub.name}' does not point to its node", node)
-        for sub in reversed(subs):
-            _enter(sub, frames)
+        if count != len(g):
+            raise VerificationError(
+                f"graph '{g.name}': node count {len(g)} but {count} nodes linked"
+            )
+        _leave(g, frames)
 
 
 def _visible(v: Value, frames: list) -> bool:
-    for _, _, defined in reversed(frames):
-        if v in defined:
+    for frame in reversed(frames):
+        if v in frame[4]:
             return True
     return False
 
@@ -69,18 +125,9 @@ def _enter(g: Graph, frames: list) -> None:
             raise VerificationError(f"{where}: initializer '{key}' has a producer")
         _check_const_type(v, where)
         defined.add(v)
-    count = 0
-    prev = None
-    for node in g:
-        count += 1
-        if node.graph is not g:
-            raise VerificationError(f"{where}: node is linked in but owned by another graph", node)
-        if node.prev is not prev:
-            raise VerificationError(f"{where}: broken node list links", node)
-        prev = node
-    if count != len(g):
-        raise VerificationError(f"{where}: node count {len(g)} but {count} nodes linked")
-    frames.append((g, iter(g), defined))
+    if g._head is not None and g._head._prev is not None:
+        raise VerificationError(f"{where}: broken node list links", g._head)
+    frames.append([g, g._head, None, 0, defined])
 
 
 def _leave(g: Graph, frames: list) -> None:
@@ -91,35 +138,6 @@ def _leave(g: Graph, frames: list) -> None:
         if not v._outputs_of or g not in v._outputs_of:
             raise VerificationError(f"{where}: output {i} '{v.name}' does not know it is an output")
     frames.pop()
-
-
-def _check_node(node: Node, g: Graph, frames: list) -> None:
-    defined = frames[-1][2]
-    for i, v in enumerate(node._inputs):
-        if v is None:
-            continue
-        if v not in defined and not _visible(v, frames):
-            raise VerificationError(
-                f"input {i} '{v.name}' is used before it is defined (or is not in scope)", node
-            )
-        if (node, i) not in v._uses:
-            raise VerificationError(f"input {i} '{v.name}' is missing from its use-list", node)
-    for i, v in enumerate(node.outputs):
-        if v.producer is not node or v.index != i:
-            raise VerificationError(f"output {i} '{v.name}' does not point back to it", node)
-        if v in defined:
-            raise VerificationError(f"output {i} '{v.name}' is defined twice (SSA)", node)
-        defined.add(v)
-        for user, j in v._uses:
-            ins = user._inputs
-            if j >= len(ins) or ins[j] is not v:
-                raise VerificationError(
-                    f"output '{v.name}' lists a stale use by {user!r} input {j}", node
-                )
-            if user.graph is None:
-                raise VerificationError(
-                    f"output '{v.name}' is used by a node that was removed: {user!r}", node
-                )
 
 
 def _subgraphs(node: Node) -> list[Graph]:

@@ -32,6 +32,7 @@ from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Dim, TensorType, ValueType, type_from_proto
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
+from neffkit.passes.shape_rules import Static, infer_node
 
 log = logging.getLogger("neffkit.passes")
 
@@ -53,6 +54,11 @@ class InferShapes(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         if not _has_incomplete(graph):
             return PassResult(False, {})  # every type is already static: nothing to add
+        with paused_gc():
+            native, remaining = _apply_rules(graph)
+        stats = {"values_typed_by_rules": native} if native else {}
+        if not remaining:
+            return PassResult(native > 0, stats)
         names: dict[Value, str] = {}
         try:
             model = to_onnx(graph, external=_reference_only, names_out=names)
@@ -61,7 +67,7 @@ class InferShapes(Pass):
             )
         except Exception as e:  # noqa: BLE001 - onnx raises many types; the graph stays as is
             log.info("shape-infer: onnx shape inference failed: %s", e)
-            return PassResult(False, {"failed": 1})
+            return PassResult(native > 0, {**stats, "failed": 1})
         top_inputs = set(graph.inputs)
         wanted = {
             name: v
@@ -76,7 +82,67 @@ class InferShapes(Pass):
                 if new is not None:
                     v.type = new
                     refined += 1
-        return PassResult(refined > 0, {"values_refined": refined} if refined else {})
+        if refined:
+            stats["values_refined"] = refined
+        return PassResult(refined + native > 0, stats)
+
+
+def _apply_rules(root: Graph) -> tuple[int, bool]:
+    """Types node outputs with ``shape_rules`` where every input type is static.
+
+    Returns (values typed, whether some value is still incomplete and needs onnx's inference).
+    One walk over the nodes in order, so a rule sees the types its producers just got.
+    """
+    opset = root.opset("") or 0
+    typed = 0
+    remaining = False
+    interned: dict[Static, TensorType] = {}
+    for g in root.all_graphs():
+        if g is not root and not all(_complete(v.type) for v in g.inputs):
+            remaining = True
+        node = g._head
+        while node is not None:
+            outs = node.outputs
+            for v in outs:
+                t = v.type
+                if t.__class__ is not TensorType or not t.dtype or not t.is_static:
+                    break
+            else:
+                node = node._next
+                continue  # every output already complete
+            ins: list[Static | None] = []
+            for v in node._inputs:
+                if v is None:
+                    ins.append(None)
+                elif v.const is not None:
+                    ins.append((v.const.dtype, v.const.shape))
+                else:
+                    t = v.type
+                    if t.__class__ is not TensorType or not t.dtype or not t.is_static:
+                        break
+                    ins.append((t.dtype, t.shape))  # type: ignore[arg-type]
+            else:
+                result = infer_node(node, ins, opset) if opset else None
+                if result is not None:
+                    for v, st in zip(outs, result):
+                        if _complete(v.type):
+                            continue
+                        new = interned.get(st)
+                        if new is None:
+                            new = interned[st] = TensorType(st[0], st[1])
+                        merged = new if v.type is None else refine(v.type, new)
+                        if merged is not None:
+                            v.type = merged
+                            typed += 1
+            if not remaining:
+                for v in outs:
+                    if not _complete(v.type) and (v.name or v._uses or v._outputs_of):
+                        remaining = True
+                        break
+            node = node._next
+        if not remaining and not all(v.const is not None or _complete(v.type) for v in g.outputs):
+            remaining = True
+    return typed, remaining
 
 
 def _reference_only(t: Tensor, tp: TensorProto) -> None:

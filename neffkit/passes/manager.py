@@ -139,11 +139,13 @@ def constant_bytes(graph: Graph) -> int:
         for v in g.initializers.values():
             if v.const is not None:
                 total += v.const.nbytes
-        for node in g:
+        node = g._head  # walked by hand: this runs after every pass that changed the graph
+        while node is not None:
             if node.op_type == "Constant" and node.domain == "":
                 a = node.attributes.get("value")
                 if a is not None and hasattr(a.value, "nbytes"):
                     total += a.value.nbytes
+            node = node._next
     return total
 
 
@@ -307,6 +309,9 @@ class PassManager:
             # Some changes (types from shape-infer) are annotations the IR does not stamp;
             # a pass that reports a change stamps the graph so later passes see it.
             graph.version = next(_CLOCK)
+            if self._verified_version == version:
+                # the stamp marks annotations, not structure: the check just made still holds
+                self._verified_version = graph.version
         self._last_run[id(p)] = total_version(graph)
         self._history.append(p.spec())
         self._done.append(p)
