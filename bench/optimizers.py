@@ -28,8 +28,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-#: Agreement with the original: max rel error (where |ref| > REL_FLOOR) or max abs error.
-RTOL, ATOL, REL_FLOOR = 1e-4, 1e-5, 1e-3
+#: Agreement with the original, per output: max rel error <= RTOL where the reference is not
+#: near zero, or max abs error <= ATOL. "Near zero" is relative to the output's own scale:
+#: |ref| < REL_FLOOR x max|ref|. float32 rounding error grows with the magnitude of the terms
+#: summed, not with each result, so an absolute floor (1e-3) let elements a thousandth of the
+#: output's scale decide: there the original float32 model itself is 2-6e-4 off its float64
+#: value (bench/results/peers.md, "vs float64" column), which no rewrite can beat.
+RTOL, ATOL, REL_FLOOR = 1e-4, 1e-5, 1e-2
+#: The absolute floor the first version of this bench used; still reported (``max_rel_1e-3``).
+ABS_FLOOR = 1e-3
 
 
 # -- the tools --------------------------------------------------------------------------------
@@ -216,8 +223,9 @@ def session(path: str) -> Any:
 def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str, Any]:
     """Max abs / rel error over all outputs (matched by name, else by position).
 
-    An output agrees when its max rel error (where |ref| > 1e-3) is <= 1e-4 or its max abs
-    error is <= 1e-5; the model agrees when every output does.
+    An output agrees when its max rel error (where |ref| >= 1e-2 x max|ref| of that output) is
+    <= 1e-4 or its max abs error is <= 1e-5; the model agrees when every output does. The max
+    rel error where |ref| > 1e-3 is reported too (``max_rel_1e-3``).
     """
     names = list(ref)
     pairs = []
@@ -226,7 +234,7 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str,
         if other is None and len(got) == len(ref):
             other = list(got.values())[i]
         pairs.append((name, ref[name], other))
-    worst_abs = worst_rel = 0.0
+    worst_abs = worst_rel = worst_rel_abs_floor = 0.0
     agree, notes = True, []
     for name, r, g in pairs:
         if g is None or np.shape(g) != np.shape(r):
@@ -238,14 +246,97 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str,
         both_nan = np.isnan(r64) & np.isnan(g64)
         diff = np.where(both_nan, 0.0, np.abs(g64 - r64))
         diff = np.where(np.isnan(diff), np.inf, diff)
-        big = np.abs(r64) > REL_FLOOR
+        mag = np.abs(r64)
+        finite = mag[np.isfinite(mag)]
+        scale = float(finite.max()) if finite.size else 0.0
         a = float(diff.max()) if diff.size else 0.0
-        rel = float((diff[big] / np.abs(r64[big])).max()) if big.any() else 0.0
+        rel = _max_rel(diff, mag, max(REL_FLOOR * scale, np.finfo(np.float64).tiny))
+        worst_rel_abs_floor = max(worst_rel_abs_floor, _max_rel(diff, mag, ABS_FLOOR))
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, rel)
         if not (rel <= RTOL or a <= ATOL):
             agree = False
             notes.append(f"{name}: max abs {a:.3g}, max rel {rel:.3g}")
-    return {"max_abs": worst_abs, "max_rel": worst_rel, "agree": agree, "notes": notes}
+    return {
+        "max_abs": worst_abs,
+        "max_rel": worst_rel,
+        "max_rel_1e-3": worst_rel_abs_floor,
+        "agree": agree,
+        "notes": notes,
+    }
+
+
+def _max_rel(diff: np.ndarray, mag: np.ndarray, floor: float) -> float:
+    """Max of diff / |ref| over the elements with |ref| >= floor (0 when there are none)."""
+    big = mag >= floor
+    return float((diff[big] / mag[big]).max()) if big.any() else 0.0
+
+
+def to_float64(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` computing in float64: float32 weights widened exactly, float32
+    types, Cast targets and dtype attributes turned into float64 (subgraphs included)."""
+    from onnx import AttributeProto, TensorProto, numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    f32, f64 = TensorProto.FLOAT, TensorProto.DOUBLE
+
+    def tensor(t: onnx.TensorProto) -> None:
+        if t.data_type == f32:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float64), t.name))
+
+    stack = [out.graph]
+    while stack:
+        g = stack.pop()
+        for t in g.initializer:
+            tensor(t)
+        for vi in [*g.input, *g.output, *g.value_info]:
+            if vi.type.tensor_type.elem_type == f32:
+                vi.type.tensor_type.elem_type = f64
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    tensor(a.t)
+                elif a.type == AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+                elif a.name in ("to", "dtype") and a.type == AttributeProto.INT and a.i == f32:
+                    a.i = f64
+    return out
+
+
+def float64_outputs(src: str, feeds_path: str, dst: str) -> str | None:
+    """Runs ``src`` in float64 (see ``to_float64``) on the feeds (float32 ones widened) and
+    saves the outputs to ``dst``; returns None on success, else why it could not run.
+
+    onnxruntime runs it where it has float64 kernels for every op; otherwise onnx's reference
+    evaluator does (onnxruntime has no float64 Conv, for one).
+    """
+    import onnxruntime as ort
+
+    model = to_float64(onnx.load(src))
+    all_feeds = {
+        k: v.astype(np.float64) if v.dtype == np.float32 else v
+        for k, v in _load_npz(feeds_path).items()
+    }
+    inits = {t.name for t in model.graph.initializer}
+    names = [o.name for o in model.graph.output]
+    try:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(model.SerializeToString(), so, ["CPUExecutionProvider"])
+        outs = sess.run(None, _feeds_for(sess, all_feeds))
+    except Exception as e:  # noqa: BLE001 - no float64 kernel for some op: the reference then
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            feeds = {i.name: all_feeds[i.name] for i in model.graph.input if i.name not in inits}
+            outs = ReferenceEvaluator(model).run(None, feeds)
+        except Exception as e2:  # noqa: BLE001 - reported, not fatal
+            return f"onnxruntime: {str(e)[:150]}; onnx.reference: {str(e2)[:150]}"
+    np.savez(dst, **dict(zip(names, outs, strict=True)))
+    return None
 
 
 def _feeds_for(sess: Any, all_feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -324,6 +415,8 @@ def evaluate(path: str, feeds_path: str, ref_path: str | None, args: argparse.Na
         np.savez(args.save_ref, **got)
     if ref_path:
         out["numerics"] = compare(_load_npz(ref_path), got)
+    if args.truth and os.path.exists(args.truth):
+        out["vs_float64"] = compare(_load_npz(args.truth), got)
     return out
 
 
@@ -363,6 +456,7 @@ def worker(argv: list[str] | None = None) -> int:
     p.add_argument("--feeds", help="inputs (.npz); measure the result when given")
     p.add_argument("--ref", help="reference outputs (.npz) to compare with")
     p.add_argument("--save-ref", help="write this model's outputs here (.npz)")
+    p.add_argument("--truth", help="float64 outputs of the original (.npz) to compare with")
     a = p.parse_args(argv)
     result: dict[str, Any] = {"tool": a.tool, "phase": "import"}
 

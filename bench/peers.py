@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import write_results  # noqa: E402
 from models import BUILDERS, LIGHT, inputs_for  # noqa: E402
-from optimizers import PEERS, TOOLS, run_latency, run_worker  # noqa: E402
+from optimizers import PEERS, TOOLS, float64_outputs, run_latency, run_worker  # noqa: E402
 
 QUICK_SKIP = ("bert_base",)
 #: Smaller versions for ``--quick`` so a smoke run stays short.
@@ -65,6 +65,10 @@ def bench_model(name: str, tools: list[str], folder: str, a: argparse.Namespace)
     feeds_path, ref_path = os.path.join(folder, "feeds.npz"), os.path.join(folder, "ref.npz")
     np.savez(feeds_path, **inputs_for(model))
     del model
+    # the float64 run of the original: how far float32 itself is from the exact values
+    truth_path = os.path.join(folder, f"{name}.float64.npz")
+    truth_error = float64_outputs(src, feeds_path, truth_path)
+    truth = [] if truth_error else ["--truth", truth_path]
     rows: dict[str, dict[str, Any]] = {}
     outputs: dict[str, str] = {}
     for tool in ["original", *tools]:
@@ -73,7 +77,7 @@ def bench_model(name: str, tools: list[str], folder: str, a: argparse.Namespace)
         dst = os.path.join(folder, f"{name}.{tool}.onnx")
         res = os.path.join(folder, f"{name}.{tool}.json")
         extra = ["--save-ref", ref_path] if tool == "original" else ["--ref", ref_path]
-        row = run_worker(tool, src, dst, res, ["--feeds", feeds_path, *extra], a.timeout)
+        row = run_worker(tool, src, dst, res, ["--feeds", feeds_path, *extra, *truth], a.timeout)
         rows[tool] = row
         row["status"] = "ok" if tool == "original" else status(row, rows["original"])
         if "numerics" in row or tool == "original":
@@ -95,7 +99,7 @@ def bench_model(name: str, tools: list[str], folder: str, a: argparse.Namespace)
     for path in os.listdir(folder):
         if path.startswith(f"{name}."):
             os.unlink(os.path.join(folder, path))
-    return {"rows": rows, "summary": summarize(rows)}
+    return {"rows": rows, "summary": summarize(rows), "float64_error": truth_error}
 
 
 def _line(tool: str, r: dict[str, Any]) -> str:
@@ -110,8 +114,15 @@ def _line(tool: str, r: dict[str, Any]) -> str:
         f"lat {1e3 * lat.get('median_s', float('nan')):8.3f} ms "
         f"(p99 {1e3 * lat.get('p99_s', float('nan')):8.3f})  "
         f"opt {r.get('optimize_s', 0):7.2f}s  max abs {num.get('max_abs', 0):.2g} "
-        f"rel {num.get('max_rel', 0):.2g}  checker {r.get('checker', '?')[:60]}"
+        f"rel {num.get('max_rel', 0):.2g} (vs float64 {_rel64(r)})  "
+        f"checker {r.get('checker', '?')[:60]}"
     )
+
+
+def _rel64(r: dict[str, Any]) -> str:
+    """Max rel error against the float64 run of the original ('n/a' when it could not run)."""
+    v = r.get("vs_float64")
+    return "n/a" if v is None else f"{v['max_rel']:.2g}"
 
 
 def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -152,10 +163,14 @@ def markdown(results: dict[str, dict], a: argparse.Namespace) -> str:
         f"`python bench/peers.py{' --quick' if a.quick else ''}` — latency: onnxruntime with "
         f"its graph optimizations off, 1 thread, median / p99 of >= {a.runs} runs. Ratios are "
         "neffkit / best valid peer (lower is better). A peer is valid when it finished, passed "
-        "`onnx.checker` (full_check) and kept the numbers (max rel <= 1e-4 where |ref| > 1e-3, "
-        "or max abs <= 1e-5, per output). `neffkit-nogrow` (light_* only): folding that never "
-        "grows constants. Optimize time is ModelProto to ModelProto, except ort-basic (file "
-        "to file).",
+        "`onnx.checker` (full_check) and kept the numbers: per output, max rel error <= 1e-4 "
+        "where the reference is not near zero (|ref| >= 1e-2 x max|ref| of that output), or "
+        "max abs error <= 1e-5. 'max rel (1e-3 floor)' is the same error where |ref| > 1e-3. "
+        "'vs float64': max rel error (same floor) against the original run in float64 "
+        "(weights widened exactly; run by onnxruntime, or by onnx.reference where onnxruntime "
+        "lacks a float64 kernel) - the original's own row there is what float32 rounding "
+        "alone costs. `neffkit-nogrow` (light_* only): folding that never grows constants. "
+        "Optimize time is ModelProto to ModelProto, except ort-basic (file to file).",
         "",
         "| model | neffkit | nodes ratio | bytes ratio | latency ratio "
         "| peer smaller in both | best peer (nodes / bytes / latency) | valid peers |",
@@ -183,12 +198,14 @@ def markdown(results: dict[str, dict], a: argparse.Namespace) -> str:
             f"## {name}",
             "",
             "| tool | status | nodes | const MB | median ms | p99 ms | optimize s "
-            "| checker | max abs | max rel |",
-            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+            "| checker | max abs | max rel | max rel (1e-3 floor) | vs float64 |",
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
         ]
         for tool, r in res["rows"].items():
             if "nodes" not in r:
-                md.append(f"| {tool} | {r['status']} | | | | | | {r.get('error', '')[:120]} | | |")
+                md.append(
+                    f"| {tool} | {r['status']} | | | | | | {r.get('error', '')[:120]} | | | | |"
+                )
                 continue
             lat, num = r.get("latency", {}), r.get("numerics", {})
             nodes = str(r["nodes"])
@@ -199,8 +216,11 @@ def markdown(results: dict[str, dict], a: argparse.Namespace) -> str:
                 f"| {1e3 * lat.get('median_s', float('nan')):.3f} "
                 f"| {1e3 * lat.get('p99_s', float('nan')):.3f} | {r.get('optimize_s', 0):.2f} "
                 f"| {r.get('checker', '')[:60]} | {num.get('max_abs', 0):.2g} "
-                f"| {num.get('max_rel', 0):.2g} |"
+                f"| {num.get('max_rel', 0):.2g} | {num.get('max_rel_1e-3', 0):.2g} "
+                f"| {_rel64(r)} |"
             )
+        if res.get("float64_error"):
+            md += ["", f"float64 run of the original: not possible ({res['float64_error']})."]
     return "\n".join(md)
 
 

@@ -88,3 +88,29 @@ def test_shared_weights_has_duplicate_constants() -> None:
     assert len(blobs) == 6 and len(set(blobs)) == 3
     consts = [n for n in model.graph.node if n.op_type == "Constant"]
     assert len(consts) == 12
+
+
+def test_agreement_ignores_elements_near_zero_relative_to_the_output_scale() -> None:
+    from bench import optimizers
+
+    ref = {"y": np.array([10.0, 5.0, 0.002], np.float32)}
+    # the 0.002 element (2e-4 of the scale) is off by 1e-6 (rel 5e-4): float32 noise there
+    near_zero_off = {"y": np.array([10.0, 5.0, 0.002001], np.float32)}
+    r = optimizers.compare(ref, near_zero_off)
+    assert r["agree"] and r["max_rel"] == 0.0 and r["max_rel_1e-3"] > 4e-4
+    # an element at the output's scale off by 1e-3 relative: a real change
+    big_off = {"y": np.array([10.01, 5.0, 0.002], np.float32)}
+    r = optimizers.compare(ref, big_off)
+    assert not r["agree"] and r["max_rel"] > 9e-4
+
+
+def test_float64_conversion_widens_weights_types_and_casts() -> None:
+    from bench import optimizers
+
+    m64 = optimizers.to_float64(models.shared_weights_model(layers=2, width=4))
+    assert all(t.data_type != onnx.TensorProto.FLOAT for t in m64.graph.initializer)
+    assert m64.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    sess = ort.InferenceSession(m64.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.ones([d.dim_value or 1 for d in m64.graph.input[0].type.tensor_type.shape.dim])
+    (y,) = sess.run(None, {m64.graph.input[0].name: x})
+    assert y.dtype == np.float64
