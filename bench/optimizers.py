@@ -356,17 +356,23 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
-def latency(paths: dict[str, str], feeds_path: str, runs: int, min_time: float) -> dict:
-    """Median and p99 per model over at least ``runs`` runs each, interleaved.
+def latency(
+    paths: dict[str, str], feeds_path: str, runs: int, min_time: float, seed: int = 0
+) -> dict:
+    """Per model: the run times of at least ``runs`` runs each, interleaved, plus their median
+    and p99.
 
     The models take turns (one run each per round), so a change in machine load during the
-    measurement hits them all alike, and the order of the turns is shuffled every round (seeded):
-    in a fixed order the model run right after a given one was measured 1-5% slower. Rounds go
-    on while under ``min_time`` seconds per model (at most ``20 * runs``).
+    measurement hits them all alike, and the order of the turns is shuffled every round
+    (``seed``): in a fixed order the model run right after a given one was measured 1-5%
+    slower. The sessions are created in a shuffled order too. Rounds go on while under
+    ``min_time`` seconds per model (at most ``20 * runs``).
     """
-    order_rng = random.Random(0)
+    order_rng = random.Random(seed)
     all_feeds = _load_npz(feeds_path)
-    sessions = {k: session(p) for k, p in paths.items()}
+    names = list(paths)
+    order_rng.shuffle(names)
+    sessions = {k: session(paths[k]) for k in names}
     feeds = {k: _feeds_for(s, all_feeds) for k, s in sessions.items()}
     slow = False
     for k, s in sessions.items():
@@ -389,12 +395,13 @@ def latency(paths: dict[str, str], feeds_path: str, runs: int, min_time: float) 
             sessions[k].run(None, feeds[k])
             samples[k].append(time.perf_counter() - t)
         rounds += 1
-    out = {}
-    for k, xs in samples.items():
-        xs.sort()
-        p99 = xs[min(len(xs) - 1, int(np.ceil(0.99 * len(xs))) - 1)]
-        out[k] = {"median_s": statistics.median(xs), "p99_s": p99, "runs": len(xs)}
-    return out
+    return {k: _stats(xs) for k, xs in samples.items()}
+
+
+def _stats(xs: list[float]) -> dict[str, Any]:
+    xs = sorted(xs)
+    p99 = xs[min(len(xs) - 1, int(np.ceil(0.99 * len(xs))) - 1)]
+    return {"median_s": statistics.median(xs), "p99_s": p99, "runs": len(xs), "samples": xs}
 
 
 def evaluate(path: str, feeds_path: str, ref_path: str | None, args: argparse.Namespace) -> dict:
@@ -433,9 +440,9 @@ def _extra_neffkit(src: str) -> dict[str, Any]:
 
 def latency_worker(argv: list[str]) -> int:
     """``latency RESULT.json FEEDS.npz RUNS MIN_TIME NAME=PATH...``: interleaved latency."""
-    result, feeds, runs, min_time, *pairs = argv
+    result, feeds, runs, min_time, seed, *pairs = argv
     paths = dict(p.split("=", 1) for p in pairs)
-    out = latency(paths, feeds, int(runs), float(min_time))
+    out = latency(paths, feeds, int(runs), float(min_time), int(seed))
     with open(result, "w") as f:
         json.dump(out, f, indent=1)
     return 0
@@ -501,11 +508,39 @@ def run_worker(
 
 
 def run_latency(
-    paths: dict[str, str], feeds: str, runs: int, min_time: float, result: str, timeout: float
+    paths: dict[str, str],
+    feeds: str,
+    runs: int,
+    min_time: float,
+    result: str,
+    timeout: float,
+    processes: int = 5,
 ) -> dict[str, Any]:
-    """Interleaved latency of several model files in one fresh interpreter (see ``latency``)."""
+    """Latency of several model files, measured in ``processes`` fresh interpreters one after
+    another (``runs / processes`` interleaved rounds each, see ``latency``), samples pooled.
+
+    Where a session's weights land in memory stays fixed for its life and can change its run
+    time by several percent (big models are memory-bound): two copies of the same BERT graph
+    measured 260 and 300 ms in one process. Fresh processes give every model several draws.
+    """
     pairs = [f"{k}={v}" for k, v in paths.items()]
-    return _spawn(["latency", result, feeds, str(runs), str(min_time), *pairs], result, timeout)
+    per = max(1, -(-runs // processes))
+    pooled: dict[str, list[float]] = {k: [] for k in paths}
+    for seed in range(processes):
+        args = ["latency", result, feeds, str(per), str(min_time / processes), str(seed)]
+        r = _spawn([*args, *pairs], result, timeout)
+        if "error" in r:
+            return r
+        for k in paths:
+            if k in r:
+                pooled[k] += r[k]["samples"]
+    out: dict[str, Any] = {}
+    for k, xs in pooled.items():
+        if xs:
+            st = _stats(xs)
+            del st["samples"]
+            out[k] = {**st, "processes": processes}
+    return out
 
 
 def _spawn(args: list[str], result: str, timeout: float) -> dict[str, Any]:

@@ -13,7 +13,9 @@ Per model and tool, each in its own subprocess (``--timeout``, 600 s by default)
 (ModelProto to ModelProto), ``onnx.checker`` (``full_check``) and the largest error against the
 original. Then onnxruntime latency of all of a model's results in one more subprocess, with
 ORT's graph optimizations off on one thread, the results taking turns (one run each per round,
-so drifting machine load hits all alike): median and p99 of >= ``--runs`` runs each.
+so drifting machine load hits all alike), in 5 fresh processes one after another (where a
+session's weights land in memory can move a memory-bound model's time by several percent):
+median and p99 of >= ``--runs`` runs each, pooled.
 
 A tool that crashes, times out, fails the checker or changes the numbers gets that status and
 is no "best peer". Target (issue 3): no valid peer has both fewer nodes and fewer constant
@@ -161,7 +163,8 @@ def markdown(results: dict[str, dict], a: argparse.Namespace) -> str:
         "# neffkit vs peer ONNX optimizers",
         "",
         f"`python bench/peers.py{' --quick' if a.quick else ''}` — latency: onnxruntime with "
-        f"its graph optimizations off, 1 thread, median / p99 of >= {a.runs} runs. Ratios are "
+        f"its graph optimizations off, 1 thread, median / p99 of >= {a.runs} runs pooled from "
+        "5 fresh processes (the models take turns in each). Ratios are "
         "neffkit / best valid peer (lower is better). A peer is valid when it finished, passed "
         "`onnx.checker` (full_check) and kept the numbers: per output, max rel error <= 1e-4 "
         "where the reference is not near zero (|ref| >= 1e-2 x max|ref| of that output), or "
