@@ -520,8 +520,9 @@ def run_latency(
     another (``runs / processes`` interleaved rounds each, see ``latency``), samples pooled.
 
     Where a session's weights land in memory stays fixed for its life and can change its run
-    time by several percent (big models are memory-bound): two copies of the same BERT graph
-    measured 260 and 300 ms in one process. Fresh processes give every model several draws.
+    time by several percent (big models are memory-bound: in one process, BERT-base results
+    with the same MatMuls measured from 261 to 301 ms). Fresh processes give every model
+    several draws.
     """
     pairs = [f"{k}={v}" for k, v in paths.items()]
     per = max(1, -(-runs // processes))
