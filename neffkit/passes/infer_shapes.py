@@ -32,7 +32,7 @@ from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Dim, TensorType, ValueType, type_from_proto
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
-from neffkit.passes.shape_rules import Static, infer_node
+from neffkit.passes.shape_rules import Facts, Static, infer_node
 
 log = logging.getLogger("neffkit.passes")
 
@@ -55,7 +55,7 @@ class InferShapes(Pass):
         if not _has_incomplete(graph):
             return PassResult(False, {})  # every type is already static: nothing to add
         with paused_gc():
-            native, remaining = _apply_rules(graph)
+            native, remaining = _apply_rules(graph, ctx.keep_overridable_inputs)
         stats = {"values_typed_by_rules": native} if native else {}
         if not remaining:
             return PassResult(native > 0, stats)
@@ -87,7 +87,7 @@ class InferShapes(Pass):
         return PassResult(refined + native > 0, stats)
 
 
-def _apply_rules(root: Graph) -> tuple[int, bool]:
+def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[int, bool]:
     """Types node outputs with ``shape_rules`` where every input type is static.
 
     Returns (values typed, whether some value is still incomplete and needs onnx's inference).
@@ -97,6 +97,11 @@ def _apply_rules(root: Graph) -> tuple[int, bool]:
     typed = 0
     remaining = False
     interned: dict[Static, TensorType] = {}
+    # IR v3 inputs with a default value are typed by their declaration, not by the default;
+    # their values are constants only when the caller does not keep them overridable (the
+    # same policy as fold and simplify)
+    inputs_with_default = {v for g in root.all_graphs() for v in g.inputs if v.const is not None}
+    facts = Facts(opset, inputs_with_default if keep_overridable_inputs else frozenset())
     for g in root.all_graphs():
         if g is not root and not all(_complete(v.type) for v in g.inputs):
             remaining = True
@@ -114,15 +119,16 @@ def _apply_rules(root: Graph) -> tuple[int, bool]:
             for v in node._inputs:
                 if v is None:
                     ins.append(None)
-                elif v.const is not None:
+                    continue
+                t = v.type
+                if t.__class__ is TensorType and t.dtype and t.is_static:
+                    ins.append((t.dtype, t.shape))  # type: ignore[arg-type]
+                elif v.const is not None and v not in inputs_with_default:
                     ins.append((v.const.dtype, v.const.shape))
                 else:
-                    t = v.type
-                    if t.__class__ is not TensorType or not t.dtype or not t.is_static:
-                        break
-                    ins.append((t.dtype, t.shape))  # type: ignore[arg-type]
+                    break  # unknown, or an input a caller may feed with another shape
             else:
-                result = infer_node(node, ins, opset) if opset else None
+                result = infer_node(node, ins, facts) if opset else None
                 if result is not None:
                     for v, st in zip(outs, result):
                         if _complete(v.type):

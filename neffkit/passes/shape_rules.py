@@ -5,11 +5,14 @@ costs about 15 us a node; these rules cost a fraction of that. They only handle 
 where every input the rule reads has a known dtype and a static shape, and they follow the
 ONNX spec of the op (per opset where it changed). Anything else - a symbolic dim, an op or
 opset not listed, an input that is not a constant where one is needed, inputs the op would
-reject - gives ``None`` and the value is left for onnx's inference, so a rule never has to
-guess. ``tests/passes/test_shape_rules.py`` checks them against onnx's inference.
+reject, and the few places where onnxruntime departs from the spec (a negative-step Slice to
+a huge end, SAME padding with dilations) - gives ``None`` and the value is left for onnx's
+inference, so a rule never has to guess. ``tests/passes/test_shape_rules.py`` checks them
+against the onnx node tests' recorded outputs and onnx's inference.
 
 A rule takes the node, the input types as ``(dtype, shape)`` tuples (``None`` for an omitted
-input) and the default-domain opset, and returns one ``(dtype, shape)`` per output.
+input) and ``Facts`` (the default-domain opset, constant operands), and returns one
+``(dtype, shape)`` per output.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from neffkit.ir.tensor import Tensor
 
 Static = tuple[int, tuple[int, ...]]
 InTypes = Sequence[Static | None]
-Rule = Callable[[Node, InTypes, int], list[Static] | None]
+Rule = Callable[[Node, InTypes, "Facts"], list[Static] | None]
 
 RULES: dict[str, Rule] = {}
 
@@ -32,12 +35,39 @@ _BOOL = TensorProto.BOOL
 _INT64 = TensorProto.INT64
 
 
-def infer_node(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+class Facts:
+    """What a rule reads besides the input types: the opset, and constant operands.
+
+    ``overridable``: initializers that are also graph inputs a caller may feed with other
+    values (IR v3 models, when the caller keeps them overridable): never read as constants.
+    """
+
+    __slots__ = ("opset", "overridable")
+
+    def __init__(self, opset: int, overridable: frozenset[Value] | set[Value] = frozenset()):
+        self.opset = opset
+        self.overridable = overridable
+
+    def ints(self, v: Value | None) -> list[int] | None:
+        """The values of an integer constant operand (see ``const_ints``)."""
+        return None if v in self.overridable else const_ints(v)
+
+    def axis(self, a: int, rank: int) -> int | None:
+        """A normalized axis; None when out of range or negative before opset 11."""
+        return None if a < 0 and self.opset < 11 else _axis(a, rank)
+
+    def axes(self, axes: list[int], rank: int) -> list[int] | None:
+        """Normalized distinct axes; None when one is out of range, repeated, or negative
+        before opset 11."""
+        return None if self.opset < 11 and any(a < 0 for a in axes) else _axes(axes, rank)
+
+
+def infer_node(node: Node, ins: InTypes, facts: Facts) -> list[Static] | None:
     """The static output types of ``node``, or None when no rule applies or knows them."""
     rule = RULES.get(node.op_type)
     if rule is None or node.domain != "":
         return None
-    out = rule(node, ins, opset)
+    out = rule(node, ins, facts)
     if out is None or len(out) != len(node.outputs):
         return None
     return out
@@ -139,29 +169,29 @@ _SAME_TYPE = (
 
 
 @_rule(*_SAME_TYPE)
-def _same(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _same(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = Relu(x: float[2,3])  ->  y: float[2,3]
     return [ins[0]] if ins and ins[0] is not None else None
 
 
 @_rule("IsNaN", "IsInf")
-def _predicate(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _predicate(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     return [(_BOOL, ins[0][1])] if ins and ins[0] is not None else None
 
 
 @_rule("Dropout")
-def _dropout(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _dropout(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # y, mask = Dropout(x: float[4])  ->  y: float[4], mask: bool[4] (opset >= 10)
     if not ins or ins[0] is None:
         return None
     x = ins[0]
     if len(node.outputs) == 1:
         return [x]
-    return [x, (_BOOL, x[1])] if opset >= 10 else None
+    return [x, (_BOOL, x[1])] if cx.opset >= 10 else None
 
 
 @_rule("BatchNormalization", "LayerNormalization")
-def _normalization(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _normalization(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # only the inference form with one output (the statistics outputs vary by opset)
     if len(node.outputs) != 1 or not ins or ins[0] is None:
         return None
@@ -174,11 +204,11 @@ _COMPARE = "Equal Greater Less GreaterOrEqual LessOrEqual"
 
 
 @_rule(*_BINARY_SAME.split(), *_VARIADIC.split(), *_COMPARE.split())
-def _broadcasting(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _broadcasting(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: z = Add(x: float[2,1], y: float[3]) -> z: float[2,3]
     # opset < 7: a legacy "broadcast" attribute with its own semantics; Max/Min/Sum/Mean
     # broadcast from opset 8. Both left to onnx.
-    if opset < (8 if node.op_type in _VARIADIC else 7) or not ins or any(t is None for t in ins):
+    if cx.opset < (8 if node.op_type in _VARIADIC else 7) or not ins or any(t is None for t in ins):
         return None
     shape = broadcast(*(t[1] for t in ins))  # type: ignore[index]
     if shape is None:
@@ -188,7 +218,7 @@ def _broadcasting(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Where")
-def _where(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _where(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) != 3 or any(t is None for t in ins):
         return None
     shape = broadcast(*(t[1] for t in ins))  # type: ignore[index]
@@ -196,15 +226,15 @@ def _where(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Cast")
-def _cast(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _cast(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     to = node.attr("to")
-    if opset < 6 or not isinstance(to, int) or not ins or ins[0] is None:
+    if cx.opset < 6 or not isinstance(to, int) or not ins or ins[0] is None:
         return None  # opset 1 wrote 'to' as a string
     return [(to, ins[0][1])]
 
 
 @_rule("CastLike")
-def _cast_like(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _cast_like(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) != 2 or ins[0] is None or ins[1] is None:
         return None
     return [(ins[1][0], ins[0][1])]
@@ -214,7 +244,7 @@ def _cast_like(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Constant")
-def _constant(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _constant(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(node.attributes) != 1:
         return None
     (a,) = node.attributes.values()
@@ -234,8 +264,8 @@ def _constant(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("ConstantOfShape")
-def _constant_of_shape(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
-    dims = const_ints(node.inputs[0]) if node.inputs else None
+def _constant_of_shape(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
+    dims = cx.ints(node.inputs[0]) if node.inputs else None
     if dims is None or any(d < 0 for d in dims):
         return None
     value = node.attr("value")
@@ -244,12 +274,12 @@ def _constant_of_shape(node: Node, ins: InTypes, opset: int) -> list[Static] | N
 
 
 @_rule("Shape")
-def _shape(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _shape(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     rank = len(ins[0][1])
     start, end = node.attr("start", 0), node.attr("end", rank)
-    if opset < 15 and (node.attributes.get("start") or node.attributes.get("end")):
+    if cx.opset < 15 and (node.attributes.get("start") or node.attributes.get("end")):
         return None
     start = min(max(start + rank if start < 0 else start, 0), rank)
     end = min(max(end + rank if end < 0 else end, 0), rank)
@@ -257,7 +287,7 @@ def _shape(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Size")
-def _size(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _size(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     return [(_INT64, ())] if ins and ins[0] is not None else None
 
 
@@ -265,7 +295,7 @@ def _size(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("MatMul")
-def _matmul(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _matmul(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = MatMul(a: float[5,2,3], b: float[3,4]) -> y: float[5,2,4]
     if len(ins) != 2 or ins[0] is None or ins[1] is None:
         return None
@@ -284,7 +314,7 @@ def _matmul(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Gemm")
-def _gemm(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _gemm(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) < 2 or ins[0] is None or ins[1] is None:
         return None
     a, b = ins[0][1], ins[1][1]
@@ -301,7 +331,7 @@ def _gemm(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Transpose")
-def _transpose(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _transpose(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
@@ -313,15 +343,15 @@ def _transpose(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Reshape")
-def _reshape(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _reshape(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = Reshape(x: float[2,3,4], [0,-1]) -> y: float[2,12]
-    if opset < 5 or len(ins) != 2 or ins[0] is None:
+    if cx.opset < 5 or len(ins) != 2 or ins[0] is None:
         return None
-    target = const_ints(node.inputs[1])
+    target = cx.ints(node.inputs[1])
     if target is None:
         return None
     x = ins[0][1]
-    allowzero = opset >= 14 and bool(node.attr("allowzero", 0))
+    allowzero = cx.opset >= 14 and bool(node.attr("allowzero", 0))
     out = []
     for i, d in enumerate(target):
         if d == 0 and not allowzero:
@@ -345,60 +375,62 @@ def _reshape(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Flatten")
-def _flatten(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _flatten(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
     axis = node.attr("axis", 1)
     if axis < 0:
+        if cx.opset < 11:
+            return None  # negative axes came with opset 11
         axis += len(x)
     if not 0 <= axis <= len(x):
         return None
     return [(ins[0][0], (_prod(x[:axis]), _prod(x[axis:])))]
 
 
-def _axes_of(node: Node, opset: int, since: int) -> tuple[bool, list[int] | None]:
+def _axes_of(node: Node, cx: Facts, since: int) -> tuple[bool, list[int] | None]:
     """(known, axes) of Squeeze/Unsqueeze/Reduce*: an attribute before ``since``, then input 1.
 
     ``known`` is False when the axes are given but not as a constant.
     """
-    if opset < since:
+    if cx.opset < since:
         axes = node.attr("axes")
         return True, None if axes is None else list(axes)
     if len(node.inputs) < 2 or node.inputs[1] is None:
         return True, None
-    axes = const_ints(node.inputs[1])
+    axes = cx.ints(node.inputs[1])
     return axes is not None, axes
 
 
 @_rule("Squeeze")
-def _squeeze(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _squeeze(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
-    known, axes = _axes_of(node, opset, 13)
+    known, axes = _axes_of(node, cx, 13)
     if not known:
         return None
     if axes is None:
         return [(ins[0][0], tuple(d for d in x if d != 1))]
     if not axes:
         return None  # an empty axes list: opsets read it differently
-    norm = _axes(axes, len(x))
+    norm = cx.axes(axes, len(x))
     if norm is None or any(x[a] != 1 for a in norm):
         return None
     return [(ins[0][0], tuple(d for i, d in enumerate(x) if i not in norm))]
 
 
 @_rule("Unsqueeze")
-def _unsqueeze(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _unsqueeze(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
-    known, axes = _axes_of(node, opset, 13)
+    known, axes = _axes_of(node, cx, 13)
     if not known or not axes:
         return None
     rank = len(x) + len(axes)
-    norm = _axes(axes, rank)
+    norm = cx.axes(axes, rank)
     if norm is None:
         return None
     it = iter(x)
@@ -406,7 +438,7 @@ def _unsqueeze(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Concat")
-def _concat(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _concat(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or any(t is None for t in ins):
         return None
     shapes = [t[1] for t in ins]  # type: ignore[index]
@@ -414,7 +446,7 @@ def _concat(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
     axis = node.attr("axis")
     if axis is None or rank == 0 or any(len(s) != rank for s in shapes):
         return None
-    axis = _axis(axis, rank)
+    axis = cx.axis(axis, rank)
     if axis is None:
         return None
     for s in shapes[1:]:
@@ -426,21 +458,21 @@ def _concat(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Gather")
-def _gather(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _gather(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) != 2 or ins[0] is None or ins[1] is None:
         return None
     data, idx = ins[0][1], ins[1][1]
-    axis = _axis(node.attr("axis", 0), len(data))
+    axis = cx.axis(node.attr("axis", 0), len(data))
     if axis is None:
         return None
     return [(ins[0][0], data[:axis] + idx + data[axis + 1 :])]
 
 
 @_rule("Expand")
-def _expand(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _expand(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) != 2 or ins[0] is None:
         return None
-    target = const_ints(node.inputs[1])
+    target = cx.ints(node.inputs[1])
     if target is None or any(d < 0 for d in target):
         return None
     shape = broadcast(ins[0][1], tuple(target))
@@ -448,10 +480,10 @@ def _expand(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Tile")
-def _tile(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
-    if opset < 6 or len(ins) != 2 or ins[0] is None:
+def _tile(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
+    if cx.opset < 6 or len(ins) != 2 or ins[0] is None:
         return None
-    reps = const_ints(node.inputs[1])
+    reps = cx.ints(node.inputs[1])
     x = ins[0][1]
     if reps is None or len(reps) != len(x) or any(r < 0 for r in reps):
         return None
@@ -459,29 +491,31 @@ def _tile(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("Slice")
-def _slice(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _slice(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = Slice(x: float[10,4], [2], [-1], [0]) -> y: float[7,4]
-    if opset < 10 or len(ins) < 3 or ins[0] is None:
+    if cx.opset < 10 or len(ins) < 3 or ins[0] is None:
         return None
     x = ins[0][1]
-    starts, ends = const_ints(node.inputs[1]), const_ints(node.inputs[2])
+    starts, ends = cx.ints(node.inputs[1]), cx.ints(node.inputs[2])
     if starts is None or ends is None or len(starts) != len(ends):
         return None
     axes: list[int] | None = list(range(len(starts)))
     if len(node.inputs) > 3 and node.inputs[3] is not None:
-        axes = const_ints(node.inputs[3])
+        axes = cx.ints(node.inputs[3])
     steps: list[int] | None = [1] * len(starts)
     if len(node.inputs) > 4 and node.inputs[4] is not None:
-        steps = const_ints(node.inputs[4])
+        steps = cx.ints(node.inputs[4])
     if axes is None or steps is None or len(axes) != len(starts) or len(steps) != len(starts):
         return None
-    norm = _axes(axes, len(x))
+    norm = cx.axes(axes, len(x))
     if norm is None:
         return None
     out = list(x)
     for a, start, end, step in zip(norm, starts, ends, steps):
         dim = x[a]
-        if step == 0:
+        if step == 0 or (step < 0 and end >= 2**31 - 1):
+            # a huge end with a negative step: the spec clamps it to dim - 1 (an empty
+            # slice), onnxruntime reads it as "to the beginning"; left to onnx
             return None
         start = start + dim if start < 0 else start
         end = end + dim if end < 0 else end
@@ -511,6 +545,8 @@ def _window(
         return None
     if any(s < 1 for s in strides) or any(d < 1 for d in dil) or any(p < 0 for p in pads):
         return None
+    if auto_pad.startswith("SAME") and any(d > 1 for d in dil):
+        return None  # onnxruntime pads for the undilated window here, unlike the spec
     out = []
     for i, size in enumerate(spatial):
         span = dil[i] * (kernel[i] - 1) + 1
@@ -529,7 +565,7 @@ def _window(
 
 
 @_rule("Conv")
-def _conv(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _conv(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = Conv(x: float[1,3,32,32], w: float[8,3,3,3], pads=1) -> float[1,8,32,32]
     if len(ins) < 2 or ins[0] is None or ins[1] is None:
         return None
@@ -547,14 +583,14 @@ def _conv(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("MaxPool", "AveragePool")
-def _pool(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _pool(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(node.outputs) != 1 or not ins or ins[0] is None or node.attr("ceil_mode", 0):
         return None
     x = ins[0][1]
     kernel = node.attr("kernel_shape")
     if len(x) < 3 or kernel is None or len(kernel) != len(x) - 2:
         return None
-    dilated = opset >= (10 if node.op_type == "MaxPool" else 19)
+    dilated = cx.opset >= (10 if node.op_type == "MaxPool" else 19)
     if not dilated and node.attributes.get("dilations") is not None:
         return None
     spatial = _window(node, x[2:], list(kernel), dilated)
@@ -562,7 +598,7 @@ def _pool(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
-def _global_pool(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _global_pool(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None or len(ins[0][1]) < 2:
         return None
     x = ins[0][1]
@@ -577,22 +613,22 @@ _REDUCE = (
 
 
 @_rule(*_REDUCE)
-def _reduce(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _reduce(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = ReduceMean(x: float[2,3,4], axes=[-1]) -> y: float[2,3,1]
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
     since = _REDUCE_SINCE.get(node.op_type, 18)
-    known, axes = _axes_of(node, opset, since)
+    known, axes = _axes_of(node, cx, since)
     if not known:
         return None
     keep = node.attr("keepdims", 1)
     if not axes:
-        if opset >= since and node.attr("noop_with_empty_axes", 0):
+        if cx.opset >= since and node.attr("noop_with_empty_axes", 0):
             return [ins[0]]
         norm: list[int] | None = list(range(len(x)))
     else:
-        norm = _axes(axes, len(x))
+        norm = cx.axes(axes, len(x))
     if norm is None:
         return None
     if keep:
@@ -603,11 +639,11 @@ def _reduce(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
 
 
 @_rule("ArgMax", "ArgMin")
-def _arg(node: Node, ins: InTypes, opset: int) -> list[Static] | None:
+def _arg(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
     x = ins[0][1]
-    axis = _axis(node.attr("axis", 0), len(x))
+    axis = cx.axis(node.attr("axis", 0), len(x))
     if axis is None:
         return None
     if node.attr("keepdims", 1):

@@ -246,3 +246,56 @@ def test_shape_infer_falls_back_to_onnx_for_what_the_rules_leave() -> None:
     result = InferShapes().run(graph, PassContext())
     assert result.changed and "values_typed_by_rules" not in result.stats
     assert graph.outputs[0].type == TensorType(F, ("N", 3))
+
+
+def test_an_overridable_input_is_typed_by_its_declaration_not_its_default() -> None:
+    """IR v3: an initializer that is also a graph input may be fed with another shape."""
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("w", F, ["N", 3])],
+            [helper.make_tensor_value_info("y", F, None)],
+            [onnx.numpy_helper.from_array(np.ones((2, 3), np.float32), "w")],
+        ),
+        opset_imports=[helper.make_opsetid("", 9)],
+        ir_version=3,
+    )
+    graph = load(model)
+    typed, remaining = _apply_rules(graph)
+    assert typed == 0 and remaining  # left to onnx, which keeps the symbol
+
+
+def test_overridable_shape_operands_are_not_read_when_kept_overridable() -> None:
+    """Reshape's shape is an IR v3 input with a default: a caller may feed another shape."""
+    model = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Reshape", ["x", "s"], ["y"])],
+            "g",
+            [
+                helper.make_tensor_value_info("x", F, [2, 6]),
+                helper.make_tensor_value_info("s", TensorProto.INT64, [2]),
+            ],
+            [helper.make_tensor_value_info("y", F, None)],
+            [onnx.numpy_helper.from_array(np.array([3, 4], np.int64), "s")],
+        ),
+        opset_imports=[helper.make_opsetid("", 9)],
+        ir_version=4,
+    )
+    graph = load(model)
+    assert _apply_rules(graph, keep_overridable_inputs=True) == (0, True)
+    graph = load(model)  # by default such inputs are constants (fold and simplify agree)
+    assert _apply_rules(graph) == (1, False)
+    assert graph.outputs[0].type == TensorType(F, (3, 4))
+
+
+def test_where_onnxruntime_departs_from_the_spec_the_rules_give_up() -> None:
+    big = np.array([2**63 - 1], np.int64)
+    consts = [("s", np.array([3])), ("e", big), ("a", np.array([0])), ("p", np.array([-1]))]
+    assert _one("Slice", [("x", F, [5, 2])], None, consts)[0] is None
+    pool = {"kernel_shape": [2], "dilations": [2], "auto_pad": "SAME_UPPER"}
+    assert _one("MaxPool", [("x", F, [1, 1, 8])], pool, opset=11)[0] is None
+    assert _one("Flatten", [("x", F, [2, 3, 4])], {"axis": -1}, opset=9)[0] is None
+    assert _one("Flatten", [("x", F, [2, 3, 4])], {"axis": -1}, opset=11)[0] == TensorType(
+        F, (6, 4)
+    )
