@@ -111,7 +111,7 @@ def all_graphs_postorder(graph: Graph) -> Iterator[Graph]:
     while stack:
         g = stack.pop()
         order.append(g)
-        for node in g:
+        for node in g._holders:  # the nodes that hold subgraphs: O(graphs), not O(nodes)
             stack.extend(node.subgraphs)
     return reversed(order)
 

@@ -43,8 +43,11 @@ class DeduplicateTensors(Pass):
     constant_nodes: bool = option(True, "turn Constant nodes into initializers (one node less)")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        converted = _constant_nodes_to_initializers(graph) if self.constant_nodes else 0
-        merged, saved = _merge_constants(graph, ctx)
+        leftover: dict[Graph, list[Node]] | None = None
+        converted = 0
+        if self.constant_nodes:
+            converted, leftover = _constant_nodes_to_initializers(graph)
+        merged, saved = _merge_constants(graph, ctx, leftover)
         removed = _remove_copies(graph, ctx) if self.copies else 0
         stats = {}
         if merged:
@@ -77,35 +80,52 @@ def _constant_tensor(node: Node) -> Tensor | None:
     return None
 
 
-def _constant_nodes_to_initializers(graph: Graph) -> int:
-    """``c = Constant<value=T>()`` -> initializer ``c = T``, in the graph that holds it."""
+def _constant_nodes_to_initializers(graph: Graph) -> tuple[int, dict[Graph, list[Node]]]:
+    """``c = Constant<value=T>()`` -> initializer ``c = T``, in the graph that holds it.
+
+    Returns the count and, per graph, the Constant nodes left as they are (so the merge step
+    need not walk every node again).
+    """
     converted = 0
+    leftover: dict[Graph, list[Node]] = {}
     for g in list(graph.all_graphs()):
+        kept = leftover[g] = []
         for node in g:
             if node.op_type != "Constant" or node.domain or len(node.outputs) != 1:
                 continue
             out = node.outputs[0]
             if out.is_graph_output:
+                kept.append(node)
                 continue  # keep graph outputs produced by nodes (subgraph outputs need it)
             t = _constant_tensor(node)
             if t is None:
+                kept.append(node)
                 continue
             init = g.add_initializer(Value(out.name or "const", out.type, const=t))
             out.replace_all_uses_with(init)
             g.remove(node)
             converted += 1
-    return converted
+    return converted, leftover
 
 
-def _constant_sources(graph: Graph, ctx: PassContext) -> list[tuple[Value, Tensor, Graph]]:
-    """Every constant value: (value, tensor, graph that defines it), outer graphs first."""
+def _constant_sources(
+    graph: Graph, ctx: PassContext, constant_nodes: dict[Graph, list[Node]] | None = None
+) -> list[tuple[Value, Tensor, Graph]]:
+    """Every constant value: (value, tensor, graph that defines it), outer graphs first.
+
+    ``constant_nodes``: the Constant nodes of each graph when already known (else every node
+    is looked at).
+    """
     out = []
     for g in graph.all_graphs():
         overridable = set(g.inputs) if (ctx.keep_overridable_inputs or g is not graph) else set()
         for v in g.initializers.values():
             if v.const is not None and v not in overridable:
                 out.append((v, v.const, g))
-        for node in g:
+        nodes = g if constant_nodes is None or g not in constant_nodes else constant_nodes[g]
+        for node in nodes:
+            if node.graph is not g:
+                continue  # removed since it was listed
             if node.op_type == "Constant" and node.domain == "" and "value" in node.attributes:
                 if node.outputs[0].is_graph_output:
                     continue  # a Constant that is a graph output keeps its node (see above)
@@ -115,9 +135,11 @@ def _constant_sources(graph: Graph, ctx: PassContext) -> list[tuple[Value, Tenso
     return out
 
 
-def _merge_constants(graph: Graph, ctx: PassContext) -> tuple[int, int]:
+def _merge_constants(
+    graph: Graph, ctx: PassContext, constant_nodes: dict[Graph, list[Node]] | None = None
+) -> tuple[int, int]:
     groups: dict[bytes, list[tuple[Value, Tensor, Graph]]] = {}
-    for item in _constant_sources(graph, ctx):
+    for item in _constant_sources(graph, ctx, constant_nodes):
         t = item[1]
         if t.nbytes == 0 and t.size != 0:
             continue

@@ -73,9 +73,9 @@ class EliminateCommonSubexpressions(Pass):
                     merged += 1
                     continue
                 table[key] = node
-            subs = node.subgraphs
-            for sub in reversed(subs):
-                frames.append((sub, iter(sub), {}))
+            if node in g._holders:  # most nodes hold no subgraph: skip the attribute scan
+                for sub in reversed(node.subgraphs):
+                    frames.append((sub, iter(sub), {}))
         return PassResult(merged > 0, {"nodes_merged": merged} if merged else {})
 
 

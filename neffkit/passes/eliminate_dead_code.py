@@ -99,7 +99,7 @@ def _drop_constants(g: Graph, root: Graph, ctx: PassContext) -> int:
 def _trim_control_outputs(g: Graph) -> int:
     """Drops unused If outputs and unused Loop scan outputs, in the node and its bodies."""
     removed = 0
-    for node in g:
+    for node in list(g._holders):  # If and Loop hold subgraphs: no walk over every node
         if node.domain != "":
             continue
         if node.op_type == "If":
