@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from onnx import AttributeProto
-
 from neffkit.errors import VerificationError
-from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.core import Graph, Value
 from neffkit.ir.tensor import dtype_name
 from neffkit.ir.types import TensorType
 
@@ -86,7 +84,7 @@ def verify(graph: Graph) -> None:
                 break
         frame[1], frame[2], frame[3] = node, prev, count
         if holder is not None:
-            subs = _subgraphs(holder)
+            subs = holder.subgraphs
             for sub in subs:
                 if sub.parent is not holder:
                     raise VerificationError(
@@ -125,8 +123,6 @@ def _enter(g: Graph, frames: list) -> None:
             raise VerificationError(f"{where}: initializer '{key}' has a producer")
         _check_const_type(v, where)
         defined.add(v)
-    if g._head is not None and g._head._prev is not None:
-        raise VerificationError(f"{where}: broken node list links", g._head)
     frames.append([g, g._head, None, 0, defined])
 
 
@@ -138,16 +134,6 @@ def _leave(g: Graph, frames: list) -> None:
         if not v._outputs_of or g not in v._outputs_of:
             raise VerificationError(f"{where}: output {i} '{v.name}' does not know it is an output")
     frames.pop()
-
-
-def _subgraphs(node: Node) -> list[Graph]:
-    out: list[Graph] = []
-    for a in node.attributes.values():
-        if a.type == AttributeProto.GRAPH:
-            out.append(a.value)
-        elif a.type == AttributeProto.GRAPHS:
-            out.extend(a.value)
-    return out
 
 
 def _check_const_type(v: Value, where: str) -> None:

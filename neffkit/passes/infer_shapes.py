@@ -52,8 +52,8 @@ class InferShapes(Pass):
     data_prop: bool = option(True, "propagate shape values through Shape/Gather/Concat ...")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        if not _has_incomplete(graph):
-            return PassResult(False, {})  # every type is already static: nothing to add
+        # the rules' walk also tells whether anything is still incomplete: when nothing is
+        # (every type static from the start, or typed by the rules), onnx is not called
         with paused_gc():
             native, remaining = _apply_rules(graph, ctx.keep_overridable_inputs)
         stats = {"values_typed_by_rules": native} if native else {}
@@ -109,8 +109,7 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
         while node is not None:
             outs = node.outputs
             for v in outs:
-                t = v.type
-                if t.__class__ is not TensorType or not t.dtype or not t.is_static:
+                if not _complete(v.type):
                     break
             else:
                 node = node._next
@@ -121,8 +120,8 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
                     ins.append(None)
                     continue
                 t = v.type
-                if t.__class__ is TensorType and t.dtype and t.is_static:
-                    ins.append((t.dtype, t.shape))  # type: ignore[arg-type]
+                if _complete(t):
+                    ins.append((t.dtype, t.shape))  # type: ignore[union-attr]
                 elif v.const is not None and v not in inputs_with_default:
                     ins.append((v.const.dtype, v.const.shape))
                 else:
@@ -166,21 +165,7 @@ def _reference_only(t: Tensor, tp: TensorProto) -> None:
 
 def _complete(t: ValueType | None) -> bool:
     """True when nothing can be added to ``t`` (a dtype and a static shape)."""
-    return isinstance(t, TensorType) and bool(t.dtype) and t.is_static
-
-
-def _has_incomplete(graph: Graph) -> bool:
-    """True when some value (node output, subgraph input, graph output) lacks a static type."""
-    for g in graph.all_graphs():
-        if g is not graph and not all(_complete(v.type) for v in g.inputs):
-            return True
-        if not all(v.const is not None or _complete(v.type) for v in g.outputs):
-            return True
-        for node in g:
-            for v in node.outputs:
-                if not _complete(v.type) and (v.name or v._uses or v._outputs_of):
-                    return True
-    return False
+    return t.__class__ is TensorType and bool(t.dtype) and t.is_static  # type: ignore[union-attr]
 
 
 def _inferred_types(
