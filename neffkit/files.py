@@ -117,8 +117,18 @@ def _data_names_in(folder: str, base: str) -> list[str]:
     return [n for n in names if n == base + ".data" or pattern.fullmatch(n)]
 
 
-def _claims(w: Write, path: str) -> bool:
-    return same_file(w.path, path) or (w.model and is_data_file_of(w.path, path))
+def _collision(w: Write, path: str, role: str) -> str | None:
+    """The message when ``w`` would overwrite ``path`` (whose role is ``role``), else None."""
+    if same_file(w.path, path):
+        if w.path == path:
+            return f"{path}: is {role} and {w.role}; refusing to overwrite it"
+        return f"{w.path} ({w.role}) is {path} ({role}); refusing to overwrite it"
+    if w.model and is_data_file_of(w.path, path):
+        return (
+            f"{path} ({role}) is a name the external data of {w.path} ({w.role}) may use; "
+            "refusing to overwrite it"
+        )
+    return None
 
 
 def check_writes(
@@ -127,7 +137,7 @@ def check_writes(
     """Refuses a run whose outputs would overwrite what it reads, or each other.
 
     Args:
-        writes: every path the run will write (``None`` paths are skipped by the caller).
+        writes: every path the run will write.
         reads: path -> role of every file the run reads; ``None`` or empty paths are ignored.
         folders_exist: also refuse an output whose folder does not exist (the caller does not
             create it).
@@ -142,18 +152,14 @@ def check_writes(
         if folders_exist and not os.path.isdir(folder):
             raise FileCollisionError(f"{w.path}: the folder {folder} does not exist")
         for src, role in reads.items():
-            if src and _claims(w, os.fspath(src)):
-                raise FileCollisionError(_collision(w, os.fspath(src), role))
+            message = _collision(w, os.fspath(src), role) if src else None
+            if message:
+                raise FileCollisionError(message)
     for i, w in enumerate(writes):
         for other in writes[i + 1 :]:
-            if _claims(w, other.path) or _claims(other, w.path):
-                raise FileCollisionError(_collision(other, w.path, w.role))
-
-
-def _collision(w: Write, src: str, role: str) -> str:
-    if w.path == src:
-        return f"{w.path}: is {role} and {w.role}; refusing to overwrite it"
-    return f"{w.path} ({w.role}) would overwrite {src} ({role}); refusing to overwrite it"
+            message = _collision(w, other.path, other.role) or _collision(other, w.path, w.role)
+            if message:
+                raise FileCollisionError(message)
 
 
 # -- signals ----------------------------------------------------------------------------------
@@ -309,8 +315,9 @@ class TempFiles:
 
     def new(self) -> tuple[int, str]:
         """A new temporary file (descriptor, path) that this object will remove."""
-        fd, path = new_temp(self.folder)
-        self.paths.append(path)
+        with _deferred_signals():  # a signal between creating and tracking it would leak it
+            fd, path = new_temp(self.folder)
+            self.paths.append(path)
         return fd, path
 
     def rename(self, tmp: str, dest: str) -> None:
@@ -324,10 +331,11 @@ class TempFiles:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            for path in self.paths:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            self.paths.clear()
+            with _deferred_signals():
+                for path in self.paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                self.paths.clear()
         finally:
             self._signals.__exit__(None, None, None)
 
