@@ -212,17 +212,17 @@ def interruptible() -> Iterator[None]:
 def _deferred_signals() -> Iterator[None]:
     """Holds SIGINT / SIGTERM (from :func:`interruptible`) back until the block is done."""
     global _critical, _pending
-    with _lock:
-        _critical += 1
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run in the main thread only
+        return
+    _critical += 1
     try:
         yield
     finally:
-        with _lock:
-            _critical -= 1
-            signum = _pending if not _critical else None
-            if signum is not None:
-                _pending = None
+        _critical -= 1
+        signum = _pending if not _critical else None
         if signum is not None:
+            _pending = None
             _raise_for(signum)
 
 
@@ -290,8 +290,8 @@ def new_temp(folder: PathLike) -> tuple[int, str]:
     """
     folder = os.fspath(folder)
     remove_stale_temps(folder)
-    fd, path = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=TEMP_SUFFIX,
-                                dir=folder)  # fmt: skip
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-"
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
     try:
         os.fchmod(fd, file_mode())
     except BaseException:
@@ -315,9 +315,15 @@ class TempFiles:
 
     def new(self) -> tuple[int, str]:
         """A new temporary file (descriptor, path) that this object will remove."""
-        with _deferred_signals():  # a signal between creating and tracking it would leak it
-            fd, path = new_temp(self.folder)
-            self.paths.append(path)
+        fd = -1
+        try:
+            with _deferred_signals():  # a signal between creating and tracking it would leak it
+                fd, path = new_temp(self.folder)
+                self.paths.append(path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
         return fd, path
 
     def rename(self, tmp: str, dest: str) -> None:
@@ -366,6 +372,7 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
         fd, tmp = temps.new()
         os.close(fd)
         write(tmp)
+        os.chmod(tmp, file_mode())  # in case ``write`` made the file anew
         _fsync_path(tmp)
         with _deferred_signals():
             temps.rename(tmp, path)
