@@ -59,8 +59,9 @@ example:
 _CONVERT_EPILOG = """\
 The module is scripted when TorchScript can compile it; otherwise it is traced with the
 example inputs (random ones from --seed, or --inputs), and control flow then follows them.
-The file is written atomically; the input model is never overwritten. With --verify (the
-default) the written file is loaded back with torch.jit.load and compared with onnxruntime.
+The file is written atomically; it may not be the input model, its external data or the
+--inputs file (exit status 2). With --verify (the default) the written file is loaded back
+with torch.jit.load and compared with onnxruntime.
 
 example:
   neffkit convert model.onnx -o model.pt
@@ -83,7 +84,8 @@ example:
 
 _RUN_EPILOG = """\
 Prints each output's name, dtype, shape and first values; -o saves them all to an .npz file
-(one array per output, named after it; read it with numpy.load).
+(one array per output, named after it; read it with numpy.load), written atomically and never
+over the model, its external data or the --inputs file.
 
 example:
   neffkit run model.onnx                               # random inputs, seed 0, torch backend
