@@ -22,6 +22,7 @@ def session(
     *,
     optimize: bool = False,
     threads: int = 1,
+    prepack: bool = True,
 ) -> Any:
     """Creates an ``InferenceSession``.
 
@@ -34,6 +35,8 @@ def session(
         optimize: let onnxruntime apply its own graph optimizations; off by default so the
             reference runs the graph as written.
         threads: intra-op threads (1 gives repeatable timings).
+        prepack: let kernels keep a repacked copy of constant weights (MatMul, Conv); off, the
+            weights stay in the memory-mapped data file only (a big model's are held once).
     """
     import onnxruntime as ort
 
@@ -42,12 +45,14 @@ def session(
 
         if _wants_external(model):
             with model_on_disk(model) as path:
-                return session(path, optimize=optimize, threads=threads)
+                return session(path, optimize=optimize, threads=threads, prepack=False)
         model = to_onnx(model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not prepack:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = model if isinstance(model, str) else model.SerializeToString()
