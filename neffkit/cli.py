@@ -238,7 +238,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "inputs (control flow follows those inputs)"
         )
     _atomic_write(out, lambda tmp: torch.jit.save(module, tmp))
-    del module  # the check below loads the file back: do not hold the weights twice
+    module = None  # the check below loads the file back: do not hold the weights twice
     print(f"wrote {out} ({format_bytes(os.path.getsize(out))})")
     if not args.verify:
         return EXIT_OK
