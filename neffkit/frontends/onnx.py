@@ -49,7 +49,9 @@ def load(model: PathLike | ModelProto | bytes) -> Graph:
     try:
         with paused_gc():
             graph = _Loader(base_dir, source).model(proto)
-    except FrontendError:
+    except FrontendError as e:
+        if base_dir is not None and not str(e).startswith(source):
+            raise FrontendError(f"{source}: {e}") from e  # name the file
         raise
     except (ValueError, KeyError, TypeError) as e:
         raise FrontendError(f"{source}: malformed model: {e}") from e
