@@ -105,6 +105,12 @@ def _open_inside(base: str, path: str, name: str) -> int:
             f"file checked when the model was loaded (inside {base}); refusing to read it"
         )
     parts = os.path.relpath(real, base).split(os.sep)
+    if os.open not in os.supports_dir_fd:  # no openat (Windows): the realpath check above
+        fd = os.open(real, os.O_RDONLY | _BINARY)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FrontendError(f"{where}: external data {path} is not a regular file")
+        return fd
     try:
         fd = os.open(base, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     except OSError as e:
