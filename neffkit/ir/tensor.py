@@ -112,7 +112,7 @@ class Tensor:
         if t.shape and min(t.shape) < 0:
             raise FrontendError(f"tensor '{proto.name}' has a negative dimension {list(t.shape)}")
         if proto.data_location == TensorProto.EXTERNAL:
-            nbytes = None if t.dtype == TensorProto.STRING else t.nbytes
+            nbytes = t.nbytes if t._plain() else None  # packed types: range checked only
             t._external = resolve_external(proto, base_dir, nbytes)
         return t
 

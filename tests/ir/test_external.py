@@ -94,6 +94,24 @@ def test_a_file_swapped_for_a_link_after_load_is_not_read(tmp_path) -> None:
     assert not (tmp_path / "out" / "m.onnx").exists()
 
 
+def test_a_swap_after_load_reaches_no_output_of_run_or_optimize(tmp_path) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    g = neffkit.load(_model(inner, twin=True))
+    marker = b"SECRET-MARKER-"
+    (tmp_path / "secret.bin").write_bytes(marker * (N * 8 // 14 + 1))
+    os.unlink(inner / "w.bin")
+    os.symlink(tmp_path / "secret.bin", inner / "w.bin")
+    x = np.zeros(N, np.float32)
+    for backend in ("torch", "onnxruntime"):
+        with pytest.raises(FrontendError, match="tensor 'w'") as e:
+            neffkit.run(g, [x], backend=backend)
+        assert marker.decode() not in str(e.value)
+    with pytest.raises(neffkit.NeffkitError, match="dedup.*tensor 'w'.*refusing to read it"):
+        neffkit.optimize(g, copy=False)
+    assert sorted(os.listdir(inner)) == ["m.onnx", "w.bin"]
+
+
 def test_a_folder_on_the_path_swapped_for_a_link_after_load_is_not_read(tmp_path) -> None:
     inner = tmp_path / "inner"
     (inner / "sub").mkdir(parents=True)
