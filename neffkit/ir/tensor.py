@@ -9,6 +9,7 @@ collision; callers that merge tensors confirm with :meth:`Tensor.equals`.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,7 +179,10 @@ class Tensor:
         item = _ITEMSIZE.get(self.dtype)
         if item is None:
             item = _itemsize(self.dtype)
-        return item > 0 and np_dtype(self.dtype).itemsize == item
+        try:
+            return item > 0 and np_dtype(self.dtype).itemsize == item
+        except Exception:  # noqa: BLE001 - a dtype numpy has no form for
+            return False
 
     def _read_external(self) -> np.ndarray:
         """A new array read from the external file (checked again at this moment)."""
@@ -211,7 +215,7 @@ class Tensor:
                 ) from e
         return np.array(self.numpy(), copy=True)
 
-    def byte_chunks(self) -> Iterator[bytes]:
+    def byte_chunks(self) -> Iterator[bytes | memoryview]:
         """The raw little-endian bytes, streamed from the file for unread external data."""
         if self._array is None and self._external is not None and self._plain():
             yield from self._external.chunks()
@@ -220,7 +224,11 @@ class Tensor:
         if self._array is None and p is not None and self._external is None and p.raw_data:
             yield p.raw_data
             return
-        yield numpy_helper.from_array(self.numpy()).raw_data
+        arr = self.numpy()
+        if self._plain() and sys.byteorder == "little":
+            yield memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # no copy
+            return
+        yield numpy_helper.from_array(arr).raw_data
 
     def to_proto(self) -> TensorProto:
         """The TensorProto form; reuses the original proto when the tensor came from one."""
