@@ -229,3 +229,22 @@ def test_two_dimensional_sparse_indices_are_checked_per_axis(tmp_path) -> None:
         else:
             with pytest.raises(FrontendError, match=r"index \[0, 4\] .*out of range"):
                 neffkit.load(tmp_path / "m.onnx")
+
+
+def test_attributes_decoded_without_a_folder_refuse_external_data(folders) -> None:
+    from neffkit.frontends.onnx import decode_attribute
+
+    tmp_path, _ = folders
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # a relative location must not resolve against the current directory
+    try:
+        t = helper.make_attribute("value", _ext("c", TensorProto.FLOAT, [N], "outside.bin"))
+        ts = helper.make_attribute("vs", [_ext("c", TensorProto.FLOAT, [N], "outside.bin")])
+        values = _ext("s", TensorProto.FLOAT, [2], "outside.bin")
+        sp = _sparse(values, _inline_sparse().indices, [N])
+        sa = helper.make_attribute("sparse_value", sp)
+        for ap in (t, ts, sa):
+            with pytest.raises(FrontendError, match="not loaded from a file"):
+                decode_attribute(ap)
+    finally:
+        os.chdir(cwd)
