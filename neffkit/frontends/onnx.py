@@ -235,7 +235,9 @@ class _Loader:
                 elif t == tensor_type:
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
                     if a._value._external is None:
-                        a._proto = ap  # else the exporter writes the bytes inline
+                        a._proto = ap
+                    else:
+                        self.external = True  # the exporter writes the bytes inline
                     attrs[ap.name] = a
                 elif t in _CHECKED_ATTRS:
                     attrs[ap.name] = self._checked_attr(ap)
@@ -302,6 +304,7 @@ class _Loader:
         if t == AttributeProto.TENSORS:
             value = [Tensor.from_proto(x, self.base_dir) for x in ap.tensors]
             external = any(x._external is not None for x in value)
+            self.external |= external
         else:
             protos = [ap.sparse_tensor] if t == AttributeProto.SPARSE_TENSOR else ap.sparse_tensors
             inline = [self.sparse(x) for x in protos]

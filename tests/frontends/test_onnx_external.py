@@ -248,3 +248,26 @@ def test_attributes_decoded_without_a_folder_refuse_external_data(folders) -> No
                 decode_attribute(ap)
     finally:
         os.chdir(cwd)
+
+
+def test_a_constant_with_external_data_runs_on_onnxruntime_from_a_checked_copy(
+    tmp_path, monkeypatch
+) -> None:
+    (tmp_path / "c.bin").write_bytes(np.arange(N, dtype=np.float32).tobytes())
+    onnx.save(_model([_constant("c.bin"), *_add_of("c")]), tmp_path / "m.onnx")
+    g = neffkit.load(tmp_path / "m.onnx")
+    assert g.meta.external_data
+    exported = neffkit.to_onnx(g)
+    (const,) = [n for n in exported.graph.node if n.op_type == "Constant"]
+    assert const.attribute[0].t.data_location != TensorProto.EXTERNAL  # written inline
+    import onnxruntime
+
+    seen = []
+    real = onnxruntime.InferenceSession
+    monkeypatch.setattr(
+        onnxruntime, "InferenceSession", lambda src, *a, **k: seen.append(src) or real(src, *a, **k)
+    )
+    x = np.ones(N, np.float32)
+    (y,) = neffkit.run(tmp_path / "m.onnx", [x], backend="onnxruntime")
+    assert np.array_equal(y, x + np.arange(N, dtype=np.float32))
+    assert seen and str(tmp_path) not in str(seen[0])  # not the user's file, read by ORT itself
