@@ -179,8 +179,11 @@ class Runner:
                 from neffkit.backends import onnxruntime as ort_backend
 
                 src = model if isinstance(model, onnx.ModelProto) else self.graph
-                # A file is handed to onnxruntime as is, so its external data is read in place.
-                self._session = ort_backend.session(path if path is not None else src)
+                # A self-contained file is handed to onnxruntime as is. One with external data
+                # goes through the graph (saved to a temporary folder), so onnxruntime reads
+                # only bytes neffkit read through its checked path, never an outside file.
+                direct = path is not None and not self.graph.meta.external_data
+                self._session = ort_backend.session(path if direct else src)
 
     def __call__(self, inputs: Inputs) -> list[np.ndarray]:
         """Runs the model on one input set and returns its outputs in order."""

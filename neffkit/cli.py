@@ -8,6 +8,7 @@ status 2 and one line on stderr, ``neffkit: error: <message>``; ``--debug`` adds
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -241,6 +242,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "inputs (control flow follows those inputs)"
         )
     _atomic_write(out, lambda tmp: torch.jit.save(module, tmp))
+    module = None  # the check below loads the file back: do not hold the weights twice
+    gc.collect()  # the fx module sits in reference cycles; free its weights now
     print(f"wrote {out} ({format_bytes(os.path.getsize(out))})")
     if not args.verify:
         return EXIT_OK

@@ -392,26 +392,32 @@ def verify(
     """
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
-    cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
+    ref_label = ref_runner.backend
+    output_names = ref_runner.output_names
     sets, used_seed = input_sets(graph, inputs, seed)
+    # One model prepared at a time: the reference's outputs are computed and its session
+    # released before the candidate is lowered, so a big model's weights are not held twice.
+    wanted = [ref_runner(feeds) for feeds in sets]
+    del ref_runner
+    cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
     report = VerificationReport(
         reference=describe_model(reference),
         candidate=cand_label,
-        reference_backend=ref_runner.backend,
+        reference_backend=ref_label,
         backend=cand_backend,
         input_sets=len(sets),
         seed=used_seed,
     )
     worst: list[OutputComparison] = []
     for k, feeds in enumerate(sets):
-        want = ref_runner(feeds)
+        want = wanted[k]
         got = cand_run(_for_candidate(feeds, graph, cand_names))
         if len(got) != len(want):
             msg = f"the candidate has {len(got)} outputs, the reference {len(want)}"
             if msg not in report.problems:
                 report.problems.append(msg)
         for i, w in enumerate(want):
-            name = ref_runner.output_names[i] if i < len(ref_runner.output_names) else str(i)
+            name = output_names[i] if i < len(output_names) else str(i)
             if i < len(got):
                 c = compare(w, got[i], rtol=rtol, atol=atol, name=name, index=i)
             else:

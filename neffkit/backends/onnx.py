@@ -467,6 +467,14 @@ def _external_location(t: TensorProto, out: dict[str, None], folder: str) -> Non
 
 
 def _wants_external(graph: Graph) -> bool:
+    """Whether ``save`` writes external data by default.
+
+    Yes when the source model kept its weights in external data (recorded at load, so that
+    passes that read or replace tensors do not turn a big model into one inline protobuf),
+    when some tensor still lives in a file, or when the weights would not fit a protobuf.
+    """
+    if graph.meta.external_data:
+        return True
     total = 0
     for g in graph.all_graphs():
         for v in g.initializers.values():
@@ -491,24 +499,14 @@ class _DataWriter:
         if pad:
             self.f.write(b"\0" * pad)
             self.offset += pad
-        data = _tensor_bytes(t)
-        self.f.write(data)
+        # Streamed: an external weight goes from its file to the new one in chunks, unread.
+        length = 0
+        for piece in t.byte_chunks():
+            self.f.write(piece)
+            length += len(piece)
         tp.data_location = TensorProto.EXTERNAL
-        for k, val in (("location", self.location), ("offset", self.offset), ("length", len(data))):
+        for k, val in (("location", self.location), ("offset", self.offset), ("length", length)):
             e = tp.external_data.add()
             e.key = k
             e.value = str(val)
-        self.offset += len(data)
-
-
-def _tensor_bytes(t: Tensor) -> bytes:
-    """Little-endian raw bytes of a tensor, read straight from external data when possible."""
-    ext = t._external
-    if t._array is None and ext is not None and ext.length is not None:
-        with open(ext.path, "rb") as f:
-            f.seek(ext.offset)
-            return f.read(ext.length)
-    p = t._proto
-    if t._array is None and p is not None and ext is None and p.raw_data:
-        return p.raw_data
-    return onnx.numpy_helper.from_array(t.numpy()).raw_data
+        self.offset += length

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,25 +22,37 @@ def session(
     *,
     optimize: bool = False,
     threads: int = 1,
+    prepack: bool = True,
 ) -> Any:
     """Creates an ``InferenceSession``.
+
+    A Graph whose weights live in external data (or would not fit one protobuf) is written
+    to a temporary folder with external data and loaded from there, so no 2 GB protobuf is
+    built in memory and onnxruntime reads only files neffkit wrote from checked sources.
 
     Args:
         model: a ModelProto, a Graph (exported first) or a path.
         optimize: let onnxruntime apply its own graph optimizations; off by default so the
             reference runs the graph as written.
         threads: intra-op threads (1 gives repeatable timings).
+        prepack: let kernels keep a repacked copy of constant weights (MatMul, Conv); off, the
+            weights stay in the memory-mapped data file only (a big model's are held once).
     """
     import onnxruntime as ort
 
     if isinstance(model, Graph):
-        from neffkit.backends.onnx import to_onnx
+        from neffkit.backends.onnx import _wants_external, to_onnx
 
+        if _wants_external(model):
+            with model_on_disk(model) as path:
+                return session(path, optimize=optimize, threads=threads, prepack=False)
         model = to_onnx(model)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if not prepack:
+        opts.add_session_config_entry("session.disable_prepacking", "1")
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = model if isinstance(model, str) else model.SerializeToString()
@@ -45,6 +60,20 @@ def session(
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
         raise BackendError(f"onnxruntime could not load the model: {_first_line(e)}") from e
+
+
+@contextmanager
+def model_on_disk(graph: Graph) -> Iterator[str]:
+    """The path of ``graph`` saved with external data in a temporary folder, removed after.
+
+    The folder is made in the system's temporary directory, never beside the user's files.
+    """
+    from neffkit.backends.onnx import save
+
+    with tempfile.TemporaryDirectory(prefix="neffkit-ort-", ignore_cleanup_errors=True) as d:
+        path = os.path.join(d, "model.onnx")
+        save(graph, path, external_data=True)
+        yield path
 
 
 def run(

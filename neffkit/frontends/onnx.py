@@ -12,10 +12,11 @@ from typing import Any
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from neffkit._gc import paused_gc
 from neffkit.errors import FrontendError
+from neffkit.frontends.sparse import sparse_to_dense
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import type_from_proto
@@ -49,7 +50,9 @@ def load(model: PathLike | ModelProto | bytes) -> Graph:
     try:
         with paused_gc():
             graph = _Loader(base_dir, source).model(proto)
-    except FrontendError:
+    except FrontendError as e:
+        if base_dir is not None and not str(e).startswith(source):
+            raise FrontendError(f"{source}: {e}") from e  # name the file
         raise
     except (ValueError, KeyError, TypeError) as e:
         raise FrontendError(f"{source}: malformed model: {e}") from e
@@ -78,6 +81,10 @@ class _OutOfOrder(Exception):
 
 
 _GRAPH_ATTRS = frozenset((AttributeProto.GRAPH, AttributeProto.GRAPHS))
+#: Attribute types that may hold external data: decoded at load, against the model's folder.
+_CHECKED_ATTRS = frozenset(
+    (AttributeProto.TENSORS, AttributeProto.SPARSE_TENSOR, AttributeProto.SPARSE_TENSORS)
+)
 
 
 class _Scope:
@@ -103,6 +110,7 @@ class _Loader:
     def __init__(self, base_dir: str | None, source: str) -> None:
         self.base_dir = base_dir
         self.source = source
+        self.external = False  # some tensor's bytes live in an external file
 
     def model(self, mp: ModelProto) -> Graph:
         opsets = {}
@@ -121,6 +129,7 @@ class _Loader:
         m.doc_string = mp.doc_string
         m.metadata_props = {p.key: p.value for p in mp.metadata_props}
         m.functions = list(mp.functions)
+        m.external_data = self.external
         return g
 
     def graph(self, gp: GraphProto, outer: _Scope | None) -> Graph:
@@ -130,7 +139,10 @@ class _Loader:
         names = scope.names
         types = {vi.name: vi.type for vi in gp.value_info}
         for tp in gp.initializer:
-            v = Value(tp.name, const=Tensor.from_proto(tp, self.base_dir))
+            t = Tensor.from_proto(tp, self.base_dir)
+            if t._external is not None:
+                self.external = True
+            v = Value(tp.name, const=t)
             g.add_initializer(v)
             names[tp.name] = v
         for vi in gp.input:
@@ -142,10 +154,13 @@ class _Loader:
                 v.type = type_from_proto(vi.type)
             g.add_input(v)
         if gp.sparse_initializer:
+            # Values and indices are read through the checked path and kept inline, so the
+            # sparse form written back on export never refers to a file.
+            sparse = [self.sparse(sp) for sp in gp.sparse_initializer]
             if outer is None:
-                g.meta.sparse_initializers = list(gp.sparse_initializer)
-            for sp in gp.sparse_initializer:
-                arr = _sparse_to_dense(sp)
+                g.meta.sparse_initializers = sparse
+            for sp in sparse:
+                arr = sparse_to_dense(sp, self.source)
                 v = Value(sp.values.name, const=Tensor(arr, sp.values.name))
                 g.add_initializer(v)
                 names[sp.values.name] = v
@@ -219,8 +234,13 @@ class _Loader:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
-                    a._proto = ap
+                    if a._value._external is None:
+                        a._proto = ap
+                    else:
+                        self.external = True  # the exporter writes the bytes inline
                     attrs[ap.name] = a
+                elif t in _CHECKED_ATTRS:
+                    attrs[ap.name] = self._checked_attr(ap)
                 else:
                     attrs[ap.name] = lazy(ap)
             domain = np_.domain
@@ -263,6 +283,39 @@ class _Loader:
         for sub in subs:
             sub.parent = node
         return Attr(ap.name, ap.type, subs)
+
+    def sparse(self, sp: onnx.SparseTensorProto) -> onnx.SparseTensorProto:
+        """``sp`` with external values / indices read (through the checked path) inline."""
+        if TensorProto.EXTERNAL not in (sp.values.data_location, sp.indices.data_location):
+            return sp
+        self.external = True
+        out = onnx.SparseTensorProto()
+        out.CopyFrom(sp)
+        for field in (out.values, out.indices):
+            if field.data_location == TensorProto.EXTERNAL:
+                arr = Tensor.from_proto(field, self.base_dir).numpy()
+                field.CopyFrom(onnx.numpy_helper.from_array(arr, field.name))
+        return out
+
+    def _checked_attr(self, ap: AttributeProto) -> Attr:
+        """A TENSORS or sparse attribute, its external data resolved against the folder."""
+        t = ap.type
+        value: Any
+        if t == AttributeProto.TENSORS:
+            value = [Tensor.from_proto(x, self.base_dir) for x in ap.tensors]
+            external = any(x._external is not None for x in value)
+            self.external |= external
+        else:
+            protos = [ap.sparse_tensor] if t == AttributeProto.SPARSE_TENSOR else ap.sparse_tensors
+            inline = [self.sparse(x) for x in protos]
+            for sp in inline:
+                sparse_to_dense(sp, self.source, check_only=True)
+            external = any(x is not y for x, y in zip(inline, protos))
+            value = inline[0] if t == AttributeProto.SPARSE_TENSOR else inline
+        a = Attr(ap.name, t, value)
+        if not external:
+            a._proto = ap  # reused as is on export; else the exporter writes the bytes inline
+        return a
 
     def _undefined(self, np_: NodeProto, name: str, protos: list[NodeProto]) -> None:
         if any(name in p.output for p in protos):
@@ -333,19 +386,6 @@ def _stable_topo(n: int, deps: list[set[int]]) -> list[int]:
     return out
 
 
-def _sparse_to_dense(sp: onnx.SparseTensorProto) -> Any:
-    import numpy as np
-
-    values = onnx.numpy_helper.to_array(sp.values)
-    idx = onnx.numpy_helper.to_array(sp.indices)
-    dims = tuple(sp.dims)
-    dense = np.zeros(int(np.prod(dims)) if dims else 1, dtype=values.dtype)
-    if idx.ndim == 2:
-        idx = np.ravel_multi_index(tuple(idx.T), dims)
-    dense[idx.reshape(-1)] = values.reshape(-1)
-    return dense.reshape(dims)
-
-
 # -- attributes -------------------------------------------------------------------------------
 
 _PLAIN = {
@@ -355,13 +395,24 @@ _PLAIN = {
     AttributeProto.FLOATS: lambda a: list(a.floats),
     AttributeProto.INTS: lambda a: list(a.ints),
     AttributeProto.STRINGS: lambda a: [s.decode("utf-8", "surrogateescape") for s in a.strings],
+    # External data has no folder here (a file's attributes are decoded when it is loaded):
+    # from_proto and _inline_sparse refuse it rather than resolve it against the cwd.
     AttributeProto.TENSOR: lambda a: Tensor.from_proto(a.t),
     AttributeProto.TENSORS: lambda a: [Tensor.from_proto(t) for t in a.tensors],
-    AttributeProto.SPARSE_TENSOR: lambda a: a.sparse_tensor,
-    AttributeProto.SPARSE_TENSORS: lambda a: list(a.sparse_tensors),
+    AttributeProto.SPARSE_TENSOR: lambda a: _inline_sparse(a.sparse_tensor),
+    AttributeProto.SPARSE_TENSORS: lambda a: [_inline_sparse(s) for s in a.sparse_tensors],
     AttributeProto.TYPE_PROTO: lambda a: a.tp,
     AttributeProto.TYPE_PROTOS: lambda a: list(a.type_protos),
 }
+
+
+def _inline_sparse(sp: onnx.SparseTensorProto) -> onnx.SparseTensorProto:
+    if TensorProto.EXTERNAL in (sp.values.data_location, sp.indices.data_location):
+        raise FrontendError(
+            f"sparse tensor '{sp.values.name}' stores its data externally but the model was not "
+            "loaded from a file, so there is no folder to resolve it against"
+        )
+    return sp
 
 
 def decode_attribute(ap: AttributeProto) -> Any:

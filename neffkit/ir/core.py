@@ -636,6 +636,7 @@ class ModelMeta:
         "functions",
         "sparse_initializers",
         "source_path",
+        "external_data",
     )
 
     def __init__(self) -> None:
@@ -649,6 +650,8 @@ class ModelMeta:
         self.functions: list[Any] = []
         self.sparse_initializers: list[Any] = []
         self.source_path: str | None = None
+        #: The source file kept tensors in external data (``save`` then does too).
+        self.external_data = False
 
 
 def _drop_subgraph_outer_uses(node: Node) -> None:

@@ -9,7 +9,8 @@ collision; callers that merge tensors confirm with :meth:`Tensor.equals`.
 from __future__ import annotations
 
 import hashlib
-import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,9 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from neffkit.errors import FrontendError
+from neffkit.ir.external import ExternalData, resolve_external
+
+__all__ = ["ExternalData", "Tensor", "dtype_name", "np_dtype", "onnx_dtype", "resolve_external"]
 
 _NP_CACHE: dict[int, np.dtype] = {}
 
@@ -46,17 +50,6 @@ def dtype_name(elem_type: int | None) -> str:
         return TensorProto.DataType.Name(elem_type).lower()
     except ValueError:
         return f"dtype{elem_type}"
-
-
-class ExternalData:
-    """Where an external tensor's bytes live: an already validated absolute path and a range."""
-
-    __slots__ = ("path", "offset", "length")
-
-    def __init__(self, path: str, offset: int = 0, length: int | None = None) -> None:
-        self.path = path
-        self.offset = offset
-        self.length = length
 
 
 #: Bytes per element by ONNX dtype (0: a 4-bit type, two a byte), filled on first use: the
@@ -117,8 +110,11 @@ class Tensor:
         t._hash = None
         t._external = None
         t._proto = proto
+        if t.shape and min(t.shape) < 0:
+            raise FrontendError(f"tensor '{proto.name}' has a negative dimension {list(t.shape)}")
         if proto.data_location == TensorProto.EXTERNAL:
-            t._external = resolve_external(proto, base_dir)
+            nbytes = t.nbytes if t._plain() else None  # packed types: range checked only
+            t._external = resolve_external(proto, base_dir, nbytes)
         return t
 
     # -- values -----------------------------------------------------------------------------
@@ -173,20 +169,66 @@ class Tensor:
         proto = self._proto
         assert proto is not None
         if self._external is not None:
-            ext = self._external
-            dt = np_dtype(proto.data_type)
-            count = self.size
-            with open(ext.path, "rb") as f:
-                f.seek(ext.offset)
-                nbytes = ext.length if ext.length is not None else count * dt.itemsize
-                buf = f.read(nbytes)
-            if len(buf) < count * dt.itemsize:
-                raise FrontendError(
-                    f"external data for tensor '{proto.name}' in {ext.path} is truncated: "
-                    f"expected {count * dt.itemsize} bytes at offset {ext.offset}, got {len(buf)}"
-                )
-            return np.frombuffer(buf, dtype=dt, count=count).reshape(self.shape).copy()
+            return self._read_external()
         return numpy_helper.to_array(proto)
+
+    def _plain(self) -> bool:
+        """The stored bytes are the numpy array's bytes (not a packed or string type)."""
+        if self.dtype in (TensorProto.STRING, TensorProto.UNDEFINED):
+            return False
+        item = _ITEMSIZE.get(self.dtype)
+        if item is None:
+            item = _itemsize(self.dtype)
+        try:
+            return item > 0 and np_dtype(self.dtype).itemsize == item
+        except Exception:  # noqa: BLE001 - a dtype numpy has no form for
+            return False
+
+    def _read_external(self) -> np.ndarray:
+        """A new array read from the external file (checked again at this moment)."""
+        ext = self._external
+        assert ext is not None and ext.length is not None
+        if self._plain():
+            arr = np.empty(self.shape, dtype=np_dtype(self.dtype))
+            ext.read_into(memoryview(arr.reshape(-1)).cast("B"))
+            return arr
+        p = TensorProto()
+        p.name = self.name
+        p.data_type = self.dtype
+        p.dims.extend(self.shape)
+        p.raw_data = b"".join(ext.chunks())
+        return numpy_helper.to_array(p)
+
+    def fresh_numpy(self) -> np.ndarray:
+        """A writable array the caller owns (external data is read anew, not kept here).
+
+        Backends that keep their own copy of the weights use it so the bytes are not held
+        twice (once cached on the tensor, once in the backend).
+        """
+        if self._array is None and self._external is not None:
+            try:
+                return self._read_external()
+            except (ValueError, TypeError) as e:
+                raise FrontendError(
+                    f"tensor '{self.name}' ({dtype_name(self.dtype)}{list(self.shape)}) holds "
+                    f"data that does not fit its type and dims: {e}"
+                ) from e
+        return np.array(self.numpy(), copy=True)
+
+    def byte_chunks(self) -> Iterator[bytes | memoryview]:
+        """The raw little-endian bytes, streamed from the file for unread external data."""
+        if self._array is None and self._external is not None and self._plain():
+            yield from self._external.chunks()
+            return
+        p = self._proto
+        if self._array is None and p is not None and self._external is None and p.raw_data:
+            yield p.raw_data
+            return
+        arr = self.numpy()
+        if self._plain() and sys.byteorder == "little":
+            yield memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # no copy
+            return
+        yield numpy_helper.from_array(arr).raw_data
 
     def to_proto(self) -> TensorProto:
         """The TensorProto form; reuses the original proto when the tensor came from one."""
@@ -204,11 +246,19 @@ class Tensor:
     # -- identity ---------------------------------------------------------------------------
 
     def content_hash(self) -> bytes:
-        """A digest of (dtype, shape, bytes), computed once and cached."""
+        """A digest of (dtype, shape, bytes), computed once and cached.
+
+        Unread external data is hashed in chunks straight from the file, so hashing a large
+        weight neither loads it nor keeps it.
+        """
         if self._hash is None:
             h = hashlib.blake2b(digest_size=16)
             h.update(repr((self.dtype, self.shape)).encode())
-            h.update(self._raw_bytes())
+            if self.is_external and self._plain():
+                for piece in self._external.chunks():  # type: ignore[union-attr]
+                    h.update(piece)
+            else:
+                h.update(self._raw_bytes())
             self._hash = h.digest()
         return self._hash
 
@@ -221,50 +271,41 @@ class Tensor:
             return b"\0".join(s if isinstance(s, bytes) else str(s).encode() for s in arr.flat)
         return np.ascontiguousarray(arr).tobytes()
 
+    def _compare_chunks(self) -> Iterator[bytes]:
+        if self.is_external and self._plain():
+            return self._external.chunks()  # type: ignore[union-attr]
+        return iter((self._raw_bytes(),))
+
     def equals(self, other: Tensor) -> bool:
-        """Byte-exact equality of dtype, shape and values (confirms a hash match)."""
+        """Byte-exact equality of dtype, shape and values (confirms a hash match).
+
+        External data is compared chunk by chunk from the files, without loading it.
+        """
         if self is other:
             return True
         if self.dtype != other.dtype or self.shape != other.shape:
             return False
-        return self._raw_bytes() == other._raw_bytes()
+        if not (self.is_external or other.is_external):
+            return self._raw_bytes() == other._raw_bytes()
+        return _same_stream(self._compare_chunks(), other._compare_chunks())
 
     def __repr__(self) -> str:
         return f"Tensor({dtype_name(self.dtype)}{list(self.shape)}, name={self.name!r})"
 
 
-def resolve_external(proto: TensorProto, base_dir: str | None) -> ExternalData:
-    """Validates an external-data reference and returns its absolute location.
-
-    The location must be a relative path that stays inside the model's folder after links
-    are resolved; anything else is refused so a model cannot make us read arbitrary files.
-    """
-    info = {e.key: e.value for e in proto.external_data}
-    location = info.get("location", "")
-    where = f"tensor '{proto.name}'"
-    if base_dir is None:
-        raise FrontendError(
-            f"{where} stores its data externally ('{location}') but the model was not loaded "
-            "from a file, so there is no folder to resolve it against"
-        )
-    if not location:
-        raise FrontendError(f"{where} has external data with no location")
-    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:3]:
-        raise FrontendError(f"{where}: external data location '{location}' is an absolute path")
-    norm = os.path.normpath(location)
-    if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
-        raise FrontendError(
-            f"{where}: external data location '{location}' points outside the model's folder"
-        )
-    base_real = os.path.realpath(base_dir)
-    full = os.path.realpath(os.path.join(base_real, norm))
-    if os.path.commonpath([base_real, full]) != base_real:
-        raise FrontendError(
-            f"{where}: external data location '{location}' resolves (through a link) to "
-            f"{full}, outside the model's folder {base_real}"
-        )
-    if not os.path.isfile(full):
-        raise FrontendError(f"{where}: external data file '{location}' not found in {base_real}")
-    offset = int(info.get("offset", 0) or 0)
-    length = int(info["length"]) if info.get("length") else None
-    return ExternalData(full, offset, length)
+def _same_stream(a: Iterator[bytes], b: Iterator[bytes]) -> bool:
+    """Whether two byte streams cut into different pieces hold the same bytes."""
+    left = memoryview(b"")
+    right = memoryview(b"")
+    while True:
+        if not left:
+            left = memoryview(next(a, b""))
+        if not right:
+            right = memoryview(next(b, b""))
+        if not left or not right:
+            return not left and not right
+        n = min(len(left), len(right))
+        if left[:n] != right[:n]:
+            return False
+        left = left[n:]
+        right = right[n:]

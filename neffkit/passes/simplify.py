@@ -178,6 +178,17 @@ class Rewriter:
             return None
         return arr
 
+    def const_layout(self, v: Value | None) -> tuple[int, tuple[int, ...]] | None:
+        """ONNX dtype and shape of ``v`` when :meth:`const` would give a value, without
+        reading it (a big external weight stays on disk)."""
+        if v is not None and v.producer is None:
+            t = v.const
+            if t is None or v in self._overridable:
+                return None
+            return t.dtype, t.shape
+        arr = self.const(v)
+        return None if arr is None else (onnx_dtype(arr.dtype), tuple(arr.shape))
+
     def shape(self, v: Value | None, depth: int = 8) -> Shape:
         """The shape of ``v``: declared, or derived through a few producers (at most ``depth``
         steps back, so a query costs O(1))."""

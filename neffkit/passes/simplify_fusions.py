@@ -12,7 +12,6 @@ import numpy as np
 from onnx import TensorProto as TP
 
 from neffkit.ir.core import Node, Value
-from neffkit.ir.tensor import onnx_dtype
 from neffkit.passes.simplify import Rewriter, producer
 
 # -- Cast -----------------------------------------------------------------------------------------
@@ -184,19 +183,19 @@ def fuse_matmul_add(node: Node, rw: Rewriter) -> bool:
         if mm is None or c_v is None or not rw.only_user(node.inputs[i], node):
             continue
         a, b_v = mm.inputs
-        b = rw.const(b_v)
-        c = rw.const(c_v)
+        b = rw.const_layout(b_v)  # dtype and shape only: B may be a big weight on disk
+        c = rw.const_layout(c_v)
         a_shape = rw.shape(a)
-        if b is None or c is None or b.ndim != 2 or c.ndim > 2 or a_shape is None:
+        if b is None or c is None or len(b[1]) != 2 or len(c[1]) > 2 or a_shape is None:
             continue
-        dt = onnx_dtype(b.dtype)
-        if len(a_shape) != 2 or dt not in gemm_types or onnx_dtype(c.dtype) != dt:
+        dt = b[0]
+        if len(a_shape) != 2 or dt not in gemm_types or c[0] != dt:
             continue
         if rw.dtype(a) not in (None, dt):
             continue
-        cs = (1,) * (2 - c.ndim) + tuple(c.shape)
+        cs = (1,) * (2 - len(c[1])) + tuple(c[1])
         m = a_shape[0]
-        if cs[1] not in (1, b.shape[1]) or cs[0] != 1 and not (isinstance(m, int) and m == cs[0]):
+        if cs[1] not in (1, b[1][1]) or cs[0] != 1 and not (isinstance(m, int) and m == cs[0]):
             continue  # Gemm broadcasts C one way only: the Add must not grow [M, N]
         out = node.outputs[0]
         gemm = Node("Gemm", [a, b_v, c_v], outputs=[Value(out.name, out.type)], name=node.name)

@@ -90,10 +90,12 @@ def test_external_data_through_a_link_that_leaves_the_folder_is_refused(tmp_path
 def test_missing_and_truncated_external_data_are_clear_errors(tmp_path) -> None:
     path = _save_external(_model_with_weight(), str(tmp_path))
     data = (tmp_path / "w.bin").read_bytes()
+    g = neffkit.load(path)  # truncated after loading: found when read
     (tmp_path / "w.bin").write_bytes(data[:100])
-    g = neffkit.load(path)
-    with pytest.raises(FrontendError, match="truncated"):
+    with pytest.raises(FrontendError, match="tensor 'w'.*shorter than when the model was loaded"):
         g.initializers["w"].const.numpy()
+    with pytest.raises(FrontendError, match="tensor 'w'.*beyond the end.*truncated"):
+        neffkit.load(path)  # truncated before loading: found at once
     os.unlink(tmp_path / "w.bin")
     with pytest.raises(FrontendError, match="not found"):
         neffkit.load(path)

@@ -38,8 +38,11 @@ def py_name(hint: str, fallback: str = "v") -> str:
     return name
 
 
-def to_torch(arr: np.ndarray) -> torch.Tensor:
+def to_torch(arr: np.ndarray, *, copy: bool = True) -> torch.Tensor:
     """A torch tensor with the same dtype and values as a numpy array (bfloat16 included).
+
+    ``copy=False``: share a writable, contiguous array's memory instead of copying it (the
+    caller gives the array up).
 
     int4 / uint4 / int2 / uint2 / float4e2m1 / float8e8m0 arrays (ml_dtypes) come back in their
     carrier dtype (see ``CARRIERS``): same values, a wider torch dtype.
@@ -60,6 +63,8 @@ def to_torch(arr: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(bits.copy()).view(special)
     if dt.kind == "V":
         raise Unsupported(f"dtype {name} has no torch equivalent")
+    if not copy and arr.flags.writeable and arr.flags.c_contiguous:
+        return torch.from_numpy(arr)
     return torch.from_numpy(np.array(arr, copy=True))
 
 
@@ -194,9 +199,16 @@ class LoweringContext:
 
     def tensor(self, data: np.ndarray | torch.Tensor | Tensor, hint: str = "const") -> fx.Node:
         """Registers ``data`` as a buffer of the module and emits a read of it."""
+        owned = False
         if isinstance(data, Tensor):
-            data = data.numpy()
-        t = data if isinstance(data, torch.Tensor) else to_torch(np.asarray(data))
+            # An unread external weight is read into an array the module then owns (not cached
+            # on the IR tensor too), so a big model's weights are held once.
+            owned = data.is_external
+            data = data.fresh_numpy() if owned else data.numpy()
+        if isinstance(data, torch.Tensor):
+            t = data
+        else:
+            t = to_torch(np.asarray(data), copy=not owned)
         name = self._fresh(py_name(hint, "const"))
         self.root.register_buffer(name, t)
         return self.fx.get_attr(name)
