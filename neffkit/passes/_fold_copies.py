@@ -8,11 +8,14 @@ fold stores with the bytes of the weights it frees:
 
 - a *weight* is a constant (initializer or ``Constant`` node) of more than ``FREE_BYTES``;
   smaller constants, and values built only from them (shape arithmetic, scalars, the
-  ``ConstantOfShape`` weights of the ONNX ``light_*`` models, which ``max-growth`` governs),
-  are not counted;
-- a stored value over ``FREE_BYTES`` computed from weights must be paid for by the bytes of
-  those weights that become dead; each weight's bytes pay once (two folded copies of one
-  weight cost one of them), and a weight that stays live pays nothing.
+  ``ConstantOfShape`` weights of the ONNX ``light_*`` models), are not counted;
+- a stored value over ``FREE_BYTES`` that *replaces* its weights (all of them become dead,
+  and no other stored value was built from them) is stored whatever its size: it is not a
+  copy (a value larger than what it is built from is ``max-growth``'s business, as for the
+  token-type ``Gather`` of a BERT export, 6 KB of weight into 393 KB);
+- otherwise it must be paid for by the bytes its dead weights have left: each weight's bytes
+  pay once (two folded copies of one weight cost one of them, two halves of a split weight
+  fit), and a weight that stays live pays nothing.
 
 Liveness depends on what else folds, so the decision is repeated with the weights found live
 until nothing changes (refusing a fold only makes more weights live, so this ends).
@@ -76,9 +79,9 @@ class WeightLedger:
         }
 
     def may_store(self, v: Value, size: int, live: Collection[Value]) -> bool:
-        """Whether ``v`` could be paid for by its weights, ignoring what others spend."""
+        """Whether ``v`` could be stored, ignoring what other values spend."""
         ws = self.weights.get(v)
-        if size <= FREE_BYTES or not ws:
+        if size <= FREE_BYTES or not ws or not any(w in live for w in ws):
             return True
         return size <= sum(self.sources[w].nbytes for w in ws if w not in live)
 
@@ -93,12 +96,15 @@ class WeightLedger:
         """Pays ``size`` bytes for storing ``v`` from its dead weights' remaining bytes.
 
         ``budget`` holds what earlier decisions left of each weight (its size when absent);
-        this decision's payments go to ``spent``, for the caller to commit or drop. False when
-        the dead weights cannot pay: storing ``v`` would grow the model.
+        this decision's payments go to ``spent``, for the caller to commit or drop. A value
+        that replaces its weights (all dead, none spent yet) is stored even when they cannot
+        pay for all of it. False when the dead weights cannot pay: ``v`` would be a copy.
         """
         ws = self.weights.get(v)
         if size <= FREE_BYTES or not ws:
             return True
+        # replacing its weights: stored even when larger than they are (max-growth's case)
+        fresh = all(w not in live and w not in budget and w not in spent for w in ws)
         remaining = size
         for w in ws:
             if w in live:
@@ -109,5 +115,5 @@ class WeightLedger:
                 spent[w] = spent.get(w, 0) + take
                 remaining -= take
                 if remaining == 0:
-                    return True
-        return False
+                    break
+        return fresh or remaining == 0

@@ -492,6 +492,30 @@ def test_weight_read_only_by_folded_nodes_pays_for_its_copies() -> None:
     assert_same_numbers(original, g)
 
 
+def test_a_value_that_replaces_its_weight_may_be_larger_than_it() -> None:
+    # BERT's token-type embedding: Gather of a dead 2 x 256 weight with constant ids is 16x
+    # larger, but no copy: growth from what dies is max-growth's to refuse
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 256)).astype(np.float32)
+    g = _model(
+        [
+            helper.make_node("Gather", ["w", "ids"], ["e"]),
+            helper.make_node("Add", ["x", "e"], ["y"]),
+        ],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.zeros((1, 16), np.int64), "ids"),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 256])],
+    )
+    original = clone_graph(g)
+    assert fold(g).stats == {"nodes_folded": 1, "constants_created": 1, "bytes_created": 16384}
+    assert_same_numbers(original, g)
+    g = clone_graph(original)
+    assert fold(g, max_growth=1.0).stats == {"skipped_too_large": 1}
+
+
 def test_two_folded_copies_of_one_weight_are_refused() -> None:
     # Transpose(w) and Neg(w) would both be stored: w's 4 KiB pay for one of them only, and
     # the node refused keeps w live, so the other one is refused as well
