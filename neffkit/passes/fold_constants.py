@@ -37,10 +37,10 @@ Size policy:
   KB of constants turning into 5-164 MB); the small values they are built from still fold.
 
 - No copies of live weights (unless ``allow-live-copies``): a value over 1 KiB computed from
-  constants over 1 KiB is stored only when the bytes of those constants that become dead pay
-  for it (see ``_fold_copies``). ``Transpose(wte)`` of a tied embedding that ``Gather`` still
-  reads would add a second copy of ``wte`` (measured: +39% constants on a GPT-2); it stays a
-  ``Transpose`` instead. Values up to 1 KiB are always stored.
+  constants over 1 KiB is stored only when it replaces them (they all become dead) or the
+  bytes they leave pay for it (see ``_fold_copies``). ``Transpose(wte)`` of a tied embedding
+  that ``Gather`` still reads would be a second copy of ``wte`` (a GPT-2 export's constants
+  grew 39% that way); it stays a ``Transpose`` instead. Values up to 1 KiB always fold.
 
 A value not stored for any of these reasons keeps its node, and the values that node reads
 fold instead. Stats: ``nodes_folded``, ``constants_created``, ``bytes_created``,
