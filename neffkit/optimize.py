@@ -7,6 +7,7 @@ neffkit.save(graph, "model.opt.onnx")
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.passes.base import PassContext
 from neffkit.passes.manager import ManagerReport, PassManager, Progress
+from neffkit.report import ConstantGrowth, constant_growth
 
 #: Instruction reduction, repeated until a whole round changes nothing. shape-infer and dedup
 #: are inside the group: rewrites create untyped values and equal constants that the next
@@ -34,6 +36,8 @@ DEFAULT_PIPELINES: dict[str, str] = {
 
 TARGETS = tuple(DEFAULT_PIPELINES)
 
+log = logging.getLogger("neffkit.optimize")
+
 
 @dataclass
 class OptimizeReport:
@@ -45,6 +49,8 @@ class OptimizeReport:
     verification: Any = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: constant bytes before and after, and what prevents a large growth (``growth.warn``)
+    growth: ConstantGrowth | None = None
 
     @property
     def ok(self) -> bool:
@@ -54,6 +60,8 @@ class OptimizeReport:
     def table(self) -> str:
         """The per-pass table and, when verified, the verification summary."""
         text = self.passes.table()
+        if self.growth is not None and self.growth.warn:
+            text += "\nwarning: " + self.growth.message()
         if self.verification is not None:
             text += "\n\n" + str(self.verification)
         return text
@@ -68,6 +76,7 @@ class OptimizeReport:
             "verification": None if self.verification is None else self.verification.to_dict(),
             "ok": self.ok,
             "notes": self.notes,
+            "constant_growth": None if self.growth is None else self.growth.to_dict(),
         }
 
 
@@ -152,8 +161,14 @@ def optimize(
         # a failure raises and that graph is not used, so no rollback copy is needed
         rollback=False,
     )
+    # IR v3 inputs with an initializer: folded as constants unless kept
+    overridable = 0 if keep_overridable_inputs else sum(v.const is not None for v in graph.inputs)
     passes_report = manager.run(graph)
     report = OptimizeReport(target, manager.group.spec(), passes_report)
+    report.growth = constant_growth(passes_report, manager.group, overridable)
+    if report.growth.warn:
+        report.notes.append(report.growth.message())
+        log.warning("warning: %s", report.growth.message())
     if verify and reference is not None:
         from neffkit.backends import onnxruntime as ort_backend
         from neffkit.verify import verify as verify_models

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from onnx import AttributeProto
 
 from neffkit.ir.core import Graph, Node
 
+if TYPE_CHECKING:
+    from neffkit.passes.manager import ManagerReport
+    from neffkit.passes.pipeline import Group
+
 __all__ = [
+    "ConstantGrowth",
+    "constant_growth",
     "format_arrays",
     "format_bytes",
     "format_summary",
@@ -245,3 +253,118 @@ def _typed(dtype: str | None, shape: tuple[int, ...] | None) -> str:
 
 def _err(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
+
+
+# -- constant growth --------------------------------------------------------------------------
+
+#: ``optimize`` warns when constants grow by more than this factor ...
+GROWTH_RATIO = 2.0
+#: ... and by more than this many bytes.
+GROWTH_BYTES = 1024 * 1024
+
+
+@dataclass
+class ConstantGrowth:
+    """How much a pipeline grew the model's constants, and what would have prevented it.
+
+    Attributes:
+        bytes_before: constant bytes (initializers and ``Constant`` nodes) before the pipeline.
+        bytes_after: the same after it.
+        by_pass: bytes added per pass that added any (``{"fold": 92846752}``).
+        nogrow_pipeline: the same pipeline with ``fold{max-growth=1}`` (None: no ``fold`` in it).
+        overridable_inputs: IR v3 inputs with an initializer that were folded as constants
+            (``--keep-overridable-inputs`` keeps them as inputs instead).
+    """
+
+    bytes_before: int
+    bytes_after: int
+    by_pass: dict[str, int]
+    nogrow_pipeline: str | None = None
+    overridable_inputs: int = 0
+
+    @property
+    def ratio(self) -> float:
+        """``bytes_after / bytes_before`` (infinite from nothing)."""
+        if self.bytes_before == 0:
+            return float("inf") if self.bytes_after else 1.0
+        return self.bytes_after / self.bytes_before
+
+    @property
+    def warn(self) -> bool:
+        """True when the growth is worth a warning: over 2x and over 1 MiB."""
+        grew = self.bytes_after - self.bytes_before
+        return self.ratio > GROWTH_RATIO and grew > GROWTH_BYTES
+
+    def message(self) -> str:
+        """One line for the user: how much, which passes, and the options that prevent it."""
+        passes = ", ".join(f"{n} +{format_bytes(b)}" for n, b in self.by_pass.items())
+        r = self.ratio
+        ratio = "from nothing" if self.bytes_before == 0 else f"{r:,.{1 if r < 100 else 0}f}x"
+        what = "folding materialized" if "fold" in self.by_pass else "passes materialized"
+        fixes = []
+        if self.nogrow_pipeline is not None and "fold" in self.by_pass:
+            fixes.append(f"--passes '{self.nogrow_pipeline}'")
+        if self.overridable_inputs:
+            fixes.append(
+                f"--keep-overridable-inputs (the model's {self.overridable_inputs} inputs "
+                "with an initializer were folded as constants)"
+            )
+        if not fixes:
+            fixes.append("--max-constant-bytes (a cap on each constant)")
+        return (
+            f"constants grew from {format_bytes(self.bytes_before)} to "
+            f"{format_bytes(self.bytes_after)} ({ratio}): {what} values the model computes "
+            f"at run time ({passes}); to prevent it use " + " or ".join(fixes)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (with ``ratio``, ``warn`` and ``message``)."""
+        ratio = self.ratio
+        return {
+            **dataclasses.asdict(self),
+            "ratio": None if ratio == float("inf") else ratio,
+            "warn": self.warn,
+            "message": self.message() if self.warn else None,
+        }
+
+
+def constant_growth(
+    passes: ManagerReport, pipeline: Group | None = None, overridable_inputs: int = 0
+) -> ConstantGrowth:
+    """The growth a ``ManagerReport`` records, with a no-growth twin of ``pipeline``.
+
+    Args:
+        passes: the pass manager's report (before/after bytes and per-pass deltas).
+        pipeline: the parsed pipeline (a ``Group``) that ran; its ``fold`` passes get
+            ``max-growth=1`` in the suggested pipeline.
+        overridable_inputs: IR v3 inputs with an initializer that passes could fold.
+    """
+    by_pass = {
+        name: t["bytes_delta"] for name, t in passes.per_pass().items() if t["bytes_delta"] > 0
+    }
+    nogrow = None
+    if pipeline is not None:
+        group, found = _nogrow(pipeline)
+        nogrow = group.spec() if found else None
+    return ConstantGrowth(
+        passes.bytes_before, passes.bytes_after, by_pass, nogrow, overridable_inputs
+    )
+
+
+def _nogrow(group: Group) -> tuple[Group, bool]:
+    """A copy of ``group`` whose ``fold`` passes refuse any growth (and whether it has one)."""
+    from neffkit.passes.fold_constants import FoldConstants
+    from neffkit.passes.pipeline import Group
+
+    items = []
+    found = False
+    for item in group.items:
+        if isinstance(item, Group):
+            item, inner = _nogrow(item)
+            found = found or inner
+        elif isinstance(item, FoldConstants):
+            found = True
+            if not 0 < item.max_growth <= 1:
+                item = dataclasses.replace(item, max_growth=1.0)
+        items.append(item)
+    return dataclasses.replace(group, items=items), found

@@ -6,7 +6,8 @@ optimizations off. When onnxruntime cannot load or run it (an op or type it lack
 nodes are split in halves until the part it cannot run is a single node, which onnx's
 ``ReferenceEvaluator`` evaluates; a node that fails there too is simply not folded. Output
 sizes are estimated beforehand with onnx shape inference on the same sub-DAG (small constants
-inline, so shape values propagate).
+inline, so shape values propagate). ``Constant`` node values and static ``Shape`` / ``Size``
+results are read here too, without evaluation.
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ from neffkit.backends.onnx import encode_attribute
 from neffkit.ir.casts import OWN_CAST_TYPES
 from neffkit.ir.casts import cast as own_cast
 from neffkit.ir.core import Node, Value
-from neffkit.ir.tensor import np_dtype, onnx_dtype
+from neffkit.ir.tensor import Tensor, np_dtype, onnx_dtype
 from neffkit.ir.types import TensorType, type_from_proto, type_to_proto
 
 log = logging.getLogger("neffkit.passes")
+
+_CONSTANT_ATTRS = {
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+    "value_string": object,
+    "value_strings": object,
+}
 
 #: After this many single nodes onnxruntime could not run, and none it could, stop trying it.
 _MAX_SINGLE_FAILURES = 16
@@ -299,3 +309,46 @@ def _run_reference(
         log.debug("fold: reference evaluation of %s failed: %s", node.op_type, e)
         return {}
     return {v: a for v, a in zip(sub.outputs, got) if isinstance(a, np.ndarray)}
+
+
+# -- values known without evaluation ----------------------------------------------------------
+
+
+def constant_tensor(n: Node) -> Tensor | None:
+    """The value of a ``Constant`` node, whichever attribute holds it (None: sparse, ref)."""
+    if len(n.attributes) != 1:
+        return None
+    (a,) = n.attributes.values()
+    if a.ref:
+        return None
+    if a.name == "value":
+        return a.value if isinstance(a.value, Tensor) else None
+    kind = _CONSTANT_ATTRS.get(a.name)
+    if kind is None:
+        return None
+    return Tensor(np.array(a.value, dtype=kind))
+
+
+def shape_fact(n: Node) -> np.ndarray | None:
+    """``Shape(x)`` / ``Size(x)`` when the dims it reports are static, else None."""
+    x = n.inputs[0] if n.inputs else None
+    shape = x.shape if x is not None else None
+    if shape is None:
+        return None
+    if n.op_type == "Size":
+        if not all(isinstance(d, int) for d in shape):
+            return None
+        return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+    rank = len(shape)
+    start = _clamp(n.attr("start", 0), rank)
+    end = _clamp(n.attr("end", rank), rank)
+    dims = shape[start:end]
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    return np.array(dims, dtype=np.int64)
+
+
+def _clamp(i: int, rank: int) -> int:
+    if i < 0:
+        i += rank
+    return min(max(i, 0), rank)

@@ -36,9 +36,15 @@ Size policy:
   few numbers as they are (``ConstantOfShape`` in the ONNX ``light_*`` models, measured: 0.3-24
   KB of constants turning into 5-164 MB); the small values they are built from still fold.
 
-A value not stored for either reason keeps its node, and the values that node reads fold
-instead. Stats: ``nodes_folded``, ``constants_created``, ``bytes_created``,
-``skipped_too_large``.
+- No copies of live weights (unless ``allow-live-copies``): a value over 1 KiB computed from
+  constants over 1 KiB is stored only when it replaces them (they all become dead) or the
+  bytes they leave pay for it (see ``_fold_copies``). ``Transpose(wte)`` of a tied embedding
+  that ``Gather`` still reads would be a second copy of ``wte`` (a GPT-2 export's constants
+  grew 39% that way); it stays a ``Transpose`` instead. Values up to 1 KiB always fold.
+
+A value not stored for any of these reasons keeps its node, and the values that node reads
+fold instead. Stats: ``nodes_folded``, ``constants_created``, ``bytes_created``,
+``skipped_too_large``, ``skipped_live_copy``.
 """
 
 from __future__ import annotations
@@ -53,12 +59,15 @@ import onnx
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import TensorType
+from neffkit.passes._fold_copies import WeightLedger
 from neffkit.passes._fold_eval import (
     INLINE_BYTES,
     array_type,
+    constant_tensor,
     evaluate,
     infer_sizes,
     nbytes_of,
+    shape_fact,
 )
 from neffkit.passes.base import Pass, PassContext, PassResult, is_pure, option
 from neffkit.passes.registry import register
@@ -69,15 +78,9 @@ _SMALL_INPUTS = 1024 * 1024
 #: the size policy finds its inputs ready to be stored in its place.
 _KEEP_INTERMEDIATE = 1024 * 1024
 _MAX_ROUNDS = 4
+#: Decisions repeated at most this often while refused copies make more weights live.
+_MAX_DECISIONS = 16
 
-_CONSTANT_ATTRS = {
-    "value_float": np.float32,
-    "value_floats": np.float32,
-    "value_int": np.int64,
-    "value_ints": np.int64,
-    "value_string": object,
-    "value_strings": object,
-}
 
 
 @register
@@ -93,20 +96,26 @@ class FoldConstants(Pass):
     max_growth: float = option(
         0.0, "refuse a constant over this many times the constants it comes from (0: off)"
     )
+    allow_live_copies: bool = option(
+        False, "store folded copies of weights (> 1 KiB) that stay live (default: refuse)"
+    )
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         cap = self.max_bytes if self.max_bytes > 0 else ctx.max_constant_bytes
-        return _Folder(graph, ctx, cap, self.max_growth).run()
+        return _Folder(graph, ctx, cap, self.max_growth, self.allow_live_copies).run()
 
 
 class _Folder:
     """One run of the pass: classify, evaluate, decide, rewrite."""
 
-    def __init__(self, graph: Graph, ctx: PassContext, cap: int, growth: float) -> None:
+    def __init__(
+        self, graph: Graph, ctx: PassContext, cap: int, growth: float, copies: bool
+    ) -> None:
         self.graph = graph
         self.ctx = ctx
         self.cap = cap
         self.growth = growth
+        self.copies = copies
         self.opset = graph.opset("") or onnx.defs.onnx_opset_version()
         #: initializers and Constant node values (tensors decoded only when evaluated)
         self.sources: dict[Value, Tensor] = {}
@@ -121,6 +130,11 @@ class _Folder:
         self.cand: set[Node] = set()
         self.src_bytes: dict[Value, int] = {}
         self.skipped = 0
+        #: weights each value comes from (None: live copies allowed)
+        self.ledger: WeightLedger | None = None
+        #: weights read by nodes that do not fold in any case
+        self.live: set[Value] = set()
+        self.skipped_copies = 0
 
     def run(self) -> PassResult:
         self._classify()
@@ -129,11 +143,16 @@ class _Folder:
             return PassResult(False, {})
         if self.growth > 0:
             self._count_source_bytes()
+        if not self.copies:
+            self.ledger = WeightLedger(self.nodes, self.sources, self.direct)
+            self.live = self.ledger.live_outside(self.cand)
         self._evaluate()
         folded, stored = self._decide()
         stats = self._rewrite(folded, stored)
         if self.skipped:
             stats["skipped_too_large"] = self.skipped
+        if self.skipped_copies:
+            stats["skipped_live_copy"] = self.skipped_copies
         return PassResult(bool(folded), stats)
 
     # -- what folds ---------------------------------------------------------------------------
@@ -156,12 +175,12 @@ class _Folder:
                     continue
                 op = n.op_type
                 if op == "Constant":
-                    t = _constant_tensor(n)
+                    t = constant_tensor(n)
                     if t is not None:
                         sources[n.outputs[0]] = t
                     continue
                 if op in ("Shape", "Size"):
-                    fact = _shape_fact(n)
+                    fact = shape_fact(n)
                     if fact is not None:
                         # Shape(x) with x: float[2, 3] -> [2, 3]
                         self.arrays[n.outputs[0]] = fact
@@ -302,7 +321,16 @@ class _Folder:
             if not self._growth_ok(v, size) and self._read_outside(v):
                 self.skipped += 1
                 return "no"
+            if self._live_copy(v, size) and self._read_outside(v):
+                # Transpose(wte) beside a live wte: not even computed
+                self.skipped_copies += 1
+                return "no"
         return "ready"
+
+    def _live_copy(self, v: Value, size: int) -> bool:
+        """True when ``v`` copies weights that nodes kept in any case still read."""
+        ledger = self.ledger
+        return ledger is not None and not ledger.may_store(v, size, self.live)
 
     def _read_outside(self, v: Value) -> bool:
         """True when ``v`` would have to be stored: a graph output or read by a kept node."""
@@ -373,9 +401,30 @@ class _Folder:
     # -- decision and rewrite -----------------------------------------------------------------
 
     def _decide(self) -> tuple[set[Node], list[Value]]:
-        """Which computed nodes go, and which of their values must be stored for others."""
+        """Which computed nodes go, and which of their values must be stored for others.
+
+        Refusing a copy of a weight keeps a node that reads the weight, which keeps that weight
+        live for the other decisions: repeated with the live weights found until none is new.
+        """
+        live = set(self.live)
+        for _ in range(_MAX_DECISIONS):
+            folded, stored, skipped, copies = self._decide_once(live)
+            if self.ledger is None:
+                break
+            more = self.ledger.live_after(folded) - live
+            if not more:
+                break
+            live |= more
+        self.skipped += skipped
+        self.skipped_copies += copies
+        return folded, stored
+
+    def _decide_once(self, live: set[Value]) -> tuple[set[Node], list[Value], int, int]:
         folded: set[Node] = set()
         stored: list[Value] = []
+        skipped = copies = 0
+        budget: dict[Value, int] = {}  # bytes of each dead weight not yet paid for a copy
+        ledger = self.ledger
         for n in reversed(self.nodes):
             if n not in self.done:
                 continue
@@ -383,20 +432,28 @@ class _Folder:
                 v for v in n.outputs if v._outputs_of or any(u not in folded for u, _ in v._uses)
             ]
             ok = True
+            spent: dict[Value, int] = {}
             for v in needed:
                 arr = self.arrays.get(v)
                 if arr is None:
                     ok = False
                     break
-                if arr.nbytes > self.cap or not self._growth_ok(v, int(arr.nbytes)):
-                    self.skipped += 1
+                size = int(arr.nbytes)
+                if size > self.cap or not self._growth_ok(v, size):
+                    skipped += 1
+                    ok = False
+                    break
+                if ledger is not None and not ledger.spend(v, size, live, budget, spent):
+                    copies += 1
                     ok = False
                     break
             if ok:
+                for w, paid in spent.items():
+                    budget[w] = budget.get(w, self.sources[w].nbytes) - paid
                 folded.add(n)
                 stored.extend(reversed(needed))
         stored.reverse()  # graph order, so the new initializers read in order
-        return folded, stored
+        return folded, stored, skipped, copies
 
     def _rewrite(self, folded: set[Node], stored: list[Value]) -> dict[str, int]:
         created = 0
@@ -457,43 +514,3 @@ def _foldable_op(n: Node) -> bool:
     if not is_pure(n) or n.subgraphs:
         return False
     return not any(a.ref for a in n.attributes.values())
-
-
-def _constant_tensor(n: Node) -> Tensor | None:
-    """The value of a ``Constant`` node, whichever attribute holds it (None: sparse, ref)."""
-    if len(n.attributes) != 1:
-        return None
-    (a,) = n.attributes.values()
-    if a.ref:
-        return None
-    if a.name == "value":
-        return a.value if isinstance(a.value, Tensor) else None
-    kind = _CONSTANT_ATTRS.get(a.name)
-    if kind is None:
-        return None
-    return Tensor(np.array(a.value, dtype=kind))
-
-
-def _shape_fact(n: Node) -> np.ndarray | None:
-    """``Shape(x)`` / ``Size(x)`` when the dims it reports are static, else None."""
-    x = n.inputs[0] if n.inputs else None
-    shape = x.shape if x is not None else None
-    if shape is None:
-        return None
-    if n.op_type == "Size":
-        if not all(isinstance(d, int) for d in shape):
-            return None
-        return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
-    rank = len(shape)
-    start = _clamp(n.attr("start", 0), rank)
-    end = _clamp(n.attr("end", rank), rank)
-    dims = shape[start:end]
-    if not all(isinstance(d, int) for d in dims):
-        return None
-    return np.array(dims, dtype=np.int64)
-
-
-def _clamp(i: int, rank: int) -> int:
-    if i < 0:
-        i += rank
-    return min(max(i, 0), rank)

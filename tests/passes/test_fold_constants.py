@@ -407,6 +407,130 @@ def test_dead_foldable_nodes_are_left_to_dce() -> None:
     )
 
 
+# -- copies of live weights ------------------------------------------------------------------
+
+
+def _tied_lm(vocab: int = 1000, dim: int = 64, seed: int = 0) -> Graph:
+    """GPT-2's tied embedding: ``wte`` feeds ``Gather`` and, transposed, the LM head."""
+    rng = np.random.default_rng(seed)
+    wte = rng.standard_normal((vocab, dim)).astype(np.float32)
+    wpe = rng.standard_normal((8, dim)).astype(np.float32)
+    return _model(
+        [
+            helper.make_node("Gather", ["wte", "ids"], ["e"]),
+            helper.make_node("Add", ["e", "wpe"], ["h"]),
+            helper.make_node("Transpose", ["wte"], ["wt"], perm=[1, 0]),
+            helper.make_node("MatMul", ["h", "wt"], ["logits"]),
+        ],
+        [numpy_helper.from_array(wte, "wte"), numpy_helper.from_array(wpe, "wpe")],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, vocab])],
+    )
+
+
+def test_transpose_of_a_tied_embedding_is_not_stored_beside_it() -> None:
+    g = _tied_lm()
+    result = fold(g)
+    assert result.changed is False
+    assert result.stats == {"skipped_live_copy": 1}
+    assert [n.op_type for n in g] == ["Gather", "Add", "Transpose", "MatMul"]
+
+
+def test_tied_embedding_through_the_default_pipeline_keeps_its_bytes() -> None:
+    from neffkit.passes.manager import constant_bytes
+
+    g = _tied_lm()
+    before = constant_bytes(g)
+    ids = np.array([[3, 1, 4, 1, 5, 9, 2, 6]], np.int64)
+    out, report = neffkit.optimize(g, target="onnxruntime", inputs={"ids": ids})
+    assert report.ok
+    assert constant_bytes(out) == before == report.passes.bytes_after
+    want = ort_run(g, {"ids": ids})[0]
+    got = ort_run(out, {"ids": ids})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    # the old behaviour, now behind the option: a second, transposed copy of wte
+    g = _tied_lm()
+    assert fold(g, allow_live_copies=True).stats["bytes_created"] == 1000 * 64 * 4
+    EliminateDeadCode().run(g, PassContext())
+    assert constant_bytes(g) == 2 * 1000 * 64 * 4 + 8 * 64 * 4
+
+
+def test_small_tied_weight_is_still_folded() -> None:
+    # 16 x 8 floats = 512 bytes: a copy this small costs less than the Transpose it replaces
+    g = _tied_lm(vocab=16, dim=8)
+    original = clone_graph(g)
+    result = fold(g)
+    assert result.stats == {"nodes_folded": 1, "constants_created": 1, "bytes_created": 512}
+    assert [n.op_type for n in g] == ["Gather", "Add", "MatMul"]
+    assert_same_numbers(original, g)
+
+
+def test_weight_read_only_by_folded_nodes_pays_for_its_copies() -> None:
+    # w dies, so its two transposed halves (2 KiB each) replace it byte for byte
+    w = np.arange(64 * 16, dtype=np.float32).reshape(64, 16)
+    g = _model(
+        [
+            helper.make_node("Split", ["w"], ["a", "b"], axis=0),
+            helper.make_node("Transpose", ["a"], ["ta"], perm=[1, 0]),
+            helper.make_node("Transpose", ["b"], ["tb"], perm=[1, 0]),
+            helper.make_node("MatMul", ["x", "ta"], ["ya"]),
+            helper.make_node("MatMul", ["x", "tb"], ["yb"]),
+        ],
+        [numpy_helper.from_array(w, "w")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16])],
+        [
+            helper.make_tensor_value_info("ya", TensorProto.FLOAT, [2, 32]),
+            helper.make_tensor_value_info("yb", TensorProto.FLOAT, [2, 32]),
+        ],
+    )
+    original = clone_graph(g)
+    result = fold(g)
+    assert result.stats["nodes_folded"] == 3
+    assert "skipped_live_copy" not in result.stats
+    EliminateDeadCode().run(g, PassContext())
+    assert sorted(v.const.nbytes for v in g.initializers.values()) == [2048, 2048]
+    assert_same_numbers(original, g)
+
+
+def test_a_value_that_replaces_its_weight_may_be_larger_than_it() -> None:
+    # BERT's token-type embedding: Gather of a dead 2 x 256 weight with constant ids is 16x
+    # larger, but no copy: growth from what dies is max-growth's to refuse
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((2, 256)).astype(np.float32)
+    g = _model(
+        [
+            helper.make_node("Gather", ["w", "ids"], ["e"]),
+            helper.make_node("Add", ["x", "e"], ["y"]),
+        ],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.zeros((1, 16), np.int64), "ids"),
+        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 256])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 256])],
+    )
+    original = clone_graph(g)
+    assert fold(g).stats == {"nodes_folded": 1, "constants_created": 1, "bytes_created": 16384}
+    assert_same_numbers(original, g)
+    g = clone_graph(original)
+    assert fold(g, max_growth=1.0).stats == {"skipped_too_large": 1}
+
+
+def test_two_folded_copies_of_one_weight_are_refused() -> None:
+    # Transpose(w) and Neg(w) would both be stored: w's 4 KiB pay for one of them only, and
+    # the node refused keeps w live, so the other one is refused as well
+    text = f"""{HEAD}
+        m (float[2, 32] x, float[32, 32] z) => (float[2, 32] y, float[32, 32] s) {{
+            w = Constant<value = float[32, 32] {{{", ".join(["0.5"] * 1024)}}}>()
+            t = Transpose<perm = [1, 0]>(w)
+            y = MatMul(x, t)
+            n = Neg(w)
+            s = Add(z, n)
+        }}"""
+    result = check_unchanged(text)
+    assert result.stats == {"skipped_live_copy": 2}
+
+
 # -- registry, options, scale -----------------------------------------------------------------
 
 
@@ -414,8 +538,9 @@ def test_registered_with_options() -> None:
     cls = get_pass("fold")
     assert cls is FoldConstants
     names = [o[0] for o in cls.options()]
-    assert names == ["max-bytes", "max-growth"]
+    assert names == ["max-bytes", "max-growth", "allow-live-copies"]
     assert FoldConstants(max_growth=4.0).spec() == "fold{max-growth=4.0}"
+    assert FoldConstants(allow_live_copies=True).spec() == "fold{allow-live-copies=true}"
 
 
 def test_many_foldable_nodes_use_one_evaluation() -> None:
