@@ -43,6 +43,26 @@ def compare(ref: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> str:
     return ""
 
 
+def compare_value(ref: object, got: object, rtol: float, atol: float) -> str:
+    """:func:`compare` extended to sequences (lists, element by element) and empty optionals
+    (None on both sides)."""
+    if ref is None or got is None:
+        if ref is None and got is None:
+            return ""
+        return "empty optional" + (" expected" if ref is None else " returned")
+    if isinstance(ref, list | tuple) or isinstance(got, list | tuple):
+        if not isinstance(ref, list | tuple) or not isinstance(got, list | tuple):
+            return "a sequence on one side only"
+        if len(ref) != len(got):
+            return f"sequence of {len(got)} elements != expected {len(ref)}"
+        for k, (r, g) in enumerate(zip(ref, got)):
+            msg = compare_value(r, g, rtol, atol)
+            if msg:
+                return f"element {k}: {msg}"
+        return ""
+    return compare(ref, got, rtol, atol)  # type: ignore[arg-type]
+
+
 def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> Outcome:
     """Runs every data set of ``case`` through ``runner(model, inputs)`` and judges it."""
     model = case.load_model()
@@ -59,7 +79,7 @@ def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> 
                     f"{len(got)} outputs, expected {len(expected)}",
                 )
             for i, (g, e) in enumerate(zip(got, expected)):
-                msg = compare(e, g, case.rtol, case.atol)
+                msg = compare_value(e, g, case.rtol, case.atol)
                 if msg:
                     return Outcome(case.name, case.op_types, "failed", f"output {i}: {msg}")
     except Exception as e:  # noqa: BLE001 - every failure is an outcome, not a crash
