@@ -13,6 +13,13 @@ An element passes when ``|candidate - reference| <= atol + rtol * |reference|`` 
 ``isclose`` rule); NaNs in the same place and infinities of the same sign count as equal.
 The relative error ignores positions where ``|reference| < REL_ERR_FLOOR`` (1e-6), so that
 values that are (nearly) zero do not make it meaningless; ``atol`` covers those positions.
+
+Without given inputs, two random input sets are checked (seeds ``seed`` and ``seed + 1``);
+every symbolic or unknown input dim is 3 in the first and 7 in the second (``dims`` fixes
+chosen ones), so a bug that shows only at batch or sequence length > 1 does not pass. When
+onnxruntime cannot run the reference at those sizes (a dim the model fixes), that set falls
+back to size 1 and the report says so. Sequence outputs are compared element by element,
+optional outputs as empty on both sides or by their element.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 
 from neffkit.api import (
     Runner,
+    as_graph,
     bind,
     describe_model,
     load_npz,
@@ -34,11 +42,14 @@ from neffkit.api import (
     random_inputs,
     runtime_inputs,
 )
+from neffkit.dims import check_dims, format_dims, input_dims, symbolic_dims
 from neffkit.errors import BackendError, NeffkitError, NumericMismatchError
 
 __all__ = [
+    "DEFAULT_DIM_SIZES",
     "DEFAULT_TOLERANCES",
     "REL_ERR_FLOOR",
+    "InputSet",
     "OutputComparison",
     "VerificationReport",
     "compare",
@@ -59,6 +70,9 @@ DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
 _FLOAT8 = (0.25, 1e-2)
 #: Positions where ``|reference|`` is below this are left out of the relative error.
 REL_ERR_FLOOR = 1e-6
+#: Sizes of symbolic / unknown dims in the default random input sets, one set per size:
+#: small distinct primes (so sizes that must agree show when they do not), cheap on big models.
+DEFAULT_DIM_SIZES = (3, 7)
 
 
 def default_tolerances(dtype: Any) -> tuple[float, float]:
@@ -137,6 +151,41 @@ def _json_float(x: float | None) -> float | str | None:
 
 
 @dataclass
+class InputSet:
+    """One input set of a verification: where it came from, its dim sizes and its verdict."""
+
+    index: int
+    seed: int | None
+    dims: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+    failures: list[str] = field(default_factory=list)
+    max_abs_error: float | None = None
+    feeds: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Every output agrees on this set."""
+        return not self.failures
+
+    def describe(self) -> str:
+        """``set 0: random seed 0, dims batch=3`` (the verdict is separate)."""
+        source = "given" if self.seed is None else f"random seed {self.seed}"
+        return f"set {self.index}: {source}, dims {format_dims(self.dims)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (without the arrays)."""
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "dims": dict(self.dims),
+            "ok": self.ok,
+            "failures": list(self.failures),
+            "max_abs_error": _json_float(self.max_abs_error),
+            "note": self.note,
+        }
+
+
+@dataclass
 class VerificationReport:
     """The result of :func:`verify`: one :class:`OutputComparison` per output."""
 
@@ -148,6 +197,7 @@ class VerificationReport:
     seed: int | None
     outputs: list[OutputComparison] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    sets: list[InputSet] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -189,6 +239,7 @@ class VerificationReport:
             "seed": self.seed,
             "rel_err_floor": REL_ERR_FLOOR,
             "problems": list(self.problems),
+            "sets": [x.to_dict() for x in self.sets],
             "outputs": [o.to_dict() for o in self.outputs],
         }
 
@@ -245,12 +296,16 @@ def compare(
     ``rtol`` / ``atol`` default per dtype (:data:`DEFAULT_TOLERANCES`); when given they apply
     to every output but booleans, which always compare exactly.
     """
+    if reference is None or candidate is None:
+        return _compare_optional(reference, candidate, rtol, atol, name, index)
+    if isinstance(reference, list | tuple) or isinstance(candidate, list | tuple):
+        return _compare_sequence(reference, candidate, rtol, atol, name, index)
     ref = _array(reference)
     cand = _array(candidate)
     if ref is None or cand is None:
         return OutputComparison(
             index, name, None, None, None, None, rtol or 0.0, atol or 0.0,
-            note="a non-tensor output (sequence, map) cannot be compared",
+            note="a map output cannot be compared",
         )  # fmt: skip
     d_rtol, d_atol = default_tolerances(ref.dtype)
     kind = _kind(ref.dtype)
@@ -291,6 +346,80 @@ def compare(
     out.mismatches = int(np.count_nonzero(bad))
     out.max_abs_error = float(diff.max()) if diff.size else 0.0
     out.max_rel_error = float(rel.max()) if rel.size else 0.0
+    return out
+
+
+def _compare_optional(
+    reference: Any, candidate: Any, rtol: float | None, atol: float | None, name: str, index: int
+) -> OutputComparison:
+    """An optional output: empty on both sides agrees; a value on one side only does not."""
+    if reference is None and candidate is None:
+        empty = "optional(empty)"
+        return OutputComparison(index, name, (), empty, (), empty, rtol or 0.0, atol or 0.0)
+    if reference is None:
+        out = compare(candidate, candidate, rtol=rtol, atol=atol, name=name, index=index)
+        out.reference_shape, out.reference_dtype = (), "optional(empty)"
+        out.note = "the reference's optional is empty, the candidate's holds a value"
+    else:
+        out = compare(reference, reference, rtol=rtol, atol=atol, name=name, index=index)
+        out.candidate_shape, out.candidate_dtype = (), "optional(empty)"
+        out.note = "the candidate's optional is empty, the reference's holds a value"
+    out.max_abs_error = out.max_rel_error = None
+    return out
+
+
+def _compare_sequence(
+    reference: Any, candidate: Any, rtol: float | None, atol: float | None, name: str, index: int
+) -> OutputComparison:
+    """A sequence output: same length, and every element compared as a tensor.
+
+    The comparison's "shape" is ``(length,)`` and its dtype ``seq(<element dtype>)``; errors
+    and mismatch counts are over all elements, and the first element that differs in shape
+    or dtype is named in the note.
+    """
+    ref_seq = isinstance(reference, list | tuple)
+    cand_seq = isinstance(candidate, list | tuple)
+    ref_items = list(reference) if ref_seq else []
+    cand_items = list(candidate) if cand_seq else []
+    parts = [
+        compare(r, c, rtol=rtol, atol=atol, name=name, index=index)
+        for r, c in zip(ref_items, cand_items)
+    ]
+
+    def label(items: list[Any], is_seq: bool) -> str | None:
+        if not is_seq:
+            return None
+        first = _array(items[0]) if items else None
+        return f"seq({first.dtype.name if first is not None else '?'})"
+
+    first = parts[0] if parts else None
+    out = OutputComparison(
+        index=index,
+        name=name,
+        reference_shape=(len(ref_items),) if ref_seq else None,
+        reference_dtype=label(ref_items, ref_seq),
+        candidate_shape=(len(cand_items),) if cand_seq else None,
+        candidate_dtype=label(cand_items, cand_seq),
+        rtol=first.rtol if first else (rtol or 0.0),
+        atol=first.atol if first else (atol or 0.0),
+    )
+    if not ref_seq or not cand_seq:
+        side = "reference" if ref_seq else "candidate"
+        out.note = f"only the {side} returns a sequence"
+        return out
+    if len(ref_items) != len(cand_items):
+        out.note = f"a sequence of {len(cand_items)} elements, the reference's has {len(ref_items)}"
+    out.max_abs_error = 0.0 if parts else None
+    out.max_rel_error = 0.0 if parts else None
+    for k, c in enumerate(parts):
+        out.elements += c.elements
+        out.mismatches += c.mismatches
+        if not out.note and (c.note or not c.shape_match or not c.dtype_match):
+            out.note = f"element {k}: {_why(c)}"
+        if c.max_abs_error is not None and out.max_abs_error is not None:
+            out.max_abs_error = max(out.max_abs_error, c.max_abs_error)
+        if c.max_rel_error is not None and out.max_rel_error is not None:
+            out.max_rel_error = max(out.max_rel_error, c.max_rel_error)
     return out
 
 
@@ -338,22 +467,85 @@ def input_sets(
     graph: Any,
     inputs: Any,
     seed: int,
-) -> tuple[list[Any], int | None]:
+    dims: Mapping[str, int] | None = None,
+) -> tuple[list[InputSet], int | None]:
     """Normalizes ``inputs`` to a list of input sets; random ones when ``inputs`` is None.
+
+    Random sets: one per size of :data:`DEFAULT_DIM_SIZES` (seeds ``seed``, ``seed + 1``),
+    every symbolic or unknown dim of that size unless ``dims`` names it.
 
     Returns:
         The sets and the seed used (None when the inputs were given).
+
+    Raises:
+        NeffkitError: ``dims`` names a dim the inputs do not have, or is given with inputs.
     """
+    graph = as_graph(graph)
     if inputs is None:
-        return [random_inputs(graph, seed)], seed
+        user = check_dims(graph, dims or {})
+        sets = []
+        for k, size in enumerate(DEFAULT_DIM_SIZES):
+            sets.append(_random_set(graph, k, seed + k, user, size))
+        return sets, seed
+    if dims:
+        raise NeffkitError(
+            "dims set the sizes of random inputs; they cannot be combined with given inputs"
+        )
     if isinstance(inputs, str | os.PathLike):
-        return [npz_inputs(graph, inputs)], None
-    if isinstance(inputs, Mapping):
-        return [inputs], None
-    items = list(inputs)
-    if items and all(isinstance(x, Mapping) for x in items):
-        return items, None
-    return [items], None
+        given: list[Any] = [npz_inputs(graph, inputs)]
+    elif isinstance(inputs, Mapping):
+        given = [inputs]
+    else:
+        items = list(inputs)
+        given = items if items and all(isinstance(x, Mapping) for x in items) else [items]
+    names = [v.name for v in runtime_inputs(graph)]
+    out = []
+    for k, feeds in enumerate(given):
+        named = feeds if isinstance(feeds, Mapping) else dict(zip(names, feeds))
+        out.append(InputSet(k, None, input_dims(graph, named), feeds=feeds))
+    return out, None
+
+
+def _random_set(graph: Any, index: int, seed: int, user: dict[str, int], size: int) -> InputSet:
+    feeds = random_inputs(graph, seed, dims=user, default_size=size)
+    return InputSet(index, seed, _set_dims(graph, user, size), feeds=feeds)
+
+
+def _set_dims(graph: Any, user: Mapping[str, int], size: int) -> dict[str, int]:
+    """The sizes a random set gives: every symbolic dim, and ``?`` for the unnamed ones."""
+    out = {name: user.get(name, size) for name in symbolic_dims(graph)}
+    if _has_unnamed_dims(graph):
+        out["?"] = size
+    return out
+
+
+def _has_unnamed_dims(graph: Any) -> bool:
+    for v in runtime_inputs(graph):
+        shape = getattr(v.type, "shape", None)
+        if shape is not None and any(d is None for d in shape):
+            return True
+    return False
+
+
+def _reference_outputs(
+    runner: Runner, item: InputSet, graph: Any, user: Mapping[str, int]
+) -> list[Any]:
+    """The reference's outputs on a set; when it cannot run at the chosen sizes of a random
+    set (a dim the model fixes), the set is remade with size 1 for them and a note says so."""
+    try:
+        return runner(item.feeds)
+    except NeffkitError as e:
+        chosen = {n: v for n, v in item.dims.items() if n not in user and v != 1}
+        if item.seed is None or not chosen:
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        item.feeds = random_inputs(graph, item.seed, dims=dict(user), default_size=1)
+        item.dims = _set_dims(graph, user, 1)
+        item.note = (
+            f"{runner.backend} cannot run the reference with {format_dims(chosen)} ({first}); "
+            "this set uses size 1 for them"
+        )
+        return runner(item.feeds)
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -365,6 +557,7 @@ def verify(
     inputs: Any = None,
     *,
     seed: int = 0,
+    dims: Mapping[str, int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     backend: str = "torch",
@@ -377,8 +570,10 @@ def verify(
         candidate: the model to check: path, ``ModelProto``, ``Graph``, or a ``torch.nn.Module``
             (e.g. a loaded TorchScript file) called with the inputs in the reference's order.
         inputs: a list or dict of arrays, a list of dicts (several input sets, all checked),
-            or an ``.npz`` path; random inputs from the reference's input types when None.
-        seed: seed of the random inputs.
+            or an ``.npz`` path; two random sets from the reference's input types when None
+            (symbolic dims 3, then 7: see :data:`DEFAULT_DIM_SIZES`).
+        seed: seed of the first random set (the second uses ``seed + 1``).
+        dims: sizes of symbolic dims in the random sets (``{"batch": 2}``); the others vary.
         atol, rtol: tolerances for every output; by default per dtype (see
             :data:`DEFAULT_TOLERANCES`), exact for ints and bools.
         backend: backend of the candidate (``"torch"`` or ``"onnxruntime"``).
@@ -388,12 +583,14 @@ def verify(
         A report; it does not raise on a mismatch (call ``report.raise_if_failed()``).
 
     Raises:
-        NeffkitError: a model cannot be read or run, or the inputs do not fit.
+        NeffkitError: a model cannot be read or run, the inputs do not fit, or ``dims`` names
+            a dim the reference's inputs do not have.
     """
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
     cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
-    sets, used_seed = input_sets(graph, inputs, seed)
+    sets, used_seed = input_sets(graph, inputs, seed, dims)
+    user = dict(dims or {})
     report = VerificationReport(
         reference=describe_model(reference),
         candidate=cand_label,
@@ -401,11 +598,12 @@ def verify(
         backend=cand_backend,
         input_sets=len(sets),
         seed=used_seed,
+        sets=sets,
     )
     worst: list[OutputComparison] = []
-    for k, feeds in enumerate(sets):
-        want = ref_runner(feeds)
-        got = cand_run(_for_candidate(feeds, graph, cand_names))
+    for k, item in enumerate(sets):
+        want = _reference_outputs(ref_runner, item, graph, user)
+        got = cand_run(_for_candidate(item.feeds, graph, cand_names))
         if len(got) != len(want):
             msg = f"the candidate has {len(got)} outputs, the reference {len(want)}"
             if msg not in report.problems:
@@ -418,6 +616,10 @@ def verify(
                 c = compare(w, w, rtol=rtol, atol=atol, name=name, index=i)
                 c.candidate_shape = c.candidate_dtype = None
                 c.note = "missing from the candidate"
+            if not c.ok:
+                item.failures.append(name)
+            if c.max_abs_error is not None:
+                item.max_abs_error = max(item.max_abs_error or 0.0, c.max_abs_error)
             if k == 0:
                 c.worst_set = 0 if c.max_abs_error is not None else None
                 worst.append(c)
