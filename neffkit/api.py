@@ -195,11 +195,20 @@ class Runner:
 
                 return torch_backend.run(self.graph, feeds, device=self.device, module=self._module)
             try:
-                outs = self._session.run(None, feeds)
+                # errors come back as exceptions; onnxruntime's own log of them is noise
+                outs = self._session.run(None, feeds, _quiet_run_options())
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise BackendError(f"onnxruntime failed to run the model: {first}") from e
             return [o if isinstance(o, list) or o is None else np.asarray(o) for o in outs]
+
+
+def _quiet_run_options() -> Any:
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.log_severity_level = 4
+    return opts
 
 
 def run(

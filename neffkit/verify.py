@@ -530,22 +530,47 @@ def _has_unnamed_dims(graph: Any) -> bool:
 def _reference_outputs(
     runner: Runner, item: InputSet, graph: Any, user: Mapping[str, int]
 ) -> list[Any]:
-    """The reference's outputs on a set; when it cannot run at the chosen sizes of a random
-    set (a dim the model fixes), the set is remade with size 1 for them and a note says so."""
+    """The reference's outputs on a set.
+
+    When the reference cannot run at the sizes chosen for a random set (a dim the model
+    fixes, e.g. one that must match a weight), the set is remade with size 1 for one of the
+    chosen dims at a time, then for all of them, and the set's note says so. Sizes the user
+    gave are never replaced: their error is raised.
+    """
     try:
         return runner(item.feeds)
     except NeffkitError as e:
         chosen = {n: v for n, v in item.dims.items() if n not in user and v != 1}
         if item.seed is None or not chosen:
             raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        item.feeds = random_inputs(graph, item.seed, dims=dict(user), default_size=1)
-        item.dims = _set_dims(graph, user, 1)
+        error = e
+    tries = [[n] for n in chosen] if len(chosen) > 1 else []
+    for ones in [*tries, list(chosen)]:
+        dims = {**item.dims, **dict.fromkeys(ones, 1)}
+        named = {n: v for n, v in dims.items() if n != "?"}
+        feeds = random_inputs(graph, item.seed, dims=named, default_size=dims.get("?", 1))
+        try:
+            want = runner(feeds)
+        except NeffkitError:
+            continue
+        item.feeds, item.dims = feeds, dims
         item.note = (
-            f"{runner.backend} cannot run the reference with {format_dims(chosen)} ({first}); "
-            "this set uses size 1 for them"
+            f"{runner.backend} cannot run the reference with {format_dims(chosen)} "
+            f"({_short_error(error)}); this set uses size 1 for {', '.join(ones)}"
         )
-        return runner(item.feeds)
+        return want
+    raise error
+
+
+def _short_error(e: BaseException, limit: int = 160) -> str:
+    """The gist of a backend error for a note: its first line without the file and
+    onnxruntime's source location, at most ``limit`` characters."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if "Status Message:" in text:
+        text = text.split("Status Message:", 1)[1].strip()
+        if text.startswith("/") and ") " in text:  # "/onnxruntime_src/...: void f(...) msg"
+            text = text.split(") ", 1)[1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- verify -----------------------------------------------------------------------------------
