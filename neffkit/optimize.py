@@ -239,9 +239,9 @@ def diagnose_original(
 
 
 def _differs(report: Any, where: str) -> str:
-    from neffkit.verify import _why
+    from neffkit.compare import explain
 
     o = report.failures[0]
     names = ", ".join(f"'{f.name}'" for f in report.failures)
     many = "outputs" if len(report.failures) > 1 else "output"
-    return f"gives different results {where} for {many} {names}: {_why(o)}"
+    return f"gives different results {where} for {many} {names}: {explain(o)}"
