@@ -35,6 +35,7 @@ from neffkit.api import (
     bind,
     describe_model,
     load_npz,
+    mentioning,
     npz_inputs,
     random_inputs,
     runtime_inputs,
@@ -323,7 +324,9 @@ def verify(
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
     cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
-    sets, used_seed = input_sets(graph, inputs, seed, dims)
+    where = describe_model(reference) if isinstance(reference, str | os.PathLike) else None
+    with mentioning(where):
+        sets, used_seed = input_sets(graph, inputs, seed, dims)
     user = dict(dims or {})
     report = VerificationReport(
         reference=describe_model(reference),
@@ -389,9 +392,18 @@ def _module_runner(module: Any, names: list[str]) -> Any:
             raise BackendError(f"the torch module failed to run: {first}") from e
         if isinstance(outs, torch.Tensor):
             outs = [outs]
-        return [to_numpy(o) for o in outs]
+        return [_numpy_value(o, to_numpy) for o in outs]
 
     return call
+
+
+def _numpy_value(x: Any, to_numpy: Any) -> Any:
+    """A module output as numpy: a tensor, a sequence (list of tensors) or None (empty)."""
+    if x is None:
+        return None
+    if isinstance(x, list | tuple):
+        return [to_numpy(e) for e in x]
+    return to_numpy(x)
 
 
 def _for_candidate(feeds: Any, ref_graph: Any, cand_names: list[str]) -> Any:

@@ -111,3 +111,10 @@ def test_verify_a_sequence_output_model_with_itself_is_ok(tmp_path, capsys) -> N
     out = capsys.readouterr().out
     assert "OK:" in out and "seq(float32)[4]" in out
     assert main(["verify", m, m, "--backend", "onnxruntime"]) == 0
+
+
+def test_convert_a_sequence_output_model_verifies_the_loaded_module(tmp_path, capsys) -> None:
+    m = _save(tmp_path, SEQ_MODEL)
+    assert main(["convert", m, "-o", str(tmp_path / "s.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "scripted" in out and "seq(float32)[4]" in out and "OK:" in out
