@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -60,8 +59,9 @@ example:
 _CONVERT_EPILOG = """\
 The module is scripted when TorchScript can compile it; otherwise it is traced with the
 example inputs (random ones from --seed, or --inputs), and control flow then follows them.
-The file is written atomically; the input model is never overwritten. With --verify (the
-default) the written file is loaded back with torch.jit.load and compared with onnxruntime.
+The file is written atomically; it may not be the input model, its external data or the
+--inputs file (exit status 2). With --verify (the default) the written file is loaded back
+with torch.jit.load and compared with onnxruntime.
 
 The check runs two random input sets (symbolic dims 3, then 7; --dims fixes chosen ones).
 
@@ -91,7 +91,8 @@ example:
 
 _RUN_EPILOG = """\
 Prints each output's name, dtype, shape and first values; -o saves them all to an .npz file
-(one array per output, named after it; read it with numpy.load).
+(one array per output, named after it; read it with numpy.load), written atomically and never
+over the model, its external data or the --inputs file.
 
 example:
   neffkit run model.onnx                               # random inputs, seed 0, torch backend
@@ -234,8 +235,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from neffkit.verify import verify
 
     model, out = args.model, args.output
-    _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"})
+    role = "the output TorchScript file"
+    _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"}, role)
     graph = load(model)
+    _refuse_overwrite(out, _reads(model, graph, args.inputs), role)
     inputs = _read_inputs(graph, args, model)
     t0 = time.perf_counter()
     with mentioning(model), warnings.catch_warnings():
@@ -303,11 +306,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from neffkit.report import format_arrays
 
     if args.output:
-        _refuse_overwrite(
-            args.output, {args.model: "the input model", args.inputs: "the inputs file"}
-        )
+        sources = {args.model: "the input model", args.inputs: "the inputs file"}
+        _refuse_overwrite(args.output, sources, "the outputs file")
     t0 = time.perf_counter()
     runner = Runner(args.model, args.backend, device=args.device)
+    if args.output:
+        reads = _reads(args.model, runner.graph, args.inputs)
+        _refuse_overwrite(args.output, reads, "the outputs file")
     log.info("prepared for %s in %.2f s", runner.backend, time.perf_counter() - t0)
     inputs = _read_inputs(runner.graph, args, args.model)
     t0 = time.perf_counter()
@@ -365,35 +370,34 @@ def _dims_used(graph: Any, feeds: Any) -> str:
     return f"dims {format_dims(input_dims(graph, feeds))}"
 
 
-def _refuse_overwrite(out: str, sources: dict[str | None, str]) -> None:
-    """Refuses an output path that is one of the given files, a directory or in no folder."""
-    for src, what in sources.items():
-        if not src:
-            continue
-        same = os.path.abspath(out) == os.path.abspath(src)
-        if not same and os.path.exists(out) and os.path.exists(src):
-            same = os.path.samefile(out, src)
-        if same:
-            raise NeffkitError(f"{out}: is {what}; refusing to overwrite it")
-    if os.path.isdir(out):
-        raise NeffkitError(f"{out}: is a directory, expected a file name")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise NeffkitError(f"{out}: the folder {folder} does not exist")
+def _refuse_overwrite(
+    out: str, sources: dict[str | None, str], role: str = "the output", *, model: bool = False
+) -> None:
+    """Refuses an output path that is one of the given files, a directory or in no folder.
+
+    ``sources`` maps each file the command reads to its role; ``model`` says the output is an
+    ONNX model, which also claims its external data names (see :mod:`neffkit.files`).
+    """
+    from neffkit import files
+
+    files.check_writes([files.Write(out, role, model)], sources)
+
+
+def _reads(model: str, graph: Any, inputs: str | None = None) -> dict[str | None, str]:
+    """Every file a command reads: the model, all its external data files, the inputs file."""
+    from neffkit.backends.onnx import external_files
+
+    reads: dict[str | None, str] = {model: "the input model", inputs: "the inputs file"}
+    for path in external_files(graph):
+        reads.setdefault(path, "the input model's external data")
+    return reads
 
 
 def _atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Calls ``write(tmp)`` on a temporary file beside ``path``, then renames it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".neffkit-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-        tmp = ""
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+    from neffkit import files
+
+    files.atomic_write(path, write)
 
 
 def _save_npz(path: str, arrays: dict[str, Any]) -> None:
@@ -483,8 +487,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.func is None:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    from neffkit.files import Terminated, interruptible
+
     try:
-        return args.func(args)
+        with interruptible():  # SIGTERM, like SIGINT, removes temporary files on its way out
+            return args.func(args)
     except BrokenPipeError:  # `neffkit ... | head`: the reader left; not an error
         _silence_stdout()
         return EXIT_OK
@@ -493,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"neffkit: error: {_error_line(e)}", file=sys.stderr)
         return EXIT_ERROR
+    except Terminated as e:
+        print("neffkit: terminated", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("neffkit: interrupted", file=sys.stderr)
         return 130

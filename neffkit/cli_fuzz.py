@@ -220,6 +220,7 @@ def _signature(e: Any) -> tuple[Any, ...]:
 
 def _write_failure(folder: str, k: int, e: Any, label: str) -> None:
     """Writes ``failure-<k>.onnx``, ``failure-<k>-inputs.npz`` and ``failure-<k>.txt``."""
+    from neffkit import files
     from neffkit.backends.onnx import save
     from neffkit.cli import _save_npz
     from neffkit.testing.strategies import random_feeds
@@ -232,8 +233,7 @@ def _write_failure(folder: str, k: int, e: Any, label: str) -> None:
         f"--- what failed ---\n{e.detail}\n\n--- graph before the pass ---\n{e.text}\n\n"
         f"--- graph after the pass ---\n{e.after or '(not available)'}\n"
     )
-    with open(base + ".txt", "w") as f:
-        f.write(text)
+    files.write_text(base + ".txt", text)
 
 
 # -- reduce -----------------------------------------------------------------------------------
@@ -244,16 +244,25 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     import numpy as np
     import onnx
 
-    from neffkit.cli import EXIT_OK, _atomic_write, _refuse_overwrite, _save_npz
+    from neffkit import files
+    from neffkit.backends.onnx import referenced_files
+    from neffkit.cli import EXIT_OK, _save_npz
 
     if "{model}" not in args.check:
         raise NeffkitError("--check must contain {model} (the candidate model's path)")
     if "{inputs}" in args.check and not args.inputs:
         raise NeffkitError("--check uses {inputs}: give the model's inputs with --inputs")
-    sources = {args.model: "the input model"}
+    sources: dict[str | None, str] = {args.model: "the input model"}
+    for path in referenced_files(args.model):
+        sources.setdefault(path, "the input model's external data")
     for path in args.inputs or []:
-        sources[path] = "an inputs file"
-    _refuse_overwrite(args.output, sources)
+        sources.setdefault(path, "an inputs file")
+    writes = [files.Write(args.output, "the reduced model")]
+    stem = os.path.splitext(args.output)[0]
+    n = len(args.inputs or [])
+    npz_names = [f"{stem}-inputs.npz" if n == 1 else f"{stem}-inputs-{k}.npz" for k in range(n)]
+    writes += [files.Write(name, "the reduced model's inputs") for name in npz_names]
+    files.check_writes(writes, sources)
     try:
         model = onnx.load(args.model)
     except Exception as e:  # noqa: BLE001
@@ -269,13 +278,11 @@ def cmd_reduce(args: argparse.Namespace) -> int:
         if not r.fails(model):
             raise NeffkitError(f"the check passes on {args.model}: nothing to reduce")
         best = r.reduce()
-    _atomic_write(args.output, lambda path: onnx.save(best, path))
+    files.atomic_write(args.output, lambda path: onnx.save(best, path))
     print(f"{args.model}: {len(model.graph.node)} -> {len(best.graph.node)} nodes")
     print(f"wrote {args.output}")
     if feeds is not None:
-        stem = os.path.splitext(args.output)[0]
-        for k in range(len(feeds)):
-            name = f"{stem}-inputs.npz" if len(feeds) == 1 else f"{stem}-inputs-{k}.npz"
+        for k, name in enumerate(npz_names):
             _save_npz(name, r.inputs_of(best, k))
             print(f"wrote {name}")
     return EXIT_OK

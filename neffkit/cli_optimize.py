@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,12 +22,14 @@ until nothing changes (at most max-iter times):
 
   dedup,cse,(fold{max-bytes=1048576},simplify,dce){max-iter=8}
 
-The input is never overwritten and the output is written atomically. With --verify (the
-default) onnxruntime runs the input and the target's backend runs the result on the same
-inputs (--inputs, or two random sets from --seed in which symbolic dims are 3, then 7, unless
---dims sets them); when they disagree nothing is written and the exit status is 1. The
-message then says whether the original itself disagrees (onnxruntime run twice, or the
-original on the target's backend), so the passes are not blamed for it.
+No output may overwrite a file the command reads (IN, its external data, --inputs) or another
+output (exit status 2, nothing written). OUT and its external data file are replaced as a
+pair: an interrupted run leaves the old OUT or the new one, whole. With --verify (the default)
+onnxruntime runs the input and the target's backend runs the result on the same inputs
+(--inputs, or two random sets from --seed in which symbolic dims are 3, then 7, unless --dims
+sets them); when they disagree nothing is written and the exit status is 1. The message then
+says whether the original itself disagrees (onnxruntime run twice, or the original on the
+target's backend), so the passes are not blamed for it.
 
 example:
   neffkit optimize model.onnx -o model.opt.onnx
@@ -99,7 +100,7 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
         "--external-data",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="weights in OUT.data beside OUT (default: when IN had them or > 2 GiB)",
+        help="weights in a data file beside OUT (default: when IN had them or > 2 GiB)",
     )
     s.set_defaults(func=cmd_optimize)
 
@@ -123,15 +124,20 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     """``neffkit optimize``."""
+    from neffkit import files
     from neffkit.api import mentioning, npz_inputs
     from neffkit.backends.onnx import save
-    from neffkit.cli import EXIT_MISMATCH, EXIT_OK, _dims, _refuse_overwrite
+    from neffkit.cli import EXIT_MISMATCH, EXIT_OK, _dims, _reads, log
     from neffkit.frontends.onnx import load
     from neffkit.optimize import optimize
 
     model, out = args.model, args.output
-    _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"})
+    writes = [files.Write(out, "the output model", model=True)]
+    if args.report:
+        writes.append(files.Write(args.report, "the report"))
+    files.check_writes(writes, {model: "the input model", args.inputs: "the inputs file"})
     graph = load(model)
+    files.check_writes(writes, _reads(model, graph, args.inputs))
     dims = _dims(args, graph)
     inputs = npz_inputs(graph, args.inputs) if args.inputs else None
     progress = _Progress(sys.stderr, enabled=bool(args.verbose) or sys.stderr.isatty())
@@ -165,14 +171,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print()
         print(report.verification)
     if args.report:
-        _refuse_overwrite(args.report, {model: "the input model", out: "the output model"})
-        from neffkit.cli import _atomic_write
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w") as f:
-                json.dump(report.to_dict(), f, indent=2, default=str)
-
-        _atomic_write(args.report, write)
+        files.write_text(args.report, json.dumps(report.to_dict(), indent=2, default=str))
         print(f"wrote {args.report}")
     if not report.ok:
         if report.diagnosis:
@@ -183,6 +182,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             hint = "(rerun with --verify-each to find the pass, or --no-verify to write it anyway)"
         print(f"neffkit: {out} not written: {why} {hint}", file=sys.stderr)
         return EXIT_MISMATCH
+    log.info("writing %s", out)
     save(optimized, out, external_data=args.external_data)
     print(f"wrote {out}")
     return EXIT_OK
@@ -226,6 +226,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
 
 def cmd_example(args: argparse.Namespace) -> int:
     """``neffkit example``."""
+    from neffkit import files
     from neffkit.cli import EXIT_OK, _refuse_overwrite
     from neffkit.examples import (
         export_conformer_onnx,
@@ -235,15 +236,16 @@ def cmd_example(args: argparse.Namespace) -> int:
 
     if args.width <= 0 or args.width % 4:
         raise NeffkitError(f"--width must be a positive multiple of 4, got {args.width}")
-    _refuse_overwrite(args.output, {})
+    _refuse_overwrite(args.output, {}, "the example model")
     export = {
         "full": export_conformer_onnx,
         "encoder": export_encoder_onnx,
         "decoder-step": export_decoder_step_onnx,
     }[args.part]
     t = time.perf_counter()
-    export(args.output, width=args.width, seed=args.seed)
-    size = os.path.getsize(args.output)
+    blob = export(None, width=args.width, seed=args.seed).SerializeToString()
+    files.write_bytes(args.output, blob)
+    size = len(blob)
     print(
         f"wrote {args.output}: Conformer OCR ({args.part}, width {args.width}, seed {args.seed}), "
         f"{size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s"

@@ -1,5 +1,5 @@
-"""ONNX backend: ``Graph`` -> ``ModelProto``, and saving to a file (atomically, with external
-data for big models).
+"""ONNX backend: ``Graph`` -> ``ModelProto``, and saving to a file (atomically, the model and
+its external data as a pair; see :mod:`neffkit.files`).
 
 Names are hints: the exporter keeps a value's name when it is free in the whole model and
 makes a fresh one otherwise, so the output is always SSA across all scopes. Attribute and
@@ -9,14 +9,14 @@ tensor protos that came from a file are reused instead of being rebuilt.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 
 import onnx
 from onnx import AttributeProto, GraphProto, ModelProto, TensorProto
 
+from neffkit import files
 from neffkit._gc import paused_gc
-from neffkit.errors import BackendError
+from neffkit.errors import BackendError, NeffkitError
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import TensorType, type_to_proto
@@ -323,51 +323,147 @@ def save(
     external_data: bool | None = None,
     overwrite: bool = True,
 ) -> None:
-    """Writes ``graph`` to ``path`` atomically (temporary file in the same folder, then rename).
+    """Writes ``graph`` to ``path`` so that a kill at any moment leaves the old or the new file.
+
+    With external data the model and its data file are replaced as a pair: the data goes to a
+    name no file has (``<file>.data``, or ``<file>.<16 hex>.data`` when that exists), then the
+    model is renamed over ``path``, and only then is the old data file removed (see
+    :func:`neffkit.files.replace_model_pair`). Temporary files live beside ``path`` and are
+    removed on errors, SIGINT and SIGTERM; the files get the umask's mode.
 
     Args:
         graph: the top-level graph.
         path: destination ``.onnx`` file.
-        external_data: put initializers of 1 KiB and more into ``<file>.data`` beside the model.
+        external_data: put initializers of 1 KiB and more into a data file beside the model.
             ``None`` (default) does so when the input model had external data or when the
             weights would not fit a 2 GiB protobuf.
         overwrite: refuse an existing destination when False.
+
+    Raises:
+        BackendError: ``path`` exists and ``overwrite`` is False, or the model cannot be
+            serialized.
+        FileCollisionError: ``path`` is one of the files the graph reads its weights from.
     """
     path = os.fspath(path)
-    if not overwrite and os.path.exists(path):
+    if not overwrite and os.path.lexists(path):
         raise BackendError(f"{path}: exists; refusing to overwrite it")
+    reads = external_files(graph)
+    files.check_writes(
+        [files.Write(path, "the output model")],
+        {p: "external data the graph reads" for p in reads},
+        folders_exist=False,
+    )
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     if external_data is None:
         external_data = _wants_external(graph)
-    data_name = os.path.basename(path) + ".data"
-    tmp_model = tmp_data = None
-    try:
+    with files.TempFiles(folder) as temps:
+        tmp_data = data_name = None
         writer = None
         if external_data:
-            fd, tmp_data = tempfile.mkstemp(prefix=".neffkit-", suffix=".data", dir=folder)
+            data_name = files.new_data_name(path)
+            fd, tmp_data = temps.new()
             data_file = os.fdopen(fd, "wb")
             writer = _DataWriter(data_file, data_name)
         try:
-            mp = to_onnx(graph, external=writer)
-        finally:
-            if writer is not None:
-                data_file.close()
-        blob = mp.SerializeToString()
-        fd, tmp_model = tempfile.mkstemp(prefix=".neffkit-", suffix=".onnx", dir=folder)
+            try:
+                mp = to_onnx(graph, external=writer)
+            finally:
+                if writer is not None:
+                    data_file.close()
+            blob = mp.SerializeToString()
+        except ValueError as e:
+            raise BackendError(f"{path}: could not serialize the model: {e}") from e
+        fd, tmp_model = temps.new()
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
-        if tmp_data is not None:
-            os.replace(tmp_data, os.path.join(folder, data_name))
-            tmp_data = None
-        os.replace(tmp_model, path)
-        tmp_model = None
-    except ValueError as e:
-        raise BackendError(f"{path}: could not serialize the model: {e}") from e
-    finally:
-        for t in (tmp_model, tmp_data):
-            if t is not None and os.path.exists(t):
-                os.unlink(t)
+        del blob
+        files.replace_model_pair(
+            temps,
+            path,
+            tmp_model,
+            tmp_data,
+            data_name,
+            old_references=lambda: referenced_files(path),
+            keep=reads,
+        )
+
+
+def external_files(graph: Graph) -> list[str]:
+    """The external data files a graph reads its tensors from (initializers and tensor
+    attributes, in every subgraph), as absolute paths, each once."""
+    seen: dict[str, None] = {}
+    for g in graph.all_graphs():
+        for v in g.initializers.values():
+            if v.const is not None and v.const.external_path:
+                seen[v.const.external_path] = None
+        for node in g:
+            for a in node.attributes.values():
+                if a.type not in (AttributeProto.TENSOR, AttributeProto.TENSORS):
+                    continue
+                try:
+                    value = a.value
+                except NeffkitError:
+                    continue
+                for t in value if isinstance(value, list) else [value]:
+                    p = getattr(t, "external_path", None)
+                    if p:
+                        seen[p] = None
+    return list(seen)
+
+
+def referenced_files(path: PathLike) -> list[str]:
+    """The external data files the ONNX model at ``path`` references (absolute paths).
+
+    Reads only the model file; an unreadable one references nothing (nothing is removed).
+    """
+    path = os.fspath(path)
+    try:
+        mp = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable model: claim nothing
+        return []
+    folder = os.path.dirname(os.path.abspath(path))
+    out: dict[str, None] = {}
+    stack: list[GraphProto] = [mp.graph]
+    for f in mp.functions:
+        for n in f.node:
+            _attr_tensors(n, out, folder)
+            stack.extend(_subgraphs(n))
+    while stack:
+        g = stack.pop()
+        for t in g.initializer:
+            _external_location(t, out, folder)
+        for n in g.node:
+            _attr_tensors(n, out, folder)
+            stack.extend(_subgraphs(n))
+    return list(out)
+
+
+def _subgraphs(n: onnx.NodeProto) -> list[GraphProto]:
+    subs = []
+    for a in n.attribute:
+        if a.type == AttributeProto.GRAPH:
+            subs.append(a.g)
+        elif a.type == AttributeProto.GRAPHS:
+            subs.extend(a.graphs)
+    return subs
+
+
+def _attr_tensors(n: onnx.NodeProto, out: dict[str, None], folder: str) -> None:
+    for a in n.attribute:
+        if a.type == AttributeProto.TENSOR:
+            _external_location(a.t, out, folder)
+        elif a.type == AttributeProto.TENSORS:
+            for t in a.tensors:
+                _external_location(t, out, folder)
+
+
+def _external_location(t: TensorProto, out: dict[str, None], folder: str) -> None:
+    if t.data_location != TensorProto.EXTERNAL:
+        return
+    for e in t.external_data:
+        if e.key == "location" and e.value:
+            out[os.path.abspath(os.path.join(folder, e.value))] = None
 
 
 def _wants_external(graph: Graph) -> bool:

@@ -20,6 +20,8 @@ import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 from neffkit.backends.onnx import encode_attribute
+from neffkit.ir.casts import OWN_CAST_TYPES
+from neffkit.ir.casts import cast as own_cast
 from neffkit.ir.core import Node, Value
 from neffkit.ir.tensor import np_dtype, onnx_dtype
 from neffkit.ir.types import TensorType, type_from_proto, type_to_proto
@@ -159,12 +161,15 @@ def evaluate(
     """
     want = set(wanted)
     values: dict[Value, np.ndarray] = dict(known)
-    chunks: list[list[Node]] = [list(nodes)]  # a stack: the next chunk to run is last
+    chunks = _segments(nodes)[::-1]  # a stack: the next chunk to run is last
     ort_worked = False
     single_failures = 0
     while chunks:
         chunk = _runnable(chunks.pop(), values)
         if not chunk:
+            continue
+        if len(chunk) == 1 and _own_cast_target(chunk[0], values) is not None:
+            values.update(_run_own_cast(chunk[0], values))
             continue
         members = set(chunk)
         outs = [
@@ -189,6 +194,58 @@ def evaluate(
         chunks.append(chunk[half:])
         chunks.append(chunk[:half])
     return {v: values[v] for v in wanted if v in values}
+
+
+def _segments(nodes: Sequence[Node]) -> list[list[Node]]:
+    """The nodes in order, cut around casts neffkit computes itself (each its own segment)."""
+    out: list[list[Node]] = [[]]
+    for n in nodes:
+        if _may_be_own_cast(n):
+            out.extend(([n], []))
+        else:
+            out[-1].append(n)
+    return [s for s in out if s]
+
+
+def _may_be_own_cast(node: Node) -> bool:
+    """True for a Cast to an own-cast type, or a CastLike whose target type may be one."""
+    if node.domain != "":
+        return False
+    if node.op_type == "Cast":
+        return node.attr("to") in OWN_CAST_TYPES
+    if node.op_type == "CastLike":
+        t = node.inputs[1].type if len(node.inputs) > 1 and node.inputs[1] is not None else None
+        dtype = getattr(t, "dtype", None)
+        return dtype is None or dtype in OWN_CAST_TYPES
+    return False
+
+
+def _own_cast_target(node: Node, values: Mapping[Value, np.ndarray]) -> int | None:
+    """The target type of a Cast / CastLike to a type whose cast neffkit computes itself
+    (int4, float4e2m1 ...: onnxruntime and ml_dtypes disagree with each other there)."""
+    if node.op_type == "Cast" and node.domain == "":
+        to = node.attr("to")
+    elif node.op_type == "CastLike" and node.domain == "" and node.inputs[1] in values:
+        to = array_type(values[node.inputs[1]])
+    else:
+        return None
+    return to if to in OWN_CAST_TYPES else None
+
+
+def _run_own_cast(node: Node, values: Mapping[Value, np.ndarray]) -> dict[Value, np.ndarray]:
+    to = _own_cast_target(node, values)
+    x = values[node.inputs[0]]
+    if to is None or x.dtype == object:
+        return {}
+    round_mode = node.attr("round_mode", "up")
+    if isinstance(round_mode, bytes):
+        round_mode = round_mode.decode()
+    try:
+        y = own_cast(x, to, saturate=bool(node.attr("saturate", 1)), round_mode=str(round_mode))
+    except ValueError as e:  # an unknown round_mode: the node is just not folded
+        log.debug("fold: %s not folded: %s", node.op_type, e)
+        return {}
+    return {node.outputs[0]: y}
 
 
 def _runnable(chunk: list[Node], values: Mapping[Value, np.ndarray]) -> list[Node]:

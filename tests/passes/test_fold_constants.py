@@ -496,3 +496,47 @@ def test_light_model_weights_built_at_run_time_stay_unfolded_under_max_growth() 
     assert report.changed
     assert constant_bytes(g) < 20_000
     assert sum(n.op_type == "ConstantOfShape" for n in g) >= 26
+
+
+_CAST_FLOATS = np.array(
+    [-1e6, -300.5, -9.5, -8.5, -8, -7.5, -2.5, -1.5, -0.5, -0.0, 0.0, 0.25, 0.5, 1.05, 1.5, 2.5,
+     3.5, 5.01, 6.5, 7.5, 8, 15.9, 16, 17, 3e9, 1e30, np.nan, np.inf, -np.inf],
+    dtype=np.float32,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "to, attrs",
+    [
+        (TensorProto.INT4, {}),
+        (TensorProto.UINT4, {}),
+        (TensorProto.INT2, {}),
+        (TensorProto.UINT2, {}),
+        (TensorProto.FLOAT4E2M1, {}),
+        (TensorProto.FLOAT8E8M0, {}),
+        (TensorProto.FLOAT8E8M0, {"saturate": 0, "round_mode": "nearest"}),
+    ],
+)
+def test_cast_to_types_numpy_lacks_folds_as_the_torch_backend_casts(to: int, attrs: dict) -> None:
+    # fold computes these casts with neffkit's own rules (neffkit.ir.casts), not onnxruntime's
+    # (which rounds float -> int4 half away from zero) nor the installed ml_dtypes'
+    x = np.abs(_CAST_FLOATS) if to == TensorProto.FLOAT8E8M0 else _CAST_FLOATS
+    nodes = [
+        helper.make_node("Cast", ["c"], ["q"], to=to, **attrs),
+        helper.make_node("Cast", ["q"], ["y"], to=TensorProto.FLOAT),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(x)])],
+        [numpy_helper.from_array(x, "c")],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 25)])
+    graph = neffkit.load(model)
+    want = neffkit.run(graph, {}, backend="torch")[0]
+    result = fold(graph)
+    assert result.changed
+    assert len(graph) == 0
+    (got,) = neffkit.run(graph, {}, backend="torch")
+    np.testing.assert_array_equal(got, want)

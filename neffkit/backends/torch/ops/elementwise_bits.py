@@ -7,8 +7,9 @@ uint16/uint32/uint64 compute through int64 (torch has few kernels for them); int
 conversions between equal widths keep the bits, so ``x.to(torch.int64)`` reinterprets uint64.
 
 int4 / uint4 / int2 / uint2 / float4e2m1 / float8e8m0 values live in carrier dtypes (int8, uint8,
-float32: see ``lowering.CARRIERS``); casts to them apply the ONNX reference's conversion
-(``x.astype(ml_dtypes...)``, ``onnx.numpy_helper.to_float8e8m0``) in the helpers below.
+float32: see ``lowering.CARRIERS``); casts to them follow neffkit's own rules, stated in numpy
+in ``neffkit.ir.casts`` (which constant folding uses) and held equal to these helpers by the
+tests, whatever the installed ml_dtypes does where the spec leaves a cast undefined.
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ bit_view.__annotations__ = {"x": torch.Tensor, "dtype": str, "return": torch.Ten
 
 
 def wrap_int_bits(x: Tensor, bits: int, signed: bool, carrier: torch.dtype) -> Tensor:
-    """Cast to a ``bits``-wide integer (int4, uint2, ...) held in ``carrier``, as the reference
-    (ml_dtypes) does: floats truncate toward zero, then every value keeps its low ``bits`` bits
-    (two's complement), like the ONNX integer-to-integer cast. Floats outside the int32 range,
-    NaN and infinities give 0 (ml_dtypes converts through int32; the spec leaves them
+    """Cast to a ``bits``-wide integer (int4, uint2, ...) held in ``carrier``, by
+    ``neffkit.ir.casts``' rules: floats truncate toward zero, then every value keeps its low
+    ``bits`` bits (two's complement), like the ONNX integer-to-integer cast. Floats outside the
+    int32 range, NaN and infinities give 0 (the spec leaves out-of-range float casts
     undefined)."""
     if x.is_floating_point():
         xf = x if x.dtype == torch.float64 else x.float()
@@ -109,8 +110,8 @@ def wrap_int_bits(x: Tensor, bits: int, signed: bool, carrier: torch.dtype) -> T
 
 def round_fp4(x: Tensor) -> Tensor:
     """Cast to FLOAT4E2M1 (values 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives) as float32:
-    round to nearest even, saturate at +-6 (infinities included), NaN to 0 with NaN's sign, as
-    ml_dtypes (the reference) does; the type has no Inf or NaN."""
+    round to nearest even, saturate at +-6 (infinities included), NaN to 0 with NaN's sign
+    (``neffkit.ir.casts.to_fp4``); the type has no Inf or NaN."""
     xf = x if x.dtype == torch.float64 else x.float()
     a = torch.clamp(torch.abs(xf), max=6.0)
     # the spacing of representable values: 0.5 below 2, 1 in [2, 4), 2 in [4, 6]
