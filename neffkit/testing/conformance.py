@@ -215,15 +215,27 @@ def neffkit_torch_runner(model: object, inputs: list[np.ndarray]) -> list[np.nda
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m neffkit.testing.conformance [OP ...] [-v]``: pass rate of the torch backend."""
+    """``python -m neffkit.testing.conformance [OP ...] [-v] [--sequences]``: pass rate of the
+    torch backend."""
     import argparse
     import collections
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("ops", nargs="*", help="only cases that use these ops")
     p.add_argument("-v", "--verbose", action="store_true", help="print every non-passing case")
+    p.add_argument(
+        "--sequences",
+        action="store_true",
+        help="the cases with sequences / optionals instead (node cases and simple models)",
+    )
     a = p.parse_args(argv)
-    cases = plain_node_cases(a.ops or None)
+    if a.sequences:
+        from neffkit.testing.onnx_cases import sequence_cases
+
+        wanted = set(a.ops)
+        cases = [c for c in sequence_cases() if not wanted or set(c.op_types) & wanted]
+    else:
+        cases = plain_node_cases(a.ops or None)
     outcomes = [run_case(c, neffkit_torch_runner) for c in cases]
     per = collections.Counter(o.status for o in outcomes)
     for o in outcomes:
