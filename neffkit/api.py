@@ -26,7 +26,7 @@ from neffkit.dims import check_dims, input_dims, parse_dims, symbolic_dims
 from neffkit.errors import BackendError, NeffkitError
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
-from neffkit.ir.types import TensorType
+from neffkit.ir.types import OpaqueType, TensorType, type_from_proto
 
 __all__ = [
     "BACKENDS",
@@ -329,13 +329,14 @@ def random_inputs(
     *,
     dims: Mapping[str, int] | None = None,
     default_size: int = 1,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     """Random inputs of the declared dtypes and shapes, the same for the same seed.
 
     - floating types: standard normal values, cast to the input's type;
     - integers: uniform in [0, 10); an input whose name contains ``mask`` gets ones, and one
       used as ``Gather*`` indices stays below the gathered axis's size when that is known;
-    - bool: random True / False.
+    - bool: random True / False;
+    - a sequence of tensors: ``default_size`` tensors of its element type.
 
     A symbolic dimension takes its size from ``dims`` (``{"batch": 4}``), else
     ``default_size``; every unnamed unknown dimension takes ``default_size`` (one size for
@@ -353,6 +354,10 @@ def random_inputs(
     out: dict[str, np.ndarray] = {}
     for v in runtime_inputs(g):
         t = v.type
+        elem = _sequence_element(t)
+        count = 1
+        if elem is not None:  # a sequence of default_size tensors of its element type
+            t, count = elem, default_size
         if not isinstance(t, TensorType) or not t.dtype:
             what = "has no declared type" if t is None else f"has the type {type_str(t)}"
             raise NeffkitError(
@@ -365,8 +370,19 @@ def random_inputs(
                 "values cannot be made for it; give the inputs in a file"
             )
         shape = tuple(_dim_size(d, sizes, default_size) for d in t.shape)
-        out[v.name] = _random_array(v, t.dtype, shape, rng)
+        if elem is None:
+            out[v.name] = _random_array(v, t.dtype, shape, rng)
+        else:
+            out[v.name] = [_random_array(v, t.dtype, shape, rng) for _ in range(count)]
     return out
+
+
+def _sequence_element(t: Any) -> Any:
+    """The element type of a sequence-of-tensors type, else None."""
+    if not isinstance(t, OpaqueType) or t.proto.WhichOneof("value") != "sequence_type":
+        return None
+    inner = type_from_proto(t.proto.sequence_type.elem_type)
+    return inner if isinstance(inner, TensorType) else None
 
 
 def _dim_size(d: Any, dims: Mapping[str, int], default: int) -> int:

@@ -156,3 +156,21 @@ def test_compare_sequences_and_optionals_directly() -> None:
     assert "the candidate's optional is empty" in compare(a[0], None).note
     assert "the reference's optional is empty" in compare(None, a[0]).note
     assert compare(a[0], a[0].copy()).ok
+
+
+def test_sequence_inputs_get_set_size_elements_and_loops_carry_them() -> None:
+    from neffkit.api import random_inputs
+    from neffkit.testing.onnx_cases import sequence_cases
+
+    m = _model(
+        "(seq(float[n]) s, float[n] x) => (seq(float) t, int64 k)",
+        "t = SequenceInsert(s, x)\nk = SequenceLength(t)",
+    )
+    feeds = random_inputs(m, 0, default_size=3)
+    assert len(feeds["s"]) == 3 and all(e.shape == (3,) for e in feeds["s"])
+    report = verify(m, m)
+    assert report.ok, report.summary()
+    assert [o.reference_dtype for o in report.outputs] == ["seq(float32)", "int64"]
+    # a Loop carrying a sequence (onnx's own test model), checked on both sets
+    loop = next(c for c in sequence_cases() if c.name == "test_loop13_seq").load_model()
+    assert verify(loop, loop).ok
