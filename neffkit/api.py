@@ -22,10 +22,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from neffkit.dims import check_dims, input_dims, parse_dims, symbolic_dims
 from neffkit.errors import BackendError, NeffkitError
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
-from neffkit.ir.types import TensorType
+from neffkit.ir.types import OpaqueType, TensorType, type_from_proto
 
 __all__ = [
     "BACKENDS",
@@ -34,9 +35,12 @@ __all__ = [
     "as_model_proto",
     "check_inputs",
     "describe_model",
+    "input_dims",
     "load_npz",
     "npz_inputs",
+    "parse_dims",
     "random_inputs",
+    "symbolic_dims",
     "run",
     "runtime_inputs",
 ]
@@ -194,11 +198,20 @@ class Runner:
 
                 return torch_backend.run(self.graph, feeds, device=self.device, module=self._module)
             try:
-                outs = self._session.run(None, feeds)
+                # errors come back as exceptions; onnxruntime's own log of them is noise
+                outs = self._session.run(None, feeds, _quiet_run_options())
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise BackendError(f"onnxruntime failed to run the model: {first}") from e
-            return [o if isinstance(o, list) else np.asarray(o) for o in outs]
+            return [o if isinstance(o, list) or o is None else np.asarray(o) for o in outs]
+
+
+def _quiet_run_options() -> Any:
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.log_severity_level = 4
+    return opts
 
 
 def run(
@@ -259,8 +272,10 @@ def _as_array(x: Any) -> Any:
         from neffkit.backends.torch.lowering import to_numpy
 
         return to_numpy(x)
-    if isinstance(x, list) and x and isinstance(x[0], np.ndarray):
-        return x  # a sequence input for onnxruntime
+    if x is None:
+        return None  # an empty optional
+    if isinstance(x, list | tuple) and all(isinstance(e, np.ndarray) for e in x):
+        return list(x)  # a sequence (empty or not)
     return np.asarray(x)
 
 
@@ -316,25 +331,36 @@ def random_inputs(
     seed: int = 0,
     *,
     dims: Mapping[str, int] | None = None,
-) -> dict[str, np.ndarray]:
+    default_size: int = 1,
+) -> dict[str, Any]:
     """Random inputs of the declared dtypes and shapes, the same for the same seed.
 
     - floating types: standard normal values, cast to the input's type;
     - integers: uniform in [0, 10); an input whose name contains ``mask`` gets ones, and one
       used as ``Gather*`` indices stays below the gathered axis's size when that is known;
-    - bool: random True / False.
+    - bool: random True / False;
+    - a sequence of tensors: ``default_size`` tensors of its element type.
 
-    Symbolic or unknown dimensions take their size from ``dims`` (``{"batch": 4}``), or 1.
+    A symbolic dimension takes its size from ``dims`` (``{"batch": 4}``), else
+    ``default_size``; every unnamed unknown dimension takes ``default_size`` (one size for
+    all, so inputs that must agree do). The same name gets the same size in every input.
 
     Raises:
-        NeffkitError: an input has no tensor type, an unknown element type or unknown rank.
+        NeffkitError: a name in ``dims`` the inputs do not use, a non-positive size, or an
+            input with no tensor type, an unknown element type or unknown rank.
     """
     g = as_graph(graph)
     rng = np.random.default_rng(seed)
-    dims = dict(dims or {})
+    sizes = check_dims(g, dims or {})
+    if default_size <= 0:
+        raise NeffkitError(f"default_size must be positive, got {default_size}")
     out: dict[str, np.ndarray] = {}
     for v in runtime_inputs(g):
         t = v.type
+        elem = _sequence_element(t)
+        count = 1
+        if elem is not None:  # a sequence of default_size tensors of its element type
+            t, count = elem, default_size
         if not isinstance(t, TensorType) or not t.dtype:
             what = "has no declared type" if t is None else f"has the type {type_str(t)}"
             raise NeffkitError(
@@ -346,17 +372,28 @@ def random_inputs(
                 f"input '{v.name}' ({dtype_name(t.dtype)}) has an unknown rank, so random "
                 "values cannot be made for it; give the inputs in a file"
             )
-        shape = tuple(_dim_size(d, dims) for d in t.shape)
-        out[v.name] = _random_array(v, t.dtype, shape, rng)
+        shape = tuple(_dim_size(d, sizes, default_size) for d in t.shape)
+        if elem is None:
+            out[v.name] = _random_array(v, t.dtype, shape, rng)
+        else:
+            out[v.name] = [_random_array(v, t.dtype, shape, rng) for _ in range(count)]
     return out
 
 
-def _dim_size(d: Any, dims: Mapping[str, int]) -> int:
+def _sequence_element(t: Any) -> Any:
+    """The element type of a sequence-of-tensors type, else None."""
+    if not isinstance(t, OpaqueType) or t.proto.WhichOneof("value") != "sequence_type":
+        return None
+    inner = type_from_proto(t.proto.sequence_type.elem_type)
+    return inner if isinstance(inner, TensorType) else None
+
+
+def _dim_size(d: Any, dims: Mapping[str, int], default: int) -> int:
     if isinstance(d, int):
         return d
     if isinstance(d, str) and d in dims:
         return int(dims[d])
-    return 1
+    return default
 
 
 def _random_array(v: Value, elem: int, shape: tuple[int, ...], rng: np.random.Generator) -> Any:

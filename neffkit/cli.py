@@ -64,15 +64,21 @@ The file is written atomically; it may not be the input model, its external data
 --inputs file (exit status 2). With --verify (the default) the written file is loaded back
 with torch.jit.load and compared with onnxruntime.
 
+The check runs two random input sets (symbolic dims 3, then 7; --dims fixes chosen ones).
+
 example:
   neffkit convert model.onnx -o model.pt
+  neffkit convert model.onnx -o model.pt --dims batch=2,seq=16
   neffkit convert model.onnx -o model.pt --inputs inputs.npz --atol 1e-4
 """
 
 _VERIFY_EPILOG = """\
 B may also be a TorchScript file (.pt) written by `neffkit convert`. Inputs come from an
 .npz file (arrays named after the model's inputs) or are random from the reference's input
-types with --seed. Default tolerances depend on the dtype (float32: rtol 1e-4, atol 1e-5;
+types: two sets (seeds --seed and --seed + 1) in which every symbolic or unknown dim is 3,
+then 7, unless --dims sets it; a set the reference cannot run at those sizes falls back to
+size 1 and the report says so. Sequence outputs are compared element by element. Default
+tolerances depend on the dtype (float32: rtol 1e-4, atol 1e-5;
 float16 / bfloat16 looser; ints and bools exact); an element passes when
 |b - a| <= atol + rtol * |a|.
 
@@ -80,6 +86,7 @@ exit status: 0 all outputs agree, 1 numbers differ, 2 bad input
 
 example:
   neffkit verify model.onnx model.opt.onnx
+  neffkit verify model.onnx model.opt.onnx --dims batch=2,seq=128
   neffkit verify model.onnx model.pt --inputs inputs.npz --atol 1e-4 --json
 """
 
@@ -90,6 +97,7 @@ over the model, its external data or the --inputs file.
 
 example:
   neffkit run model.onnx                               # random inputs, seed 0, torch backend
+  neffkit run model.onnx --dims batch=2,seq=16         # sizes of the symbolic dims (else 1)
   neffkit run model.onnx --inputs in.npz --backend onnxruntime -o out.npz
 """
 
@@ -191,6 +199,11 @@ def _add_input_args(s: argparse.ArgumentParser) -> None:
         "--inputs", metavar="FILE.npz", help="input arrays, named after the model's inputs"
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+    s.add_argument(
+        "--dims",
+        metavar="NAME=SIZE,...",
+        help="sizes of symbolic input dims for random inputs, e.g. --dims batch=2,seq=16",
+    )
 
 
 def _add_tolerance_args(s: argparse.ArgumentParser) -> None:
@@ -256,6 +269,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         loaded,
         inputs if args.inputs else None,
         seed=args.seed,
+        dims=None if args.inputs else _dims(args, graph),
         atol=args.atol,
         rtol=args.rtol,
     )
@@ -277,6 +291,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         candidate,
         args.inputs,  # an .npz path (checked against the reference's inputs) or None
         seed=args.seed,
+        dims=_dims(args),
         atol=args.atol,
         rtol=args.rtol,
         backend=args.backend,
@@ -307,7 +322,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = runner(inputs)
     log.info("ran in %.3f s", time.perf_counter() - t0)
     source = args.inputs if args.inputs else f"random, seed {args.seed}"
-    print(f"{args.model} on {runner.backend} (inputs: {source})")
+    dims = _dims_used(runner.graph, inputs)
+    print(f"{args.model} on {runner.backend} (inputs: {source}, {dims})")
     print(format_arrays(runner.output_names, outputs))
     if args.output:
         _save_npz(args.output, dict(zip(runner.output_names, outputs)))
@@ -322,12 +338,39 @@ def _read_inputs(graph: Any, args: argparse.Namespace, model: str) -> dict[str, 
     """Inputs from ``--inputs FILE.npz`` (checked against the model), else random ones."""
     from neffkit.api import mentioning, npz_inputs, random_inputs
 
+    dims = _dims(args, graph)
     if args.inputs:
         log.info("reading inputs from %s", args.inputs)
         return npz_inputs(graph, args.inputs)
     log.info("random inputs, seed %d", args.seed)
     with mentioning(model):
-        return random_inputs(graph, args.seed)
+        return random_inputs(graph, args.seed, dims=dims)
+
+
+def _dims(args: argparse.Namespace, graph: Any = None) -> dict[str, int] | None:
+    """``--dims`` as a dict (None when not given), checked against ``graph`` when given.
+
+    Raises:
+        NeffkitError: bad syntax, a non-positive size, a name the model's inputs do not have,
+            or --dims together with --inputs.
+    """
+    from neffkit.api import check_dims, parse_dims
+
+    text = getattr(args, "dims", None)
+    if text is None:
+        return None
+    if getattr(args, "inputs", None):
+        raise NeffkitError("--dims sets the sizes of random inputs; it cannot go with --inputs")
+    dims = parse_dims(text)
+    return dims if graph is None else check_dims(graph, dims)
+
+
+def _dims_used(graph: Any, feeds: Any) -> str:
+    """``dims batch=2,seq=16`` for the sizes random inputs gave the symbolic dims."""
+    from neffkit.api import input_dims
+    from neffkit.dims import format_dims
+
+    return f"dims {format_dims(input_dims(graph, feeds))}"
 
 
 def _refuse_overwrite(

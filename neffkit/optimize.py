@@ -51,6 +51,9 @@ class OptimizeReport:
     notes: list[str] = field(default_factory=list)
     #: constant bytes before and after, and what prevents a large growth (``growth.warn``)
     growth: ConstantGrowth | None = None
+    #: When verification failed because the original disagrees with itself (onnxruntime run
+    #: twice, or onnxruntime against the target's backend), what it found; else empty.
+    diagnosis: str = ""
 
     @property
     def ok(self) -> bool:
@@ -64,6 +67,8 @@ class OptimizeReport:
             text += "\nwarning: " + self.growth.message()
         if self.verification is not None:
             text += "\n\n" + str(self.verification)
+        if self.diagnosis:
+            text += f"\n{self.diagnosis}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +82,7 @@ class OptimizeReport:
             "ok": self.ok,
             "notes": self.notes,
             "constant_growth": None if self.growth is None else self.growth.to_dict(),
+            "diagnosis": self.diagnosis,
         }
 
 
@@ -103,6 +109,7 @@ def optimize(
     verify: bool = True,
     inputs: Sequence[Any] | Mapping[str, Any] | None = None,
     seed: int = 0,
+    dims: Mapping[str, int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     keep_overridable_inputs: bool = False,
@@ -119,8 +126,10 @@ def optimize(
         passes: pipeline text; the target's default pipeline when None.
         target: ``torch``, ``onnxruntime`` or ``neuron``.
         verify: compare onnxruntime on the original with the target backend on the result.
-        inputs: inputs for verification (random from the input types, seeded, when None).
+        inputs: inputs for verification (when None: two random sets from the input types,
+            seeded, symbolic dims 3 then 7; see ``neffkit.verify``).
         seed: seed of the random inputs.
+        dims: sizes of symbolic dims in the random inputs (``{"batch": 2}``).
         atol: absolute tolerance of the verification (per-dtype default when None).
         rtol: relative tolerance of the verification (per-dtype default when None).
         keep_overridable_inputs: treat IR v3 inputs that have an initializer as inputs.
@@ -135,15 +144,23 @@ def optimize(
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
-    from neffkit.api import as_graph
+    from neffkit.api import as_graph, random_inputs
 
     start = time.perf_counter()
     pipeline = passes if passes is not None else default_pipeline(target)
     if target not in DEFAULT_PIPELINES:
         default_pipeline(target)  # raises the clear error
     original = as_graph(model)
+    if dims and inputs is not None:
+        raise NeffkitError(
+            "dims set the sizes of random inputs; they cannot be combined with given inputs"
+        )
     graph = clone_graph(original) if isinstance(model, Graph) and copy else original
     reference = clone_graph(graph) if verify else None
+    # --verify-each checks one set: the given inputs, else random ones with the chosen dims
+    each_inputs = inputs
+    if inputs is None and dims:
+        each_inputs = random_inputs(original, seed, dims=dims)
     ctx = PassContext(
         target=target,
         max_constant_bytes=max_constant_bytes,
@@ -153,7 +170,7 @@ def optimize(
         pipeline,
         ctx=ctx,
         verify_each=verify_each,
-        inputs=inputs,
+        inputs=each_inputs,
         seed=seed,
         print_ir_after=print_ir_after,
         progress=progress,
@@ -177,7 +194,7 @@ def optimize(
         # the target (this catches exporter-level problems the target backend accepts).
         ort_backend.session(graph)
 
-        kwargs: dict[str, Any] = {"seed": seed}
+        kwargs: dict[str, Any] = {"seed": seed, "dims": dims}
         if atol is not None:
             kwargs["atol"] = atol
         if rtol is not None:
@@ -190,5 +207,56 @@ def optimize(
             reference_backend="onnxruntime",
             **kwargs,
         )
+        if not report.verification.ok and not report.verification.problems:
+            report.diagnosis = diagnose_original(
+                reference, report.verification, inputs, verification_backend(target), **kwargs
+            )
     report.seconds = time.perf_counter() - start
     return graph, report
+
+
+def diagnose_original(
+    reference: Graph,
+    verification: Any,
+    inputs: Any,
+    backend: str,
+    **verify_kwargs: Any,
+) -> str:
+    """Why a failed verification is not the passes' fault, when the original shows it alone.
+
+    Runs the original on onnxruntime twice (a nondeterministic reference), then the original
+    on ``backend`` against onnxruntime; when every output that failed for the optimized model
+    also fails there, the original disagrees with itself and the message says which output
+    and by how much. Returns an empty string when the original is self-consistent.
+    """
+    from neffkit.verify import verify as verify_models
+
+    failing = [o.name for o in verification.failures]
+    twice = verify_models(
+        reference,
+        reference,
+        inputs,
+        backend="onnxruntime",
+        reference_backend="onnxruntime",
+        **verify_kwargs,
+    )
+    if not twice.ok:
+        return "the original model itself " + _differs(twice, "when onnxruntime runs it twice")
+    if backend == "onnxruntime":
+        return ""
+    across = verify_models(
+        reference, reference, inputs, backend=backend, reference_backend="onnxruntime",
+        **verify_kwargs,
+    )  # fmt: skip
+    if across.ok or not set(failing) <= {o.name for o in across.failures}:
+        return ""
+    return "the original model itself " + _differs(across, f"on onnxruntime and {backend}")
+
+
+def _differs(report: Any, where: str) -> str:
+    from neffkit.compare import explain
+
+    o = report.failures[0]
+    names = ", ".join(f"'{f.name}'" for f in report.failures)
+    many = "outputs" if len(report.failures) > 1 else "output"
+    return f"gives different results {where} for {many} {names}: {explain(o)}"

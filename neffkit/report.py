@@ -230,11 +230,12 @@ def format_verification(report: Any) -> str:
         )
     headers = ["output", "reference", "candidate", "max abs", "max rel", "mismatched"]
     headers += ["rtol/atol", "status"]
-    seed = "" if report.seed is None else f", random with seed {report.seed}"
+    seed = "" if report.seed is None else f", random from seed {report.seed}"
     lines = [
         f"reference: {report.reference} on {report.reference_backend}",
         f"candidate: {report.candidate} on {report.backend}",
         f"inputs:    {report.input_sets} set(s){seed}",
+        *_set_lines(getattr(report, "sets", [])),
         "",
         format_table(headers, rows),
     ]
@@ -243,6 +244,20 @@ def format_verification(report: Any) -> str:
         lines += ["", "notes:", *notes]
     lines += ["", report.summary()]
     return "\n".join(lines)
+
+
+def _set_lines(sets: Sequence[Any]) -> list[str]:
+    """One line per input set (source, dim sizes, verdict), and its note when it has one."""
+    lines = []
+    for item in sets:
+        if item.ok:
+            verdict = f"ok (max abs error {_err(item.max_abs_error)})"
+        else:
+            verdict = "FAIL (" + ", ".join(item.failures) + ")"
+        lines.append(f"  {item.describe()}: {verdict}")
+        if item.note:
+            lines.append(f"    note: {item.note}")
+    return lines
 
 
 def _typed(dtype: str | None, shape: tuple[int, ...] | None) -> str:

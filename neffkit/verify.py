@@ -9,15 +9,19 @@ tolerances, and whether the output passes::
     print(report)
     report.raise_if_failed()
 
-An element passes when ``|candidate - reference| <= atol + rtol * |reference|`` (numpy's
-``isclose`` rule); NaNs in the same place and infinities of the same sign count as equal.
-The relative error ignores positions where ``|reference| < REL_ERR_FLOOR`` (1e-6), so that
-values that are (nearly) zero do not make it meaningless; ``atol`` covers those positions.
+How one output is compared (tolerances per dtype, NaNs, sequences, optionals) is in
+``neffkit.compare``; its names are re-exported here.
+
+Without given inputs, two random input sets are checked (seeds ``seed`` and ``seed + 1``);
+every symbolic or unknown input dim is 3 in the first and 7 in the second (``dims`` fixes
+chosen ones), so a bug that shows only at batch or sequence length > 1 does not pass. When
+onnxruntime cannot run the reference at those sizes (a dim the model fixes), that set falls
+back to size 1 and the report says so. Sequence outputs are compared element by element,
+optional outputs as empty on both sides or by their element.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,18 +31,33 @@ import numpy as np
 
 from neffkit.api import (
     Runner,
+    as_graph,
     bind,
     describe_model,
     load_npz,
+    mentioning,
     npz_inputs,
     random_inputs,
     runtime_inputs,
 )
+from neffkit.compare import (
+    DEFAULT_TOLERANCES,
+    REL_ERR_FLOOR,
+    OutputComparison,
+    _json_float,
+    _merge,
+    compare,
+    default_tolerances,
+    explain,
+)
+from neffkit.dims import check_dims, format_dims, input_dims, symbolic_dims
 from neffkit.errors import BackendError, NeffkitError, NumericMismatchError
 
 __all__ = [
+    "DEFAULT_DIM_SIZES",
     "DEFAULT_TOLERANCES",
     "REL_ERR_FLOOR",
+    "InputSet",
     "OutputComparison",
     "VerificationReport",
     "compare",
@@ -47,93 +66,44 @@ __all__ = [
     "verify",
 ]
 
-#: ``dtype name -> (rtol, atol)``; integer and bool outputs must match exactly.
-DEFAULT_TOLERANCES: dict[str, tuple[float, float]] = {
-    "float64": (1e-7, 1e-9),
-    "float32": (1e-4, 1e-5),
-    "float16": (1e-2, 1e-3),
-    "bfloat16": (5e-2, 1e-2),
-    "complex128": (1e-7, 1e-9),
-    "complex64": (1e-4, 1e-5),
-}
-_FLOAT8 = (0.25, 1e-2)
-#: Positions where ``|reference|`` is below this are left out of the relative error.
-REL_ERR_FLOOR = 1e-6
-
-
-def default_tolerances(dtype: Any) -> tuple[float, float]:
-    """``(rtol, atol)`` for an output dtype when none are given: exact for ints and bools."""
-    name = np.dtype(dtype).name
-    if name in DEFAULT_TOLERANCES:
-        return DEFAULT_TOLERANCES[name]
-    if name.startswith(("float8", "float4", "float6")):
-        return _FLOAT8
-    return (0.0, 0.0)
+#: Sizes of symbolic / unknown dims in the default random input sets, one set per size:
+#: small distinct primes (so sizes that must agree show when they do not), cheap on big models.
+DEFAULT_DIM_SIZES = (3, 7)
 
 
 @dataclass
-class OutputComparison:
-    """How one output of the candidate compares with the reference (worst over input sets)."""
+class InputSet:
+    """One input set of a verification: where it came from, its dim sizes and its verdict."""
 
     index: int
-    name: str
-    reference_shape: tuple[int, ...] | None
-    reference_dtype: str | None
-    candidate_shape: tuple[int, ...] | None
-    candidate_dtype: str | None
-    rtol: float
-    atol: float
-    max_abs_error: float | None = None
-    max_rel_error: float | None = None
-    mismatches: int = 0
-    elements: int = 0
-    worst_set: int | None = None
+    seed: int | None
+    dims: dict[str, int] = field(default_factory=dict)
     note: str = ""
-
-    @property
-    def shape_match(self) -> bool:
-        """The candidate's shape equals the reference's."""
-        return self.reference_shape is not None and self.reference_shape == self.candidate_shape
-
-    @property
-    def dtype_match(self) -> bool:
-        """The candidate's dtype equals the reference's."""
-        return self.reference_dtype is not None and self.reference_dtype == self.candidate_dtype
+    failures: list[str] = field(default_factory=list)
+    max_abs_error: float | None = None
+    feeds: Any = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
-        """Same shape and dtype, and every element within the tolerances."""
-        return self.shape_match and self.dtype_match and self.mismatches == 0 and not self.note
+        """Every output agrees on this set."""
+        return not self.failures
+
+    def describe(self) -> str:
+        """``set 0: random seed 0, dims batch=3`` (the verdict is separate)."""
+        source = "given" if self.seed is None else f"random seed {self.seed}"
+        return f"set {self.index}: {source}, dims {format_dims(self.dims)}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite errors as the strings ``"inf"`` / ``"nan"``)."""
+        """A JSON-ready dict (without the arrays)."""
         return {
             "index": self.index,
-            "name": self.name,
+            "seed": self.seed,
+            "dims": dict(self.dims),
             "ok": self.ok,
-            "reference": {"shape": _list(self.reference_shape), "dtype": self.reference_dtype},
-            "candidate": {"shape": _list(self.candidate_shape), "dtype": self.candidate_dtype},
-            "shape_match": self.shape_match,
-            "dtype_match": self.dtype_match,
+            "failures": list(self.failures),
             "max_abs_error": _json_float(self.max_abs_error),
-            "max_rel_error": _json_float(self.max_rel_error),
-            "mismatches": self.mismatches,
-            "elements": self.elements,
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "worst_input_set": self.worst_set,
             "note": self.note,
         }
-
-
-def _list(shape: tuple[int, ...] | None) -> list[int] | None:
-    return None if shape is None else list(shape)
-
-
-def _json_float(x: float | None) -> float | str | None:
-    if x is None or math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 @dataclass
@@ -148,6 +118,7 @@ class VerificationReport:
     seed: int | None
     outputs: list[OutputComparison] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    sets: list[InputSet] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -174,7 +145,7 @@ class VerificationReport:
             return f"OK: {what}: {agree} on {sets}"
         parts = list(self.problems)
         for o in self.failures:
-            parts.append(f"output '{o.name}': {_why(o)}")
+            parts.append(f"output '{o.name}': {explain(o)}")
         return f"MISMATCH: {what} on {sets}: " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +160,7 @@ class VerificationReport:
             "seed": self.seed,
             "rel_err_floor": REL_ERR_FLOOR,
             "problems": list(self.problems),
+            "sets": [x.to_dict() for x in self.sets],
             "outputs": [o.to_dict() for o in self.outputs],
         }
 
@@ -198,139 +170,6 @@ class VerificationReport:
         return format_verification(self)
 
 
-def _why(o: OutputComparison) -> str:
-    if o.note:
-        return o.note
-    if not o.shape_match:
-        return f"shape {_list(o.candidate_shape)} != reference {_list(o.reference_shape)}"
-    if not o.dtype_match:
-        return f"dtype {o.candidate_dtype} != reference {o.reference_dtype}"
-    return (
-        f"{o.mismatches} of {o.elements} elements outside rtol={o.rtol:g} atol={o.atol:g} "
-        f"(max abs error {_fmt_err(o.max_abs_error)})"
-    )
-
-
-def _fmt_err(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3g}"
-
-
-# -- comparing --------------------------------------------------------------------------------
-
-
-def _kind(dt: np.dtype) -> str:
-    name = dt.name
-    if dt.kind == "b":
-        return "bool"
-    if dt.kind in "iu" or name in ("int4", "uint4", "int2", "uint2"):
-        return "int"
-    if dt.kind == "f" or name.startswith(("bfloat16", "float8", "float4", "float6")):
-        return "float"
-    if dt.kind == "c":
-        return "complex"
-    return "other"
-
-
-def compare(
-    reference: Any,
-    candidate: Any,
-    *,
-    rtol: float | None = None,
-    atol: float | None = None,
-    name: str = "",
-    index: int = 0,
-) -> OutputComparison:
-    """Compares one candidate output with the reference output.
-
-    ``rtol`` / ``atol`` default per dtype (:data:`DEFAULT_TOLERANCES`); when given they apply
-    to every output but booleans, which always compare exactly.
-    """
-    ref = _array(reference)
-    cand = _array(candidate)
-    if ref is None or cand is None:
-        return OutputComparison(
-            index, name, None, None, None, None, rtol or 0.0, atol or 0.0,
-            note="a non-tensor output (sequence, map) cannot be compared",
-        )  # fmt: skip
-    d_rtol, d_atol = default_tolerances(ref.dtype)
-    kind = _kind(ref.dtype)
-    if kind == "bool":
-        rtol_, atol_ = 0.0, 0.0
-    else:
-        rtol_ = d_rtol if rtol is None else float(rtol)
-        atol_ = d_atol if atol is None else float(atol)
-    out = OutputComparison(
-        index=index,
-        name=name,
-        reference_shape=tuple(ref.shape),
-        reference_dtype=ref.dtype.name,
-        candidate_shape=tuple(cand.shape),
-        candidate_dtype=cand.dtype.name,
-        rtol=rtol_,
-        atol=atol_,
-        elements=int(ref.size),
-    )
-    if ref.shape != cand.shape:
-        return out
-    if kind == "other" or _kind(cand.dtype) == "other":
-        if not np.array_equal(ref, cand):
-            out.mismatches = int(np.sum(ref != cand)) if ref.shape else 1
-        return out
-    r, c = _wide(ref), _wide(cand)
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = np.abs(c - r)
-        both_nan = np.isnan(r) & np.isnan(c)
-        same_inf = np.isinf(r) & (r == c)
-        equal = both_nan | same_inf | (r == c)
-        diff = np.where(equal, 0.0, diff)
-        diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only: infinitely off
-        mag = np.abs(r)
-        bad = diff > atol_ + rtol_ * np.where(np.isfinite(mag), mag, 0.0)
-        rel_mask = mag >= REL_ERR_FLOOR
-        rel = np.where(rel_mask, diff / np.where(rel_mask, mag, 1.0), 0.0)
-    out.mismatches = int(np.count_nonzero(bad))
-    out.max_abs_error = float(diff.max()) if diff.size else 0.0
-    out.max_rel_error = float(rel.max()) if rel.size else 0.0
-    return out
-
-
-def _array(x: Any) -> np.ndarray | None:
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, list | tuple | dict):
-        return None
-    if type(x).__module__.startswith("torch"):
-        from neffkit.backends.torch.lowering import to_numpy
-
-        return to_numpy(x)
-    return np.asarray(x)
-
-
-def _wide(a: np.ndarray) -> np.ndarray:
-    if a.dtype.kind == "c":
-        return a.astype(np.complex128)
-    return a.astype(np.float64)
-
-
-def _merge(worst: OutputComparison, new: OutputComparison, set_index: int) -> None:
-    """Folds another input set's comparison of the same output into the worst case so far."""
-    if new.note and not worst.note:
-        worst.note = new.note
-    if worst.shape_match and not new.shape_match:
-        worst.reference_shape, worst.candidate_shape = new.reference_shape, new.candidate_shape
-    if worst.dtype_match and not new.dtype_match:
-        worst.reference_dtype, worst.candidate_dtype = new.reference_dtype, new.candidate_dtype
-    worst.mismatches += new.mismatches
-    worst.elements += new.elements
-    if new.max_rel_error is not None:
-        worst.max_rel_error = max(worst.max_rel_error or 0.0, new.max_rel_error)
-    if new.max_abs_error is not None and (
-        worst.max_abs_error is None or new.max_abs_error > worst.max_abs_error
-    ):
-        worst.max_abs_error = new.max_abs_error
-        worst.worst_set = set_index
-
-
 # -- inputs -----------------------------------------------------------------------------------
 
 
@@ -338,22 +177,110 @@ def input_sets(
     graph: Any,
     inputs: Any,
     seed: int,
-) -> tuple[list[Any], int | None]:
+    dims: Mapping[str, int] | None = None,
+) -> tuple[list[InputSet], int | None]:
     """Normalizes ``inputs`` to a list of input sets; random ones when ``inputs`` is None.
+
+    Random sets: one per size of :data:`DEFAULT_DIM_SIZES` (seeds ``seed``, ``seed + 1``),
+    every symbolic or unknown dim of that size unless ``dims`` names it.
 
     Returns:
         The sets and the seed used (None when the inputs were given).
+
+    Raises:
+        NeffkitError: ``dims`` names a dim the inputs do not have, or is given with inputs.
     """
+    graph = as_graph(graph)
     if inputs is None:
-        return [random_inputs(graph, seed)], seed
+        user = check_dims(graph, dims or {})
+        sets = []
+        for k, size in enumerate(DEFAULT_DIM_SIZES):
+            sets.append(_random_set(graph, k, seed + k, user, size))
+        return sets, seed
+    if dims:
+        raise NeffkitError(
+            "dims set the sizes of random inputs; they cannot be combined with given inputs"
+        )
     if isinstance(inputs, str | os.PathLike):
-        return [npz_inputs(graph, inputs)], None
-    if isinstance(inputs, Mapping):
-        return [inputs], None
-    items = list(inputs)
-    if items and all(isinstance(x, Mapping) for x in items):
-        return items, None
-    return [items], None
+        given: list[Any] = [npz_inputs(graph, inputs)]
+    elif isinstance(inputs, Mapping):
+        given = [inputs]
+    else:
+        items = list(inputs)
+        given = items if items and all(isinstance(x, Mapping) for x in items) else [items]
+    names = [v.name for v in runtime_inputs(graph)]
+    out = []
+    for k, feeds in enumerate(given):
+        named = feeds if isinstance(feeds, Mapping) else dict(zip(names, feeds))
+        out.append(InputSet(k, None, input_dims(graph, named), feeds=feeds))
+    return out, None
+
+
+def _random_set(graph: Any, index: int, seed: int, user: dict[str, int], size: int) -> InputSet:
+    feeds = random_inputs(graph, seed, dims=user, default_size=size)
+    return InputSet(index, seed, _set_dims(graph, user, size), feeds=feeds)
+
+
+def _set_dims(graph: Any, user: Mapping[str, int], size: int) -> dict[str, int]:
+    """The sizes a random set gives: every symbolic dim, and ``?`` for the unnamed ones."""
+    out = {name: user.get(name, size) for name in symbolic_dims(graph)}
+    if _has_unnamed_dims(graph):
+        out["?"] = size
+    return out
+
+
+def _has_unnamed_dims(graph: Any) -> bool:
+    for v in runtime_inputs(graph):
+        shape = getattr(v.type, "shape", None)
+        if shape is not None and any(d is None for d in shape):
+            return True
+    return False
+
+
+def _reference_outputs(
+    runner: Runner, item: InputSet, graph: Any, user: Mapping[str, int]
+) -> list[Any]:
+    """The reference's outputs on a set.
+
+    When the reference cannot run at the sizes chosen for a random set (a dim the model
+    fixes, e.g. one that must match a weight), the set is remade with size 1 for one of the
+    chosen dims at a time, then for all of them, and the set's note says so. Sizes the user
+    gave are never replaced: their error is raised.
+    """
+    try:
+        return runner(item.feeds)
+    except NeffkitError as e:
+        chosen = {n: v for n, v in item.dims.items() if n not in user and v != 1}
+        if item.seed is None or not chosen:
+            raise
+        error = e
+    tries = [[n] for n in chosen] if len(chosen) > 1 else []
+    for ones in [*tries, list(chosen)]:
+        dims = {**item.dims, **dict.fromkeys(ones, 1)}
+        named = {n: v for n, v in dims.items() if n != "?"}
+        feeds = random_inputs(graph, item.seed, dims=named, default_size=dims.get("?", 1))
+        try:
+            want = runner(feeds)
+        except NeffkitError:
+            continue
+        item.feeds, item.dims = feeds, dims
+        item.note = (
+            f"{runner.backend} cannot run the reference with {format_dims(chosen)} "
+            f"({_short_error(error)}); this set uses size 1 for {', '.join(ones)}"
+        )
+        return want
+    raise error
+
+
+def _short_error(e: BaseException, limit: int = 160) -> str:
+    """The gist of a backend error for a note: its first line without the file and
+    onnxruntime's source location, at most ``limit`` characters."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if "Status Message:" in text:
+        text = text.split("Status Message:", 1)[1].strip()
+        if text.startswith("/") and ") " in text:  # "/onnxruntime_src/...: void f(...) msg"
+            text = text.split(") ", 1)[1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -365,6 +292,7 @@ def verify(
     inputs: Any = None,
     *,
     seed: int = 0,
+    dims: Mapping[str, int] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
     backend: str = "torch",
@@ -377,8 +305,10 @@ def verify(
         candidate: the model to check: path, ``ModelProto``, ``Graph``, or a ``torch.nn.Module``
             (e.g. a loaded TorchScript file) called with the inputs in the reference's order.
         inputs: a list or dict of arrays, a list of dicts (several input sets, all checked),
-            or an ``.npz`` path; random inputs from the reference's input types when None.
-        seed: seed of the random inputs.
+            or an ``.npz`` path; two random sets from the reference's input types when None
+            (symbolic dims 3, then 7: see :data:`DEFAULT_DIM_SIZES`).
+        seed: seed of the first random set (the second uses ``seed + 1``).
+        dims: sizes of symbolic dims in the random sets (``{"batch": 2}``); the others vary.
         atol, rtol: tolerances for every output; by default per dtype (see
             :data:`DEFAULT_TOLERANCES`), exact for ints and bools.
         backend: backend of the candidate (``"torch"`` or ``"onnxruntime"``).
@@ -388,16 +318,21 @@ def verify(
         A report; it does not raise on a mismatch (call ``report.raise_if_failed()``).
 
     Raises:
-        NeffkitError: a model cannot be read or run, or the inputs do not fit.
+        NeffkitError: a model cannot be read or run, the inputs do not fit, or ``dims`` names
+            a dim the reference's inputs do not have.
     """
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
     ref_label = ref_runner.backend
     output_names = ref_runner.output_names
-    sets, used_seed = input_sets(graph, inputs, seed)
-    # One model prepared at a time: the reference's outputs are computed and its session
-    # released before the candidate is lowered, so a big model's weights are not held twice.
-    wanted = [ref_runner(feeds) for feeds in sets]
+    where = describe_model(reference) if isinstance(reference, str | os.PathLike) else None
+    with mentioning(where):
+        sets, used_seed = input_sets(graph, inputs, seed, dims)
+    user = dict(dims or {})
+    # One model prepared at a time: the reference's outputs are computed (a random set whose
+    # sizes the reference cannot run is remade first) and its session released before the
+    # candidate is lowered, so a big model's weights are not held twice.
+    wanted = [_reference_outputs(ref_runner, item, graph, user) for item in sets]
     del ref_runner
     cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
     report = VerificationReport(
@@ -407,11 +342,12 @@ def verify(
         backend=cand_backend,
         input_sets=len(sets),
         seed=used_seed,
+        sets=sets,
     )
     worst: list[OutputComparison] = []
-    for k, feeds in enumerate(sets):
+    for k, item in enumerate(sets):
         want = wanted[k]
-        got = cand_run(_for_candidate(feeds, graph, cand_names))
+        got = cand_run(_for_candidate(item.feeds, graph, cand_names))
         if len(got) != len(want):
             msg = f"the candidate has {len(got)} outputs, the reference {len(want)}"
             if msg not in report.problems:
@@ -424,6 +360,10 @@ def verify(
                 c = compare(w, w, rtol=rtol, atol=atol, name=name, index=i)
                 c.candidate_shape = c.candidate_dtype = None
                 c.note = "missing from the candidate"
+            if not c.ok:
+                item.failures.append(name)
+            if c.max_abs_error is not None:
+                item.max_abs_error = max(item.max_abs_error or 0.0, c.max_abs_error)
             if k == 0:
                 c.worst_set = 0 if c.max_abs_error is not None else None
                 worst.append(c)
@@ -459,9 +399,18 @@ def _module_runner(module: Any, names: list[str]) -> Any:
             raise BackendError(f"the torch module failed to run: {first}") from e
         if isinstance(outs, torch.Tensor):
             outs = [outs]
-        return [to_numpy(o) for o in outs]
+        return [_numpy_value(o, to_numpy) for o in outs]
 
     return call
+
+
+def _numpy_value(x: Any, to_numpy: Any) -> Any:
+    """A module output as numpy: a tensor, a sequence (list of tensors) or None (empty)."""
+    if x is None:
+        return None
+    if isinstance(x, list | tuple):
+        return [to_numpy(e) for e in x]
+    return to_numpy(x)
 
 
 def _for_candidate(feeds: Any, ref_graph: Any, cand_names: list[str]) -> Any:

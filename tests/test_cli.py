@@ -204,7 +204,7 @@ def test_verify_and_run_with_npz_inputs(model, tmp_path, capsys) -> None:
 
 def test_run_on_onnxruntime_with_a_seed(model, capsys) -> None:
     assert main(["run", model, "--backend", "onnxruntime", "--seed", "7"]) == 0
-    assert "onnxruntime (inputs: random, seed 7)" in capsys.readouterr().out
+    assert "onnxruntime (inputs: random, seed 7, dims" in capsys.readouterr().out
 
 
 # -- bad input --------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_identical_models_agree() -> None:
     assert o.shape_match and o.dtype_match and o.max_abs_error == 0.0 and o.mismatches == 0
     assert (o.reference_shape, o.reference_dtype) == ((2, 3), "float32")
     assert (o.rtol, o.atol) == (1e-4, 1e-5)
-    assert report.seed == 0 and report.input_sets == 1
+    assert report.seed == 0 and report.input_sets == 2
     assert (report.backend, report.reference_backend) == ("torch", "onnxruntime")
     text = str(report)
     assert "OK" in text and "max abs" in text and "y" in text

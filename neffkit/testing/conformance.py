@@ -57,6 +57,28 @@ def compare(
     return ""
 
 
+def compare_value(
+    ref: object, got: object, rtol: float, atol: float, defined: np.ndarray | None = None
+) -> str:
+    """:func:`compare` extended to sequences (lists, element by element) and empty optionals
+    (None on both sides); ``defined`` applies to a tensor output."""
+    if ref is None or got is None:
+        if ref is None and got is None:
+            return ""
+        return "empty optional" + (" expected" if ref is None else " returned")
+    if isinstance(ref, list | tuple) or isinstance(got, list | tuple):
+        if not isinstance(ref, list | tuple) or not isinstance(got, list | tuple):
+            return "a sequence on one side only"
+        if len(ref) != len(got):
+            return f"sequence of {len(got)} elements != expected {len(ref)}"
+        for k, (r, g) in enumerate(zip(ref, got)):
+            msg = compare_value(r, g, rtol, atol)
+            if msg:
+                return f"element {k}: {msg}"
+        return ""
+    return compare(ref, got, rtol, atol, defined)  # type: ignore[arg-type]
+
+
 def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> Outcome:
     """Runs every data set of ``case`` through ``runner(model, inputs)`` and judges it."""
     model = case.load_model()
@@ -74,7 +96,7 @@ def run_case(case: Case, runner: Callable[[object, list[np.ndarray]], list]) -> 
                 )
             defined = spec_defined_outputs(case, inputs, expected)
             for i, (g, e) in enumerate(zip(got, expected)):
-                msg = compare(e, g, case.rtol, case.atol, defined[i])
+                msg = compare_value(e, g, case.rtol, case.atol, defined[i])
                 if msg:
                     return Outcome(case.name, case.op_types, "failed", f"output {i}: {msg}")
     except Exception as e:  # noqa: BLE001 - every failure is an outcome, not a crash
@@ -193,15 +215,27 @@ def neffkit_torch_runner(model: object, inputs: list[np.ndarray]) -> list[np.nda
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m neffkit.testing.conformance [OP ...] [-v]``: pass rate of the torch backend."""
+    """``python -m neffkit.testing.conformance [OP ...] [-v] [--sequences]``: pass rate of the
+    torch backend."""
     import argparse
     import collections
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("ops", nargs="*", help="only cases that use these ops")
     p.add_argument("-v", "--verbose", action="store_true", help="print every non-passing case")
+    p.add_argument(
+        "--sequences",
+        action="store_true",
+        help="the cases with sequences / optionals instead (node cases and simple models)",
+    )
     a = p.parse_args(argv)
-    cases = plain_node_cases(a.ops or None)
+    if a.sequences:
+        from neffkit.testing.onnx_cases import sequence_cases
+
+        wanted = set(a.ops)
+        cases = [c for c in sequence_cases() if not wanted or set(c.op_types) & wanted]
+    else:
+        cases = plain_node_cases(a.ops or None)
     outcomes = [run_case(c, neffkit_torch_runner) for c in cases]
     per = collections.Counter(o.status for o in outcomes)
     for o in outcomes:

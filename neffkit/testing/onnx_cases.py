@@ -81,10 +81,16 @@ def model_dir_cases(
             path = os.path.join(folder, "model.onnx")
             if not os.path.exists(path):
                 continue
+            g = onnx.load(path, load_external_data=False).graph
+            inits = {t.name for t in g.initializer}
+            in_types = [vi.type for vi in g.input if vi.name not in inits]
+            out_types = [vi.type for vi in g.output]
             sets = []
             for ds in sorted(glob.glob(os.path.join(folder, "test_data_set_*"))):
-                ins = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "input_*.pb")))]
-                outs = [_read_pb(p) for p in sorted(glob.glob(os.path.join(ds, "output_*.pb")))]
+                in_paths = sorted(glob.glob(os.path.join(ds, "input_*.pb")))
+                out_paths = sorted(glob.glob(os.path.join(ds, "output_*.pb")))
+                ins = [_read_pb(p, _type_at(in_types, i)) for i, p in enumerate(in_paths)]
+                outs = [_read_pb(p, _type_at(out_types, i)) for i, p in enumerate(out_paths)]
                 sets.append((ins, outs))
             name = f"{group}/{os.path.basename(folder)}"
             cases.append(Case(name, None, sets, path=path))
@@ -124,7 +130,10 @@ def all_model_paths() -> list[str]:
 
 
 def _as_array(x: object) -> object:
-    """Tensors as numpy arrays: 0-d numpy scalars and TensorProtos are tensors too."""
+    """Tensors as numpy arrays: 0-d numpy scalars and TensorProtos are tensors too; the
+    elements of a sequence likewise."""
+    if isinstance(x, list):
+        return [_as_array(e) for e in x]
     if isinstance(x, np.generic):
         return np.asarray(x)
     if isinstance(x, TensorProto):
@@ -132,8 +141,43 @@ def _as_array(x: object) -> object:
     return x
 
 
-def _read_pb(path: str) -> np.ndarray:
-    t = TensorProto()
+def _type_at(types: list[onnx.TypeProto], i: int) -> onnx.TypeProto | None:
+    return types[i] if i < len(types) else None
+
+
+def _read_pb(path: str, tp: onnx.TypeProto | None = None) -> object:
+    """A recorded value: a tensor, or a sequence / optional when ``tp`` declares one."""
     with open(path, "rb") as f:
-        t.ParseFromString(f.read())
+        data = f.read()
+    kind = tp.WhichOneof("value") if tp is not None else "tensor_type"
+    if kind == "sequence_type":
+        seq = onnx.SequenceProto()
+        seq.ParseFromString(data)
+        return onnx.numpy_helper.to_list(seq)
+    if kind == "optional_type":
+        opt = onnx.OptionalProto()
+        opt.ParseFromString(data)
+        return onnx.numpy_helper.to_optional(opt)
+    t = TensorProto()
+    t.ParseFromString(data)
     return onnx.numpy_helper.to_array(t)
+
+
+#: Name parts of the cases that use sequences or optionals (see :func:`sequence_cases`).
+SEQUENCE_CASE_KEYS = ("sequence", "seq", "split_to_sequence", "concat_from_sequence", "optional")
+
+
+def sequence_cases() -> list[Case]:
+    """Node cases and ``simple`` model folders whose name names sequences or optionals.
+
+    Their recorded values are numpy arrays, lists of arrays (sequences) or None (an empty
+    optional).
+    """
+    out = []
+    for c in node_cases():
+        if any(k in c.name for k in SEQUENCE_CASE_KEYS):
+            out.append(c)
+    for c in model_dir_cases(("simple",)):
+        if any(k in c.name for k in SEQUENCE_CASE_KEYS):
+            out.append(c)
+    return out

@@ -59,8 +59,11 @@ def prepare_inputs(
         values = list(inputs)
         if len(values) != len(wanted):
             raise BackendError(f"the model takes {len(wanted)} inputs {names}, got {len(values)}")
-    out = []
+    out: list[Any] = []
     for v, x in zip(wanted, values):
+        if x is None or isinstance(x, list | tuple):  # an empty optional, a sequence
+            out.append(_to_torch_value(x, device))
+            continue
         if isinstance(x, torch.Tensor):
             t = x
         else:
@@ -69,6 +72,26 @@ def prepare_inputs(
             t = to_torch(arr)
         out.append(t.to(device) if device is not None else t)
     return out
+
+
+def _to_torch_value(x: Any, device: str | torch.device | None) -> Any:
+    """A sequence (list of arrays) or None as the module takes it: a list of tensors, None."""
+    if x is None:
+        return None
+    out = []
+    for e in x:
+        t = e if isinstance(e, torch.Tensor) else to_torch(np.asarray(e))
+        out.append(t.to(device) if device is not None else t)
+    return out
+
+
+def _to_numpy_value(x: Any, elem_type: int | None) -> Any:
+    """A module output as numpy: arrays, lists of arrays for sequences, None when empty."""
+    if x is None:
+        return None
+    if isinstance(x, list | tuple):
+        return [to_numpy(e) for e in x]
+    return from_carrier(to_numpy(x), elem_type)
 
 
 def _check_input(v: Value, arr: np.ndarray) -> None:
@@ -108,7 +131,7 @@ def run(
             raise
         except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
             raise BackendError(f"torch backend failed while running the model: {e}") from e
-    return [from_carrier(to_numpy(o), v.dtype) for o, v in zip(outs, graph.outputs)]
+    return [_to_numpy_value(o, v.dtype) for o, v in zip(outs, graph.outputs)]
 
 
 def to_torchscript(

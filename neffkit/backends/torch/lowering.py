@@ -301,7 +301,7 @@ def lower_graph(
         for v in graph.inputs:
             if v.const is not None:
                 continue  # IR v3: an input with an initializer is used as the constant
-            env[v] = g.placeholder(ctx._fresh(py_name(v.name, "input")))
+            env[v] = g.placeholder(ctx._fresh(py_name(v.name, "input")), _input_type(v))
     for node in graph:
         ctx.node = node
         args = [None if v is None else _read(v, env, ctx) for v in node.inputs]
@@ -332,6 +332,13 @@ def lower_graph(
     g.output(list(outs) if list_io else tuple(outs))
     gm = fx.GraphModule(root, g, class_name=class_name)
     return gm
+
+
+def _input_type(v: Value) -> Any:
+    """The annotation of a sequence or optional graph input, so the module still scripts."""
+    from neffkit.backends.torch.ops.sequence import input_type_expr
+
+    return input_type_expr(v)
 
 
 def _read(v: Value, env: dict[Value, Any], ctx: LoweringContext) -> Any:

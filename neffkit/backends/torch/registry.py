@@ -47,6 +47,7 @@ _OP_MODULES = (
     "neffkit.backends.torch.ops.index_boxes",
     "neffkit.backends.torch.ops.misc",
     "neffkit.backends.torch.ops.control",
+    "neffkit.backends.torch.ops.sequence",
 )
 _loaded = False
 
