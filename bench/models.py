@@ -305,6 +305,8 @@ def inputs_for(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
     everything else comes from ``neffkit.api.random_inputs`` (symbolic dims from ``DIMS``).
     """
     from neffkit.api import random_inputs
+    from neffkit.dims import symbolic_dims
+    from neffkit.frontends.onnx import load
 
     inits = {t.name: t for t in model.graph.initializer}
     if bench_name(model) in LIGHT:
@@ -316,7 +318,9 @@ def inputs_for(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
             n = int(np.prod(dims))
             feeds[vi.name] = (np.arange(n).reshape(dims) / n).astype(np.float32)
         return feeds
-    feeds = random_inputs(model, seed, dims=DIMS)
+    graph = load(model)
+    named = set(symbolic_dims(graph))
+    feeds = random_inputs(graph, seed, dims={k: v for k, v in DIMS.items() if k in named})
     rng = np.random.default_rng(seed + 1)
     for name, rows in _embedding_rows(model.graph, inits).items():
         if name in feeds and "mask" not in name:
