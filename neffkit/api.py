@@ -85,14 +85,17 @@ _INDEX_INPUTS = {"Gather": (1, 0), "GatherElements": (1, 0), "GatherND": (1, 0)}
 # -- models -----------------------------------------------------------------------------------
 
 
-def as_graph(model: Model) -> Graph:
-    """The ``Graph`` of a model given as a path, ``ModelProto`` or ``Graph`` (returned as is)."""
+def as_graph(model: Model, *, check: bool = False) -> Graph:
+    """The ``Graph`` of a model given as a path, ``ModelProto`` or ``Graph`` (returned as is).
+
+    ``check`` refuses files and protos the ONNX checker refuses (a ``Graph`` is taken as is).
+    """
     if isinstance(model, Graph):
         return model
     from neffkit.frontends.onnx import load
 
     if isinstance(model, onnx.ModelProto | str | os.PathLike | bytes):
-        return load(model)
+        return load(model, check=check)
     raise NeffkitError(
         f"expected a model path, onnx.ModelProto or neffkit Graph, got {type(model).__name__}"
     )
@@ -141,7 +144,7 @@ def runtime_inputs(graph: Graph) -> list[Value]:
 
 def backend_name(backend: str) -> str:
     """The canonical backend name, or a ``NeffkitError`` listing the known ones."""
-    name = _ALIASES.get(backend)
+    name = _ALIASES.get(backend) if isinstance(backend, str) else None
     if name is None:
         raise NeffkitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     return name
@@ -154,9 +157,12 @@ class Runner:
         model: a path, ``ModelProto`` or ``Graph``.
         backend: ``"torch"`` or ``"onnxruntime"``.
         device: torch device for the torch backend (``"cuda"``); onnxruntime runs on the CPU.
+        check: refuse models the ONNX checker or onnxruntime refuse as invalid (default).
     """
 
-    def __init__(self, model: Model, backend: str = "torch", *, device: Any = None) -> None:
+    def __init__(
+        self, model: Model, backend: str = "torch", *, device: Any = None, check: bool = True
+    ) -> None:
         self.backend = backend_name(backend)
         self.source = describe_model(model)
         self.device = device
@@ -164,12 +170,13 @@ class Runner:
         # Errors name the file the model came from, if any.
         self._where = path or (model.meta.source_path if isinstance(model, Graph) else None)
         with mentioning(self._where):
-            self.graph = as_graph(model)
+            self.graph = as_graph(model, check=check)
             self.input_names = [v.name for v in runtime_inputs(self.graph)]
             self.output_names = [v.name for v in self.graph.outputs]
             if self.backend == "torch":
                 from neffkit.backends import torch as torch_backend
 
+                self.device = device = torch_backend.check_device(device)
                 self._module = torch_backend.compile(self.graph, device)
             else:
                 if device is not None and str(device) != "cpu":
@@ -204,6 +211,7 @@ def run(
     backend: str = "torch",
     *,
     device: Any = None,
+    check: bool = True,
 ) -> list[np.ndarray]:
     """Runs a model once and returns its outputs as numpy arrays, in the graph's output order.
 
@@ -213,11 +221,14 @@ def run(
             They must have the declared dtype and a shape that fits the declared one.
         backend: ``"torch"`` (neffkit's own lowering) or ``"onnxruntime"`` (the reference).
         device: torch device (``"cuda"``) for the torch backend.
+        check: refuse a model the ONNX checker or onnxruntime refuse as invalid; False runs it
+            anyway (a ``Graph`` is never checked).
 
     Raises:
-        NeffkitError: the model cannot be read or lowered, or the inputs do not fit it.
+        NeffkitError: the model cannot be read, is invalid or cannot be lowered, or the inputs
+            do not fit it.
     """
-    return Runner(model, backend, device=device)(inputs)
+    return Runner(model, backend, device=device, check=check)(inputs)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -240,15 +251,31 @@ def bind(graph: Graph, inputs: Inputs) -> dict[str, Any]:
                 f"inputs do not match the model ({'; '.join(parts)}); it takes {names}"
             )
         values = [inputs[n] for n in names]
-    elif isinstance(inputs, str | bytes | np.ndarray):
-        raise BackendError("inputs must be a list of arrays or a name -> array dict")
+    elif isinstance(inputs, str | bytes | np.ndarray) or not _iterable(inputs):
+        raise BackendError(
+            "inputs must be a list of arrays or a name -> array dict, "
+            f"got {type(inputs).__name__}"
+        )
     else:
         values = list(inputs)
         if len(values) != len(names):
             raise BackendError(f"the model takes {len(names)} inputs {names}, got {len(values)}")
-    feeds = {n: _as_array(x) for n, x in zip(names, values)}
+    feeds = {}
+    for n, x in zip(names, values):
+        try:
+            feeds[n] = _as_array(x)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise BackendError(f"input '{n}' is not an array: {e}") from e
     check_inputs(graph, feeds)
     return feeds
+
+
+def _iterable(x: Any) -> bool:
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _as_array(x: Any) -> Any:

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_args(s)
     _add_tolerance_args(s)
+    _add_check_arg(s)
     s.set_defaults(func=cmd_convert)
 
     s = add("verify", "check that two models compute the same outputs", _VERIFY_EPILOG)
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", default=None, help="torch device, e.g. cuda (torch backend)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    _add_check_arg(s)
     s.set_defaults(func=cmd_run)
 
     from neffkit.cli_fuzz import register_commands as register_fuzz_commands
@@ -189,6 +191,15 @@ def _add_input_args(s: argparse.ArgumentParser) -> None:
         "--inputs", metavar="FILE.npz", help="input arrays, named after the model's inputs"
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default: 0)")
+
+
+def _add_check_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="run models the ONNX checker refuses as invalid anyway (results may be wrong)",
+    )
 
 
 def _add_tolerance_args(s: argparse.ArgumentParser) -> None:
@@ -222,7 +233,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     model, out = args.model, args.output
     _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"})
-    graph = load(model)
+    graph = load(model, check=args.check)
     inputs = _read_inputs(graph, args, model)
     t0 = time.perf_counter()
     with mentioning(model), warnings.catch_warnings():
@@ -292,7 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.output, {args.model: "the input model", args.inputs: "the inputs file"}
         )
     t0 = time.perf_counter()
-    runner = Runner(args.model, args.backend, device=args.device)
+    runner = Runner(args.model, args.backend, device=args.device, check=args.check)
     log.info("prepared for %s in %.2f s", runner.backend, time.perf_counter() - t0)
     inputs = _read_inputs(runner.graph, args, args.model)
     t0 = time.perf_counter()
@@ -449,6 +460,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"neffkit: error: {_error_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, RecursionError) as e:  # a resource bomb in the input: not a crash
+        if args.debug:
+            traceback.print_exc()
+        what = "out of memory" if isinstance(e, MemoryError) else "input nested too deeply"
+        print(f"neffkit: error: {what} ({_first_line(e)})", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("neffkit: interrupted", file=sys.stderr)

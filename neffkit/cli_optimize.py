@@ -54,7 +54,7 @@ example:
 
 def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """Adds the commands of this module to the ``neffkit`` parser (``add`` makes a subparser)."""
-    from neffkit.cli import _add_input_args, _add_tolerance_args
+    from neffkit.cli import _add_check_arg, _add_input_args, _add_tolerance_args
     from neffkit.optimize import TARGETS
 
     s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
@@ -70,6 +70,7 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
     )
     _add_input_args(s)
     _add_tolerance_args(s)
+    _add_check_arg(s)
     s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
     s.add_argument(
         "--verify-each", action="store_true", help="check numerics after every pass (slow)"
@@ -128,7 +129,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     model, out = args.model, args.output
     _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"})
-    graph = load(model)
+    graph = load(model, check=args.check)
     inputs = _read_inputs(graph, args, model) if args.verify or args.verify_each else None
     progress = _Progress(sys.stderr, enabled=bool(args.verbose) or sys.stderr.isatty())
     with mentioning(model):

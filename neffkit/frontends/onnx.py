@@ -16,6 +16,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto
 
 from neffkit._gc import paused_gc
 from neffkit.errors import FrontendError
+from neffkit.frontends import checks
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import type_from_proto
@@ -23,20 +24,31 @@ from neffkit.ir.types import type_from_proto
 PathLike = str | os.PathLike
 
 
-def load(model: PathLike | ModelProto | bytes) -> Graph:
+def load(model: PathLike | ModelProto | bytes, *, check: bool = False) -> Graph:
     """Reads an ONNX model from a path, serialized bytes or a ModelProto into a ``Graph``.
 
+    Args:
+        model: a path, the serialized bytes or a ``ModelProto``.
+        check: also refuse models the ONNX checker or onnxruntime refuse as invalid (see
+            ``neffkit.frontends.checks``); ``run``, ``convert`` and ``optimize`` ask for it.
+
     Raises:
-        FrontendError: the file is missing, not an ONNX model, or refers to something invalid.
+        FrontendError: the file is missing, not an ONNX model, refers to something invalid or
+            (with ``check``) is refused by the checker.
     """
     base_dir: str | None = None
     source = "<ModelProto>"
+    data: bytes | None = None
     if isinstance(model, ModelProto):
         proto = model
     elif isinstance(model, bytes | bytearray):
-        proto = _parse(bytes(model), "<bytes>")
-    else:
+        source = "<bytes>"
+        data = bytes(model)
+        proto = _parse(data, source)
+    elif isinstance(model, str | os.PathLike):
         path = os.fspath(model)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
         source = path
         if not os.path.exists(path):
             raise FrontendError(f"{path}: no such file")
@@ -46,14 +58,27 @@ def load(model: PathLike | ModelProto | bytes) -> Graph:
             data = f.read()
         proto = _parse(data, path)
         base_dir = os.path.dirname(os.path.abspath(path))
+    else:
+        raise FrontendError(
+            "expected a model path, serialized bytes or onnx.ModelProto, got "
+            f"{type(model).__name__}"
+        )
+    if check:
+        checks.check_proto(proto, data, source)
+    loader = _Loader(base_dir, source)
     try:
         with paused_gc():
-            graph = _Loader(base_dir, source).model(proto)
+            graph = loader.model(proto)
     except FrontendError:
         raise
-    except (ValueError, KeyError, TypeError) as e:
+    except RecursionError as e:
+        raise FrontendError(f"{source}: subgraphs nested too deeply to read") from e
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
         raise FrontendError(f"{source}: malformed model: {e}") from e
-    graph.meta.source_path = None if base_dir is None else os.path.abspath(os.fspath(model))
+    if check:
+        checks.check_opsets(graph, source)
+        checks.check_if_nodes(loader.if_nodes, source)
+    graph.meta.source_path = None if base_dir is None else os.path.abspath(source)
     return graph
 
 
@@ -103,6 +128,7 @@ class _Loader:
     def __init__(self, base_dir: str | None, source: str) -> None:
         self.base_dir = base_dir
         self.source = source
+        self.if_nodes: list[Node] = []  # for the checks that need both branches
 
     def model(self, mp: ModelProto) -> Graph:
         opsets = {}
@@ -130,10 +156,12 @@ class _Loader:
         names = scope.names
         types = {vi.name: vi.type for vi in gp.value_info}
         for tp in gp.initializer:
+            self._check_tensor(tp, f"initializer '{tp.name}'")
             v = Value(tp.name, const=Tensor.from_proto(tp, self.base_dir))
             g.add_initializer(v)
             names[tp.name] = v
         for vi in gp.input:
+            _check_dims(vi, self.source)
             v = names.get(vi.name)
             if v is None:
                 v = Value(vi.name, type_from_proto(vi.type))
@@ -150,6 +178,7 @@ class _Loader:
                 g.add_initializer(v)
                 names[sp.values.name] = v
         node_protos = list(gp.node)
+        if_mark = len(self.if_nodes)
         try:
             self._nodes(node_protos, g, scope, types)
         except _OutOfOrder:
@@ -160,7 +189,14 @@ class _Loader:
             g = self._fresh_graph(g)
             scope.names = {k: v for k, v in scope.names.items() if v.producer is None}
             node_protos = self._toposort(node_protos, scope, gp.name)
-            self._nodes(node_protos, g, scope, types)
+            del self.if_nodes[if_mark:]
+            try:
+                self._nodes(node_protos, g, scope, types)
+            except _OutOfOrder:
+                raise FrontendError(
+                    f"{self.source}: graph '{gp.name}' reads a name before any node defines "
+                    "it, even in topological order"
+                ) from None
         outs = []
         for vi in gp.output:
             v = scope.lookup(vi.name)
@@ -218,6 +254,7 @@ class _Loader:
                 if t in graph_types:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
+                    self._check_tensor(ap.t, f"attribute '{ap.name}' of node '{np_.name}'")
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
                     a._proto = ap
                     attrs[ap.name] = a
@@ -253,6 +290,8 @@ class _Loader:
                     names[name] = v
             node.outputs = tuple(outputs)
             g.append(node)
+            if node.op_type == "If":
+                self.if_nodes.append(node)
 
     def _graph_attr(self, ap: AttributeProto, scope: _Scope, node: Node) -> Attr:
         if ap.type == AttributeProto.GRAPH:
@@ -280,12 +319,12 @@ class _Loader:
                 if o:
                     producer[o] = i
         deps: list[set[int]] = []
-        for i, np_ in enumerate(protos):
+        for np_ in protos:
             d = set()
             for name in _all_reads(np_):
                 j = producer.get(name)
-                if j is not None and j != i:
-                    d.add(j)
+                if j is not None:
+                    d.add(j)  # j == i: the node reads its own output, a cycle
             deps.append(d)
         order = _stable_topo(len(protos), deps)
         if len(order) != len(protos):
@@ -296,6 +335,35 @@ class _Loader:
                 f"'{stuck.name or '<unnamed>'}' ({stuck.op_type})"
             )
         return [protos[i] for i in order]
+
+    def _check_tensor(self, tp: onnx.TensorProto, what: str) -> None:
+        """Refuses an unknown data_type or a negative dim before anything decodes the tensor."""
+        if tp.data_type not in _KNOWN_DTYPES:
+            raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
+        for d in tp.dims:
+            if d < 0:
+                raise FrontendError(
+                    f"{self.source}: {what} has a negative dimension in {list(tp.dims)}"
+                )
+
+
+_KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
+
+
+def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
+    """Refuses a graph input declared with a negative dimension (no tensor can have one)."""
+    tp = vi.type
+    if tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
+        return
+    for d in tp.tensor_type.shape.dim:
+        if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:
+            dims = [
+                x.dim_value if x.HasField("dim_value") else x.dim_param or "?"
+                for x in tp.tensor_type.shape.dim
+            ]
+            raise FrontendError(
+                f"{source}: input '{vi.name}' is declared with a negative dimension in {dims}"
+            )
 
 
 def _all_reads(np_: NodeProto) -> list[str]:

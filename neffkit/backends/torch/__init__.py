@@ -16,7 +16,45 @@ from neffkit.ir.core import Graph, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import TensorType
 
-__all__ = ["compile", "run", "runtime_inputs", "supported_ops", "to_torchscript"]
+__all__ = [
+    "check_device",
+    "compile",
+    "run",
+    "runtime_inputs",
+    "supported_ops",
+    "to_torchscript",
+]
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` the backend can use, or a clear ``BackendError``.
+
+    The backend runs on the CPU and, where torch sees one, on CUDA (or MPS).
+    """
+    if device is None:
+        return None
+    if not isinstance(device, str | torch.device):
+        raise BackendError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise BackendError(f"unknown torch device '{device}' (use cpu or cuda)") from e
+    if dev.type == "cpu":
+        return dev
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": hasattr(torch.backends, "mps") and torch.backends.mps.is_available(),
+    }
+    if dev.type not in available:
+        raise BackendError(f"the torch backend does not run on '{device}' (use cpu or cuda)")
+    if not available[dev.type]:
+        raise BackendError(f"device '{device}' is not available: torch sees no {dev.type} device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BackendError(
+            f"device '{device}' is not available: torch sees {torch.cuda.device_count()} "
+            "cuda device(s)"
+        )
+    return dev
 
 
 def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.GraphModule:  # noqa: A001
@@ -29,7 +67,7 @@ def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.
     gm = lower_graph(graph)
     gm.eval()
     if device is not None:
-        gm = gm.to(device)
+        gm = gm.to(check_device(device))
     return gm
 
 
@@ -107,8 +145,28 @@ def run(
         except BackendError:
             raise
         except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
-            raise BackendError(f"torch backend failed while running the model: {e}") from e
-    return [from_carrier(to_numpy(o), v.dtype) for o, v in zip(outs, graph.outputs)]
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise BackendError(f"torch backend failed while running the model: {text}") from e
+    results = [from_carrier(to_numpy(o), v.dtype) for o, v in zip(outs, graph.outputs)]
+    for arr, v in zip(results, graph.outputs):
+        _check_output(arr, v)
+    return results
+
+
+def _check_output(arr: np.ndarray, v: Value) -> None:
+    """Refuses an output whose dtype is not the declared one (an invalid model, or a bug)."""
+    want = v.dtype
+    if not want or not isinstance(arr, np.ndarray):
+        return
+    try:
+        expected = np_dtype(want)
+    except Exception:  # noqa: BLE001 - types numpy cannot represent
+        return
+    if arr.dtype != expected:
+        raise BackendError(
+            f"output '{v.name}' is declared {dtype_name(want)} but the model computes "
+            f"{arr.dtype.name}; the model's types are inconsistent"
+        )
 
 
 def to_torchscript(
