@@ -253,17 +253,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not args.verify:
         return EXIT_OK
     try:
-        loaded = torch.jit.load(out, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
-        raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
-    report = verify(
-        model,
-        loaded,
-        inputs if args.inputs else None,
-        seed=args.seed,
-        atol=args.atol,
-        rtol=args.rtol,
-    )
+        try:
+            loaded = torch.jit.load(out, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
+            raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
+        report = verify(
+            model,
+            loaded,
+            inputs if args.inputs else None,
+            seed=args.seed,
+            atol=args.atol,
+            rtol=args.rtol,
+        )
+    except NeffkitError:
+        os.unlink(out)  # the model fails on its inputs: leave no unchecked file behind
+        raise
     report.candidate = out
     print()
     print(report)

@@ -333,7 +333,13 @@ def save(
             weights would not fit a 2 GiB protobuf.
         overwrite: refuse an existing destination when False.
     """
+    if not isinstance(graph, Graph):
+        raise BackendError(f"save takes a neffkit Graph, got {type(graph).__name__}")
+    if not isinstance(path, str | os.PathLike):
+        raise BackendError(f"save takes a file path, got {type(path).__name__}")
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise BackendError(f"{path}: is a directory, expected a file name")
     if not overwrite and os.path.exists(path):
         raise BackendError(f"{path}: exists; refusing to overwrite it")
     folder = os.path.dirname(os.path.abspath(path)) or "."

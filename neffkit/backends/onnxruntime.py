@@ -38,11 +38,12 @@ def session(
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    # onnxruntime logs to stderr from C++ (load-time warnings go to its default logger):
-    # errors only, unless neffkit itself was asked to be verbose (-v).
+    # onnxruntime logs to stderr from C++ (load-time warnings go to its default logger). Its
+    # failures reach the caller as exceptions, which neffkit reports itself: so only fatal
+    # messages, unless neffkit was asked to be verbose (-v).
     quiet = not logging.getLogger("neffkit").isEnabledFor(logging.INFO)
-    ort.set_default_logger_severity(3 if quiet else 2)
-    opts.log_severity_level = 3 if quiet else 2
+    ort.set_default_logger_severity(4 if quiet else 2)
+    opts.log_severity_level = 4 if quiet else 2
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     src = model if isinstance(model, str) else model.SerializeToString()

@@ -351,9 +351,14 @@ _KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
 
 
 def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
-    """Refuses a graph input declared with a negative dimension (no tensor can have one)."""
+    """Refuses a graph input of an unknown element type or with a negative dimension."""
     tp = vi.type
-    if tp.WhichOneof("value") != "tensor_type" or not tp.tensor_type.HasField("shape"):
+    if tp.WhichOneof("value") != "tensor_type":
+        return
+    elem = tp.tensor_type.elem_type
+    if elem and elem not in _KNOWN_DTYPES:
+        raise FrontendError(f"{source}: input '{vi.name}' has the unknown element type {elem}")
+    if not tp.tensor_type.HasField("shape"):
         return
     for d in tp.tensor_type.shape.dim:
         if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:

@@ -141,7 +141,9 @@ def run(
     args = prepare_inputs(graph, inputs, device)
     with torch.no_grad():
         try:
-            outs = m(*args)
+            # An output may be a broadcast view (Expand): materialize it, as any runtime
+            # would, so a huge one fails here and not later in whoever writes it out.
+            outs = [o.contiguous() if isinstance(o, torch.Tensor) else o for o in m(*args)]
         except BackendError:
             raise
         except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
