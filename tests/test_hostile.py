@@ -304,3 +304,20 @@ def test_save_refuses_a_non_graph_and_a_directory(tmp_path, capfd) -> None:
         neffkit.save(neffkit.load(_good(tmp_path)), str(tmp_path))
     assert not (tmp_path / "o.onnx").exists()
     assert capfd.readouterr().err == ""
+
+
+# -- loader fuzzing (the short version of bench/fuzz_loaders.py) ------------------------------
+
+
+def test_fuzzed_models_end_in_a_result_or_a_neffkit_error() -> None:
+    """200 mutated models through load, inspect and run: no foreign exception, no hang."""
+    from bench import fuzz_loaders
+
+    report = fuzz_loaders.campaign(200, seed=11, limit=10.0)
+    assert report["bad"] == []
+    for target, counts in report["counts"].items():
+        assert counts["foreign"] == 0 and counts["hang"] == 0, target
+        assert counts["ok"] + counts["error"] + report["unwritable"] == 200, target
+    # the mutations do reach both outcomes
+    assert report["counts"]["run --no-check"]["ok"] > 0
+    assert report["counts"]["load"]["error"] > 0

@@ -131,6 +131,11 @@ class _Loader:
         self.if_nodes: list[Node] = []  # for the checks that need both branches
 
     def model(self, mp: ModelProto) -> Graph:
+        texts = [mp.producer_name, mp.producer_version, mp.domain, mp.doc_string]
+        texts += [o.domain for o in mp.opset_import]
+        texts += [x for p in mp.metadata_props for x in (p.key, p.value)]
+        if any(t.__class__ is not str for t in texts):
+            self._not_utf8("a model field (producer, domain, doc_string, opset or metadata)")
         opsets = {}
         for o in mp.opset_import:
             opsets["" if o.domain == "ai.onnx" else o.domain] = o.version
@@ -150,6 +155,8 @@ class _Loader:
         return g
 
     def graph(self, gp: GraphProto, outer: _Scope | None) -> Graph:
+        if gp.name.__class__ is not str or gp.doc_string.__class__ is not str:
+            self._not_utf8("a graph's name or doc_string")
         g = Graph(gp.name)
         g.doc_string = gp.doc_string
         scope = _Scope(outer)
@@ -161,6 +168,8 @@ class _Loader:
             g.add_initializer(v)
             names[tp.name] = v
         for vi in gp.input:
+            if vi.name.__class__ is not str:
+                self._not_utf8("a graph input's name")
             _check_dims(vi, self.source)
             v = names.get(vi.name)
             if v is None:
@@ -199,6 +208,8 @@ class _Loader:
                 ) from None
         outs = []
         for vi in gp.output:
+            if vi.name.__class__ is not str:
+                self._not_utf8("a graph output's name")
             v = scope.lookup(vi.name)
             if v is None:
                 raise FrontendError(
@@ -251,6 +262,8 @@ class _Loader:
             attrs: dict[str, Attr] = {}
             for ap in np_.attribute:
                 t = ap.type
+                if ap.name.__class__ is not str:
+                    self._not_utf8(f"an attribute name of node '{np_.name}'")
                 if t in graph_types:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
@@ -261,11 +274,22 @@ class _Loader:
                 else:
                     attrs[ap.name] = lazy(ap)
             domain = np_.domain
-            node.op_type = np_.op_type
+            op_type = np_.op_type
+            node_name = np_.name
+            doc = np_.doc_string
+            # protobuf hands back bytes for a string field that is not UTF-8
+            if (
+                op_type.__class__ is not str
+                or node_name.__class__ is not str
+                or domain.__class__ is not str
+                or doc.__class__ is not str
+            ):
+                self._not_utf8(f"node '{node_name}' ({op_type})")
+            node.op_type = op_type
             node.domain = "" if domain == "ai.onnx" else domain
             node.overload = np_.overload
-            node.name = np_.name
-            node.doc_string = np_.doc_string
+            node.name = node_name
+            node.doc_string = doc
             node.attributes = attrs
             node.graph = None
             node._prev = node._next = None
@@ -275,6 +299,8 @@ class _Loader:
                     v._uses[(node, i)] = None
             outputs = []
             for i, name in enumerate(np_.output):
+                if name.__class__ is not str:
+                    self._not_utf8(f"an output name of node '{node_name}' ({op_type})")
                 v = new_value(Value)
                 v.name = name
                 tp = types.get(name) if types else None
@@ -292,6 +318,9 @@ class _Loader:
             g.append(node)
             if node.op_type == "If":
                 self.if_nodes.append(node)
+
+    def _not_utf8(self, what: str) -> None:
+        raise FrontendError(f"{self.source}: {what} is not valid UTF-8 text")
 
     def _graph_attr(self, ap: AttributeProto, scope: _Scope, node: Node) -> Attr:
         if ap.type == AttributeProto.GRAPH:
@@ -338,6 +367,8 @@ class _Loader:
 
     def _check_tensor(self, tp: onnx.TensorProto, what: str) -> None:
         """Refuses an unknown data_type or a negative dim before anything decodes the tensor."""
+        if tp.name.__class__ is not str:
+            self._not_utf8(f"the name of {what.split(' ')[0]}")
         if tp.data_type not in _KNOWN_DTYPES:
             raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
         for d in tp.dims:

@@ -3,6 +3,7 @@ exportable as TorchScript. This is also neffkit's ONNX -> PyTorch converter."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,7 +65,9 @@ def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.
         graph: a top-level graph.
         device: where to put the weights (``"cuda"``); inputs must be on the same device.
     """
-    gm = lower_graph(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = lower_graph(graph)
     gm.eval()
     if device is not None:
         gm = gm.to(check_device(device))
@@ -139,7 +142,10 @@ def run(
     """
     m = module if module is not None else compile(graph, device)
     args = prepare_inputs(graph, inputs, device)
-    with torch.no_grad():
+    # torch warns about its own internals (complex -> real casts, TF32, ...): those are not
+    # for the caller, whose answer is the outputs or a BackendError.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             # An output may be a broadcast view (Expand): materialize it, as any runtime
             # would, so a huge one fails here and not later in whoever writes it out.

@@ -1,0 +1,555 @@
+"""Fuzz: mutated ONNX models through ``neffkit.load``, ``neffkit inspect`` and ``neffkit run``
+(with and without the validity check, so the backend sees the invalid models too).
+
+Run: ``python bench/fuzz_loaders.py [--cases 3000] [--seed 0] [--time-limit 10]``.
+
+Seeds are a few small valid models: node test models of the onnx package (If, Loop, Scan,
+Conv, Gather, Reshape, ...) and one model whose weights live in an external data file. Each
+case takes a seed, applies one to three mutations and feeds the result to every target:
+
+- protobuf mutations (parse, mutate, serialize): dims, data_type, attribute types and values,
+  value names, node inputs and outputs, opset imports, ir_version, external-data entries;
+- byte mutations: flips and truncations of tensor data, and of the serialized file.
+
+A target's outcome is ``ok`` (read or ran), ``error`` (a ``NeffkitError``; for the CLI exit
+status 2 with one ``neffkit: error:`` line on stderr), ``foreign`` (any other exception, exit
+status 3, a traceback or more than one line on stderr) or ``hang`` (past the per-case time
+limit, found with ``signal.setitimer``). The goal is no foreign outcome and no hang. The
+address space is capped (``--memory-gb``) so that a model asking for terabytes fails with
+MemoryError instead of taking the machine. Results: ``bench/results/fuzz_loaders.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, ModelProto, TensorProto
+from onnx import helper as h
+
+SEED_CASES = (
+    "test_add",
+    "test_conv_with_strides_padding",
+    "test_if",
+    "test_loop11",
+    "test_scan9_sum",
+    "test_gather_0",
+    "test_reshape_extended_dims",
+    "test_matmul_2d",
+    "test_layer_normalization_2d_axis0",
+    "test_slice",
+    "test_cast_FLOAT_to_FLOAT16",
+    "test_constant",
+)
+TARGETS = ("load", "inspect", "run", "run --no-check")
+OUTCOMES = ("ok", "error", "foreign", "hang")
+
+# Values that break assumptions: signs, zero, sizes past memory and past int64.
+_INTS = (-(2**63), -(2**31), -2, -1, 0, 1, 2, 3, 7, 2**31 - 1, 2**40, 2**62, 2**63 - 1)
+
+
+class _Hang(BaseException):
+    """Raised by the interval timer in the middle of a case that ran too long."""
+
+
+# -- seeds ------------------------------------------------------------------------------------
+
+
+def seed_models() -> list[tuple[str, ModelProto]]:
+    """The onnx node test models named in ``SEED_CASES`` plus an external-data model."""
+    from neffkit.testing.onnx_cases import node_cases
+
+    by_name = {c.name: c for c in node_cases()}
+    out = [(n, by_name[n].model) for n in SEED_CASES if n in by_name]
+    out.append(("external_data", external_data_model()))
+    return out
+
+
+def external_data_model() -> ModelProto:
+    """``y = x @ w + b`` with ``w`` and ``b`` marked for an external data file."""
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w")
+    b = onnx.numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b")
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Add", ["m", "b"], ["y"])]
+    g = h.make_graph(
+        nodes,
+        "ext",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [w, b],
+    )
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.external_data_helper.convert_model_to_external_data(
+        m, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0
+    )
+    return m
+
+
+def write_model(m: ModelProto, folder: str, data: bytes | None = None) -> str:
+    """Writes ``m`` (or the raw ``data``) as ``model.onnx`` in ``folder``; external tensors
+    (still holding their bytes in ``raw_data``) go to the file their entries name."""
+    path = os.path.join(folder, "model.onnx")
+    if data is None:
+        m = _write_external(m, folder)
+        data = m.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _write_external(m: ModelProto, folder: str) -> ModelProto:
+    if not any(t.data_location == TensorProto.EXTERNAL for t in m.graph.initializer):
+        return m
+    m = ModelProto.FromString(m.SerializeToString())
+    with open(os.path.join(folder, "weights.bin"), "wb") as f:
+        for t in m.graph.initializer:
+            if t.data_location != TensorProto.EXTERNAL or not t.HasField("raw_data"):
+                continue
+            offset = f.tell()
+            f.write(t.raw_data)
+            entries = {e.key: e for e in t.external_data}
+            # Keep a mutated entry as mutated; set only what is missing.
+            if "offset" not in entries:
+                e = t.external_data.add()
+                e.key, e.value = "offset", str(offset)
+            if "length" not in entries:
+                e = t.external_data.add()
+                e.key, e.value = "length", str(len(t.raw_data))
+            t.ClearField("raw_data")
+    return m
+
+
+# -- mutations --------------------------------------------------------------------------------
+
+
+def _tensors(m: ModelProto) -> list[TensorProto]:
+    out = []
+    for g in _graphs(m):
+        out.extend(g.initializer)
+        for n in g.node:
+            out.extend(a.t for a in n.attribute if a.type == AttributeProto.TENSOR)
+    return out
+
+
+def _graphs(m: ModelProto) -> list[onnx.GraphProto]:
+    out, stack = [], [m.graph]
+    while stack:
+        g = stack.pop()
+        out.append(g)
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    return out
+
+
+def _nodes(m: ModelProto) -> list[onnx.NodeProto]:
+    return [n for g in _graphs(m) for n in g.node]
+
+
+def _value_infos(m: ModelProto) -> list[onnx.ValueInfoProto]:
+    return [v for g in _graphs(m) for v in list(g.input) + list(g.output) + list(g.value_info)]
+
+
+def _names(m: ModelProto) -> list[str]:
+    names = {v.name for v in _value_infos(m)}
+    for n in _nodes(m):
+        names.update(n.input)
+        names.update(n.output)
+    return sorted(names)
+
+
+def mut_dims(m: ModelProto, rng: random.Random) -> str:
+    items: list[Any] = [t for t in _tensors(m) if t.dims]
+    items += [v for v in _value_infos(m) if v.type.tensor_type.shape.dim]
+    if not items:
+        return "dims: none"
+    x = rng.choice(items)
+    value = rng.choice(_INTS)
+    if isinstance(x, TensorProto):
+        x.dims[rng.randrange(len(x.dims))] = value
+        return f"dims: tensor {x.name} -> {value}"
+    dims = x.type.tensor_type.shape.dim
+    dims[rng.randrange(len(dims))].dim_value = value
+    return f"dims: value {x.name} -> {value}"
+
+
+def mut_data_type(m: ModelProto, rng: random.Random) -> str:
+    choices = [*TensorProto.DataType.values(), 999, -5, 2**31 - 1]
+    tensors = _tensors(m)
+    vis = [v for v in _value_infos(m) if v.type.HasField("tensor_type")]
+    if tensors and (not vis or rng.random() < 0.5):
+        t = rng.choice(tensors)
+        t.data_type = rng.choice(choices)
+        return f"data_type: tensor {t.name} -> {t.data_type}"
+    if not vis:
+        return "data_type: none"
+    v = rng.choice(vis)
+    v.type.tensor_type.elem_type = rng.choice(choices)
+    return f"data_type: value {v.name} -> {v.type.tensor_type.elem_type}"
+
+
+def mut_attribute(m: ModelProto, rng: random.Random) -> str:
+    attrs = [a for n in _nodes(m) for a in n.attribute]
+    if not attrs:
+        return "attribute: none"
+    a = rng.choice(attrs)
+    what = rng.randrange(4)
+    if what == 0:
+        a.type = rng.choice(AttributeProto.AttributeType.values())
+        return f"attribute: {a.name} type -> {a.type}"
+    if what == 1:
+        a.i = rng.choice(_INTS)
+        a.ClearField("ints")
+        a.ints.extend([rng.choice(_INTS) for _ in range(rng.randrange(4))])
+        return f"attribute: {a.name} ints -> {list(a.ints)} i {a.i}"
+    if what == 2:
+        a.f = rng.choice([float("nan"), float("inf"), -1e30, 0.0])
+        return f"attribute: {a.name} f -> {a.f}"
+    a.name = rng.choice(["", "axis", "to", "perm", a.name + "_x"])
+    return f"attribute: renamed -> {a.name!r}"
+
+
+def mut_names(m: ModelProto, rng: random.Random) -> str:
+    names = _names(m)
+    vis = _value_infos(m)
+    if not vis or not names:
+        return "names: none"
+    v = rng.choice(vis)
+    new = rng.choice(["", rng.choice(names), "x" * 300, "a\x00b", "é"])
+    old, v.name = v.name, new
+    return f"names: value {old!r} -> {new!r}"
+
+
+def mut_node_io(m: ModelProto, rng: random.Random) -> str:
+    nodes = _nodes(m)
+    if not nodes:
+        return "node io: none"
+    n = rng.choice(nodes)
+    names = _names(m) or ["x"]
+    what = rng.randrange(5)
+    if what == 0 and n.input:
+        del n.input[rng.randrange(len(n.input))]
+        return f"node io: {n.op_type} dropped an input"
+    if what == 1:
+        n.input.append(rng.choice(names + [""]))
+        return f"node io: {n.op_type} extra input"
+    if what == 2 and n.output:
+        n.output[rng.randrange(len(n.output))] = rng.choice(names + [""])
+        return f"node io: {n.op_type} output renamed"
+    if what == 3 and n.input:
+        n.input[rng.randrange(len(n.input))] = rng.choice(names)
+        return f"node io: {n.op_type} input rewired"
+    n.op_type = rng.choice(["", "Foo", "If", "Loop", "Constant", n.op_type.lower()])
+    return f"node io: op -> {n.op_type!r}"
+
+
+def mut_opset(m: ModelProto, rng: random.Random) -> str:
+    what = rng.randrange(3)
+    if what == 0:
+        m.ir_version = rng.choice([0, 1, 2, 3, 7, 99, -1])
+        return f"ir_version -> {m.ir_version}"
+    if what == 1 and m.opset_import:
+        o = rng.choice(list(m.opset_import))
+        o.version = rng.choice([-1, 0, 1, 5, 7, 13, 99, 2**62])
+        return f"opset -> {o.version}"
+    if m.opset_import:
+        o = rng.choice(list(m.opset_import))
+        o.domain = rng.choice(["ai.onnx.ml", "com.microsoft", "bogus", ""])
+        return f"opset domain -> {o.domain!r}"
+    return "opset: none"
+
+
+def mut_external(m: ModelProto, rng: random.Random) -> str:
+    ext = [t for t in m.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    if not ext:
+        t = rng.choice(list(m.graph.initializer)) if m.graph.initializer else None
+        if t is None:
+            return "external: none"
+        t.data_location = TensorProto.EXTERNAL
+        e = t.external_data.add()
+        e.key, e.value = "location", rng.choice(["weights.bin", "../weights.bin", "/etc/passwd"])
+        return f"external: {t.name} now external at {e.value}"
+    t = rng.choice(ext)
+    key = rng.choice(["location", "offset", "length", "checksum", "bogus"])
+    value = rng.choice(
+        ["../../etc/passwd", "/etc/passwd", "missing.bin", ".", "", "-1", "1e3", "abc"]
+        + [str(rng.choice(_INTS))]
+    )
+    e = t.external_data.add()
+    e.key, e.value = key, value
+    return f"external: {t.name} {key}={value!r}"
+
+
+def mut_tensor_bytes(m: ModelProto, rng: random.Random) -> str:
+    tensors = [t for t in _tensors(m) if t.raw_data]
+    if not tensors:
+        tensors = [t for t in _tensors(m) if t.float_data or t.int64_data or t.int32_data]
+        if not tensors:
+            return "tensor bytes: none"
+        t = rng.choice(tensors)
+        for field in ("float_data", "int64_data", "int32_data"):
+            data = getattr(t, field)
+            if data:
+                del data[rng.randrange(len(data)) :]
+        return f"tensor bytes: {t.name} typed data cut"
+    t = rng.choice(tensors)
+    raw = bytearray(t.raw_data)
+    if rng.random() < 0.5:
+        raw = raw[: rng.randrange(len(raw))]
+        how = "truncated"
+    else:
+        for _ in range(rng.randrange(1, 8)):
+            raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        how = "bits flipped"
+    t.raw_data = bytes(raw)
+    return f"tensor bytes: {t.name} {how}"
+
+
+PROTO_MUTATORS: dict[str, Callable[[ModelProto, random.Random], str]] = {
+    "dims": mut_dims,
+    "data_type": mut_data_type,
+    "attribute": mut_attribute,
+    "names": mut_names,
+    "node_io": mut_node_io,
+    "opset": mut_opset,
+    "external": mut_external,
+    "tensor_bytes": mut_tensor_bytes,
+}
+
+
+def mutate_file_bytes(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Flips bits in or truncates the serialized model."""
+    raw = bytearray(data)
+    if rng.random() < 0.4:
+        cut = rng.randrange(len(raw))
+        return bytes(raw[:cut]), f"file truncated at {cut}/{len(raw)}"
+    for _ in range(rng.randrange(1, 6)):
+        raw[rng.randrange(len(raw))] = rng.randrange(256)
+    return bytes(raw), "file bytes changed"
+
+
+# -- targets ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stderr_to(buf: list[str]):
+    """Captures stderr at the file-descriptor level (C++ libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        text = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(text):
+                yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            buf.append(tmp.read().decode("utf-8", "replace") + text.getvalue())
+
+
+def _cli(argv: list[str]) -> tuple[str, str]:
+    from neffkit.cli import main
+
+    err: list[str] = []
+    with _stderr_to(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(argv)
+    text = err[0].strip()
+    lines = text.splitlines()
+    if rc == 0:
+        return ("ok", "") if not text else ("foreign", f"exit 0 but stderr: {text[:300]}")
+    clean = rc == 2 and len(lines) == 1 and lines[0].startswith("neffkit: error: ")
+    if clean and "Traceback" not in text:
+        return "error", lines[0]
+    return "foreign", f"exit {rc}: {text[-600:]}"
+
+
+def _load(path: str) -> tuple[str, str]:
+    import neffkit
+
+    err: list[str] = []
+    try:
+        with _stderr_to(err):
+            neffkit.load(path)
+    except neffkit.NeffkitError as e:
+        return ("error", str(e)) if not err[0] else ("foreign", f"stderr: {err[0][:300]}")
+    if err[0]:
+        return "foreign", f"stderr: {err[0][:300]}"
+    return "ok", ""
+
+
+def run_target(target: str, path: str, limit: float) -> tuple[str, str]:
+    """One target on one file: (outcome, detail), never raising."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _Hang()
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        if target == "load":
+            return _load(path)
+        command, *flags = target.split()
+        return _cli([command, path, *flags])
+    except _Hang:
+        return "hang", f"over {limit:.0f} s"
+    except Exception as e:  # noqa: BLE001 - counting these is the point
+        return "foreign", f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# -- the campaign -----------------------------------------------------------------------------
+
+
+def make_case(
+    seeds: list[tuple[str, ModelProto]], rng: random.Random, folder: str
+) -> tuple[str, str | None, str]:
+    """Writes one mutated model into ``folder``: (seed name, its path or None, what was done).
+
+    The path is None when the mutated proto cannot even be serialized.
+    """
+    name, seed = rng.choice(seeds)
+    m = ModelProto.FromString(seed.SerializeToString())
+    if rng.random() < 0.15:  # mutate the file as written
+        path = write_model(m, folder)
+        with open(path, "rb") as f:
+            data, what = mutate_file_bytes(f.read(), rng)
+        return name, write_model(m, folder, data=data), what
+    done = []
+    try:
+        for _ in range(rng.randrange(1, 4)):
+            done.append(PROTO_MUTATORS[rng.choice(list(PROTO_MUTATORS))](m, rng))
+    except ValueError as e:  # protobuf refuses the value (a closed enum)
+        return name, None, "; ".join([*done, str(e)])
+    what = "; ".join(done)
+    try:
+        return name, write_model(m, folder), what
+    except (ValueError, TypeError, OSError, OverflowError):
+        return name, None, what
+
+
+def campaign(
+    cases: int,
+    seed: int = 0,
+    targets: tuple[str, ...] = TARGETS,
+    limit: float = 10.0,
+    on_case: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """Runs ``cases`` mutated models through ``targets``; returns counts and the bad cases."""
+    import logging
+
+    logging.getLogger("neffkit").setLevel(logging.WARNING)
+    rng = random.Random(seed)
+    seeds = seed_models()
+    counts = {t: collections.Counter() for t in targets}
+    by_mutator: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    bad: list[dict[str, Any]] = []
+    unwritable = 0
+    start = time.perf_counter()
+    for i in range(cases):
+        with tempfile.TemporaryDirectory(prefix="neffkit-fuzz-") as folder:
+            name, path, what = make_case(seeds, rng, folder)
+            kind = what.split(":")[0].split(" ")[0]
+            if path is None:  # protobuf refuses to serialize it: nothing to feed
+                unwritable += 1
+                by_mutator[kind]["unwritable"] += 1
+                continue
+            results = {}
+            for t in targets:
+                outcome, detail = run_target(t, path, limit)
+                counts[t][outcome] += 1
+                by_mutator[kind][outcome] += 1
+                results[t] = outcome
+                if outcome in ("foreign", "hang"):
+                    bad.append(
+                        {"case": i, "seed": name, "mutation": what, "target": t,
+                         "outcome": outcome, "detail": detail}
+                    )  # fmt: skip
+            if on_case:
+                on_case(i, results)
+    return {
+        "cases": cases,
+        "seed": seed,
+        "time_limit_s": limit,
+        "seconds": time.perf_counter() - start,
+        "seeds": [n for n, _ in seeds],
+        "unwritable": unwritable,
+        "counts": {t: {o: counts[t][o] for o in OUTCOMES} for t in targets},
+        "by_mutation": {k: dict(v) for k, v in sorted(by_mutator.items())},
+        "bad": bad,
+    }
+
+
+def markdown(r: dict[str, Any], memory_gb: float) -> str:
+    lines = [
+        "# Loader fuzzing: mutated models through load, inspect and run (checked and not)",
+        "",
+        f"{r['cases']} mutated models (seed {r['seed']}), from {len(r['seeds'])} seed models "
+        f"({', '.join(r['seeds'])}); per-case limit {r['time_limit_s']:.0f} s, address "
+        f"space capped at {memory_gb:g} GiB; {r['seconds']:.0f} s in all. "
+        f"{r['unwritable']} mutated protos could not be serialized and were skipped.",
+        "",
+        "| target | ok | NeffkitError (exit 2) | foreign | hang |",
+        "|---|---|---|---|---|",
+    ]
+    for t, c in r["counts"].items():
+        lines.append(f"| {t} | {c['ok']} | {c['error']} | {c['foreign']} | {c['hang']} |")
+    lines += ["", "Outcomes by mutation (all targets):", "", "| mutation | outcomes |", "|---|---|"]
+    for k, v in r["by_mutation"].items():
+        lines.append(f"| {k} | {', '.join(f'{o} {n}' for o, n in sorted(v.items()))} |")
+    lines += ["", f"Foreign exceptions and hangs: {len(r['bad'])}."]
+    for b in r["bad"][:20]:
+        lines.append(f"- case {b['case']} ({b['seed']}, {b['mutation']}) {b['target']}: "
+                     f"{b['outcome']}: {b['detail'][:200]}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--time-limit", type=float, default=10.0, help="seconds per case and target")
+    p.add_argument("--memory-gb", type=float, default=8.0, help="address-space cap (0: none)")
+    a = p.parse_args(argv)
+    if a.memory_gb > 0:
+        import resource
+
+        cap = int(a.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    def progress(i: int, results: dict) -> None:
+        if (i + 1) % 100 == 0:
+            print(f"{i + 1}/{a.cases}", flush=True)
+
+    r = campaign(a.cases, a.seed, limit=a.time_limit, on_case=progress)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import write_results
+
+    paths = write_results("fuzz_loaders", r, markdown(r, a.memory_gb))
+    print(markdown(r, a.memory_gb))
+    print("wrote", *paths)
+    return 0 if not r["bad"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
