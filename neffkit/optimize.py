@@ -144,10 +144,15 @@ def optimize(
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
-    from neffkit.api import as_graph
+    from neffkit.api import as_graph, check_run_arguments
 
     start = time.perf_counter()
     _check_arguments(passes, target, max_constant_bytes)
+    check_run_arguments(inputs, seed, atol, rtol)
+    if print_ir_after is not None and (
+        isinstance(print_ir_after, str) or not isinstance(print_ir_after, Sequence | set)
+    ):
+        raise NeffkitError(f"print_ir_after must be a list of pass names, got {print_ir_after!r}")
     pipeline = passes if passes is not None else default_pipeline(target)
     if target not in DEFAULT_PIPELINES:
         default_pipeline(target)  # raises the clear error

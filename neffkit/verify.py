@@ -28,6 +28,7 @@ import numpy as np
 from neffkit.api import (
     Runner,
     bind,
+    check_run_arguments,
     describe_model,
     load_npz,
     npz_inputs,
@@ -390,6 +391,7 @@ def verify(
     Raises:
         NeffkitError: a model cannot be read or run, or the inputs do not fit.
     """
+    check_run_arguments(inputs, seed, atol, rtol)
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
     cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)

@@ -284,9 +284,17 @@ def test_run_refuses_bad_devices_and_backends(kwargs, says: str, tmp_path, capfd
         ({"max_constant_bytes": -1}, "max_constant_bytes"),
         ({"passes": "fold{max-bytes=-1}"}, "non-negative"),
         ({"passes": DEEP}, "nested"),
+        ({"seed": "a"}, "seed must be an integer"),
+        ({"inputs": 5}, "inputs must be a list"),
+        ({"atol": "x"}, "atol must be a number"),
+        ({"rtol": float("nan")}, "rtol must be a non-negative finite number"),
+        ({"print_ir_after": 5}, "print_ir_after must be a list"),
     ],
-    ids=["int", "list", "target int", "target gpu", "max bytes", "option", "deep"],
-)
+    ids=[
+        "int", "list", "target int", "target gpu", "max bytes", "option", "deep",
+        "seed", "inputs", "atol", "rtol", "print_ir_after",
+    ],
+)  # fmt: skip
 def test_optimize_refuses_bad_arguments(kwargs, says: str, tmp_path, capfd) -> None:
     graph = neffkit.load(_good(tmp_path))
     with pytest.raises(NeffkitError) as info:
@@ -321,3 +329,32 @@ def test_fuzzed_models_end_in_a_result_or_a_neffkit_error() -> None:
     # the mutations do reach both outcomes
     assert report["counts"]["run --no-check"]["ok"] > 0
     assert report["counts"]["load"]["error"] > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"inputs": 3}, "inputs must be a list"),
+        ({"atol": -1.0}, "atol must be a non-negative"),
+        ({"rtol": "x"}, "rtol must be a number"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"backend": "tpu"}, "unknown backend"),
+    ],
+)
+def test_verify_refuses_bad_arguments(kwargs, says: str, tmp_path, capfd) -> None:
+    graph = neffkit.load(_good(tmp_path))
+    with pytest.raises(NeffkitError) as info:
+        neffkit.verify(graph, graph, **kwargs)
+    assert says in str(info.value)
+    assert capfd.readouterr().err == ""
+
+
+def test_cli_verify_refuses_a_negative_tolerance(tmp_path, capfd) -> None:
+    model = _good(tmp_path)
+    assert main(["verify", model, model, "--atol", "-1"]) == 2
+    assert "atol must be a non-negative" in _one_error_line(capfd)
+
+
+def test_to_onnx_refuses_a_non_graph() -> None:
+    with pytest.raises(BackendError, match="takes a neffkit Graph"):
+        neffkit.to_onnx(None)
