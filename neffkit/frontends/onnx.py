@@ -162,8 +162,10 @@ class _Loader:
         scope = _Scope(outer)
         names = scope.names
         types = {vi.name: vi.type for vi in gp.value_info}
+        known_dtypes = _KNOWN_DTYPES
         for tp in gp.initializer:
-            self._check_tensor(tp, f"initializer '{tp.name}'")
+            if tp.data_type not in known_dtypes or tp.name.__class__ is not str or _negative(tp):
+                self._bad_tensor(tp, "initializer")
             v = Value(tp.name, const=Tensor.from_proto(tp, self.base_dir))
             g.add_initializer(v)
             names[tp.name] = v
@@ -267,7 +269,9 @@ class _Loader:
                 if t in graph_types:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
-                    self._check_tensor(ap.t, f"attribute '{ap.name}' of node '{np_.name}'")
+                    tp = ap.t
+                    if tp.data_type not in _KNOWN_DTYPES or _negative(tp):
+                        self._bad_tensor(tp, f"attribute '{ap.name}' of node '{np_.name}'")
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
                     a._proto = ap
                     attrs[ap.name] = a
@@ -365,20 +369,24 @@ class _Loader:
             )
         return [protos[i] for i in order]
 
-    def _check_tensor(self, tp: onnx.TensorProto, what: str) -> None:
-        """Refuses an unknown data_type or a negative dim before anything decodes the tensor."""
+    def _bad_tensor(self, tp: onnx.TensorProto, what: str) -> None:
+        """Raises for a tensor with a non-UTF-8 name, an unknown data_type or a negative dim
+        (found before anything decodes it)."""
         if tp.name.__class__ is not str:
-            self._not_utf8(f"the name of {what.split(' ')[0]}")
+            self._not_utf8(f"the name of an {what}")
+        if what == "initializer":
+            what = f"initializer '{tp.name}'"
         if tp.data_type not in _KNOWN_DTYPES:
             raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
-        for d in tp.dims:
-            if d < 0:
-                raise FrontendError(
-                    f"{self.source}: {what} has a negative dimension in {list(tp.dims)}"
-                )
+        raise FrontendError(f"{self.source}: {what} has a negative dimension in {list(tp.dims)}")
 
 
 _KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
+
+
+def _negative(tp: onnx.TensorProto) -> bool:
+    dims = tp.dims
+    return bool(dims) and min(dims) < 0
 
 
 def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
