@@ -342,3 +342,16 @@ def _external(location: str) -> Callable[[str], str]:
 
 CASES.append(Bad("external data outside the folder", _external("../x.bin"), ALL, "x.bin"))
 CASES.append(Bad("external data file missing", _external("gone.bin"), ALL, "gone.bin"))
+
+
+@_bad("Pad by 2**40 (attribute)", RUNS, "allocate", feeds=X2)
+def _huge_pad():
+    node = h.make_node("Pad", ["x"], ["y"], pads=[2**40, 0])
+    return model([node], [vi("x")], [vi("y", (None,))], opset=10)
+
+
+@_bad("Tile 2**31 x 2**20 times", RUNS, "allocate", feeds={"x": np.ones((1, 2), np.float32)})
+def _huge_tile():
+    r = h.make_tensor("r", T.INT64, [2], [2**31, 2**20])
+    node = h.make_node("Tile", ["x", "r"], ["y"])
+    return model([node], [vi("x", (1, 2))], [vi("y", (None, None))], [r])
