@@ -551,7 +551,13 @@ def markdown(r: dict[str, Any], memory_gb: float) -> str:
     ]
     for t, c in r["counts"].items():
         lines.append(f"| {t} | {c['ok']} | {c['error']} | {c['foreign']} | {c['hang']} |")
-    lines += ["", "Outcomes by the case's first mutation (all targets):", "", "| mutation | outcomes |", "|---|---|"]
+    lines += [
+        "",
+        "Outcomes by the case's first mutation (all targets):",
+        "",
+        "| mutation | outcomes |",
+        "|---|---|",
+    ]
     for k, v in r["by_mutation"].items():
         lines.append(f"| {k} | {', '.join(f'{o} {n}' for o, n in sorted(v.items()))} |")
     lines += ["", f"Foreign exceptions and hangs: {len(r['bad'])}."]
