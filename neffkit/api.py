@@ -405,7 +405,14 @@ def random_inputs(
                 "values cannot be made for it; give the inputs in a file"
             )
         shape = tuple(_dim_size(d, dims) for d in t.shape)
-        out[v.name] = _random_array(v, t.dtype, shape, rng)
+        try:
+            out[v.name] = _random_array(v, t.dtype, shape, rng)
+        except (ValueError, MemoryError) as e:  # a declared shape too large to allocate
+            raise NeffkitError(
+                f"input '{v.name}': cannot make random values of shape {list(shape)} "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "give the inputs in a file"
+            ) from e
     return out
 
 

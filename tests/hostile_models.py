@@ -29,7 +29,7 @@ class Bad:
     fails: tuple[str, ...]
     says: str
     feeds: dict[str, np.ndarray] = field(default_factory=dict)
-    #: False where the library's failure depends on random inputs (owned elsewhere).
+    #: False where the library calls would need inputs that cannot be built (tested apart).
     library: bool = True
 
 
@@ -248,7 +248,7 @@ def _opset99():
 # -- resource bombs ---------------------------------------------------------------------------
 
 
-@_bad("input of 2**40 elements", RUNS, "cannot make random inputs", library=False)
+@_bad("input of 2**40 elements", RUNS, "cannot make random values", library=False)
 def _huge_input():
     return model([h.make_node("Identity", ["x"], ["y"])], [vi("x", (2**40,))], [vi("y", (None,))])
 

@@ -75,6 +75,18 @@ def test_load_raises_frontend_error(case: Bad, tmp_path, capfd) -> None:
     assert capfd.readouterr().err == ""
 
 
+def test_random_inputs_too_large_to_make(tmp_path, capfd) -> None:
+    from hostile_models import _huge_input
+
+    from neffkit.api import random_inputs
+
+    path = str(tmp_path / "m.onnx")
+    onnx.save(_huge_input(), path)
+    with pytest.raises(NeffkitError, match=r"input 'x': cannot make random values of shape"):
+        random_inputs(neffkit.load(path))
+    assert capfd.readouterr().err == ""
+
+
 @pytest.mark.parametrize("case", _library_cases("run"))
 def test_run_raises_neffkit_error(case: Bad, tmp_path, capfd) -> None:
     path = case.write(str(tmp_path))
