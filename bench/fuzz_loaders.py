@@ -1,7 +1,9 @@
 """Fuzz: mutated ONNX models through ``neffkit.load``, ``neffkit inspect`` and ``neffkit run``
-(with and without the validity check, so the backend sees the invalid models too).
+(with and without the validity check, so the backend sees the invalid models too), and on
+request through ``verify``, ``optimize --no-check`` and ``convert --no-check``.
 
-Run: ``python bench/fuzz_loaders.py [--cases 3000] [--seed 0] [--time-limit 10]``.
+Run: ``python bench/fuzz_loaders.py [--cases 3000] [--seed 0] [--time-limit 10]
+[--targets load inspect run "run --no-check" verify "optimize --no-check" ...]``.
 
 Seeds are a few small valid models: node test models of the onnx package (If, Loop, Scan,
 Conv, Gather, Reshape, ...) and one model whose weights live in an external data file. Each
@@ -12,8 +14,9 @@ case takes a seed, applies one to three mutations and feeds the result to every 
 - byte mutations: flips and truncations of tensor data, and of the serialized file.
 
 A target's outcome is ``ok`` (read or ran), ``error`` (a ``NeffkitError``; for the CLI exit
-status 2 with one ``neffkit: error:`` line on stderr), ``foreign`` (any other exception, exit
-status 3, a traceback or more than one line on stderr) or ``hang`` (past the per-case time
+status 2 with one ``neffkit: error:`` line on stderr and no output file), ``foreign`` (any
+other exception, exit status 3, a traceback, more than one line on stderr, stderr output on
+success, or an output file left by a failed command) or ``hang`` (past the per-case time
 limit, found with ``signal.setitimer``). The goal is no foreign outcome and no hang. The
 address space is capped (``--memory-gb``) so that a model asking for terabytes fails with
 MemoryError instead of taking the machine. Results: ``bench/results/fuzz_loaders.{json,md}``.
@@ -54,6 +57,9 @@ SEED_CASES = (
     "test_constant",
 )
 TARGETS = ("load", "inspect", "run", "run --no-check")
+#: More commands a campaign can take (``--targets``): slower, and they reach the passes, the
+#: TorchScript export and the verification on the same mutated models.
+MORE_TARGETS = ("verify", "optimize --no-check", "convert --no-check")
 OUTCOMES = ("ok", "error", "foreign", "hang")
 
 # Values that break assumptions: signs, zero, sizes past memory and past int64.
@@ -408,6 +414,16 @@ def run_target(target: str, path: str, limit: float) -> tuple[str, str]:
         if target == "load":
             return _load(path)
         command, *flags = target.split()
+        if command == "verify":
+            return _cli([command, path, path, *flags])
+        if command in ("optimize", "convert"):
+            out = os.path.join(
+                os.path.dirname(path), "out.onnx" if command == "optimize" else "out.pt"
+            )
+            outcome, detail = _cli([command, path, "-o", out, *flags])
+            if outcome == "error" and os.path.exists(out):
+                return "foreign", f"exit 2 but {os.path.basename(out)} was written: {detail}"
+            return outcome, detail
         return _cli([command, path, *flags])
     except _Hang:
         return "hang", f"over {limit:.0f} s"
@@ -539,7 +555,7 @@ def _campaign(
 
 def markdown(r: dict[str, Any], memory_gb: float) -> str:
     lines = [
-        "# Loader fuzzing: mutated models through load, inspect and run (checked and not)",
+        "# Loader fuzzing: mutated models through neffkit's readers and commands",
         "",
         f"{r['cases']} mutated models (seed {r['seed']}), from {len(r['seeds'])} seed models "
         f"({', '.join(r['seeds'])}); per-case limit {r['time_limit_s']:.0f} s, address "
@@ -571,6 +587,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--targets",
+        nargs="+",
+        default=list(TARGETS),
+        choices=[*TARGETS, *MORE_TARGETS],
+        metavar="TARGET",
+        help=f"what each case goes through (default: {', '.join(TARGETS)}; "
+        f"also: {', '.join(MORE_TARGETS)})",
+    )
     p.add_argument("--time-limit", type=float, default=10.0, help="seconds per case and target")
     p.add_argument(
         "--memory-gb", type=float, default=4.0, help="address space beyond the start's (0: no cap)"
@@ -581,7 +606,14 @@ def main(argv: list[str] | None = None) -> int:
         if (i + 1) % 100 == 0:
             print(f"{i + 1}/{a.cases}", flush=True)
 
-    r = campaign(a.cases, a.seed, limit=a.time_limit, on_case=progress, memory_gb=a.memory_gb)
+    r = campaign(
+        a.cases,
+        a.seed,
+        tuple(a.targets),
+        limit=a.time_limit,
+        on_case=progress,
+        memory_gb=a.memory_gb,
+    )
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from common import write_results
 

@@ -466,7 +466,10 @@ def _indexed_axis_size(node: Node, i: int) -> int | None:
     if node.op_type == "GatherND":
         sizes = [d for d in shape if isinstance(d, int)]
         return min(sizes) if sizes else None
-    axis = int(node.attr("axis", 0))
+    try:
+        axis = int(node.attr("axis", 0))
+    except (TypeError, ValueError, OverflowError):  # an attribute of the wrong type
+        return None
     if -len(shape) <= axis < len(shape):
         d = shape[axis]
         return d if isinstance(d, int) else None

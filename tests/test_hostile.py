@@ -370,3 +370,35 @@ def test_cli_verify_refuses_a_negative_tolerance(tmp_path, capfd) -> None:
 def test_to_onnx_refuses_a_non_graph() -> None:
     with pytest.raises(BackendError, match="takes a neffkit Graph"):
         neffkit.to_onnx(None)
+
+
+def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> None:
+    """An Add with one input cannot be scripted, and tracing runs it and fails: exit 2."""
+    from hostile_models import model, vi
+
+    onnx_model = model([onnx.helper.make_node("Add", ["x"], ["y"])], [vi("x")], [vi("y")])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(onnx_model, path)
+    out = tmp_path / "m.pt"
+    assert main(["convert", path, "-o", str(out), "--no-check"]) == 2
+    line = _one_error_line(capfd)
+    assert "could not be scripted" in line and "nor traced" in line
+    assert not out.exists()
+
+
+def test_random_inputs_survive_an_attribute_of_the_wrong_type(tmp_path) -> None:
+    """Gather's axis given as text: random indices are still made (the check refuses the
+    model later, or with --no-check the backend does)."""
+    from hostile_models import model, vi
+
+    data = onnx.helper.make_tensor("d", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
+    node = onnx.helper.make_node("Gather", ["d", "i"], ["y"], axis="zero")
+    m = model([node], [vi("i", (2,), onnx.TensorProto.INT64)], [vi("y")], [data])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(m, path)
+    from neffkit.api import random_inputs
+
+    feeds = random_inputs(neffkit.load(path))
+    assert feeds["i"].dtype == np.int64 and feeds["i"].shape == (2,)
+    with pytest.raises(FrontendError, match="Mismatched attribute type"):
+        neffkit.run(path, feeds)

@@ -195,9 +195,21 @@ def to_torchscript(
     except Exception as script_error:  # noqa: BLE001 - any scripting failure falls back
         if example_inputs is None:
             raise BackendError(
-                f"the module could not be scripted ({str(script_error).splitlines()[0]}) and "
+                f"the module could not be scripted ({_first_line(script_error)}) and "
                 "no example inputs were given to trace it with"
             ) from script_error
         args = tuple(prepare_inputs(graph, example_inputs))
         with torch.no_grad():
-            return torch.jit.trace(gm, args, check_trace=False), "trace"
+            try:
+                return torch.jit.trace(gm, args, check_trace=False), "trace"
+            except Exception as trace_error:  # noqa: BLE001 - the model fails on the inputs
+                text = " ".join(str(trace_error).split()) or type(trace_error).__name__
+                raise BackendError(
+                    f"the module could not be scripted ({_first_line(script_error)}) "
+                    f"nor traced on the example inputs: {text}"
+                ) from trace_error
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
