@@ -231,40 +231,6 @@ def run(
     return Runner(model, backend, device=device, check=check)(inputs)
 
 
-def check_run_arguments(
-    inputs: Any = None, seed: Any = 0, atol: Any = None, rtol: Any = None
-) -> None:
-    """Refuses arguments of the wrong Python type (or sign) before anything runs.
-
-    ``inputs`` may be None, a sequence, a mapping or a path; ``seed`` an int; the tolerances
-    None or non-negative finite numbers.
-
-    Raises:
-        NeffkitError: naming the argument and what it takes.
-    """
-    import math
-
-    ok_inputs = (
-        inputs is None
-        or isinstance(inputs, Mapping | str | os.PathLike)
-        or (isinstance(inputs, Sequence) and not isinstance(inputs, bytes))
-    )
-    if not ok_inputs:
-        raise NeffkitError(
-            "inputs must be a list or a name -> array dict of arrays, a list of such sets or "
-            f"an .npz path, got {type(inputs).__name__}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise NeffkitError(f"seed must be an integer, got {seed!r}")
-    for name, tol in (("atol", atol), ("rtol", rtol)):
-        if tol is None:
-            continue
-        if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating | np.integer):
-            raise NeffkitError(f"{name} must be a number, got {tol!r}")
-        if not math.isfinite(tol) or tol < 0:
-            raise NeffkitError(f"{name} must be a non-negative finite number, got {tol!r}")
-
-
 # -- inputs -----------------------------------------------------------------------------------
 
 
@@ -287,8 +253,7 @@ def bind(graph: Graph, inputs: Inputs) -> dict[str, Any]:
         values = [inputs[n] for n in names]
     elif isinstance(inputs, str | bytes | np.ndarray) or not _iterable(inputs):
         raise BackendError(
-            "inputs must be a list of arrays or a name -> array dict, "
-            f"got {type(inputs).__name__}"
+            f"inputs must be a list of arrays or a name -> array dict, got {type(inputs).__name__}"
         )
     else:
         values = list(inputs)

@@ -144,7 +144,8 @@ def optimize(
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
-    from neffkit.api import as_graph, check_run_arguments
+    from neffkit.api import as_graph
+    from neffkit.arguments import check_run_arguments
 
     start = time.perf_counter()
     _check_arguments(passes, target, max_constant_bytes)

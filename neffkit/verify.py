@@ -28,13 +28,13 @@ import numpy as np
 from neffkit.api import (
     Runner,
     bind,
-    check_run_arguments,
     describe_model,
     load_npz,
     npz_inputs,
     random_inputs,
     runtime_inputs,
 )
+from neffkit.arguments import check_run_arguments
 from neffkit.errors import BackendError, NeffkitError, NumericMismatchError
 
 __all__ = [

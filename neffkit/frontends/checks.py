@@ -23,6 +23,41 @@ MIN_OPSET = 6
 
 _HOW_TO_SKIP = "(--no-check, or check=False, runs it anyway)"
 
+# -- always checked while loading (cheap, and nothing downstream copes without them) ----------
+
+#: Every element type onnx defines (0, UNDEFINED, excluded).
+KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
+
+
+def negative_dims(tp: onnx.TensorProto) -> bool:
+    """True when a tensor declares a negative dimension."""
+    dims = tp.dims
+    return bool(dims) and min(dims) < 0
+
+
+def check_input_type(vi: onnx.ValueInfoProto, source: str) -> None:
+    """Refuses a graph input of an unknown element type or with a negative dimension."""
+    tp = vi.type
+    if tp.WhichOneof("value") != "tensor_type":
+        return
+    elem = tp.tensor_type.elem_type
+    if elem and elem not in KNOWN_DTYPES:
+        raise FrontendError(f"{source}: input '{vi.name}' has the unknown element type {elem}")
+    if not tp.tensor_type.HasField("shape"):
+        return
+    for d in tp.tensor_type.shape.dim:
+        if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:
+            dims = [
+                x.dim_value if x.HasField("dim_value") else x.dim_param or "?"
+                for x in tp.tensor_type.shape.dim
+            ]
+            raise FrontendError(
+                f"{source}: input '{vi.name}' is declared with a negative dimension in {dims}"
+            )
+
+
+# -- the validity check (``check=True``) ------------------------------------------------------
+
 
 def check_proto(proto: ModelProto | None, data: bytes | None, source: str) -> None:
     """Runs the ONNX checker on a model given as bytes (preferred: no copy) or a proto.

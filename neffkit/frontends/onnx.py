@@ -162,9 +162,10 @@ class _Loader:
         scope = _Scope(outer)
         names = scope.names
         types = {vi.name: vi.type for vi in gp.value_info}
-        known_dtypes = _KNOWN_DTYPES
+        known_dtypes = checks.KNOWN_DTYPES
+        negative = checks.negative_dims
         for tp in gp.initializer:
-            if tp.data_type not in known_dtypes or tp.name.__class__ is not str or _negative(tp):
+            if tp.data_type not in known_dtypes or tp.name.__class__ is not str or negative(tp):
                 self._bad_tensor(tp, "initializer")
             v = Value(tp.name, const=Tensor.from_proto(tp, self.base_dir))
             g.add_initializer(v)
@@ -172,7 +173,7 @@ class _Loader:
         for vi in gp.input:
             if vi.name.__class__ is not str:
                 self._not_utf8("a graph input's name")
-            _check_dims(vi, self.source)
+            checks.check_input_type(vi, self.source)
             v = names.get(vi.name)
             if v is None:
                 v = Value(vi.name, type_from_proto(vi.type))
@@ -270,7 +271,7 @@ class _Loader:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
                     tp = ap.t
-                    if tp.data_type not in _KNOWN_DTYPES or _negative(tp):
+                    if tp.data_type not in checks.KNOWN_DTYPES or checks.negative_dims(tp):
                         self._bad_tensor(tp, f"attribute '{ap.name}' of node '{np_.name}'")
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
                     a._proto = ap
@@ -376,38 +377,9 @@ class _Loader:
             self._not_utf8(f"the name of an {what}")
         if what == "initializer":
             what = f"initializer '{tp.name}'"
-        if tp.data_type not in _KNOWN_DTYPES:
+        if tp.data_type not in checks.KNOWN_DTYPES:
             raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
         raise FrontendError(f"{self.source}: {what} has a negative dimension in {list(tp.dims)}")
-
-
-_KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
-
-
-def _negative(tp: onnx.TensorProto) -> bool:
-    dims = tp.dims
-    return bool(dims) and min(dims) < 0
-
-
-def _check_dims(vi: onnx.ValueInfoProto, source: str) -> None:
-    """Refuses a graph input of an unknown element type or with a negative dimension."""
-    tp = vi.type
-    if tp.WhichOneof("value") != "tensor_type":
-        return
-    elem = tp.tensor_type.elem_type
-    if elem and elem not in _KNOWN_DTYPES:
-        raise FrontendError(f"{source}: input '{vi.name}' has the unknown element type {elem}")
-    if not tp.tensor_type.HasField("shape"):
-        return
-    for d in tp.tensor_type.shape.dim:
-        if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:
-            dims = [
-                x.dim_value if x.HasField("dim_value") else x.dim_param or "?"
-                for x in tp.tensor_type.shape.dim
-            ]
-            raise FrontendError(
-                f"{source}: input '{vi.name}' is declared with a negative dimension in {dims}"
-            )
 
 
 def _all_reads(np_: NodeProto) -> list[str]:
