@@ -89,14 +89,17 @@ _INDEX_INPUTS = {"Gather": (1, 0), "GatherElements": (1, 0), "GatherND": (1, 0)}
 # -- models -----------------------------------------------------------------------------------
 
 
-def as_graph(model: Model) -> Graph:
-    """The ``Graph`` of a model given as a path, ``ModelProto`` or ``Graph`` (returned as is)."""
+def as_graph(model: Model, *, check: bool = False) -> Graph:
+    """The ``Graph`` of a model given as a path, ``ModelProto`` or ``Graph`` (returned as is).
+
+    ``check`` refuses files and protos the ONNX checker refuses (a ``Graph`` is taken as is).
+    """
     if isinstance(model, Graph):
         return model
     from neffkit.frontends.onnx import load
 
     if isinstance(model, onnx.ModelProto | str | os.PathLike | bytes):
-        return load(model)
+        return load(model, check=check)
     raise NeffkitError(
         f"expected a model path, onnx.ModelProto or neffkit Graph, got {type(model).__name__}"
     )
@@ -145,7 +148,7 @@ def runtime_inputs(graph: Graph) -> list[Value]:
 
 def backend_name(backend: str) -> str:
     """The canonical backend name, or a ``NeffkitError`` listing the known ones."""
-    name = _ALIASES.get(backend)
+    name = _ALIASES.get(backend) if isinstance(backend, str) else None
     if name is None:
         raise NeffkitError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     return name
@@ -158,9 +161,12 @@ class Runner:
         model: a path, ``ModelProto`` or ``Graph``.
         backend: ``"torch"`` or ``"onnxruntime"``.
         device: torch device for the torch backend (``"cuda"``); onnxruntime runs on the CPU.
+        check: refuse models the ONNX checker or onnxruntime refuse as invalid (default).
     """
 
-    def __init__(self, model: Model, backend: str = "torch", *, device: Any = None) -> None:
+    def __init__(
+        self, model: Model, backend: str = "torch", *, device: Any = None, check: bool = True
+    ) -> None:
         self.backend = backend_name(backend)
         self.source = describe_model(model)
         self.device = device
@@ -168,12 +174,13 @@ class Runner:
         # Errors name the file the model came from, if any.
         self._where = path or (model.meta.source_path if isinstance(model, Graph) else None)
         with mentioning(self._where):
-            self.graph = as_graph(model)
+            self.graph = as_graph(model, check=check)
             self.input_names = [v.name for v in runtime_inputs(self.graph)]
             self.output_names = [v.name for v in self.graph.outputs]
             if self.backend == "torch":
                 from neffkit.backends import torch as torch_backend
 
+                self.device = device = torch_backend.check_device(device)
                 self._module = torch_backend.compile(self.graph, device)
             else:
                 if device is not None and str(device) != "cpu":
@@ -220,6 +227,7 @@ def run(
     backend: str = "torch",
     *,
     device: Any = None,
+    check: bool = True,
 ) -> list[np.ndarray]:
     """Runs a model once and returns its outputs as numpy arrays, in the graph's output order.
 
@@ -229,11 +237,14 @@ def run(
             They must have the declared dtype and a shape that fits the declared one.
         backend: ``"torch"`` (neffkit's own lowering) or ``"onnxruntime"`` (the reference).
         device: torch device (``"cuda"``) for the torch backend.
+        check: refuse a model the ONNX checker or onnxruntime refuse as invalid; False runs it
+            anyway (a ``Graph`` is never checked).
 
     Raises:
-        NeffkitError: the model cannot be read or lowered, or the inputs do not fit it.
+        NeffkitError: the model cannot be read, is invalid or cannot be lowered, or the inputs
+            do not fit it.
     """
-    return Runner(model, backend, device=device)(inputs)
+    return Runner(model, backend, device=device, check=check)(inputs)
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -256,15 +267,30 @@ def bind(graph: Graph, inputs: Inputs) -> dict[str, Any]:
                 f"inputs do not match the model ({'; '.join(parts)}); it takes {names}"
             )
         values = [inputs[n] for n in names]
-    elif isinstance(inputs, str | bytes | np.ndarray):
-        raise BackendError("inputs must be a list of arrays or a name -> array dict")
+    elif isinstance(inputs, str | bytes | np.ndarray) or not _iterable(inputs):
+        raise BackendError(
+            f"inputs must be a list of arrays or a name -> array dict, got {type(inputs).__name__}"
+        )
     else:
         values = list(inputs)
         if len(values) != len(names):
             raise BackendError(f"the model takes {len(names)} inputs {names}, got {len(values)}")
-    feeds = {n: _as_array(x) for n, x in zip(names, values)}
+    feeds = {}
+    for n, x in zip(names, values):
+        try:
+            feeds[n] = _as_array(x)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise BackendError(f"input '{n}' is not an array: {e}") from e
     check_inputs(graph, feeds)
     return feeds
+
+
+def _iterable(x: Any) -> bool:
+    try:
+        iter(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _as_array(x: Any) -> Any:
@@ -288,9 +314,12 @@ def check_inputs(graph: Graph, feeds: Mapping[str, Any]) -> None:
     by_name = {v.name: v for v in runtime_inputs(graph)}
     for name, arr in feeds.items():
         v = by_name.get(name)
-        if v is None or not isinstance(v.type, TensorType) or not isinstance(arr, np.ndarray):
+        if v is None or not isinstance(v.type, TensorType):
             continue
         t = v.type
+        if not isinstance(arr, np.ndarray):  # None (an empty optional) or a sequence
+            got = "None" if arr is None else f"a sequence of {len(arr)}"
+            raise BackendError(f"input '{name}' expects {type_str(t)}, got {got}")
         want = _np_dtype_or_none(t.dtype)
         if want is not None and arr.dtype != want:
             raise BackendError(
@@ -373,10 +402,17 @@ def random_inputs(
                 "values cannot be made for it; give the inputs in a file"
             )
         shape = tuple(_dim_size(d, sizes, default_size) for d in t.shape)
-        if elem is None:
-            out[v.name] = _random_array(v, t.dtype, shape, rng)
-        else:
-            out[v.name] = [_random_array(v, t.dtype, shape, rng) for _ in range(count)]
+        try:
+            if elem is None:
+                out[v.name] = _random_array(v, t.dtype, shape, rng)
+            else:
+                out[v.name] = [_random_array(v, t.dtype, shape, rng) for _ in range(count)]
+        except (ValueError, MemoryError) as e:  # a declared shape too large to allocate
+            raise NeffkitError(
+                f"input '{v.name}': cannot make random values of shape {list(shape)} "
+                f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                "give the inputs in a file"
+            ) from e
     return out
 
 
@@ -438,7 +474,10 @@ def _indexed_axis_size(node: Node, i: int) -> int | None:
     if node.op_type == "GatherND":
         sizes = [d for d in shape if isinstance(d, int)]
         return min(sizes) if sizes else None
-    axis = int(node.attr("axis", 0))
+    try:
+        axis = int(node.attr("axis", 0))
+    except (TypeError, ValueError, OverflowError):  # an attribute of the wrong type
+        return None
     if -len(shape) <= axis < len(shape):
         d = shape[axis]
         return d if isinstance(d, int) else None

@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_args(s)
     _add_tolerance_args(s)
+    _add_check_arg(s)
     s.set_defaults(func=cmd_convert)
 
     s = add("verify", "check that two models compute the same outputs", _VERIFY_EPILOG)
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--device", default=None, help="torch device, e.g. cuda (torch backend)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
+    _add_check_arg(s)
     s.set_defaults(func=cmd_run)
 
     from neffkit.cli_fuzz import register_commands as register_fuzz_commands
@@ -203,6 +205,15 @@ def _add_input_args(s: argparse.ArgumentParser) -> None:
         "--dims",
         metavar="NAME=SIZE,...",
         help="sizes of symbolic input dims for random inputs, e.g. --dims batch=2,seq=16",
+    )
+
+
+def _add_check_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="run models the ONNX checker refuses as invalid anyway (results may be wrong)",
     )
 
 
@@ -238,7 +249,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model, out = args.model, args.output
     role = "the output TorchScript file"
     _refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"}, role)
-    graph = load(model)
+    graph = load(model, check=args.check)
     _refuse_overwrite(out, _reads(model, graph, args.inputs), role)
     inputs = _read_inputs(graph, args, model)
     t0 = time.perf_counter()
@@ -261,18 +272,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not args.verify:
         return EXIT_OK
     try:
-        loaded = torch.jit.load(out, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
-        raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
-    report = verify(
-        model,
-        loaded,
-        inputs if args.inputs else None,
-        seed=args.seed,
-        dims=None if args.inputs else _dims(args, graph),
-        atol=args.atol,
-        rtol=args.rtol,
-    )
+        try:
+            loaded = torch.jit.load(out, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
+            raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
+        report = verify(
+            model,
+            loaded,
+            inputs if args.inputs else None,
+            seed=args.seed,
+            dims=None if args.inputs else _dims(args, graph),
+            atol=args.atol,
+            rtol=args.rtol,
+        )
+    except NeffkitError:
+        os.unlink(out)  # the model fails on its inputs: leave no unchecked file behind
+        raise
     report.candidate = out
     print()
     print(report)
@@ -312,7 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sources = {args.model: "the input model", args.inputs: "the inputs file"}
         _refuse_overwrite(args.output, sources, "the outputs file")
     t0 = time.perf_counter()
-    runner = Runner(args.model, args.backend, device=args.device)
+    runner = Runner(args.model, args.backend, device=args.device, check=args.check)
     if args.output:
         reads = _reads(args.model, runner.graph, args.inputs)
         _refuse_overwrite(args.output, reads, "the outputs file")
@@ -506,6 +521,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated as e:
         print("neffkit: terminated", file=sys.stderr)
         return 128 + e.signum
+    except (MemoryError, RecursionError) as e:  # a resource bomb in the input: not a crash
+        if args.debug:
+            traceback.print_exc()
+        what = "out of memory" if isinstance(e, MemoryError) else "input nested too deeply"
+        print(f"neffkit: error: {what} ({_first_line(e)})", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("neffkit: interrupted", file=sys.stderr)
         return 130

@@ -58,7 +58,7 @@ example:
 
 def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
     """Adds the commands of this module to the ``neffkit`` parser (``add`` makes a subparser)."""
-    from neffkit.cli import _add_input_args, _add_tolerance_args
+    from neffkit.cli import _add_check_arg, _add_input_args, _add_tolerance_args
     from neffkit.optimize import TARGETS
 
     s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
@@ -74,6 +74,7 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
     )
     _add_input_args(s)
     _add_tolerance_args(s)
+    _add_check_arg(s)
     s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
     s.add_argument(
         "--verify-each", action="store_true", help="check numerics after every pass (slow)"
@@ -136,7 +137,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.report:
         writes.append(files.Write(args.report, "the report"))
     files.check_writes(writes, {model: "the input model", args.inputs: "the inputs file"})
-    graph = load(model)
+    graph = load(model, check=args.check)
     files.check_writes(writes, _reads(model, graph, args.inputs))
     dims = _dims(args, graph)
     inputs = npz_inputs(graph, args.inputs) if args.inputs else None

@@ -96,6 +96,21 @@ def default_pipeline(target: str = "torch") -> str:
         ) from None
 
 
+def _check_arguments(passes: Any, target: Any, max_constant_bytes: Any) -> None:
+    """Refuses arguments of the wrong Python type before they reach the passes."""
+    if passes is not None and not isinstance(passes, str):
+        raise NeffkitError(
+            f"passes must be pipeline text such as 'fold,cse,dce' (or None), got "
+            f"{type(passes).__name__}"
+        )
+    if not isinstance(target, str):
+        raise NeffkitError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if not isinstance(max_constant_bytes, int) or max_constant_bytes < 0:
+        raise NeffkitError(
+            f"max_constant_bytes must be a non-negative integer, got {max_constant_bytes!r}"
+        )
+
+
 def verification_backend(target: str) -> str:
     """The backend the optimized graph is checked on for ``target`` (neuron: its torch form)."""
     return "onnxruntime" if target == "onnxruntime" else "torch"
@@ -118,6 +133,7 @@ def optimize(
     print_ir_after: Sequence[str] | None = None,
     progress: Progress | None = None,
     copy: bool = True,
+    check: bool = True,
 ) -> tuple[Graph, OptimizeReport]:
     """Optimizes a model for ``target`` and checks it against the original.
 
@@ -139,18 +155,27 @@ def optimize(
         progress: ``progress(pass_name, step, total)`` callback.
         copy: optimize a copy of a given Graph (False: optimize it in place, saving a copy; if
             a pass fails the graph is then left as that pass left it).
+        check: refuse a path or ModelProto the ONNX checker or onnxruntime refuse as invalid
+            (False optimizes it anyway; a Graph is never checked).
 
     Returns:
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
     from neffkit.api import as_graph, random_inputs
+    from neffkit.arguments import check_run_arguments
 
     start = time.perf_counter()
+    _check_arguments(passes, target, max_constant_bytes)
+    check_run_arguments(inputs, seed, atol, rtol)
+    if print_ir_after is not None and (
+        isinstance(print_ir_after, str) or not isinstance(print_ir_after, Sequence | set)
+    ):
+        raise NeffkitError(f"print_ir_after must be a list of pass names, got {print_ir_after!r}")
     pipeline = passes if passes is not None else default_pipeline(target)
     if target not in DEFAULT_PIPELINES:
         default_pipeline(target)  # raises the clear error
-    original = as_graph(model)
+    original = as_graph(model, check=check)
     if dims and inputs is not None:
         raise NeffkitError(
             "dims set the sizes of random inputs; they cannot be combined with given inputs"

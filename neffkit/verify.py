@@ -40,6 +40,7 @@ from neffkit.api import (
     random_inputs,
     runtime_inputs,
 )
+from neffkit.arguments import check_run_arguments
 from neffkit.compare import (
     DEFAULT_TOLERANCES,
     REL_ERR_FLOOR,
@@ -321,6 +322,7 @@ def verify(
         NeffkitError: a model cannot be read or run, the inputs do not fit, or ``dims`` names
             a dim the reference's inputs do not have.
     """
+    check_run_arguments(inputs, seed, atol, rtol)
     ref_runner = Runner(reference, reference_backend)
     graph = ref_runner.graph
     ref_label = ref_runner.backend

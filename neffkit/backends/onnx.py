@@ -44,6 +44,8 @@ def to_onnx(
         names_out: when given, filled with the name each exported ``Value`` got (passes that
             map ONNX tool results back onto the IR use it).
     """
+    if not isinstance(graph, Graph):
+        raise BackendError(f"to_onnx takes a neffkit Graph, got {type(graph).__name__}")
     if graph.parent is not None:
         raise BackendError("to_onnx needs a top-level graph, got a subgraph")
     mp = ModelProto()
@@ -344,7 +346,13 @@ def save(
             serialized.
         FileCollisionError: ``path`` is one of the files the graph reads its weights from.
     """
+    if not isinstance(graph, Graph):
+        raise BackendError(f"save takes a neffkit Graph, got {type(graph).__name__}")
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise BackendError(f"save takes a file path, got {path!r}")
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise BackendError(f"{path}: is a directory, expected a file name")
     if not overwrite and os.path.lexists(path):
         raise BackendError(f"{path}: exists; refusing to overwrite it")
     reads = external_files(graph)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,7 +51,12 @@ def session(
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    # onnxruntime logs to stderr from C++ (load-time warnings go to its default logger). Its
+    # failures reach the caller as exceptions, which neffkit reports itself: so only fatal
+    # messages, unless neffkit was asked to be verbose (-v).
+    quiet = not logging.getLogger("neffkit").isEnabledFor(logging.INFO)
+    ort.set_default_logger_severity(4 if quiet else 2)
+    opts.log_severity_level = 4 if quiet else 2
     if not prepack:
         opts.add_session_config_entry("session.disable_prepacking", "1")
     if not optimize:

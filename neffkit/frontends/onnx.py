@@ -16,6 +16,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 
 from neffkit._gc import paused_gc
 from neffkit.errors import FrontendError
+from neffkit.frontends import checks
 from neffkit.frontends.sparse import sparse_to_dense
 from neffkit.ir.core import Attr, Graph, Node, Value
 from neffkit.ir.tensor import Tensor
@@ -24,20 +25,31 @@ from neffkit.ir.types import type_from_proto
 PathLike = str | os.PathLike
 
 
-def load(model: PathLike | ModelProto | bytes) -> Graph:
+def load(model: PathLike | ModelProto | bytes, *, check: bool = False) -> Graph:
     """Reads an ONNX model from a path, serialized bytes or a ModelProto into a ``Graph``.
 
+    Args:
+        model: a path, the serialized bytes or a ``ModelProto``.
+        check: also refuse models the ONNX checker or onnxruntime refuse as invalid (see
+            ``neffkit.frontends.checks``); ``run``, ``convert`` and ``optimize`` ask for it.
+
     Raises:
-        FrontendError: the file is missing, not an ONNX model, or refers to something invalid.
+        FrontendError: the file is missing, not an ONNX model, refers to something invalid or
+            (with ``check``) is refused by the checker.
     """
     base_dir: str | None = None
     source = "<ModelProto>"
+    data: bytes | None = None
     if isinstance(model, ModelProto):
         proto = model
     elif isinstance(model, bytes | bytearray):
-        proto = _parse(bytes(model), "<bytes>")
-    else:
+        source = "<bytes>"
+        data = bytes(model)
+        proto = _parse(data, source)
+    elif isinstance(model, str | os.PathLike):
         path = os.fspath(model)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
         source = path
         if not os.path.exists(path):
             raise FrontendError(f"{path}: no such file")
@@ -47,16 +59,30 @@ def load(model: PathLike | ModelProto | bytes) -> Graph:
             data = f.read()
         proto = _parse(data, path)
         base_dir = os.path.dirname(os.path.abspath(path))
+    else:
+        raise FrontendError(
+            "expected a model path, serialized bytes or onnx.ModelProto, got "
+            f"{type(model).__name__}"
+        )
+    loader = _Loader(base_dir, source)
     try:
         with paused_gc():
-            graph = _Loader(base_dir, source).model(proto)
+            graph = loader.model(proto)
     except FrontendError as e:
         if base_dir is not None and not str(e).startswith(source):
             raise FrontendError(f"{source}: {e}") from e  # name the file
         raise
-    except (ValueError, KeyError, TypeError) as e:
+    except RecursionError as e:
+        raise FrontendError(f"{source}: subgraphs nested too deeply to read") from e
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError) as e:
         raise FrontendError(f"{source}: malformed model: {e}") from e
-    graph.meta.source_path = None if base_dir is None else os.path.abspath(os.fspath(model))
+    if check:
+        # after loading, so that unsafe external data is refused by neffkit's own checks first;
+        # a model with external data is checked from its file, whose folder the checker needs
+        checks.check_proto(proto, data, source, path=source if loader.external else None)
+        checks.check_opsets(graph, source)
+        checks.check_if_nodes(loader.if_nodes, source)
+    graph.meta.source_path = None if base_dir is None else os.path.abspath(source)
     return graph
 
 
@@ -111,8 +137,14 @@ class _Loader:
         self.base_dir = base_dir
         self.source = source
         self.external = False  # some tensor's bytes live in an external file
+        self.if_nodes: list[Node] = []  # for the checks that need both branches
 
     def model(self, mp: ModelProto) -> Graph:
+        texts = [mp.producer_name, mp.producer_version, mp.domain, mp.doc_string]
+        texts += [o.domain for o in mp.opset_import]
+        texts += [x for p in mp.metadata_props for x in (p.key, p.value)]
+        if any(t.__class__ is not str for t in texts):
+            self._not_utf8("a model field (producer, domain, doc_string, opset or metadata)")
         opsets = {}
         for o in mp.opset_import:
             opsets["" if o.domain == "ai.onnx" else o.domain] = o.version
@@ -133,12 +165,18 @@ class _Loader:
         return g
 
     def graph(self, gp: GraphProto, outer: _Scope | None) -> Graph:
+        if gp.name.__class__ is not str or gp.doc_string.__class__ is not str:
+            self._not_utf8("a graph's name or doc_string")
         g = Graph(gp.name)
         g.doc_string = gp.doc_string
         scope = _Scope(outer)
         names = scope.names
         types = {vi.name: vi.type for vi in gp.value_info}
+        known_dtypes = checks.KNOWN_DTYPES
+        negative = checks.negative_dims
         for tp in gp.initializer:
+            if tp.data_type not in known_dtypes or tp.name.__class__ is not str or negative(tp):
+                self._bad_tensor(tp, "initializer")
             t = Tensor.from_proto(tp, self.base_dir)
             if t._external is not None:
                 self.external = True
@@ -146,6 +184,9 @@ class _Loader:
             g.add_initializer(v)
             names[tp.name] = v
         for vi in gp.input:
+            if vi.name.__class__ is not str:
+                self._not_utf8("a graph input's name")
+            checks.check_input_type(vi, self.source)
             v = names.get(vi.name)
             if v is None:
                 v = Value(vi.name, type_from_proto(vi.type))
@@ -165,6 +206,7 @@ class _Loader:
                 g.add_initializer(v)
                 names[sp.values.name] = v
         node_protos = list(gp.node)
+        if_mark = len(self.if_nodes)
         try:
             self._nodes(node_protos, g, scope, types)
         except _OutOfOrder:
@@ -175,9 +217,18 @@ class _Loader:
             g = self._fresh_graph(g)
             scope.names = {k: v for k, v in scope.names.items() if v.producer is None}
             node_protos = self._toposort(node_protos, scope, gp.name)
-            self._nodes(node_protos, g, scope, types)
+            del self.if_nodes[if_mark:]
+            try:
+                self._nodes(node_protos, g, scope, types)
+            except _OutOfOrder:
+                raise FrontendError(
+                    f"{self.source}: graph '{gp.name}' reads a name before any node defines "
+                    "it, even in topological order"
+                ) from None
         outs = []
         for vi in gp.output:
+            if vi.name.__class__ is not str:
+                self._not_utf8("a graph output's name")
             v = scope.lookup(vi.name)
             if v is None:
                 raise FrontendError(
@@ -230,9 +281,14 @@ class _Loader:
             attrs: dict[str, Attr] = {}
             for ap in np_.attribute:
                 t = ap.type
+                if ap.name.__class__ is not str:
+                    self._not_utf8(f"an attribute name of node '{np_.name}'")
                 if t in graph_types:
                     attrs[ap.name] = self._graph_attr(ap, scope, node)
                 elif t == tensor_type:
+                    tp = ap.t
+                    if tp.data_type not in checks.KNOWN_DTYPES or checks.negative_dims(tp):
+                        self._bad_tensor(tp, f"attribute '{ap.name}' of node '{np_.name}'")
                     a = Attr(ap.name, t, Tensor.from_proto(ap.t, base_dir))
                     if a._value._external is None:
                         a._proto = ap
@@ -244,11 +300,22 @@ class _Loader:
                 else:
                     attrs[ap.name] = lazy(ap)
             domain = np_.domain
-            node.op_type = np_.op_type
+            op_type = np_.op_type
+            node_name = np_.name
+            doc = np_.doc_string
+            # protobuf hands back bytes for a string field that is not UTF-8
+            if (
+                op_type.__class__ is not str
+                or node_name.__class__ is not str
+                or domain.__class__ is not str
+                or doc.__class__ is not str
+            ):
+                self._not_utf8(f"node '{node_name}' ({op_type})")
+            node.op_type = op_type
             node.domain = "" if domain == "ai.onnx" else domain
             node.overload = np_.overload
-            node.name = np_.name
-            node.doc_string = np_.doc_string
+            node.name = node_name
+            node.doc_string = doc
             node.attributes = attrs
             node.graph = None
             node._prev = node._next = None
@@ -258,6 +325,8 @@ class _Loader:
                     v._uses[(node, i)] = None
             outputs = []
             for i, name in enumerate(np_.output):
+                if name.__class__ is not str:
+                    self._not_utf8(f"an output name of node '{node_name}' ({op_type})")
                 v = new_value(Value)
                 v.name = name
                 tp = types.get(name) if types else None
@@ -273,6 +342,11 @@ class _Loader:
                     names[name] = v
             node.outputs = tuple(outputs)
             g.append(node)
+            if node.op_type == "If":
+                self.if_nodes.append(node)
+
+    def _not_utf8(self, what: str) -> None:
+        raise FrontendError(f"{self.source}: {what} is not valid UTF-8 text")
 
     def _graph_attr(self, ap: AttributeProto, scope: _Scope, node: Node) -> Attr:
         if ap.type == AttributeProto.GRAPH:
@@ -333,12 +407,12 @@ class _Loader:
                 if o:
                     producer[o] = i
         deps: list[set[int]] = []
-        for i, np_ in enumerate(protos):
+        for np_ in protos:
             d = set()
             for name in _all_reads(np_):
                 j = producer.get(name)
-                if j is not None and j != i:
-                    d.add(j)
+                if j is not None:
+                    d.add(j)  # j == i: the node reads its own output, a cycle
             deps.append(d)
         order = _stable_topo(len(protos), deps)
         if len(order) != len(protos):
@@ -349,6 +423,17 @@ class _Loader:
                 f"'{stuck.name or '<unnamed>'}' ({stuck.op_type})"
             )
         return [protos[i] for i in order]
+
+    def _bad_tensor(self, tp: onnx.TensorProto, what: str) -> None:
+        """Raises for a tensor with a non-UTF-8 name, an unknown data_type or a negative dim
+        (found before anything decodes it)."""
+        if tp.name.__class__ is not str:
+            self._not_utf8(f"the name of an {what}")
+        if what == "initializer":
+            what = f"initializer '{tp.name}'"
+        if tp.data_type not in checks.KNOWN_DTYPES:
+            raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
+        raise FrontendError(f"{self.source}: {what} has a negative dimension in {list(tp.dims)}")
 
 
 def _all_reads(np_: NodeProto) -> list[str]:

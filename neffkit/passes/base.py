@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from neffkit.errors import NeffkitError
 from neffkit.ir.core import Graph, Node
 
 log = logging.getLogger("neffkit.passes")
@@ -68,6 +69,15 @@ class Pass:
         """Transforms ``graph`` in place."""
         raise NotImplementedError
 
+    def __post_init__(self) -> None:
+        """Refuses option values of the wrong type or sign, however the pass was made.
+
+        Every numeric option of a built-in pass is a size, count or ratio: a negative or
+        non-finite value is a mistake, not a way to turn something off (0 does that).
+        """
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            check_option(type(self).name, f.name, f.default, getattr(self, f.name))
+
     @classmethod
     def options(cls) -> list[tuple[str, str, Any, str]]:
         """``(kebab-name, type name, default, help)`` for each option field."""
@@ -97,6 +107,30 @@ def _fmt(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
+
+
+def check_option(pass_name: str, field_name: str, default: Any, value: Any) -> None:
+    """Checks one option value against the type of its default (and the sign of numbers).
+
+    Raises:
+        NeffkitError: naming the pass, the option (kebab-case) and what it takes.
+    """
+    import math
+
+    key = field_name.replace("_", "-")
+    where = f"option '{key}' of pass '{pass_name}'"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise NeffkitError(f"{where} takes true or false, got {value!r}")
+    elif isinstance(default, int | float):
+        want = "an integer" if isinstance(default, int) else "a number"
+        ok_type = int if isinstance(default, int) else int | float
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            raise NeffkitError(f"{where} takes {want}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value) or value < 0:
+            raise NeffkitError(f"{where} takes a non-negative {want.split()[1]}, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise NeffkitError(f"{where} takes a string, got {value!r}")
 
 
 def option(default: Any, help: str) -> Any:  # noqa: A002 - reads like argparse

@@ -23,6 +23,8 @@ from neffkit.passes.base import Pass
 from neffkit.passes.registry import get_pass
 
 DEFAULT_MAX_ITER = 10
+#: Deepest nesting of parenthesized groups (the parser and the pass manager recurse on it).
+MAX_DEPTH = 32
 
 
 @dataclass
@@ -64,9 +66,17 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     def fail(self, msg: str) -> None:
-        raise PipelineSyntaxError(f"bad pipeline: {msg}\n  {self.text}\n  {' ' * self.pos}^")
+        # Show at most 40 characters either side of the error, so a long text stays readable.
+        lo = max(0, self.pos - 40)
+        hi = min(len(self.text), self.pos + 40)
+        head = "..." if lo else ""
+        tail = "..." if hi < len(self.text) else ""
+        shown = f"{head}{self.text[lo:hi]}{tail}"
+        caret = " " * (len(head) + self.pos - lo)
+        raise PipelineSyntaxError(f"bad pipeline: {msg}\n  {shown}\n  {caret}^")
 
     def _skip(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():
@@ -104,8 +114,12 @@ class _Parser:
 
     def item(self) -> Pass | Group:
         if self.peek() == "(":
+            if self.depth >= MAX_DEPTH:
+                self.fail(f"groups nested more than {MAX_DEPTH} deep")
             self.pos += 1
+            self.depth += 1
             inner = self.pipeline()
+            self.depth -= 1
             self.expect(")")
             opts = self.options() if self.peek() == "{" else {}
             max_iter = opts.pop("max-iter", DEFAULT_MAX_ITER)
@@ -181,5 +195,12 @@ def make_pass(cls: type[Pass], opts: dict[str, Any]) -> Pass:
                 raise PipelineSyntaxError(f"option '{key}' of '{cls.name}' takes an integer")
         if isinstance(default, float) and isinstance(value, int):
             value = float(value)
+        if isinstance(default, str) and not isinstance(value, str):
+            value = str(value).lower() if isinstance(value, bool) else str(value)
         kwargs[fname] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except PipelineSyntaxError:
+        raise
+    except NeffkitError as e:
+        raise PipelineSyntaxError(str(e)) from e

@@ -3,6 +3,7 @@ exportable as TorchScript. This is also neffkit's ONNX -> PyTorch converter."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,45 @@ from neffkit.ir.core import Graph, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import TensorType
 
-__all__ = ["compile", "run", "runtime_inputs", "supported_ops", "to_torchscript"]
+__all__ = [
+    "check_device",
+    "compile",
+    "run",
+    "runtime_inputs",
+    "supported_ops",
+    "to_torchscript",
+]
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` the backend can use, or a clear ``BackendError``.
+
+    The backend runs on the CPU and, where torch sees one, on CUDA (or MPS).
+    """
+    if device is None:
+        return None
+    if not isinstance(device, str | torch.device):
+        raise BackendError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise BackendError(f"unknown torch device '{device}' (use cpu or cuda)") from e
+    if dev.type == "cpu":
+        return dev
+    available = {
+        "cuda": torch.cuda.is_available(),
+        "mps": hasattr(torch.backends, "mps") and torch.backends.mps.is_available(),
+    }
+    if dev.type not in available:
+        raise BackendError(f"the torch backend does not run on '{device}' (use cpu or cuda)")
+    if not available[dev.type]:
+        raise BackendError(f"device '{device}' is not available: torch sees no {dev.type} device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BackendError(
+            f"device '{device}' is not available: torch sees {torch.cuda.device_count()} "
+            "cuda device(s)"
+        )
+    return dev
 
 
 def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.GraphModule:  # noqa: A001
@@ -26,10 +65,12 @@ def compile(graph: Graph, device: str | torch.device | None = None) -> torch.fx.
         graph: a top-level graph.
         device: where to put the weights (``"cuda"``); inputs must be on the same device.
     """
-    gm = lower_graph(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm = lower_graph(graph)
     gm.eval()
     if device is not None:
-        gm = gm.to(device)
+        gm = gm.to(check_device(device))
     return gm
 
 
@@ -124,14 +165,39 @@ def run(
     """
     m = module if module is not None else compile(graph, device)
     args = prepare_inputs(graph, inputs, device)
-    with torch.no_grad():
+    # torch warns about its own internals (complex -> real casts, TF32, ...): those are not
+    # for the caller, whose answer is the outputs or a BackendError.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
-            outs = m(*args)
+            # An output may be a broadcast view (Expand): materialize it, as any runtime
+            # would, so a huge one fails here and not later in whoever writes it out.
+            outs = [o.contiguous() if isinstance(o, torch.Tensor) else o for o in m(*args)]
         except BackendError:
             raise
         except Exception as e:  # noqa: BLE001 - report any torch failure as a backend error
-            raise BackendError(f"torch backend failed while running the model: {e}") from e
-    return [_to_numpy_value(o, v.dtype) for o, v in zip(outs, graph.outputs)]
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise BackendError(f"torch backend failed while running the model: {text}") from e
+    results = [_to_numpy_value(o, v.dtype) for o, v in zip(outs, graph.outputs)]
+    for arr, v in zip(results, graph.outputs):
+        _check_output(arr, v)
+    return results
+
+
+def _check_output(arr: Any, v: Value) -> None:
+    """Refuses an output whose dtype is not the declared one (an invalid model, or a bug)."""
+    want = v.dtype
+    if not want or not isinstance(arr, np.ndarray):
+        return
+    try:
+        expected = np_dtype(want)
+    except Exception:  # noqa: BLE001 - types numpy cannot represent
+        return
+    if arr.dtype != expected:
+        raise BackendError(
+            f"output '{v.name}' is declared {dtype_name(want)} but the model computes "
+            f"{arr.dtype.name}; the model's types are inconsistent"
+        )
 
 
 def to_torchscript(
@@ -152,9 +218,21 @@ def to_torchscript(
     except Exception as script_error:  # noqa: BLE001 - any scripting failure falls back
         if example_inputs is None:
             raise BackendError(
-                f"the module could not be scripted ({str(script_error).splitlines()[0]}) and "
+                f"the module could not be scripted ({_first_line(script_error)}) and "
                 "no example inputs were given to trace it with"
             ) from script_error
         args = tuple(prepare_inputs(graph, example_inputs))
         with torch.no_grad():
-            return torch.jit.trace(gm, args, check_trace=False), "trace"
+            try:
+                return torch.jit.trace(gm, args, check_trace=False), "trace"
+            except Exception as trace_error:  # noqa: BLE001 - the model fails on the inputs
+                text = " ".join(str(trace_error).split()) or type(trace_error).__name__
+                raise BackendError(
+                    f"the module could not be scripted ({_first_line(script_error)}) "
+                    f"nor traced on the example inputs: {text}"
+                ) from trace_error
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

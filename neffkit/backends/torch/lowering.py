@@ -318,6 +318,16 @@ def lower_graph(
             raise BackendError(
                 f"{describe_node(node)}: not supported by the torch backend: {e}"
             ) from e
+        except BackendError:
+            raise
+        except RecursionError as e:
+            raise BackendError(f"{describe_node(node)}: subgraphs nested too deeply") from e
+        except Exception as e:  # noqa: BLE001 - a node the lowering cannot make sense of
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise BackendError(
+                f"{describe_node(node)}: the torch backend cannot lower this node "
+                f"({type(e).__name__}: {text}); the model may be invalid"
+            ) from e
         if len(result) < len(node.outputs):
             # Trailing optional outputs the lowering does not produce must be unused.
             for v in node.outputs[len(result) :]:
@@ -331,6 +341,7 @@ def lower_graph(
     outs = [_read(v, env, ctx) for v in graph.outputs]
     g.output(list(outs) if list_io else tuple(outs))
     gm = fx.GraphModule(root, g, class_name=class_name)
+    quiet_call(gm)
     return gm
 
 
@@ -339,6 +350,17 @@ def _input_type(v: Value) -> Any:
     from neffkit.backends.torch.ops.sequence import input_type_expr
 
     return input_type_expr(v)
+
+
+def quiet_call(gm: fx.GraphModule) -> None:
+    """Calls of ``gm`` no longer print torch.fx's annotated traceback to stderr on failure.
+
+    Each GraphModule has a class of its own whose ``__call__`` torch.fx wraps to print the
+    generated code around a failing line; neffkit reports the failure as one ``BackendError``
+    instead, so that wrapper is replaced by the plain ``Module.__call__`` (``recompile()``
+    puts it back).
+    """
+    type(gm).__call__ = torch.nn.Module.__call__
 
 
 def _read(v: Value, env: dict[Value, Any], ctx: LoweringContext) -> Any:
