@@ -162,10 +162,18 @@ class Runner:
         backend: ``"torch"`` or ``"onnxruntime"``.
         device: torch device for the torch backend (``"cuda"``); onnxruntime runs on the CPU.
         check: refuse models the ONNX checker or onnxruntime refuse as invalid (default).
+        graph: ``model`` already loaded (``neffkit.load(model, check=...)``), for a caller that
+            needed the graph before preparing it; ``check`` is then the caller's business.
     """
 
     def __init__(
-        self, model: Model, backend: str = "torch", *, device: Any = None, check: bool = True
+        self,
+        model: Model,
+        backend: str = "torch",
+        *,
+        device: Any = None,
+        check: bool = True,
+        graph: Graph | None = None,
     ) -> None:
         self.backend = backend_name(backend)
         self.source = describe_model(model)
@@ -174,7 +182,7 @@ class Runner:
         # Errors name the file the model came from, if any.
         self._where = path or (model.meta.source_path if isinstance(model, Graph) else None)
         with mentioning(self._where):
-            self.graph = as_graph(model, check=check)
+            self.graph = graph if graph is not None else as_graph(model, check=check)
             self.input_names = [v.name for v in runtime_inputs(self.graph)]
             self.output_names = [v.name for v in self.graph.outputs]
             if self.backend == "torch":

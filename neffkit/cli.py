@@ -321,16 +321,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """``neffkit run``."""
     from neffkit.api import Runner
+    from neffkit.frontends.onnx import load
     from neffkit.report import format_arrays
 
-    if args.output:
+    t0 = time.perf_counter()
+    graph = None
+    if args.output:  # refused before any work: checked against every file the model reads
         sources = {args.model: "the input model", args.inputs: "the inputs file"}
         _refuse_overwrite(args.output, sources, "the outputs file")
-    t0 = time.perf_counter()
-    runner = Runner(args.model, args.backend, device=args.device, check=args.check)
-    if args.output:
-        reads = _reads(args.model, runner.graph, args.inputs)
-        _refuse_overwrite(args.output, reads, "the outputs file")
+        graph = load(args.model, check=args.check)
+        _refuse_overwrite(args.output, _reads(args.model, graph, args.inputs), "the outputs file")
+    runner = Runner(args.model, args.backend, device=args.device, check=args.check, graph=graph)
     log.info("prepared for %s in %.2f s", runner.backend, time.perf_counter() - t0)
     inputs = _read_inputs(runner.graph, args, args.model)
     t0 = time.perf_counter()

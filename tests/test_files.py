@@ -105,6 +105,22 @@ def test_run_output_onto_the_inputs_external_data(ext_model, tmp_path, capsys) -
     assert "the outputs file" in line
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_run_refuses_before_preparing_the_model(ext_model, tmp_path, capsys, monkeypatch, backend):
+    # the collision with the external data is found before the model is lowered or loaded
+    # into onnxruntime (the work a refused run must not do)
+    import neffkit.backends.onnxruntime as ort_backend
+    import neffkit.backends.torch as torch_backend
+
+    def prepared(*args, **kwargs):
+        raise AssertionError("the model was prepared before the collision was refused")
+
+    monkeypatch.setattr(torch_backend, "compile", prepared)
+    monkeypatch.setattr(ort_backend, "session", prepared)
+    data = str(tmp_path / "m.onnx.data")
+    _refused(capsys, tmp_path, ["run", ext_model, "--backend", backend, "-o", data], data)
+
+
 def test_optimize_output_whose_data_name_the_input_uses(tmp_path, capsys) -> None:
     # The input keeps its weights in opt.onnx.data: a name the output's data may take.
     model = _save_external(_model(), tmp_path / "in.onnx", "opt.onnx.data")
