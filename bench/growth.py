@@ -25,6 +25,7 @@ import onnx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import write_results  # noqa: E402
+from models import ramp_inputs  # noqa: E402
 from optimizers import constant_bytes, count_nodes, latency, session  # noqa: E402
 
 import neffkit  # noqa: E402
@@ -33,19 +34,6 @@ from neffkit.testing.onnx_cases import data_dir  # noqa: E402
 
 MODELS = ("light_bvlc_alexnet", "light_vgg19", "light_resnet50")
 VARIANTS = ("original", "default", "nogrow", "keep-inputs")
-
-
-def feeds_for(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """``arange(n) / n`` for every input without an initializer (as the shipped outputs)."""
-    inits = {t.name for t in model.graph.initializer}
-    feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        dims = tuple(d.dim_value or 1 for d in vi.type.tensor_type.shape.dim)
-        n = int(np.prod(dims))
-        feeds[vi.name] = (np.arange(n).reshape(dims) / n).astype(np.float32)
-    return feeds
 
 
 def optimize_variants(src: str, folder: str) -> dict[str, dict[str, Any]]:
@@ -77,7 +65,7 @@ def measure(name: str, runs: int, folder: str) -> dict[str, Any]:
     """All four files of one model, measured and printed."""
     src = os.path.join(data_dir(), "light", f"{name}.onnx")
     variants = optimize_variants(src, folder)
-    feeds = feeds_for(onnx.load(src))
+    feeds = ramp_inputs(onnx.load(src))
     feeds_path = os.path.join(folder, "feeds.npz")
     np.savez(feeds_path, **feeds)
     ref = session(src).run(None, feeds)
