@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs A (onnxruntime)",
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_check_arg(s)
     s.set_defaults(func=cmd_verify)
 
     s = add("run", "run a model and show its outputs", _RUN_EPILOG)
@@ -265,15 +266,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
             f"{model}: could not be scripted; traced with torch.jit.trace on the example "
             "inputs (control flow follows those inputs)"
         )
-    _atomic_write(out, lambda tmp: torch.jit.save(module, tmp))
-    module = None  # the check below loads the file back: do not hold the weights twice
-    gc.collect()  # the fx module sits in reference cycles; free its weights now
-    print(f"wrote {out} ({format_bytes(os.path.getsize(out))})")
-    if not args.verify:
-        return EXIT_OK
-    try:
+    held = [module]
+    del module
+    reports = []
+
+    def write_and_check(tmp: str) -> None:
+        # The file is checked where it was written, before it takes the output's name: a
+        # file that fails its check never replaces what was there.
+        torch.jit.save(held.pop(), tmp)
+        gc.collect()  # the fx module sits in reference cycles; free its weights before loading
+        if not args.verify:
+            return
         try:
-            loaded = torch.jit.load(out, map_location="cpu")
+            loaded = torch.jit.load(tmp, map_location="cpu")
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
             raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
         report = verify(
@@ -284,14 +289,33 @@ def cmd_convert(args: argparse.Namespace) -> int:
             dims=None if args.inputs else _dims(args, graph),
             atol=args.atol,
             rtol=args.rtol,
+            check=args.check,
         )
-    except NeffkitError:
-        os.unlink(out)  # the model fails on its inputs: leave no unchecked file behind
-        raise
-    report.candidate = out
-    print()
-    print(report)
-    return EXIT_OK if report.ok else EXIT_MISMATCH
+        report.candidate = out
+        reports.append(report)
+        if not report.ok:
+            raise _NotKept()
+
+    try:
+        _atomic_write(out, write_and_check)
+    except _NotKept:
+        print()
+        print(reports[0])
+        print(
+            f"neffkit: {out} not written: the TorchScript module does not match the model "
+            "(--no-verify writes it anyway)",
+            file=sys.stderr,
+        )
+        return EXIT_MISMATCH
+    print(f"wrote {out} ({format_bytes(os.path.getsize(out))})")
+    if reports:
+        print()
+        print(reports[0])
+    return EXIT_OK
+
+
+class _NotKept(Exception):
+    """Raised inside convert's write when the written module fails verification."""
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -311,6 +335,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         backend=args.backend,
         reference_backend=args.reference_backend,
+        check=args.check,
     )
     if candidate is not args.candidate:
         report.candidate = args.candidate

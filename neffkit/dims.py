@@ -82,6 +82,10 @@ def check_dims(graph: Graph, dims: Mapping[str, int]) -> dict[str, int]:
         NeffkitError: a name the model's inputs do not use, or a size that is not a positive
             integer.
     """
+    if not isinstance(dims, Mapping):
+        raise NeffkitError(
+            f"dims must be a name -> size dict (e.g. {{'batch': 2}}), got {type(dims).__name__}"
+        )
     known = symbolic_dims(graph)
     out: dict[str, int] = {}
     for name, size in dims.items():

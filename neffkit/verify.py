@@ -298,6 +298,7 @@ def verify(
     rtol: float | None = None,
     backend: str = "torch",
     reference_backend: str = "onnxruntime",
+    check: bool = True,
 ) -> VerificationReport:
     """Runs ``reference`` and ``candidate`` on the same inputs and compares every output.
 
@@ -314,6 +315,8 @@ def verify(
             :data:`DEFAULT_TOLERANCES`), exact for ints and bools.
         backend: backend of the candidate (``"torch"`` or ``"onnxruntime"``).
         reference_backend: backend of the reference.
+        check: refuse models (given as files or protos) that the ONNX checker refuses as
+            invalid; ``False`` runs them anyway.
 
     Returns:
         A report; it does not raise on a mismatch (call ``report.raise_if_failed()``).
@@ -323,7 +326,7 @@ def verify(
             a dim the reference's inputs do not have.
     """
     check_run_arguments(inputs, seed, atol, rtol)
-    ref_runner = Runner(reference, reference_backend)
+    ref_runner = Runner(reference, reference_backend, check=check)
     graph = ref_runner.graph
     ref_label = ref_runner.backend
     output_names = ref_runner.output_names
@@ -336,7 +339,7 @@ def verify(
     # candidate is lowered, so a big model's weights are not held twice.
     wanted = [_reference_outputs(ref_runner, item, graph, user) for item in sets]
     del ref_runner
-    cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph)
+    cand_run, cand_label, cand_backend, cand_names = _candidate(candidate, backend, graph, check)
     report = VerificationReport(
         reference=describe_model(reference),
         candidate=cand_label,
@@ -375,13 +378,15 @@ def verify(
     return report
 
 
-def _candidate(candidate: Any, backend: str, ref_graph: Any) -> tuple[Any, str, str, list[str]]:
+def _candidate(
+    candidate: Any, backend: str, ref_graph: Any, check: bool
+) -> tuple[Any, str, str, list[str]]:
     """A callable running the candidate, its label, backend label and runtime input names."""
     if type(candidate).__module__.startswith("torch") and hasattr(candidate, "forward"):
         names = [v.name for v in runtime_inputs(ref_graph)]
         label = f"<{type(candidate).__name__}>"
         return _module_runner(candidate, names), label, "torch.jit", names
-    runner = Runner(candidate, backend)
+    runner = Runner(candidate, backend, check=check)
     return runner, describe_model(candidate), runner.backend, runner.input_names
 
 

@@ -167,6 +167,52 @@ def test_convert_refuses_to_overwrite_its_input(model, capsys) -> None:
     assert open(model, "rb").read() == before
 
 
+def test_convert_keeps_what_was_there_when_the_module_does_not_match(
+    model, tmp_path, capsys, monkeypatch
+) -> None:
+    # the file is verified under a temporary name: a mismatch leaves the old output in place
+    import importlib
+
+    verify_module = importlib.import_module("neffkit.verify")  # the package exports a function
+
+    real = verify_module.verify
+
+    def mismatching(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.outputs[0].mismatches = 1  # as if one element were off
+        return report
+
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"the old file")
+    monkeypatch.setattr(verify_module, "verify", mismatching)
+    assert main(["convert", model, "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"{out} not written" in captured.err and "MISMATCH" in captured.out
+    assert out.read_bytes() == b"the old file"
+    assert sorted(os.listdir(tmp_path)) == ["m.pt", "model.onnx"]  # no temp file left
+
+
+def test_no_check_reaches_convert_verification_and_verify(tmp_path, capsys) -> None:
+    # a model the checker refuses (nodes out of order) runs with --no-check in every command
+    nodes = [helper.make_node("Relu", ["t"], ["y"]), helper.make_node("Neg", ["x"], ["t"])]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    path = str(tmp_path / "unsorted.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    out = str(tmp_path / "u.pt")
+    assert main(["convert", path, "-o", out]) == 2
+    assert "--no-check" in _error_line(capsys)
+    assert main(["convert", path, "-o", out, "--no-check"]) == 0
+    assert os.path.exists(out)
+    assert main(["verify", path, path]) == 2
+    capsys.readouterr()
+    assert main(["verify", path, path, "--no-check"]) == 0
+
+
 def test_convert_no_verify(model, tmp_path, capsys) -> None:
     out = tmp_path / "m.pt"
     assert main(["convert", model, "-o", str(out), "--no-verify"]) == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx.parser
 import pytest
+from onnx import TensorProto, helper
 
+import neffkit
 from neffkit.api import random_inputs
 from neffkit.dims import check_dims, format_dims, input_dims, parse_dims, symbolic_dims
 from neffkit.errors import NeffkitError
@@ -70,3 +72,20 @@ def test_format_dims() -> None:
     assert format_dims({"batch": 3, "?": 3}) == "batch=3,?=3"
     assert format_dims({}) == "-"
     assert input_dims(load(_TWO), {"x": np.zeros((3, 7, 4), np.float32)}) == {"batch": 3, "seq": 7}
+
+
+@pytest.mark.parametrize("dims", [[("batch", 2)], "batch=2", 2])
+def test_dims_of_the_wrong_type_are_a_neffkit_error(dims, tmp_path) -> None:
+    # a list of pairs or the CLI's text form is not a dict: a clear error, not AttributeError
+    path = tmp_path / "m.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    for call in (
+        lambda: neffkit.verify(str(path), str(path), dims=dims),
+        lambda: neffkit.optimize(str(path), dims=dims),
+        lambda: random_inputs(neffkit.load(path), 0, dims=dims),
+    ):
+        with pytest.raises(NeffkitError, match="dims must be a name -> size dict"):
+            call()

@@ -160,6 +160,8 @@ class _Loader:
         m.model_version = mp.model_version
         m.doc_string = mp.doc_string
         m.metadata_props = {p.key: p.value for p in mp.metadata_props}
+        for f in mp.functions:
+            _refuse_external_in_function(f, self.source)
         m.functions = list(mp.functions)
         m.external_data = self.external
         return g
@@ -434,6 +436,29 @@ class _Loader:
         if tp.data_type not in checks.KNOWN_DTYPES:
             raise FrontendError(f"{self.source}: {what} has the unknown data_type {tp.data_type}")
         raise FrontendError(f"{self.source}: {what} has a negative dimension in {list(tp.dims)}")
+
+
+def _refuse_external_in_function(f: onnx.FunctionProto, source: str) -> None:
+    """Refuses a model-local function whose tensors (Constant values, in subgraphs too) live in
+    external data: functions are kept as protos, so no checked read would ever reach them."""
+    stack = [a for n in f.node for a in n.attribute]
+    while stack:
+        a = stack.pop()
+        tensors = [a.t] if a.HasField("t") else []
+        tensors.extend(a.tensors)
+        for sp in [a.sparse_tensor] if a.HasField("sparse_tensor") else []:
+            tensors.extend((sp.values, sp.indices))
+        for sp in a.sparse_tensors:
+            tensors.extend((sp.values, sp.indices))
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+            raise FrontendError(
+                f"{source}: function '{f.domain}.{f.name}' holds a tensor stored as external "
+                "data; neffkit reads external data only for the main graph and its subgraphs"
+            )
+        for sub in [a.g] if a.HasField("g") else []:
+            stack.extend(x for n in sub.node for x in n.attribute)
+        for sub in a.graphs:
+            stack.extend(x for n in sub.node for x in n.attribute)
 
 
 def _all_reads(np_: NodeProto) -> list[str]:

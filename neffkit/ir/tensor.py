@@ -57,8 +57,18 @@ def dtype_name(elem_type: int | None) -> str:
 _ITEMSIZE: dict[int, int] = {}
 
 
+#: Bits per element of the types stored packed (several values a byte).
+PACKED_BITS = {
+    TensorProto.INT4: 4,
+    TensorProto.UINT4: 4,
+    TensorProto.FLOAT4E2M1: 4,
+    TensorProto.INT2: 2,
+    TensorProto.UINT2: 2,
+}
+
+
 def _itemsize(dtype: int) -> int:
-    if dtype in (TensorProto.INT4, TensorProto.UINT4, getattr(TensorProto, "FLOAT4E2M1", -1)):
+    if dtype in PACKED_BITS:
         item = 0
     else:
         try:
@@ -113,8 +123,13 @@ class Tensor:
         if t.shape and min(t.shape) < 0:
             raise FrontendError(f"tensor '{proto.name}' has a negative dimension {list(t.shape)}")
         if proto.data_location == TensorProto.EXTERNAL:
-            nbytes = t.nbytes if t._plain() else None  # packed types: range checked only
-            t._external = resolve_external(proto, base_dir, nbytes)
+            if t.dtype in (TensorProto.STRING, TensorProto.UNDEFINED):
+                raise FrontendError(
+                    f"tensor '{proto.name}' of type {dtype_name(t.dtype)} stores its data "
+                    "externally; only numeric tensors can (ONNX keeps strings inline)"
+                )
+            # the byte range must match the stored size exactly (packed types included)
+            t._external = resolve_external(proto, base_dir, t.nbytes)
         return t
 
     # -- values -----------------------------------------------------------------------------
@@ -140,8 +155,8 @@ class Tensor:
         item = _ITEMSIZE.get(self.dtype)
         if item is None:
             item = _itemsize(self.dtype)
-        if item == 0:  # 4-bit types: two values a byte
-            return (self.size + 1) // 2
+        if item == 0:  # packed types: several values a byte
+            return (self.size * PACKED_BITS[self.dtype] + 7) // 8
         return self.size * item
 
     @property

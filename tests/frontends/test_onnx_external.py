@@ -275,3 +275,36 @@ def test_a_constant_with_external_data_runs_on_onnxruntime_from_a_checked_copy(
     (y,) = neffkit.run(tmp_path / "m.onnx", [x], backend="onnxruntime")
     assert np.array_equal(y, x + np.arange(N, dtype=np.float32))
     assert seen and str(tmp_path) not in str(seen[0])  # not the user's file, read by ORT itself
+
+
+def test_external_data_inside_a_model_local_function_is_refused(tmp_path) -> None:
+    # functions stay protos (never read through neffkit's checked path), so a Constant whose
+    # value lives in external data cannot be allowed there, inside the folder or not
+    (tmp_path / "c.bin").write_bytes(np.ones(4, np.float32).tobytes())
+    value = TensorProto(name="c", data_type=TensorProto.FLOAT, dims=[4])
+    value.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "c.bin"), ("offset", "0"), ("length", "16")):
+        e = value.external_data.add()
+        e.key, e.value = k, v
+    body = [
+        helper.make_node("Constant", [], ["c"], value=value),
+        helper.make_node("Add", ["a", "c"], ["b"]),
+    ]
+    f = helper.make_function("local", "addc", ["a"], ["b"], body, [helper.make_opsetid("", 17)])
+    g = helper.make_graph(
+        [helper.make_node("addc", ["x"], ["y"], domain="local")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    m = helper.make_model(
+        g,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=[f],
+    )
+    path = tmp_path / "f.onnx"
+    onnx.save(m, path)
+    for check in (True, False):
+        with pytest.raises(FrontendError, match="function 'local.addc' holds a tensor stored as"):
+            neffkit.load(path, check=check)
+    assert main(["run", str(path), "--no-check"]) == 2

@@ -183,3 +183,44 @@ def test_fresh_numpy_reads_a_private_copy_and_caches_nothing(tmp_path) -> None:
     a[0] = 99.0
     assert a.flags.writeable and w._array is None
     assert w.numpy()[0] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "values", "raw"),
+    [
+        (TensorProto.INT4, [1, 2, 3, 4, 5], bytes([0x21, 0x43, 0x05])),
+        (TensorProto.INT2, [0, 1, -2, -1, 1], bytes([0b11100100, 0b01])),
+    ],
+)
+def test_packed_external_data_reads_exactly_its_packed_size(tmp_path, dtype, values, raw) -> None:
+    # the bytes of a packed type are (n * bits + 7) // 8, and only those are read: without a
+    # length the rest of the file is not taken, and a longer length is refused
+    (tmp_path / "w.bin").write_bytes(raw + b"\xff" * 50_000)
+
+    def model(length: int | None) -> str:
+        t = TensorProto(name="w", data_type=dtype, dims=[len(values)])
+        t.data_location = TensorProto.EXTERNAL
+        entries = {"location": "w.bin", "offset": "0"}
+        if length is not None:
+            entries["length"] = str(length)
+        for k, v in entries.items():
+            e = t.external_data.add()
+            e.key, e.value = k, v
+        g = helper.make_graph(
+            [helper.make_node("Cast", ["w"], ["y"], to=TensorProto.FLOAT)],
+            "g",
+            [],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(values)])],
+            [t],
+        )
+        path = tmp_path / f"m{length}.onnx"
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 25)]), path)
+        return str(path)
+
+    for length in (len(raw), None):
+        g = neffkit.load(model(length))
+        assert g.initializers["w"].const.nbytes == len(raw)
+        (y,) = neffkit.run(g, {}, backend="torch")
+        assert y.tolist() == [float(v) for v in values]
+    with pytest.raises(FrontendError, match=f"has length 40000 but .* need {len(raw)} bytes"):
+        neffkit.load(model(40000))
