@@ -162,8 +162,9 @@ def optimize(
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
-    from neffkit.api import as_graph, random_inputs
+    from neffkit.api import as_graph
     from neffkit.arguments import check_run_arguments
+    from neffkit.verify import first_input_set
 
     start = time.perf_counter()
     _check_arguments(passes, target, max_constant_bytes)
@@ -182,10 +183,12 @@ def optimize(
         )
     graph = clone_graph(original) if isinstance(model, Graph) and copy else original
     reference = clone_graph(graph) if verify else None
-    # --verify-each checks one set: the given inputs, else random ones with the chosen dims
+    # --verify-each checks one set: the given inputs, else the first random set the final
+    # verification runs (symbolic dims at 3, or as chosen), so a pass that breaks only at
+    # sizes above 1 is named by the pass manager rather than found at the end
     each_inputs = inputs
-    if inputs is None and dims:
-        each_inputs = random_inputs(original, seed, dims=dims)
+    if inputs is None and verify_each:
+        each_inputs = first_input_set(original, seed, dims)
     ctx = PassContext(
         target=target,
         max_constant_bytes=max_constant_bytes,

@@ -238,6 +238,16 @@ def _has_unnamed_dims(graph: Any) -> bool:
     return False
 
 
+def first_input_set(graph: Any, seed: int, dims: Mapping[str, int] | None) -> dict[str, Any]:
+    """The first random set verification runs (symbolic dims at 3 unless ``dims`` sets them),
+    remade with size 1 where onnxruntime cannot run the reference at those sizes."""
+    graph = as_graph(graph)
+    sets, _ = input_sets(graph, None, seed, dims)
+    runner = Runner(graph, "onnxruntime")
+    _reference_outputs(runner, sets[0], graph, dict(dims or {}))
+    return sets[0].feeds
+
+
 def _reference_outputs(
     runner: Runner, item: InputSet, graph: Any, user: Mapping[str, int]
 ) -> list[Any]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper
 
 import neffkit
 from neffkit.backends import onnxruntime as ort_backend
 from neffkit.cli import main
+from neffkit.errors import PassError
+from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_body
-from neffkit.passes import registry
+from neffkit.passes import Pass, PassContext, PassResult, register, registry
 
 MODEL = """
 <ir_version: 8, opset_import: ["" : 17]>
@@ -179,3 +184,34 @@ def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkey
     finally:
         registry._REGISTERED.pop("drop-abs-of-relu", None)
         registry.reset_entry_points()
+
+
+@register
+@dataclass(frozen=True)
+class _SumToIdentity(Pass):
+    """Test pass: ReduceSum(x) -> x, right only when x has one element."""
+
+    name: ClassVar[str] = "test-sum-to-identity"
+    description: ClassVar[str] = "test: wrong unless every symbolic dim is 1"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        changed = False
+        for node in list(graph):
+            if node.op_type == "ReduceSum":
+                node.outputs[0].replace_all_uses_with(node.inputs[0])
+                graph.remove(node)
+                changed = True
+        return PassResult(changed, {})
+
+
+def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
+    # a pass that is only wrong when a symbolic dim is above 1 is named by --verify-each (its
+    # inputs are the final verification's first set, dims 3), not only found at the end
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(PassError, match="test-sum-to-identity"):
+        neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True)
+    with pytest.raises(PassError, match="test-sum-to-identity"):
+        neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True, dims={"n": 2})
