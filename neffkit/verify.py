@@ -395,19 +395,21 @@ def _candidate(
     if type(candidate).__module__.startswith("torch") and hasattr(candidate, "forward"):
         names = [v.name for v in runtime_inputs(ref_graph)]
         label = f"<{type(candidate).__name__}>"
-        return _module_runner(candidate, names), label, "torch.jit", names
+        return _module_runner(candidate, ref_graph), label, "torch.jit", names
     runner = Runner(candidate, backend, check=check)
     return runner, describe_model(candidate), runner.backend, runner.input_names
 
 
-def _module_runner(module: Any, names: list[str]) -> Any:
+def _module_runner(module: Any, ref_graph: Any) -> Any:
+    """Calls a torch module with inputs bound and converted as the torch backend does
+    (checked against the reference's input types; sequences and empty optionals included)."""
     import torch
 
-    from neffkit.backends.torch.lowering import to_numpy, to_torch
+    from neffkit.backends.torch import prepare_inputs
+    from neffkit.backends.torch.lowering import to_numpy
 
     def call(feeds: Any) -> list[np.ndarray]:
-        values = [feeds[n] for n in names] if isinstance(feeds, Mapping) else list(feeds)
-        args = [to_torch(np.asarray(x)) for x in values]
+        args = prepare_inputs(ref_graph, feeds)
         try:
             with torch.no_grad():
                 outs = module(*args)
