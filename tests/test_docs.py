@@ -177,16 +177,29 @@ def test_the_default_pipelines_shown_are_current() -> None:
         assert f"  {target:<12}{pipeline}" in text, f"update the '{target}' pipeline"
 
 
-def test_the_python_example_prints_what_is_shown() -> None:
-    text = PASSES_MD.read_text()
-    m = re.search(
-        r"<!-- test_docs: output -->\s*```python\n(.*?)\n```\s*```text\n(.*?)\n```", text, re.S
-    )
-    assert m is not None
+_OUTPUT_BLOCK = re.compile(
+    r"<!-- test_docs: output -->\s*```python\n(.*?)\n```\s*```text\n(.*?)\n```", re.S
+)
+
+
+def _output_blocks() -> list[Any]:
+    out = []
+    for doc in (PASSES_MD, DOCS / "ir.md"):
+        for i, m in enumerate(_OUTPUT_BLOCK.finditer(doc.read_text())):
+            out.append(pytest.param(doc.name, m, id=f"{doc.name}-{i}"))
+    return out
+
+
+@pytest.mark.parametrize(("doc", "block"), _output_blocks())
+def test_the_python_examples_print_what_is_shown(doc: str, block: re.Match) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(m[1], "<passes.md>", "exec"), {"__name__": "docs_passes_example"})  # noqa: S102
-    assert _lines(out.getvalue()) == _lines(m[2])
+        exec(compile(block[1], f"<{doc}>", "exec"), {"__name__": "docs_example"})  # noqa: S102
+    assert _lines(out.getvalue()) == _lines(block[2])
+
+
+def test_ir_md_examples_are_checked() -> None:
+    assert sum(p.values[0] == "ir.md" for p in _output_blocks()) >= 2
 
 
 def _examples() -> list[Any]:
