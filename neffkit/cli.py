@@ -43,7 +43,8 @@ commands:
   verify    compare two models (or a model and a .pt) on the same inputs
   run       run a model on random or given inputs and show / save the outputs
 
-exit status: 0 ok, 1 numbers differ (verify, convert), 2 bad input or error, 3 internal error
+exit status: 0 ok, 1 numbers differ (verify, convert, optimize) or fuzz found failures,
+             2 bad input or error, 3 internal error
 
 example:
   neffkit example conformer -o conformer.onnx

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 from onnx import AttributeProto
 
 from neffkit.errors import VerificationError, describe_node
@@ -161,6 +162,17 @@ _UNSET: Any = object()
 _GRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
 
 
+def _plain_attribute_value(value: Any) -> Any:
+    """numpy scalars as Python numbers, a numpy array as a Tensor (lists element-wise)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return Tensor(value)
+    if isinstance(value, list | tuple) and any(isinstance(x, np.generic) for x in value):
+        return [x.item() if isinstance(x, np.generic) else x for x in value]
+    return value
+
+
 class Node:
     """An operator application: op identity, ordered inputs (``None`` = omitted), attributes,
     output values, and the graph that owns it."""
@@ -282,10 +294,20 @@ class Node:
         return default if a is None else a.value
 
     def set_attr(self, name: str, value: Any, type: int | None = None) -> None:  # noqa: A002
-        """Sets an attribute from a Python value; the ONNX type is inferred unless given."""
+        """Sets an attribute from a Python value; the ONNX type is inferred unless given.
+
+        numpy scalars count as Python numbers and a numpy array as a tensor.
+
+        Raises:
+            VerificationError: a value no ONNX attribute type holds.
+        """
         from neffkit.frontends.onnx import infer_attribute_type
 
-        t = type if type is not None else infer_attribute_type(value)
+        value = _plain_attribute_value(value)
+        try:
+            t = type if type is not None else infer_attribute_type(value)
+        except TypeError as e:
+            raise VerificationError(f"attribute '{name}': {e}", self) from e
         self.attributes[name] = Attr(name, t, value)
         if t in _GRAPH_TYPES:
             for g in value if isinstance(value, list) else [value]:

@@ -132,3 +132,15 @@ def test_initializers_and_inputs() -> None:
     with pytest.raises(VerificationError):
         g.remove_initializer(w)
     verify(g)
+
+
+def test_set_attr_takes_numpy_values_and_refuses_others_clearly() -> None:
+    n = Node("Transpose", [])
+    n.set_attr("axis", np.int64(1))
+    n.set_attr("perm", [np.int64(1), 0])
+    n.set_attr("alpha", np.float32(0.5))
+    n.set_attr("value", np.ones(3, np.float32))
+    assert (n.attr("axis"), n.attr("perm"), n.attr("alpha")) == (1, [1, 0], 0.5)
+    assert type(n.attr("axis")) is int and isinstance(n.attr("value"), Tensor)
+    with pytest.raises(VerificationError, match="attribute 'bad'"):
+        n.set_attr("bad", object())
