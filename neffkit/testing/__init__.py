@@ -19,6 +19,7 @@ _EXPORTS = {
     "random_feeds": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",
+    "CheckSummary": "neffkit.testing.properties",
     "check_graph": "neffkit.testing.properties",
     "check_backend": "neffkit.testing.properties",
     "PropertyFailure": "neffkit.testing.properties",
