@@ -95,18 +95,25 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     """``neffkit fuzz``."""
     from neffkit.cli import EXIT_MISMATCH, EXIT_OK
 
-    check, label = _fuzz_target(args)
+    check_one, label = _fuzz_target(args)
     os.makedirs(args.out, exist_ok=True)
     step = max(1, args.examples // 10)
-    state = {"calls": 0, "failing": 0}
+    state = {"calls": 0, "failing": 0, "changed": 0}
     distinct: dict[tuple[Any, ...], Any] = {}
     total_failures = 0
+    rewrites = not args.backend  # a pass or pipeline: count the graphs it changed
+
+    def check(graph: Any) -> None:
+        result = check_one(graph)
+        if rewrites and result.changed:
+            state["changed"] += 1
 
     def progress() -> None:
         if state["calls"] % step == 0:
+            changed = f", {state['changed']} changed by the pass" if rewrites else ""
             print(
                 f"fuzz: {state['calls']} examples run ({args.examples} asked; shrinking runs "
-                f"more), {state['failing']} failing so far",
+                f"more), {state['failing']} failing so far{changed}",
                 file=sys.stderr,
             )
 
@@ -125,12 +132,24 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 f"{os.path.join(args.out, f'failure-{k}')}.onnx/.txt/-inputs.npz",
                 file=sys.stderr,
             )
-    print(f"{state['calls']} examples, {total_failures} failures, {len(distinct)} distinct")
+    summary = f"{state['calls']} examples, {total_failures} failures, {len(distinct)} distinct"
+    if rewrites:
+        summary += f"; the {label} changed the graph in {state['changed']} of {state['calls']}"
+        print(f"fuzz: {summary}", file=sys.stderr)
+        if state["changed"] == 0:
+            print(
+                f"fuzz: warning: the {label} never changed a graph, so this campaign tested "
+                "only that it leaves graphs alone; generate graphs it rewrites (--max-ops, or "
+                "neffkit.testing.check_pass with ops=... / plants=...)",
+                file=sys.stderr,
+            )
+    print(summary)
     return EXIT_MISMATCH if distinct else EXIT_OK
 
 
-def _fuzz_target(args: argparse.Namespace) -> tuple[Callable[[Any], None], str]:
-    """The check run on every graph, and a label for the reports."""
+def _fuzz_target(args: argparse.Namespace) -> tuple[Callable[[Any], Any], str]:
+    """The check run on every graph (returning the pass's ``PassResult``, None for a backend),
+    and a label for the reports."""
     from neffkit.passes import parse_pipeline
     from neffkit.passes.registry import get_pass
     from neffkit.testing.properties import PipelinePass, check_backend, check_graph

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -56,6 +57,37 @@ def test_fuzz_correct_pass_has_no_failures(tmp_path: Path, capsys: pytest.Captur
     assert "30 examples, 0 failures, 0 distinct" in captured.out
     assert "examples" in captured.err  # progress
     assert not list(out.iterdir())
+    # generated graphs have dead code planted: dce must have had work on some of them
+    m = re.search(r"the pass dce changed the graph in (\d+) of 30\n", captured.out)
+    assert m is not None, captured.out
+    assert 0 < int(m[1]) <= 30
+    assert f"fuzz: {captured.out}" in captured.err
+    assert "changed by the pass" in captured.err  # progress
+    assert "never changed" not in captured.err
+
+
+@dataclass(frozen=True)
+class _Idle(Pass):
+    """A pass that never fires: a campaign on it tests nothing."""
+
+    name: ClassVar[str] = "test-idle"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        return PassResult(False)
+
+
+def test_fuzz_warns_when_the_pass_never_changed_a_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    registry.register(_Idle)
+    try:
+        rc = main(["fuzz", "--pass", "test-idle", "--examples", "10", "--out", str(tmp_path)])
+    finally:
+        registry._REGISTERED.pop(_Idle.name, None)
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "the pass test-idle changed the graph in 0 of 10" in captured.out
+    assert "fuzz: warning: the pass test-idle never changed a graph" in captured.err
 
 
 def test_fuzz_wrong_pass_writes_a_small_failure(

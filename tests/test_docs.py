@@ -27,7 +27,6 @@ from neffkit.passes.simplify_rules import RULES
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PASSES_MD = DOCS / "passes.md"
 WRITING_MD = DOCS / "writing-a-pass.md"
-HELPERS = Path(__file__).resolve().parent / "passes" / "helpers.py"
 
 #: ``<!-- test_docs: KIND -->`` right before a fenced code block marks what to do with it.
 _MARKED = re.compile(
@@ -107,9 +106,20 @@ def test_the_example_pass_and_its_tests_run_as_written() -> None:
     assert _PASS_NAME not in registry._REGISTERED
 
 
-def test_the_check_pass_helper_shown_is_the_real_one() -> None:
-    shown = one_block(WRITING_MD, "same as tests/passes/helpers.py")
-    assert shown in HELPERS.read_text(), "update the check_pass block in writing-a-pass.md"
+def test_the_check_rewrite_signature_shown_is_the_real_one() -> None:
+    from neffkit.testing import check_rewrite, rewrite
+
+    shown = one_block(WRITING_MD, "signature of neffkit.testing.check_rewrite")
+    source = inspect.getsource(check_rewrite)
+    assert source.startswith(shown + "\n"), "update the check_rewrite block in writing-a-pass.md"
+    assert check_rewrite is rewrite.check_rewrite
+
+
+def test_the_example_tests_use_the_shipped_helper() -> None:
+    # tests/ is not installed with neffkit: a plugin author's tests can only import neffkit.
+    tests = one_block(WRITING_MD, "test")
+    assert "from neffkit.testing import check_rewrite" in tests
+    assert "from tests" not in tests
 
 
 def test_the_entry_point_snippet_makes_the_pass_available(tmp_path: Path) -> None:

@@ -365,6 +365,7 @@ class Graph:
         "_cache",
         "_holders",
         "_output_names",
+        "_fresh",
         "__weakref__",
     )
 
@@ -384,6 +385,7 @@ class Graph:
         self._cache: dict[str, tuple[int, Any]] = {}
         self._holders: dict[Node, None] = {}
         self._output_names: list[str] = []
+        self._fresh: dict[str, int] = {}  # name hint -> next suffix to try (add_initializer)
 
     # -- node list ----------------------------------------------------------------------------
 
@@ -526,11 +528,23 @@ class Graph:
         value._graph = self
         key = value.name
         if not key or key in self.initializers and self.initializers[key] is not value:
-            key = _fresh_key(self.initializers, value.name or "const")
+            key = self._fresh_key(value.name or "const")
             value.name = key
         self.initializers[key] = value
         self.version = next(_CLOCK)
         return value
+
+    def _fresh_key(self, hint: str) -> str:
+        """``hint_<i>`` for the first free ``i`` from where the last search for ``hint`` stopped.
+
+        The counter per hint only grows, so adding N initializers with one hint costs O(N), not
+        O(N^2); names stay deterministic (a name freed by a removal is not reused).
+        """
+        i = self._fresh.get(hint, 1)
+        while f"{hint}_{i}" in self.initializers:
+            i += 1
+        self._fresh[hint] = i + 1
+        return f"{hint}_{i}"
 
     def remove_initializer(self, value: Value) -> None:
         """Drops an unused constant (also from the inputs, if it is an IR v3 input)."""
@@ -704,9 +718,3 @@ def _count_output(value: Value, graph: Graph, delta: int) -> None:
     else:
         d.pop(graph, None)
 
-
-def _fresh_key(table: dict[str, Any], hint: str) -> str:
-    i = 1
-    while f"{hint}_{i}" in table:
-        i += 1
-    return f"{hint}_{i}"

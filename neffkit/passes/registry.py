@@ -39,20 +39,35 @@ BUILTIN: dict[str, str] = {
 
 _REGISTERED: dict[str, type[Pass]] = {}
 _entry_points_loaded = False
+_entry_point_names_checked = False
 
 
 def register(cls: type[Pass]) -> type[Pass]:
-    """Class decorator: makes the pass available under ``cls.name``."""
+    """Class decorator: makes the pass available under ``cls.name``.
+
+    Raises:
+        NeffkitError: the name is a built-in pass's and ``cls`` is not that pass, or another
+            class already has it. Re-running the defining module (a reload) is allowed.
+    """
     if not cls.name:
-        raise NeffkitError(f"pass class {cls.__qualname__} has no name")
-    other = _REGISTERED.get(cls.name)
-    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+        raise NeffkitError(f"pass class {_where(cls)} has no name")
+    builtin = BUILTIN.get(cls.name)
+    if builtin is not None and cls.__module__ != builtin:
         raise NeffkitError(
-            f"two passes are named '{cls.name}': {other.__module__}.{other.__qualname__} and "
-            f"{cls.__module__}.{cls.__qualname__}"
+            f"pass {_where(cls)} is named '{cls.name}', the name of the built-in pass in "
+            f"{builtin}; give it another name"
+        )
+    other = _REGISTERED.get(cls.name)
+    if other is not None and _where(other) != _where(cls):
+        raise NeffkitError(
+            f"two passes are named '{cls.name}': {_where(other)} and {_where(cls)}"
         )
     _REGISTERED[cls.name] = cls
     return cls
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def get_pass(name: str) -> type[Pass]:
@@ -61,6 +76,7 @@ def get_pass(name: str) -> type[Pass]:
     Raises:
         NeffkitError: no such pass; the message lists the known names.
     """
+    _check_entry_point_names()
     cls = _REGISTERED.get(name)
     if cls is not None:
         return cls
@@ -101,12 +117,37 @@ def all_passes() -> list[type[Pass]]:
     return [_REGISTERED[n] for n in available()]
 
 
+def _check_entry_point_names() -> None:
+    """Refuses a plugin that declares a built-in pass's name, without importing any plugin.
+
+    Only reading the entry-point table (milliseconds), so even ``get_pass("dce")``, which
+    never loads plugins, tells a plugin author that their ``dce`` would never run.
+    """
+    global _entry_point_names_checked
+    if _entry_point_names_checked:
+        return
+    _entry_point_names_checked = True
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN:
+            raise NeffkitError(_builtin_clash(ep, ep.name))
+
+
+def _builtin_clash(ep: metadata.EntryPoint, name: str) -> str:
+    dist = f" (package {ep.dist.name})" if ep.dist is not None else ""
+    return (
+        f"plugin pass '{ep.name}' = {ep.value}{dist} is named '{name}', the name of the "
+        f"built-in pass in {BUILTIN[name]}; the plugin must use another name"
+    )
+
+
 def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN:
+            raise NeffkitError(_builtin_clash(ep, ep.name))
         try:
             cls = ep.load()
         except Exception as e:  # noqa: BLE001 - a broken plugin must not break neffkit
@@ -117,11 +158,13 @@ def _load_entry_points() -> None:
             continue
         if not cls.name:
             cls.name = ep.name
-        if cls.name not in _REGISTERED:
-            register(cls)
+        if cls.name in BUILTIN and cls.__module__ != BUILTIN[cls.name]:
+            raise NeffkitError(_builtin_clash(ep, cls.name))
+        register(cls)  # refuses a second class under a name already taken
 
 
 def reset_entry_points() -> None:
     """Forgets loaded entry points (tests that install a plugin call this)."""
-    global _entry_points_loaded
+    global _entry_points_loaded, _entry_point_names_checked
     _entry_points_loaded = False
+    _entry_point_names_checked = False

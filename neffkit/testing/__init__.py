@@ -1,8 +1,11 @@
-"""Testing kit: hypothesis strategies for random valid graphs and property checks for passes.
+"""Testing kit for pass authors: text before/after checks, hypothesis strategies for random
+valid graphs, and property checks for passes.
 
-``graphs`` / ``random_feeds`` come from :mod:`neffkit.testing.strategies`, ``check_pass`` and
-friends from :mod:`neffkit.testing.properties`. They import hypothesis (a test dependency), so
-they are loaded on first use; ``neffkit.testing.synthetic`` and the other helpers do not need it.
+``check_rewrite`` (one graph before and after, as text) comes from
+:mod:`neffkit.testing.rewrite`; ``graphs`` / ``random_feeds`` from
+:mod:`neffkit.testing.strategies`; ``check_pass`` (properties over generated graphs) and friends
+from :mod:`neffkit.testing.properties`. The last two import hypothesis (a test dependency), so
+everything is loaded on first use; ``neffkit.testing.synthetic`` does not need it.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "check_rewrite": "neffkit.testing.rewrite",
     "graphs": "neffkit.testing.strategies",
     "random_feeds": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",
+    "CheckSummary": "neffkit.testing.properties",
     "check_graph": "neffkit.testing.properties",
     "check_backend": "neffkit.testing.properties",
     "PropertyFailure": "neffkit.testing.properties",

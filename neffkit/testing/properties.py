@@ -293,7 +293,7 @@ def check_pass(
     properties: Iterable[str] = PROPERTIES,
     torch: bool = False,
     **graph_options: Any,
-) -> None:
+) -> CheckSummary:
     """Checks a pass on ``max_examples`` generated graphs; usable from any pytest test.
 
     Args:
@@ -307,10 +307,15 @@ def check_pass(
         graph_options: options of :func:`~neffkit.testing.strategies.graphs` (``ops``,
             ``dtypes``, ``max_ops``, ``max_depth``, ``plants`` ...).
 
+    Returns:
+        How many graphs were checked and how many of them the pass changed: a pass that
+        changed none was only checked for leaving graphs alone (``assert summary.changed``).
+
     Raises:
         PropertyFailure: for the smallest failing graph hypothesis found (``err.graph``).
     """
     p = _as_pass(pass_)
+    counts = {"examples": 0, "changed": 0}
     props = tuple(properties) + (("torch",) if torch else ())
     strategy = graphs(**graph_options)
 
@@ -323,11 +328,27 @@ def check_pass(
     )
     @given(strategy)
     def run(graph: Graph) -> None:
-        check_graph(p, graph, ctx=ctx, properties=props)
+        result = check_graph(p, graph, ctx=ctx, properties=props)
+        counts["examples"] += 1
+        counts["changed"] += bool(result.changed)
 
     if seed is not None:
         run = hypothesis.seed(seed)(run)
     run()
+    return CheckSummary(**counts)
+
+
+@dataclass(frozen=True)
+class CheckSummary:
+    """What :func:`check_pass` checked.
+
+    Attributes:
+        examples: graphs the pass ran on and passed every property.
+        changed: those of them the pass changed.
+    """
+
+    examples: int
+    changed: int
 
 
 def _as_pass(pass_: Pass | type[Pass] | str) -> Pass:

@@ -144,3 +144,26 @@ def test_set_attr_takes_numpy_values_and_refuses_others_clearly() -> None:
     assert type(n.attr("axis")) is int and isinstance(n.attr("value"), Tensor)
     with pytest.raises(VerificationError, match="attribute 'bad'"):
         n.set_attr("bad", object())
+
+
+def test_fresh_initializer_names_are_deterministic_and_skip_taken_ones() -> None:
+    g = Graph()
+    t = Tensor(np.ones(1, np.float32))
+    g.add_initializer(Value("w_2", const=t))
+    names = [g.add_initializer(Value("w", const=t)).name for _ in range(4)]
+    assert names == ["w", "w_1", "w_3", "w_4"]
+    assert g.add_initializer(Value("", const=t)).name == "const_1"
+
+
+def test_adding_100k_initializers_with_one_hint_is_linear() -> None:
+    # Each fresh name used to probe w_1, w_2, ... from the start: 100k adds took minutes.
+    import time
+
+    g = Graph()
+    t = Tensor(np.ones(1, np.float32))
+    start = time.perf_counter()
+    for _ in range(100_000):
+        g.add_initializer(Value("w", const=t))
+    elapsed = time.perf_counter() - start
+    assert len(g.initializers) == 100_000 and "w_99999" in g.initializers
+    assert elapsed < 5.0, f"100k add_initializer calls took {elapsed:.1f}s"

@@ -5,14 +5,14 @@ from __future__ import annotations
 from neffkit.ir.text import parse
 from neffkit.passes import PassContext
 from neffkit.passes.deduplicate_tensors import DeduplicateTensors
-from tests.passes.helpers import check_pass
+from neffkit.testing import check_rewrite
 
 H = '<ir_version: 8, opset_import: ["" : 17]>'
 DEDUP = DeduplicateTensors()
 
 
 def test_equal_initializers_and_constant_nodes_merge() -> None:
-    g = check_pass(
+    g = check_rewrite(
         DEDUP,
         H
         + """m (float[3] x) => (float[3] y)
@@ -27,7 +27,7 @@ def test_equal_initializers_and_constant_nodes_merge() -> None:
 
 
 def test_same_bytes_different_dtype_or_shape_stay_apart() -> None:
-    check_pass(
+    check_rewrite(
         DeduplicateTensors(constant_nodes=False),
         H
         + """m (float[2,2] x, int32[4] i) => (float[2,2] y, int32[4] j)
@@ -43,7 +43,7 @@ def test_same_bytes_different_dtype_or_shape_stay_apart() -> None:
 
 
 def test_constant_in_a_body_merges_with_the_outer_copy() -> None:
-    check_pass(
+    check_rewrite(
         DEDUP,
         H
         + """m (bool c, float[2] x) => (float[2] y) <float[2] w = {5.0, 6.0}> {
@@ -63,7 +63,7 @@ def test_constant_in_a_body_merges_with_the_outer_copy() -> None:
 
 
 def test_identity_and_same_type_cast_copies_are_removed() -> None:
-    check_pass(
+    check_rewrite(
         DEDUP,
         H
         + """m (float[2] x) => (float[2] y) {
@@ -73,7 +73,7 @@ def test_identity_and_same_type_cast_copies_are_removed() -> None:
 
 
 def test_cast_that_changes_type_and_broadcasting_expand_stay() -> None:
-    check_pass(
+    check_rewrite(
         DeduplicateTensors(constant_nodes=False),
         H
         + """m (float[2] x) => (double[2] y, float[3,2] z) {
@@ -96,7 +96,7 @@ def test_overridable_initializers_are_kept_when_asked() -> None:
 
 
 def test_constant_nodes_become_initializers_except_graph_outputs() -> None:
-    g = check_pass(
+    g = check_rewrite(
         DEDUP,
         H
         + """m (float[2] x) => (float[2] y, int64[1] k) {

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from neffkit.passes.eliminate_common_subexpressions import EliminateCommonSubexpressions
-from tests.passes.helpers import check_pass
+from neffkit.testing import check_rewrite
 
 H = '<ir_version: 8, opset_import: ["" : 17]>'
 CSE = EliminateCommonSubexpressions()
 
 
 def test_identical_nodes_merge() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (float[2,2] x, float[2,2] w) => (float[2,2] y) {
@@ -22,13 +22,13 @@ def test_identical_nodes_merge() -> None:
 
 
 def test_commutative_inputs_match_swapped_but_others_do_not() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H + "m (float[2] x, float[2] z) => (float[2] y) {"
         " a = Add(x, z) b = Add(z, x) y = Sub(a, b) }",
         H + "m (float[2] x, float[2] z) => (float[2] y) { a = Add(x, z) y = Sub(a, a) }",
     )
-    check_pass(
+    check_rewrite(
         CSE,
         H + "m (float[2] x, float[2] z) => (float[2] y) {"
         " a = Sub(x, z) b = Sub(z, x) y = Add(a, b) }",
@@ -37,7 +37,7 @@ def test_commutative_inputs_match_swapped_but_others_do_not() -> None:
 
 
 def test_different_attributes_do_not_merge() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (float[2,3] x) => (float[3,2] y, float[2,3] z) {
@@ -47,7 +47,7 @@ def test_different_attributes_do_not_merge() -> None:
 
 
 def test_equal_constant_nodes_merge_and_random_ops_never_do() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (float[2] x) => (float[2] y) {
@@ -59,7 +59,7 @@ def test_equal_constant_nodes_merge_and_random_ops_never_do() -> None:
             a = Constant<value = float[2] {1.0, 2.0}>()
             s = Add(x, a) y = Mul(s, s) }""",
     )
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (float[2] x) => (float[2] y) {
@@ -70,7 +70,7 @@ def test_equal_constant_nodes_merge_and_random_ops_never_do() -> None:
 
 
 def test_body_expression_reuses_the_outer_value() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (bool c, float[2] x) => (float[2] y) {
@@ -88,7 +88,7 @@ def test_body_expression_reuses_the_outer_value() -> None:
 
 
 def test_sibling_branches_do_not_share() -> None:
-    check_pass(
+    check_rewrite(
         CSE,
         H
         + """m (bool c, float[2] x) => (float[2] y) {

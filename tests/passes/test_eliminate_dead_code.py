@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from neffkit.passes.eliminate_dead_code import EliminateDeadCode
-from tests.passes.helpers import check_pass
+from neffkit.testing import check_rewrite
 
 H = '<ir_version: 8, opset_import: ["" : 17]>'
 
 
 def test_dead_chain_goes_in_one_run() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H + "m (float[2] x) => (float[2] y) { t = Relu(x) u = Exp(t) y = Neg(x) }",
         H + "m (float[2] x) => (float[2] y) { y = Neg(x) }",
@@ -17,7 +17,7 @@ def test_dead_chain_goes_in_one_run() -> None:
 
 
 def test_unused_initializer_is_removed() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H + "m (float[2] x) => (float[2] y) <float[2] w = {1.0, 2.0}> { y = Neg(x) }",
         H + "m (float[2] x) => (float[2] y) { y = Neg(x) }",
@@ -25,7 +25,7 @@ def test_unused_initializer_is_removed() -> None:
 
 
 def test_nothing_dead_is_a_non_case() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H + "m (float[2] x) => (float[2] y, float[2] z) { y = Neg(x) z = Relu(y) }",
         None,
@@ -33,7 +33,7 @@ def test_nothing_dead_is_a_non_case() -> None:
 
 
 def test_value_read_only_inside_a_branch_is_live() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H
         + """m (bool c, float[2] x) => (float[2] y) {
@@ -46,7 +46,7 @@ def test_value_read_only_inside_a_branch_is_live() -> None:
 
 
 def test_unused_if_output_is_trimmed_from_node_and_branches() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H
         + """m (bool c, float[2] x) => (float[2] y) {
@@ -64,7 +64,7 @@ def test_unused_if_output_is_trimmed_from_node_and_branches() -> None:
 
 
 def test_unused_loop_scan_output_is_trimmed() -> None:
-    check_pass(
+    check_rewrite(
         EliminateDeadCode(),
         H
         + """m (int64 n, float[2] x) => (float[2] y) {

@@ -6,11 +6,11 @@ point after one run."""
 from __future__ import annotations
 
 import pytest
-from helpers import check_pass
 
 from neffkit.ir.text import parse, print_body
 from neffkit.passes import PassContext, PassManager
 from neffkit.passes.simplify import Simplify
+from neffkit.testing import check_rewrite
 
 HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
 W = "float[4,3] w = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, 0.9, -1.0, 1.1, 1.2}"
@@ -24,7 +24,7 @@ def model(sig: str, inits: str, body: str) -> str:
 
 
 def run(text: str, after: str | None) -> None:
-    check_pass(Simplify(), text, after)
+    check_rewrite(Simplify(), text, after)
 
 
 # -- flatten_row_region ----------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_position_table_constant_takes_the_row_shape() -> None:
         ("Gemm", [(2, 4), (4, 3), (3,)]),
         ("Reshape", [(2, 3), (3,)]),
     ]
-    check_pass(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
 
 
 def test_softmax_and_elementwise_ops_on_the_last_axis_join_the_region() -> None:
@@ -131,7 +131,7 @@ def test_softmax_and_elementwise_ops_on_the_last_axis_join_the_region() -> None:
     assert [n.op_type for n in g] == [
         "Reshape", "Gemm", "Div", "Erf", "Mul", "Softmax", "Gemm", "Add", "Reshape",
     ]  # fmt: skip
-    check_pass(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,7 @@ def test_softmax_axis_on_the_rows(opset: int, x: str, softmax: str, axis_after: 
     Simplify().run(g, PassContext())
     assert [n.op_type for n in g] == ["Reshape", softmax.split("<")[0], "Gemm"]
     assert list(g)[1].attr("axis") == axis_after
-    check_pass(Simplify(), text, print_body(g))
+    check_rewrite(Simplify(), text, print_body(g))
 
 
 def test_inside_an_if_branch_the_outer_input_is_reshaped_at_the_branch_start() -> None:
@@ -212,7 +212,7 @@ def test_what_is_not_row_wise_stays_on_the_full_shape(first: str, rank3: str) ->
         ("Gemm", 2),
         ("Reshape", 2),
     ]
-    check_pass(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
 
 
 def test_shared_table_is_not_copied_into_the_row_shape() -> None:

@@ -12,7 +12,13 @@ import pytest
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.text import parse
 from neffkit.passes import Pass, PassContext, PassResult
-from neffkit.testing import GeneratorError, PropertyFailure, check_graph, check_pass
+from neffkit.testing import (
+    CheckSummary,
+    GeneratorError,
+    PropertyFailure,
+    check_graph,
+    check_pass,
+)
 
 H = '<ir_version: 8, opset_import: ["" : 18]>'
 
@@ -137,6 +143,13 @@ def test_wrong_pass_is_caught_and_shrunk_to_a_tiny_graph() -> None:
 def test_correct_pass_passes() -> None:
     check_pass(DoNothing(), max_examples=30)
     check_pass("cse,dce", max_examples=30)  # pipeline text works too
+
+
+def test_the_summary_says_how_often_the_pass_changed_the_graph() -> None:
+    idle = check_pass(DoNothing(), max_examples=30)
+    assert idle == CheckSummary(examples=30, changed=0)
+    busy = check_pass("dce", max_examples=30)
+    assert busy.examples == 30 and 0 < busy.changed <= 30
 
 
 @pytest.mark.parametrize(
