@@ -334,8 +334,35 @@ def check_pass(
 
     if seed is not None:
         run = hypothesis.seed(seed)(run)
-    run()
+    try:
+        run()
+    except PropertyFailure as err:
+        raise _without_dead_nodes(p, err, ctx, props) from None
     return CheckSummary(**counts)
+
+
+def _without_dead_nodes(
+    p: Pass, err: PropertyFailure, ctx: PassContext | None, props: tuple[str, ...]
+) -> PropertyFailure:
+    """The failure on the reproducer less its dead nodes, when it still fails the same way.
+
+    hypothesis' shrinker does not always delete a node nothing reads (how far it gets can
+    depend on what ran before in the process); dead code never matters to the failure, so the
+    reproducer is always given without it.
+    """
+    from neffkit.passes.eliminate_dead_code import EliminateDeadCode
+
+    smaller = clone_graph(err.graph)
+    if not EliminateDeadCode().run(smaller, PassContext()).changed:
+        return err
+    try:
+        check_graph(p, clone_graph(smaller), ctx=ctx, properties=props)
+    except PropertyFailure as again:
+        if again.property == err.property and again.node_count < err.node_count:
+            return again
+    except Exception:  # noqa: BLE001 - the smaller graph fails otherwise: keep the original
+        return err
+    return err
 
 
 @dataclass(frozen=True)

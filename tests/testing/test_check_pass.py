@@ -188,3 +188,21 @@ def test_an_invalid_input_graph_is_not_blamed_on_the_pass() -> None:
 
 def test_properties_can_be_chosen() -> None:
     check_pass(ClaimsChange, max_examples=10, properties=["runs", "verifier", "numeric"])
+
+
+def test_the_reproducer_is_given_without_dead_nodes() -> None:
+    # whatever hypothesis' shrinker leaves, a node nothing reads is not part of the reproducer
+    from neffkit.testing.properties import _without_dead_nodes
+
+    text = """<ir_version: 8, opset_import: ["" : 18]>
+    g (float[2] x, float[2] y) => (float[2] z) {
+        dead = Neg(x)
+        b = Abs(y)
+        z = Sub(x, b)
+    }"""
+    with pytest.raises(PropertyFailure) as info:
+        check_graph(SwapSubOperands(), parse(text))
+    assert info.value.node_count == 3
+    smaller = _without_dead_nodes(SwapSubOperands(), info.value, None, ("numeric",))
+    assert smaller.node_count == 2 and smaller.property == "numeric"
+    assert "Neg" not in smaller.text
