@@ -18,9 +18,14 @@ from neffkit._gc import paused_gc
 from neffkit.errors import FrontendError
 from neffkit.frontends import checks
 from neffkit.frontends.sparse import sparse_to_dense
-from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.core import Attr, Graph, Node, Value, infer_attribute_type
+from neffkit.ir.serde import decode_attribute
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import type_from_proto
+
+#: decode_attribute and infer_attribute_type live in the IR (ir/serde.py, ir/core.py); they
+#: stay importable from here for callers that know them under this module.
+__all__ = ["decode_attribute", "infer_attribute_type", "load"]
 
 PathLike = str | os.PathLike
 
@@ -494,70 +499,3 @@ def _stable_topo(n: int, deps: list[set[int]]) -> list[int]:
             if remaining[u] == 0:
                 heapq.heappush(heap, u)
     return out
-
-
-# -- attributes -------------------------------------------------------------------------------
-
-_PLAIN = {
-    AttributeProto.FLOAT: lambda a: a.f,
-    AttributeProto.INT: lambda a: a.i,
-    AttributeProto.STRING: lambda a: a.s.decode("utf-8", "surrogateescape"),
-    AttributeProto.FLOATS: lambda a: list(a.floats),
-    AttributeProto.INTS: lambda a: list(a.ints),
-    AttributeProto.STRINGS: lambda a: [s.decode("utf-8", "surrogateescape") for s in a.strings],
-    # External data has no folder here (a file's attributes are decoded when it is loaded):
-    # from_proto and _inline_sparse refuse it rather than resolve it against the cwd.
-    AttributeProto.TENSOR: lambda a: Tensor.from_proto(a.t),
-    AttributeProto.TENSORS: lambda a: [Tensor.from_proto(t) for t in a.tensors],
-    AttributeProto.SPARSE_TENSOR: lambda a: _inline_sparse(a.sparse_tensor),
-    AttributeProto.SPARSE_TENSORS: lambda a: [_inline_sparse(s) for s in a.sparse_tensors],
-    AttributeProto.TYPE_PROTO: lambda a: a.tp,
-    AttributeProto.TYPE_PROTOS: lambda a: list(a.type_protos),
-}
-
-
-def _inline_sparse(sp: onnx.SparseTensorProto) -> onnx.SparseTensorProto:
-    if TensorProto.EXTERNAL in (sp.values.data_location, sp.indices.data_location):
-        raise FrontendError(
-            f"sparse tensor '{sp.values.name}' stores its data externally but the model was not "
-            "loaded from a file, so there is no folder to resolve it against"
-        )
-    return sp
-
-
-def decode_attribute(ap: AttributeProto) -> Any:
-    """The Python value of a non-graph attribute (strings as str, tensors as Tensor)."""
-    if ap.ref_attr_name and ap.type == AttributeProto.UNDEFINED:
-        return None
-    fn = _PLAIN.get(ap.type)
-    if fn is None:
-        raise FrontendError(f"attribute '{ap.name}' has unsupported type {ap.type}")
-    return fn(ap)
-
-
-def infer_attribute_type(value: Any) -> int:
-    """Guesses the AttributeProto type of a Python value (lists take their first element's)."""
-    if isinstance(value, bool | int):
-        return AttributeProto.INT
-    if isinstance(value, float):
-        return AttributeProto.FLOAT
-    if isinstance(value, str | bytes):
-        return AttributeProto.STRING
-    if isinstance(value, Tensor):
-        return AttributeProto.TENSOR
-    if isinstance(value, Graph):
-        return AttributeProto.GRAPH
-    if isinstance(value, list | tuple):
-        if not value:
-            return AttributeProto.INTS
-        first = infer_attribute_type(value[0])
-        if first == AttributeProto.INT and any(isinstance(x, float) for x in value):
-            return AttributeProto.FLOATS
-        return {
-            AttributeProto.INT: AttributeProto.INTS,
-            AttributeProto.FLOAT: AttributeProto.FLOATS,
-            AttributeProto.STRING: AttributeProto.STRINGS,
-            AttributeProto.TENSOR: AttributeProto.TENSORS,
-            AttributeProto.GRAPH: AttributeProto.GRAPHS,
-        }[first]
-    raise TypeError(f"cannot infer an ONNX attribute type for {type(value).__name__}")

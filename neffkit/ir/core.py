@@ -16,6 +16,7 @@ import numpy as np
 from onnx import AttributeProto
 
 from neffkit.errors import VerificationError, describe_node
+from neffkit.ir.serde import decode_attribute
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Shape, TensorType, ValueType
 
@@ -148,8 +149,6 @@ class Attr:
     def value(self) -> Any:
         """int, float, str, Tensor, Graph, or a list of those; TypeProtos stay protos."""
         if self._value is _UNSET:
-            from neffkit.frontends.onnx import decode_attribute
-
             self._value = decode_attribute(self._proto)
         return self._value
 
@@ -301,8 +300,6 @@ class Node:
         Raises:
             VerificationError: a value no ONNX attribute type holds.
         """
-        from neffkit.frontends.onnx import infer_attribute_type
-
         value = _plain_attribute_value(value)
         try:
             t = type if type is not None else infer_attribute_type(value)
@@ -718,3 +715,30 @@ def _count_output(value: Value, graph: Graph, delta: int) -> None:
     else:
         d.pop(graph, None)
 
+
+def infer_attribute_type(value: Any) -> int:
+    """Guesses the AttributeProto type of a Python value (lists take their first element's)."""
+    if isinstance(value, bool | int):
+        return AttributeProto.INT
+    if isinstance(value, float):
+        return AttributeProto.FLOAT
+    if isinstance(value, str | bytes):
+        return AttributeProto.STRING
+    if isinstance(value, Tensor):
+        return AttributeProto.TENSOR
+    if isinstance(value, Graph):
+        return AttributeProto.GRAPH
+    if isinstance(value, list | tuple):
+        if not value:
+            return AttributeProto.INTS
+        first = infer_attribute_type(value[0])
+        if first == AttributeProto.INT and any(isinstance(x, float) for x in value):
+            return AttributeProto.FLOATS
+        return {
+            AttributeProto.INT: AttributeProto.INTS,
+            AttributeProto.FLOAT: AttributeProto.FLOATS,
+            AttributeProto.STRING: AttributeProto.STRINGS,
+            AttributeProto.TENSOR: AttributeProto.TENSORS,
+            AttributeProto.GRAPH: AttributeProto.GRAPHS,
+        }[first]
+    raise TypeError(f"cannot infer an ONNX attribute type for {type(value).__name__}")
