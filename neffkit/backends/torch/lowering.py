@@ -172,8 +172,6 @@ class LoweringContext:
             return value.const.numpy()
         p = value.producer
         if p is not None and p.op_type == "Constant" and p.domain == "":
-            from neffkit.backends.torch.ops.misc import constant_attr_value
-
             return constant_attr_value(p)
         return None
 
@@ -384,3 +382,22 @@ def _named(r: Any, v: Value, ctx: LoweringContext) -> Any:
         except Exception:  # noqa: BLE001 - naming is cosmetic; never fail the lowering for it
             pass
     return r
+
+
+def constant_attr_value(node: Node) -> np.ndarray:
+    """The value of a Constant node, whichever of its attributes carries it."""
+    for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):
+        a = node.attributes.get(key)
+        if a is None:
+            continue
+        v = a.value
+        if isinstance(v, Tensor):
+            return v.numpy()
+        if key == "value_float":
+            return np.array(v, dtype=np.float32)
+        if key == "value_int":
+            return np.array(v, dtype=np.int64)
+        if key == "value_floats":
+            return np.array(v, dtype=np.float32)
+        return np.array(v, dtype=np.int64)
+    raise Unsupported("Constant with a string or sparse value")

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from onnx import TensorProto as TP
 from torch import Tensor
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.lowering import LoweringContext, constant_attr_value
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node, Value
 
@@ -98,8 +98,6 @@ def value_dtype(value: Value | None, depth: int = 32) -> int | None:
     if op == "CastLike":
         return value_dtype(node.inputs[1], depth - 1)
     if op == "Constant":
-        from neffkit.backends.torch.ops.misc import constant_attr_value
-
         try:
             return onnx_dtype_of(constant_attr_value(node))
         except Unsupported:
