@@ -86,11 +86,15 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def is_data_file_of(model: PathLike, path: PathLike) -> bool:
+def is_data_file_of(
+    model: PathLike, path: PathLike, *, existing: Sequence[str] | None = None
+) -> bool:
     """Whether ``path`` is a name a write of ``model`` may use for its external data.
 
     Those are ``<model>.data`` and ``<model>.<16 hex digits>.data`` in the model's folder
-    (after resolving links, so another name of the same file counts too).
+    (after resolving links, so another name of the same file counts too). ``existing``: those
+    names as found in the folder, for a caller that checks many paths against one model (the
+    folder is then listed once, not once per path).
     """
     model = os.path.abspath(os.fspath(model))
     m_dir = os.path.realpath(os.path.dirname(model))
@@ -105,7 +109,9 @@ def is_data_file_of(model: PathLike, path: PathLike) -> bool:
         if p_base == m_base + ".data" or pattern.fullmatch(p_base):
             return True
     # A hard link with another name to one of those files.
-    return any(same_file(os.path.join(m_dir, n), path) for n in _data_names_in(m_dir, m_base))
+    if existing is None:
+        existing = _data_names_in(m_dir, m_base)
+    return any(same_file(os.path.join(m_dir, n), path) for n in existing)
 
 
 def _data_names_in(folder: str, base: str) -> list[str]:
@@ -117,13 +123,15 @@ def _data_names_in(folder: str, base: str) -> list[str]:
     return [n for n in names if n == base + ".data" or pattern.fullmatch(n)]
 
 
-def _collision(w: Write, path: str, role: str) -> str | None:
+def _collision(
+    w: Write, path: str, role: str, data_names: Sequence[str] | None = None
+) -> str | None:
     """The message when ``w`` would overwrite ``path`` (whose role is ``role``), else None."""
     if same_file(w.path, path):
         if w.path == path:
             return f"{path}: is {role} and {w.role}; refusing to overwrite it"
         return f"{w.path} ({w.role}) is {path} ({role}); refusing to overwrite it"
-    if w.model and is_data_file_of(w.path, path):
+    if w.model and is_data_file_of(w.path, path, existing=data_names):
         return (
             f"{path} ({role}) is a name the external data of {w.path} ({w.role}) may use; "
             "refusing to overwrite it"
@@ -151,8 +159,13 @@ def check_writes(
         folder = os.path.dirname(os.path.abspath(w.path))
         if folders_exist and not os.path.isdir(folder):
             raise FileCollisionError(f"{w.path}: the folder {folder} does not exist")
+        # a model output's data names in its folder, listed once for all the reads
+        names = None
+        if w.model:
+            model = os.path.abspath(w.path)
+            names = _data_names_in(os.path.realpath(folder), os.path.basename(model))
         for src, role in reads.items():
-            message = _collision(w, os.fspath(src), role) if src else None
+            message = _collision(w, os.fspath(src), role, names) if src else None
             if message:
                 raise FileCollisionError(message)
     for i, w in enumerate(writes):
