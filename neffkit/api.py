@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from neffkit.dims import check_dims, input_dims, parse_dims, symbolic_dims
+from neffkit.dims import check_dims, input_dims, parse_dims, runtime_inputs, symbolic_dims
 from neffkit.errors import BackendError, NeffkitError
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
@@ -136,11 +136,6 @@ def mentioning(where: str | os.PathLike | None) -> Iterator[None]:
         if where_s and not msg.startswith(where_s):
             e.args = (f"{where_s}: {msg}",)
         raise
-
-
-def runtime_inputs(graph: Graph) -> list[Value]:
-    """The inputs a caller feeds (IR v3 inputs that also have an initializer are excluded)."""
-    return [v for v in graph.inputs if v.const is None]
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -22,18 +22,33 @@ __all__ = [
     "format_dims",
     "input_dims",
     "parse_dims",
+    "refuse_dims_with_inputs",
+    "runtime_inputs",
     "symbolic_dims",
 ]
 
 
-def _runtime_inputs(graph: Graph) -> list[Value]:
+def runtime_inputs(graph: Graph) -> list[Value]:
+    """The inputs a caller feeds (IR v3 inputs that also have an initializer are excluded)."""
     return [v for v in graph.inputs if v.const is None]
+
+
+def refuse_dims_with_inputs(dims: Mapping[str, int] | None, inputs: Any) -> None:
+    """Refuses ``dims`` together with given inputs: dims only size random ones.
+
+    Raises:
+        NeffkitError: both were given.
+    """
+    if dims and inputs is not None:
+        raise NeffkitError(
+            "dims set the sizes of random inputs; they cannot be combined with given inputs"
+        )
 
 
 def symbolic_dims(graph: Graph) -> list[str]:
     """The names of the symbolic dims of the runtime inputs (``batch``, ``seq``), in order."""
     out: dict[str, None] = {}
-    for v in _runtime_inputs(graph):
+    for v in runtime_inputs(graph):
         if isinstance(v.type, TensorType) and v.type.shape is not None:
             for d in v.type.shape:
                 if isinstance(d, str):
@@ -105,7 +120,7 @@ def check_dims(graph: Graph, dims: Mapping[str, int]) -> dict[str, int]:
 def input_dims(graph: Graph, feeds: Mapping[str, Any]) -> dict[str, int]:
     """The sizes the given inputs have for the model's symbolic dims (first input wins)."""
     out: dict[str, int] = {}
-    for v in _runtime_inputs(graph):
+    for v in runtime_inputs(graph):
         arr = feeds.get(v.name)
         t = v.type
         if not isinstance(t, TensorType) or t.shape is None or not isinstance(arr, np.ndarray):

@@ -164,6 +164,7 @@ def optimize(
     """
     from neffkit.api import as_graph
     from neffkit.arguments import check_run_arguments
+    from neffkit.dims import refuse_dims_with_inputs
     from neffkit.verify import first_input_set
 
     start = time.perf_counter()
@@ -177,10 +178,7 @@ def optimize(
     if target not in DEFAULT_PIPELINES:
         default_pipeline(target)  # raises the clear error
     original = as_graph(model, check=check)
-    if dims and inputs is not None:
-        raise NeffkitError(
-            "dims set the sizes of random inputs; they cannot be combined with given inputs"
-        )
+    refuse_dims_with_inputs(dims, inputs)  # before the passes run, not at verification
     graph = clone_graph(original) if isinstance(model, Graph) and copy else original
     reference = clone_graph(graph) if verify else None
     # --verify-each checks one set: the given inputs, else the first random set the final

@@ -51,7 +51,13 @@ from neffkit.compare import (
     default_tolerances,
     explain,
 )
-from neffkit.dims import check_dims, format_dims, input_dims, symbolic_dims
+from neffkit.dims import (
+    check_dims,
+    format_dims,
+    input_dims,
+    refuse_dims_with_inputs,
+    symbolic_dims,
+)
 from neffkit.errors import BackendError, NeffkitError, NumericMismatchError
 
 __all__ = [
@@ -198,10 +204,7 @@ def input_sets(
         for k, size in enumerate(DEFAULT_DIM_SIZES):
             sets.append(_random_set(graph, k, seed + k, user, size))
         return sets, seed
-    if dims:
-        raise NeffkitError(
-            "dims set the sizes of random inputs; they cannot be combined with given inputs"
-        )
+    refuse_dims_with_inputs(dims, inputs)
     if isinstance(inputs, str | os.PathLike):
         given: list[Any] = [npz_inputs(graph, inputs)]
     elif isinstance(inputs, Mapping):
