@@ -23,7 +23,7 @@ import onnx
 from onnx import TensorProto
 
 from neffkit.dims import check_dims, input_dims, parse_dims, runtime_inputs, symbolic_dims
-from neffkit.errors import BackendError, NeffkitError
+from neffkit.errors import BackendError, NeffkitError, first_line
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import OpaqueType, TensorType, type_from_proto
@@ -211,7 +211,7 @@ class Runner:
                 # errors come back as exceptions; onnxruntime's own log of them is noise
                 outs = self._session.run(None, feeds, _quiet_run_options())
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                first = first_line(e)
                 raise BackendError(f"onnxruntime failed to run the model: {first}") from e
             return [o if isinstance(o, list) or o is None else np.asarray(o) for o in outs]
 

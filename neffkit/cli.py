@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from neffkit.errors import NeffkitError
+from neffkit.errors import NeffkitError, first_line
 
 log = logging.getLogger("neffkit")
 
@@ -281,7 +281,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         try:
             loaded = torch.jit.load(tmp, map_location="cpu")
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
-            raise NeffkitError(f"{out}: written but cannot be loaded back: {_first_line(e)}") from e
+            raise NeffkitError(f"{out}: written but cannot be loaded back: {first_line(e)}") from e
         report = verify(
             model,
             loaded,
@@ -476,13 +476,8 @@ def _load_torchscript(path: str) -> Any:
         return torch.jit.load(path, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError / ValueError
         raise NeffkitError(
-            f"{path}: not a TorchScript file torch.jit.load can read: {_first_line(e)}"
+            f"{path}: not a TorchScript file torch.jit.load can read: {first_line(e)}"
         ) from e
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _error_line(e: BaseException) -> str:
@@ -552,7 +547,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         what = "out of memory" if isinstance(e, MemoryError) else "input nested too deeply"
-        print(f"neffkit: error: {what} ({_first_line(e)})", file=sys.stderr)
+        print(f"neffkit: error: {what} ({first_line(e)})", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("neffkit: interrupted", file=sys.stderr)
@@ -560,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - a bug: say so, with the traceback
         traceback.print_exc()
         print(
-            f"neffkit: internal error: {type(e).__name__}: {_first_line(e)} "
+            f"neffkit: internal error: {type(e).__name__}: {first_line(e)} "
             "(this is a bug in neffkit; please report it with the traceback above)",
             file=sys.stderr,
         )

@@ -51,3 +51,10 @@ def describe_node(node: Any) -> str:
     op = node.op_type if not getattr(node, "domain", "") else f"{node.domain}::{node.op_type}"
     name = getattr(node, "name", "") or "<unnamed>"
     return f"node '{name}' ({op})"
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty),
+    for one-line error reports."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__

@@ -58,7 +58,7 @@ from neffkit.dims import (
     refuse_dims_with_inputs,
     symbolic_dims,
 )
-from neffkit.errors import BackendError, NeffkitError, NumericMismatchError
+from neffkit.errors import BackendError, NeffkitError, NumericMismatchError, first_line
 
 __all__ = [
     "DEFAULT_DIM_SIZES",
@@ -289,7 +289,7 @@ def _reference_outputs(
 def _short_error(e: BaseException, limit: int = 160) -> str:
     """The gist of a backend error for a note: its first line without the file and
     onnxruntime's source location, at most ``limit`` characters."""
-    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    text = first_line(e)
     if "Status Message:" in text:
         text = text.split("Status Message:", 1)[1].strip()
         if text.startswith("/") and ") " in text:  # "/onnxruntime_src/...: void f(...) msg"
@@ -417,7 +417,7 @@ def _module_runner(module: Any, ref_graph: Any) -> Any:
             with torch.no_grad():
                 outs = module(*args)
         except Exception as e:  # noqa: BLE001 - report any torch failure as a neffkit error
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise BackendError(f"the torch module failed to run: {first}") from e
         if isinstance(outs, torch.Tensor):
             outs = [outs]

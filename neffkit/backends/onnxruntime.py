@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from neffkit.errors import BackendError
+from neffkit.errors import BackendError, first_line
 from neffkit.ir.core import Graph
 
 Inputs = Sequence[Any] | Mapping[str, Any]
@@ -65,7 +65,7 @@ def session(
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        raise BackendError(f"onnxruntime could not load the model: {_first_line(e)}") from e
+        raise BackendError(f"onnxruntime could not load the model: {first_line(e)}") from e
 
 
 @contextmanager
@@ -94,7 +94,7 @@ def run(
     try:
         outs = sess.run(None, feeds)
     except Exception as e:  # noqa: BLE001
-        raise BackendError(f"onnxruntime failed to run the model: {_first_line(e)}") from e
+        raise BackendError(f"onnxruntime failed to run the model: {first_line(e)}") from e
     return [np.asarray(o) if not isinstance(o, list) else o for o in outs]
 
 
@@ -119,8 +119,3 @@ def _array(x: Any) -> Any:
     if isinstance(x, np.generic):
         return np.asarray(x)
     return x
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -12,7 +12,7 @@ import torch
 
 from neffkit.backends.torch.lowering import from_carrier, lower_graph, to_numpy, to_torch
 from neffkit.backends.torch.registry import supported_ops
-from neffkit.errors import BackendError
+from neffkit.errors import BackendError, first_line
 from neffkit.ir.core import Graph, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import TensorType
@@ -218,7 +218,7 @@ def to_torchscript(
     except Exception as script_error:  # noqa: BLE001 - any scripting failure falls back
         if example_inputs is None:
             raise BackendError(
-                f"the module could not be scripted ({_first_line(script_error)}) and "
+                f"the module could not be scripted ({first_line(script_error)}) and "
                 "no example inputs were given to trace it with"
             ) from script_error
         args = tuple(prepare_inputs(graph, example_inputs))
@@ -228,11 +228,6 @@ def to_torchscript(
             except Exception as trace_error:  # noqa: BLE001 - the model fails on the inputs
                 text = " ".join(str(trace_error).split()) or type(trace_error).__name__
                 raise BackendError(
-                    f"the module could not be scripted ({_first_line(script_error)}) "
+                    f"the module could not be scripted ({first_line(script_error)}) "
                     f"nor traced on the example inputs: {text}"
                 ) from trace_error
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
