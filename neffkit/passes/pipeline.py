@@ -193,8 +193,8 @@ def make_pass(cls: type[Pass], opts: dict[str, Any]) -> Pass:
         if isinstance(default, int) and not isinstance(default, bool):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise PipelineSyntaxError(f"option '{key}' of '{cls.name}' takes an integer")
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # true/false is not a number: check_option refuses it below
         if isinstance(default, str) and not isinstance(value, str):
             value = str(value).lower() if isinstance(value, bool) else str(value)
         kwargs[fname] = value
