@@ -3,15 +3,10 @@ the pass's field, and errors that say what is wrong and show where."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 
 from neffkit.errors import NeffkitError
-from neffkit.ir.core import Graph
-from neffkit.passes import Pass, PassContext, PassResult, parse_pipeline, register, registry
+from neffkit.passes import parse_pipeline, registry
 from neffkit.passes.pipeline import (
     DEFAULT_MAX_ITER,
     MAX_DEPTH,
@@ -19,31 +14,6 @@ from neffkit.passes.pipeline import (
     PipelineSyntaxError,
     make_pass,
 )
-
-
-@dataclass(frozen=True)
-class _Options(Pass):
-    """Test pass: one option of each type a pass option can have."""
-
-    name: ClassVar[str] = "test-pipeline-options"
-    description: ClassVar[str] = "test: options of every type"
-    flag: bool = False
-    count: int = 2
-    ratio: float = 0.5
-    label: str = ""
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        return PassResult(False)
-
-
-@pytest.fixture
-def options_pass() -> Iterator[str]:
-    """Registers ``_Options`` for one test."""
-    register(_Options)
-    try:
-        yield _Options.name
-    finally:
-        registry._REGISTERED.pop(_Options.name, None)
 
 
 def test_pipeline_text_round_trips() -> None:
@@ -66,41 +36,42 @@ def test_the_top_level_is_a_plain_group_and_parentheses_make_a_repeated_one() ->
     assert parse_pipeline("(cse){ max-iter = 4 }").spec() == "(cse){max-iter=4}"
 
 
-def test_option_values_take_the_type_of_the_field(options_pass: str) -> None:
-    (p,) = parse_pipeline(f"{options_pass}{{flag=TRUE,count=7,ratio=3,label=abc}}").items
-    assert p == _Options(flag=True, count=7, ratio=3.0, label="abc")
-    assert isinstance(p.ratio, float)
-    (p,) = parse_pipeline(f"{options_pass}{{ratio=0.25,label=12}}").items
-    assert (p.ratio, p.label) == (0.25, "12")  # a number given to a string option is text
-    (p,) = parse_pipeline(f"{options_pass}{{label=false}}").items
-    assert p.label == "false"
-    (p,) = parse_pipeline(f"{options_pass}{{}}").items
-    assert p == _Options()
+def test_option_values_take_the_type_of_the_field() -> None:
+    # built-in options of each type: bool (dedup), int and float (fold), str (simplify)
+    top = parse_pipeline("dedup{copies=FALSE},fold{max-bytes=7,max-growth=3},simplify{disable=12}")
+    dedup, fold, simplify = top.items
+    assert dedup.copies is False
+    assert (fold.max_bytes, fold.max_growth) == (7, 3.0) and isinstance(fold.max_growth, float)
+    assert simplify.disable == "12"  # a number given to a string option is text
+    (simplify,) = parse_pipeline("simplify{disable=true}").items
+    assert simplify.disable == "true"
+    (fold,) = parse_pipeline("fold{}").items
+    assert fold == registry.get_pass("fold")()
 
 
-def test_a_pass_prints_only_its_non_default_options(options_pass: str) -> None:
-    text = f"{options_pass}{{flag=true,ratio=1.5}}"
+def test_a_pass_prints_only_its_non_default_options() -> None:
+    text = "fold{max-growth=1.5,allow-live-copies=true}"
     assert parse_pipeline(text).spec() == text
-    assert parse_pipeline(f"{options_pass}{{count=2}}").spec() == options_pass
+    assert parse_pipeline("fold{max-bytes=0}").spec() == "fold"
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("text", "message"),
     [
-        ("flag=1", "option 'flag' of 'test-pipeline-options' takes true or false"),
-        ("count=true", "option 'count' of 'test-pipeline-options' takes an integer"),
-        ("count=1.5", "takes an integer"),
-        ("count=-1", "takes a non-negative integer"),
-        ("ratio=true", "takes a number"),
-        ("ratio=-0.5", "takes a non-negative number"),
-        ("ratio=nan", "takes a non-negative number"),
-        ("ratio=inf", "takes a non-negative number"),
-        ("nope=1", r"has no option 'nope' \(its options: flag, count, ratio, label\)"),
+        ("dedup{copies=1}", "option 'copies' of 'dedup' takes true or false"),
+        ("fold{max-bytes=true}", "option 'max-bytes' of 'fold' takes an integer"),
+        ("fold{max-bytes=1.5}", "takes an integer"),
+        ("fold{max-bytes=-1}", "takes a non-negative integer"),
+        ("fold{max-growth=true}", "takes a number"),
+        ("fold{max-growth=-0.5}", "takes a non-negative number"),
+        ("fold{max-growth=nan}", "takes a non-negative number"),
+        ("fold{max-growth=inf}", "takes a non-negative number"),
+        ("fold{nope=1}", r"has no option 'nope' \(its options: max-bytes, max-growth, "),
     ],
 )
-def test_bad_option_values_are_refused(options_pass: str, options: str, message: str) -> None:
+def test_bad_option_values_are_refused(text: str, message: str) -> None:
     with pytest.raises(PipelineSyntaxError, match=message):
-        parse_pipeline(f"{options_pass}{{{options}}}")
+        parse_pipeline(text)
 
 
 def test_a_pass_without_options_says_so() -> None:
