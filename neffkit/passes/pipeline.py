@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from neffkit.errors import NeffkitError
 from neffkit.passes.base import Pass
@@ -68,7 +68,7 @@ class _Parser:
         self.pos = 0
         self.depth = 0
 
-    def fail(self, msg: str) -> None:
+    def fail(self, msg: str) -> NoReturn:
         # Show at most 40 characters either side of the error, so a long text stays readable.
         lo = max(0, self.pos - 40)
         hi = min(len(self.text), self.pos + 40)
