@@ -9,7 +9,7 @@ from __future__ import annotations
 from onnx import AttributeProto
 
 from neffkit._gc import paused_gc
-from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.core import _CLOCK, Attr, Graph, Node, Value
 
 
 def clone_graph(graph: Graph) -> Graph:
@@ -119,4 +119,5 @@ def replace_contents(target: Graph, source: Graph) -> None:
     target._output_names = names
     source._head = source._tail = None
     source._len = 0
-    target.version += 1
+    # a fresh tick of the clock: version + 1 may be the very stamp the next mutation takes
+    target.version = next(_CLOCK)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from neffkit.errors import NeffkitError
 from neffkit.passes.base import Pass
@@ -68,7 +68,7 @@ class _Parser:
         self.pos = 0
         self.depth = 0
 
-    def fail(self, msg: str) -> None:
+    def fail(self, msg: str) -> NoReturn:
         # Show at most 40 characters either side of the error, so a long text stays readable.
         lo = max(0, self.pos - 40)
         hi = min(len(self.text), self.pos + 40)
@@ -193,8 +193,8 @@ def make_pass(cls: type[Pass], opts: dict[str, Any]) -> Pass:
         if isinstance(default, int) and not isinstance(default, bool):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise PipelineSyntaxError(f"option '{key}' of '{cls.name}' takes an integer")
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # true/false is not a number: check_option refuses it below
         if isinstance(default, str) and not isinstance(value, str):
             value = str(value).lower() if isinstance(value, bool) else str(value)
         kwargs[fname] = value

@@ -11,8 +11,7 @@ import pytest
 from neffkit.errors import PassError
 from neffkit.ir.core import Graph, Node
 from neffkit.ir.text import parse, print_body
-from neffkit.passes import Pass, PassContext, PassManager, PassResult, parse_pipeline, register
-from neffkit.passes.pipeline import PipelineSyntaxError
+from neffkit.passes import Pass, PassContext, PassManager, PassResult, register
 
 H = '<ir_version: 8, opset_import: ["" : 17]>'
 MODEL = (
@@ -65,28 +64,6 @@ class _Grow(Pass):
         x = graph.inputs[0]
         graph.append(Node("Identity", [x]))
         return PassResult(True, {"added": 1})
-
-
-def test_pipeline_text_round_trips() -> None:
-    g = parse_pipeline("dedup, cse ,(dedup{copies=false},cse,dce){max-iter=3}")
-    assert g.spec() == "dedup,cse,(dedup{copies=false},cse,dce){max-iter=3}"
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("dedup,,cse", "expected a pass name"),
-        ("nosuchpass", "unknown pass 'nosuchpass'"),
-        ("(cse,dce", r"expected '\)'"),
-        ("cse{nope=1}", "has no option 'nope'"),
-        ("dedup{copies=3}", "takes true or false"),
-        ("(cse){max-iter=0}", "positive integer"),
-        ("", "empty pipeline"),
-    ],
-)
-def test_bad_pipelines_say_where(text: str, message: str) -> None:
-    with pytest.raises(PipelineSyntaxError, match=message):
-        parse_pipeline(text)
 
 
 def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:

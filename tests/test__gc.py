@@ -1,5 +1,6 @@
-"""``paused_gc``: the collector is off inside, restored after, and what was built inside is
-not left in the youngest generation for the next collection to walk."""
+"""``neffkit._gc.paused_gc``: the collector is off inside, restored after (errors included),
+and what was built inside is not left in the youngest generation for the next collection to
+walk."""
 
 from __future__ import annotations
 
@@ -57,3 +58,23 @@ def test_a_callers_frozen_objects_stay_frozen() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_an_exception_inside_still_restores_the_collector() -> None:
+    class _Boom(Exception):
+        pass
+
+    try:
+        with paused_gc():
+            raise _Boom
+    except _Boom:
+        pass
+    assert gc.isenabled()
+
+
+def test_pauses_nest() -> None:
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer pause still holds
+    assert gc.isenabled()
