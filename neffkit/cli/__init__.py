@@ -110,7 +110,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
     return run_reporting_errors(args.func, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
