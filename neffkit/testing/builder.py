@@ -7,14 +7,7 @@ generator, plant name -> generator), which :mod:`neffkit.testing.strategies` ass
 the op families (``strategies_ops``, ``strategies_nn``, ``strategies_control``). The families
 import this module for the builder, the dtype codes and the shape helpers; this module imports
 none of them, so the strategies form no import circle. A custom catalog draws graphs of other
-ops with the same shrinking behaviour::
-
-    from hypothesis import strategies as st
-
-    @st.composite
-    def relu_chains(draw):
-        catalog = Catalog(ops={"Relu": my_relu_generator}, plants={})
-        return build_graph(draw, GraphOptions(ops=["Relu"], plants=False), catalog)
+ops with the same shrinking behaviour (tests/testing/test_builder.py has examples).
 
 Every draw goes through one integer strategy reduced modulo the range it needs, and a step
 whose first choice is 0 adds nothing, so shrinking (which zeroes choices) removes the steps a
