@@ -3,9 +3,12 @@ valid graphs, and property checks for passes.
 
 ``check_rewrite`` (one graph before and after, as text) comes from
 :mod:`neffkit.testing.rewrite`; ``graphs`` / ``random_feeds`` from
-:mod:`neffkit.testing.strategies`; ``check_pass`` (properties over generated graphs) and friends
-from :mod:`neffkit.testing.properties`. The last two import hypothesis (a test dependency), so
-everything is loaded on first use; ``neffkit.testing.synthetic`` does not need it.
+:mod:`neffkit.testing.strategies` (which draws into the graph builder of
+:mod:`neffkit.testing.builder`); ``check_pass`` (properties over generated graphs) and friends
+from :mod:`neffkit.testing.properties`; ``reduce_model`` (shrinks a failing ONNX model to a
+small reproducer, what ``neffkit reduce`` runs) from :mod:`neffkit.testing.reduce`. The
+strategies and properties import hypothesis (a test dependency), so everything is loaded on
+first use; ``neffkit.testing.synthetic`` and ``neffkit.testing.reduce`` do not need it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ _EXPORTS = {
     "check_backend": "neffkit.testing.properties",
     "PropertyFailure": "neffkit.testing.properties",
     "GeneratorError": "neffkit.testing.properties",
+    "reduce_model": "neffkit.testing.reduce",
+    "Reduction": "neffkit.testing.reduce",
 }
 
 __all__ = sorted(_EXPORTS)

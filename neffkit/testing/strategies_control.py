@@ -4,18 +4,24 @@ transpose pairs, constant and shape-only subexpressions)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from neffkit.ir.core import Node, Value
 from neffkit.ir.tensor import np_dtype
 from neffkit.ir.types import TensorType
-from neffkit.testing.strategies_ops import ANY, BOOL, FLOATS, I32, I64, NUMERIC, bshape, i64, numel
-
-if TYPE_CHECKING:
-    from neffkit.testing.strategies import Builder
+from neffkit.testing.builder import (
+    ANY,
+    BOOL,
+    FLOATS,
+    I32,
+    I64,
+    NUMERIC,
+    Builder,
+    Generator,
+    bshape,
+    i64,
+    numel,
+)
 
 CONTROL_OPS = ("If", "Loop")
 #: Patterns planted for the passes (the ``plants`` option of ``graphs``).
@@ -178,7 +184,7 @@ def _plant_shape_expr(b: Builder) -> None:
     b.emit1("Reshape", [flat, s], x.dtype, x.shape)
 
 
-PLANT_GENS: dict[str, Callable[[Builder], None]] = {
+PLANT_GENS: dict[str, Generator] = {
     "dup-const": _plant_dup_const,
     "repeat": _plant_repeat,
     "dead": _plant_dead,

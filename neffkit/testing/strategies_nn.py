@@ -5,26 +5,11 @@ padding, stride, dilation), pooling, Softmax, LayerNormalization and the reducti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from neffkit.testing.strategies_ops import (
-    F32,
-    F64,
-    FLOATS,
-    I32,
-    I64,
-    NN,
-    NUMERIC,
-    OpSpec,
-    Shape,
-    i64,
-    signed_axis,
-)
-
-if TYPE_CHECKING:
-    from neffkit.testing.strategies import Builder
+from neffkit.testing.builder import F32, F64, FLOATS, I32, I64, NN, NUMERIC, Builder, Shape, i64
+from neffkit.testing.strategies_ops import OpSpec, signed_axis
 
 
 def _matmul_shape(a: Sequence[int], c: Sequence[int]) -> Shape | None:

@@ -1,5 +1,6 @@
 """Op generators for :mod:`neffkit.testing.strategies` (opset 18): elementwise, shape and
-data-movement ops, plus the shared helpers (``strategies_nn`` has the rest).
+data-movement ops, the numeric guards and :class:`OpSpec` (``strategies_nn`` has the rest;
+dtype codes and shape helpers come from :mod:`neffkit.testing.builder`).
 
 A generator draws operands from the builder (``b.pick`` / ``b.partner``, which reuse values in
 scope or make fresh ones of a fitting shape), draws attributes that are valid for those shapes,
@@ -10,55 +11,26 @@ The dtypes of each op are the ones onnxruntime's CPU provider has kernels for.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-from onnx import TensorProto
 
+from neffkit.ir.core import Value
 from neffkit.ir.tensor import Tensor, np_dtype
-
-if TYPE_CHECKING:
-    from neffkit.ir.core import Value
-    from neffkit.testing.strategies import Builder
-
-F32 = TensorProto.FLOAT
-F64 = TensorProto.DOUBLE
-I32 = TensorProto.INT32
-I64 = TensorProto.INT64
-BOOL = TensorProto.BOOL
-FLOATS = frozenset({F32, F64})
-INTS = frozenset({I32, I64})
-NUMERIC = FLOATS | INTS
-ANY = NUMERIC | {BOOL}
-NN = frozenset({F32})
-
-Shape = tuple[int, ...]
-
-
-def bshape(*shapes: Sequence[int]) -> Shape:
-    """The broadcast of ``shapes`` (numpy rules, as ONNX's multidirectional broadcasting)."""
-    return tuple(int(d) for d in np.broadcast_shapes(*(tuple(s) for s in shapes)))
-
-
-def broadcasts(a: Sequence[int], b: Sequence[int]) -> bool:
-    """True when ``a`` and ``b`` broadcast together."""
-    try:
-        np.broadcast_shapes(tuple(a), tuple(b))
-    except ValueError:
-        return False
-    return True
-
-
-def numel(shape: Sequence[int]) -> int:
-    """Number of elements of a static shape."""
-    return math.prod(int(d) for d in shape)
-
-
-def i64(values: Sequence[int] | int) -> np.ndarray:
-    return np.asarray(values, np.int64)
+from neffkit.testing.builder import (
+    ANY,
+    BOOL,
+    FLOATS,
+    I64,
+    NN,
+    NUMERIC,
+    Builder,
+    Generator,
+    Shape,
+    bshape,
+    i64,
+    numel,
+)
 
 
 def signed_axis(b: Builder, rank: int, axis: int) -> int:
@@ -100,7 +72,7 @@ def clip(b: Builder, v: Value, lo: float, hi: float) -> Value:
 class OpSpec:
     """An op generator and the operand dtypes it may use."""
 
-    gen: Callable[[Builder], None]
+    gen: Generator
     dtypes: frozenset[int]
 
 

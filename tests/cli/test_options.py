@@ -1,5 +1,6 @@
-"""``--dims`` on the commands that make inputs, the per-set report lines, and ``neffkit
-verify`` on a model with a sequence output."""
+"""The options several commands share (:mod:`neffkit.cli.options`, read by
+:func:`neffkit.cli.io.requested_dims`): ``--dims`` on the commands that make inputs, the per-set
+report lines, and ``neffkit verify`` on a model with a sequence output."""
 
 from __future__ import annotations
 

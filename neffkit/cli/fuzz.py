@@ -2,7 +2,8 @@
 
 ``fuzz`` runs a hypothesis campaign over generated graphs with the properties of
 :mod:`neffkit.testing.properties` and writes each distinct shrunk failure to a folder;
-``reduce`` shrinks any failing ``.onnx`` model against a user-given shell check.
+``reduce`` shrinks any failing ``.onnx`` model against a user-given shell check, through
+:func:`neffkit.testing.reduce.reduce_model`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, save_npz
+from neffkit.cli.options import AddCommand
 from neffkit.errors import NeffkitError
 
 _FUZZ_EPILOG = """\
@@ -49,8 +52,8 @@ example:
 """
 
 
-def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    """Adds ``fuzz`` and ``reduce`` to the ``neffkit`` parser (``add`` makes a subparser)."""
+def register(add: AddCommand) -> None:
+    """Adds ``fuzz`` and ``reduce`` to the ``neffkit`` parser."""
     s = add(
         "fuzz", "fuzz a pass, a pipeline or the torch backend on generated graphs", _FUZZ_EPILOG
     )
@@ -93,8 +96,6 @@ def _positive(text: str) -> int:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     """``neffkit fuzz``."""
-    from neffkit.cli import EXIT_MISMATCH, EXIT_OK
-
     check_one, label = _fuzz_target(args)
     os.makedirs(args.out, exist_ok=True)
     step = max(1, args.examples // 10)
@@ -241,12 +242,11 @@ def _write_failure(folder: str, k: int, e: Any, label: str) -> None:
     """Writes ``failure-<k>.onnx``, ``failure-<k>-inputs.npz`` and ``failure-<k>.txt``."""
     from neffkit import files
     from neffkit.backends.onnx import save
-    from neffkit.cli import _save_npz
     from neffkit.testing.strategies import random_feeds
 
     base = os.path.join(folder, f"failure-{k}")
     save(e.graph, base + ".onnx")
-    _save_npz(base + "-inputs.npz", random_feeds(e.graph))
+    save_npz(base + "-inputs.npz", random_feeds(e.graph))
     text = (
         f"checked: {label}\nproperty: {e.property}\nnodes: {e.node_count}\n\n"
         f"--- what failed ---\n{e.detail}\n\n--- graph before the pass ---\n{e.text}\n\n"
@@ -265,7 +265,7 @@ def cmd_reduce(args: argparse.Namespace) -> int:
 
     from neffkit import files
     from neffkit.backends.onnx import referenced_files
-    from neffkit.cli import EXIT_OK, _save_npz
+    from neffkit.testing.reduce import NothingToReduce, reduce_model
 
     if "{model}" not in args.check:
         raise NeffkitError("--check must contain {model} (the candidate model's path)")
@@ -293,128 +293,43 @@ def cmd_reduce(args: argparse.Namespace) -> int:
             with np.load(path, allow_pickle=False) as z:
                 feeds.append({k: z[k] for k in z.files})
     with tempfile.TemporaryDirectory(prefix="neffkit-reduce-") as tmp:
-        r = _Reducer(model, args.check, tmp, feeds)
-        if not r.fails(model):
-            raise NeffkitError(f"the check passes on {args.model}: nothing to reduce")
-        best = r.reduce()
+        check = _ShellCheck(args.check, tmp)
+        try:
+            found = reduce_model(model, check, feeds=feeds, progress=_say)
+        except NothingToReduce:
+            raise NeffkitError(f"the check passes on {args.model}: nothing to reduce") from None
+    best = found.model
     files.atomic_write(args.output, lambda path: onnx.save(best, path))
     print(f"{args.model}: {len(model.graph.node)} -> {len(best.graph.node)} nodes")
     print(f"wrote {args.output}")
-    if feeds is not None:
-        for k, name in enumerate(npz_names):
-            _save_npz(name, r.inputs_of(best, k))
-            print(f"wrote {name}")
+    for name, inputs in zip(npz_names, found.inputs):
+        save_npz(name, inputs)
+        print(f"wrote {name}")
     return EXIT_OK
 
 
-class _Reducer:
-    """Shrinks a model to the nodes the failing check needs (works on the ONNX protos)."""
+class _ShellCheck:
+    """The predicate of ``reduce``: runs the ``--check`` command on a candidate written to
+    ``tmp`` (and, with recorded inputs, once per input set until one fails)."""
 
-    def __init__(
-        self, model: Any, check: str, tmp: str, feeds: list[dict[str, Any]] | None
-    ) -> None:
-        import onnx
-
-        self.model = model
-        self.check = check
+    def __init__(self, command: str, tmp: str) -> None:
+        self.command = command
         self.tmp = tmp
         self.tries = 0
-        g = model.graph
-        self.nodes = list(g.node)
-        self.uses = [_node_uses(n) for n in self.nodes]
-        self.inputs = {vi.name: vi for vi in g.input}
-        self.inits = {t.name: t for t in g.initializer}
-        self.outputs = {vi.name: vi for vi in g.output}
-        self.types: dict[str, Any] = {}
-        try:
-            inferred = onnx.shape_inference.infer_shapes(model).graph
-        except Exception:  # noqa: BLE001 - without inference only declared types are known
-            inferred = g
-        for vi in [*inferred.value_info, *g.input, *g.output]:
-            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
-                self.types[vi.name] = vi.type
-        # one dict of every value per recorded input set
-        self.values = [self._values(f) for f in feeds] if feeds is not None else None
 
-    def _values(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """Every typed value of the original model on ``feeds`` (onnxruntime)."""
+    def __call__(self, model: Any, inputs: list[dict[str, Any]]) -> bool:
         import onnx
-
-        from neffkit.backends import onnxruntime as ort_backend
-
-        m = onnx.ModelProto()
-        m.CopyFrom(self.model)
-        names = [o for n in self.nodes for o in n.output if o and o in self.types]
-        extra = [o for o in names if o not in self.outputs]
-        m.graph.output.extend(onnx.helper.make_value_info(o, self.types[o]) for o in extra)
-        got = ort_backend.run(m, feeds)
-        values = dict(feeds)
-        values.update(zip([vi.name for vi in m.graph.output], got))
-        return values
-
-    def inputs_of(self, model: Any, k: int = 0) -> dict[str, Any]:
-        """The values of ``model``'s inputs in recorded input set ``k`` (with --inputs)."""
-        assert self.values is not None
-        values = self.values[k]
-        return {vi.name: values[vi.name] for vi in model.graph.input if vi.name in values}
-
-    def build(self, keep: list[int]) -> Any:
-        """The model of the nodes ``keep`` (indices, in order), or None when it is not valid."""
-        import onnx
-
-        kept = set(keep)
-        produced = {o for i in keep for o in self.nodes[i].output if o}
-        needed: dict[str, None] = {}
-        for i in keep:
-            needed.update((u, None) for u in self.uses[i] if u not in produced)
-        removed_uses = {u for i in range(len(self.nodes)) if i not in kept for u in self.uses[i]}
-        inputs = [vi for name, vi in self.inputs.items() if name in needed]
-        for name in needed:
-            if name in self.inputs or name in self.inits:
-                continue
-            if name not in self.types:
-                return None  # an untyped value cannot become a graph input
-            inputs.append(onnx.helper.make_value_info(name, self.types[name]))
-        outputs = [vi for name, vi in self.outputs.items() if name in produced]
-        for i in keep:
-            for o in self.nodes[i].output:
-                if o and o in removed_uses and o not in self.outputs and o in self.types:
-                    outputs.append(onnx.helper.make_value_info(o, self.types[o]))
-        if not outputs:
-            return None
-        g = self.model.graph
-        graph = onnx.helper.make_graph(
-            [self.nodes[i] for i in keep],
-            g.name,
-            inputs,
-            outputs,
-            [t for name, t in self.inits.items() if name in needed],
-        )
-        m = onnx.ModelProto()
-        m.CopyFrom(self.model)
-        m.graph.CopyFrom(graph)
-        try:
-            onnx.checker.check_model(m, full_check=True)
-        except Exception:  # noqa: BLE001
-            return None
-        return m
-
-    def fails(self, model: Any) -> bool:
-        """Whether the check command still fails on ``model``."""
-        import onnx
-
-        from neffkit.cli import _save_npz
 
         self.tries += 1
         path = os.path.join(self.tmp, f"candidate-{self.tries}.onnx")
         onnx.save(model, path)
-        command = self.check.replace("{model}", shlex.quote(path))
+        command = self.command.replace("{model}", shlex.quote(path))
         commands = [command]
-        if self.values is not None:
+        if inputs:
             commands = []
-            for k in range(len(self.values)):
+            for k, feeds in enumerate(inputs):
                 npz = os.path.join(self.tmp, f"candidate-{self.tries}-inputs-{k}.npz")
-                _save_npz(npz, self.inputs_of(model, k))
+                save_npz(npz, feeds)
                 commands.append(command.replace("{inputs}", shlex.quote(npz)))
         failed = False
         for c in commands:  # the failure persists when it shows on any recorded input set
@@ -426,65 +341,6 @@ class _Reducer:
         os.unlink(path)
         return failed
 
-    def attempt(self, keep: list[int]) -> bool:
-        """Builds and checks the candidate ``keep``; True when it still fails."""
-        if not keep:
-            return False
-        m = self.build(keep)
-        return m is not None and self.fails(m)
-
-    def reduce(self) -> Any:
-        """Bisects, then removes chunks and single nodes; returns the smallest failing model."""
-        keep = list(range(len(self.nodes)))
-        say = _say
-        say(f"reduce: {len(keep)} nodes")
-        while len(keep) > 1:  # bisect: keep a prefix or a suffix
-            half = len(keep) // 2
-            for cand, what in ((keep[:half], "prefix"), (keep[half:], "suffix")):
-                if self.attempt(cand):
-                    keep = cand
-                    say(f"reduce: kept the {what}: {len(keep)} nodes")
-                    break
-            else:
-                break
-        size = max(1, len(keep) // 2)
-        while True:  # remove chunks of halving size, then single nodes to a fixed point
-            progress = False
-            i = len(keep) - size
-            while i >= 0 and len(keep) > 1:
-                cand = keep[:i] + keep[i + size :]
-                if self.attempt(cand):
-                    keep = cand
-                    progress = True
-                    say(f"reduce: removed {size} node(s): {len(keep)} nodes")
-                i = min(i, len(keep)) - size
-            if size > 1:
-                size //= 2
-            elif not progress:
-                break
-        say(f"reduce: {len(keep)} nodes after {self.tries} checks")
-        return self.build(keep) if len(keep) < len(self.nodes) else self.model
-
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr)
-
-
-def _node_uses(node: Any) -> list[str]:
-    """The values a node reads: its inputs and the outer values its subgraphs use."""
-    uses: dict[str, None] = {i: None for i in node.input if i}
-    for a in node.attribute:
-        for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-            uses.update((u, None) for u in _graph_free(g))  # recursion only on nesting depth
-    return list(uses)
-
-
-def _graph_free(g: Any) -> list[str]:
-    """The names a subgraph reads from outside it."""
-    local = {vi.name for vi in g.input} | {t.name for t in g.initializer}
-    local |= {o for n in g.node for o in n.output}
-    free: dict[str, None] = {}
-    for n in g.node:
-        free.update((u, None) for u in _node_uses(n) if u not in local)
-    free.update((o.name, None) for o in g.output if o.name not in local)
-    return list(free)

@@ -1,8 +1,5 @@
-"""``neffkit optimize``, ``neffkit passes`` and ``neffkit example``: the commands around passes.
-
-Kept apart from ``cli.py`` (inspect, convert, verify, run) so each stays readable; both share
-its error handling and helpers.
-"""
+"""``neffkit optimize``, ``neffkit passes`` and ``neffkit example``: the commands around passes
+(run a pipeline and verify it, list the passes, write the example model to run them on)."""
 
 from __future__ import annotations
 
@@ -10,9 +7,17 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
+from neffkit.cli.io import (
+    EXIT_MISMATCH,
+    EXIT_OK,
+    files_read,
+    log,
+    refuse_overwrite,
+    requested_dims,
+)
+from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
 from neffkit.errors import NeffkitError
 
 _OPTIMIZE_EPILOG = """\
@@ -56,9 +61,8 @@ example:
 """
 
 
-def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    """Adds the commands of this module to the ``neffkit`` parser (``add`` makes a subparser)."""
-    from neffkit.cli import _add_check_arg, _add_input_args, _add_tolerance_args
+def register(add: AddCommand) -> None:
+    """Adds ``optimize``, ``passes`` and ``example`` to the ``neffkit`` parser."""
     from neffkit.optimize import TARGETS
 
     s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
@@ -72,9 +76,9 @@ def register_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -
         default=True,
         help="compare onnxruntime on IN with the target backend on OUT (default: on)",
     )
-    _add_input_args(s)
-    _add_tolerance_args(s)
-    _add_check_arg(s)
+    add_input_args(s)
+    add_tolerance_args(s)
+    add_check_arg(s)
     s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
     s.add_argument(
         "--verify-each", action="store_true", help="check numerics after every pass (slow)"
@@ -128,7 +132,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from neffkit import files
     from neffkit.api import mentioning, npz_inputs
     from neffkit.backends.onnx import save
-    from neffkit.cli import EXIT_MISMATCH, EXIT_OK, _dims, _reads, log
     from neffkit.frontends.onnx import load
     from neffkit.optimize import optimize
 
@@ -138,8 +141,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         writes.append(files.Write(args.report, "the report"))
     files.check_writes(writes, {model: "the input model", args.inputs: "the inputs file"})
     graph = load(model, check=args.check)
-    files.check_writes(writes, _reads(model, graph, args.inputs))
-    dims = _dims(args, graph)
+    files.check_writes(writes, files_read(model, graph, args.inputs))
+    dims = requested_dims(args, graph)
     inputs = npz_inputs(graph, args.inputs) if args.inputs else None
     progress = _Progress(sys.stderr, enabled=bool(args.verbose) or sys.stderr.isatty())
     with mentioning(model):
@@ -191,7 +194,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 def cmd_passes(args: argparse.Namespace) -> int:
     """``neffkit passes``."""
-    from neffkit.cli import EXIT_OK
     from neffkit.optimize import DEFAULT_PIPELINES
     from neffkit.passes.registry import all_passes
 
@@ -228,7 +230,6 @@ def cmd_passes(args: argparse.Namespace) -> int:
 def cmd_example(args: argparse.Namespace) -> int:
     """``neffkit example``."""
     from neffkit import files
-    from neffkit.cli import EXIT_OK, _refuse_overwrite
     from neffkit.examples import (
         export_conformer_onnx,
         export_decoder_step_onnx,
@@ -237,7 +238,7 @@ def cmd_example(args: argparse.Namespace) -> int:
 
     if args.width <= 0 or args.width % 4:
         raise NeffkitError(f"--width must be a positive multiple of 4, got {args.width}")
-    _refuse_overwrite(args.output, {}, "the example model")
+    refuse_overwrite(args.output, {}, "the example model")
     export = {
         "full": export_conformer_onnx,
         "encoder": export_encoder_onnx,
