@@ -65,9 +65,14 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     return edges
 
 
-def _layer(module: str) -> int:
+def _top(module: str) -> str:
+    """The module's first part under the package (``__init__`` for the package itself)."""
     parts = module.split(".")
-    top = parts[1] if len(parts) > 1 else "__init__"
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer(module: str) -> int:
+    top = _top(module)
     assert top in RANK, f"{module} is in no layer; add {top!r} to LAYERS"
     return RANK[top]
 
@@ -115,6 +120,6 @@ def test_frontends_and_backends_do_not_import_each_other() -> None:
         f"{a} -> {b}"
         for a, targets in EDGES.items()
         for b in targets
-        if {a.split(".")[1], b.split(".")[1]} == {"frontends", "backends"}
+        if {_top(a), _top(b)} == {"frontends", "backends"}
     )
     assert not crossed, "\n".join(crossed)
