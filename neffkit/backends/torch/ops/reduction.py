@@ -1,11 +1,9 @@
-"""Lowerings of reductions and ops that work along an axis: Reduce*, ArgMax/ArgMin,
-CumSum/CumProd, TopK, NonZero, Unique, Hardmax, Softmax/LogSoftmax and Det.
+"""Lowerings of reductions along axes: Reduce*, ArgMax/ArgMin and the scans CumSum/CumProd.
 
 Reduce* axes are an attribute before opset 18 (ReduceSum: 13) and an optional input after;
 constant axes become static Python lists (``torch.sum(x, [1], True)``), axes known only at run
 time go through a helper. Integer sums and products keep the input dtype (torch widens them to
-int64 by default). TopK uses a stable sort so that ties keep the lower index first, as ONNX
-requires (``torch.topk`` does not promise an order for ties).
+int64 by default).
 """
 
 from __future__ import annotations
@@ -17,21 +15,11 @@ import torch
 from onnx import TensorProto as TP
 from torch import Tensor
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.elementwise import (
-    FLOAT_TYPES,
-    INT_TYPES,
-    WIDE_UNSIGNED,
-    in_dtype,
-    torch_dtype,
-    uint64_from_key,
-    uint64_key,
-)
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.dtypes import FLOAT_TYPES, INT_TYPES, in_dtype, torch_dtype
 from neffkit.backends.torch.registry import Arg, Lowered, lowers
 from neffkit.ir.core import Node
 from neffkit.ir.tensor import np_dtype
-
-# -- runtime helpers (TorchScript-compatible) --------------------------------------------------
 
 
 def all_dims(x: Tensor) -> list[int]:
@@ -142,13 +130,6 @@ def cumulate(x: Tensor, axis: int, exclusive: bool, reverse: bool, product: bool
     return y
 
 
-def top_k(x: Tensor, k: Tensor, axis: int, largest: bool) -> tuple[Tensor, Tensor]:
-    """ONNX TopK with ``k`` known at run time: ties keep the lower index first."""
-    values, indices = torch.sort(x, dim=axis, descending=largest, stable=True)
-    n = int(k.reshape([-1])[0])
-    return values.narrow(axis, 0, n), indices.narrow(axis, 0, n)
-
-
 def arg_last(x: Tensor, axis: int, keepdim: bool, largest: bool) -> Tensor:
     """ArgMax/ArgMin with select_last_index=1: the last index among equal extremes."""
     flipped = torch.flip(x, [axis])
@@ -156,35 +137,9 @@ def arg_last(x: Tensor, axis: int, keepdim: bool, largest: bool) -> Tensor:
     return x.shape[axis] - 1 - i
 
 
-def unique(x: Tensor, axis: int | None, sort: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """ONNX Unique: values, first-occurrence indices, inverse indices and counts; with
-    ``sort`` false the values come in order of first occurrence."""
-    if axis is None:
-        x = x.reshape([-1])
-        dim = 0
-    else:
-        dim = axis % x.dim()
-    y, inverse, counts = torch.unique(
-        x, sorted=True, return_inverse=True, return_counts=True, dim=dim
-    )
-    n = x.shape[dim]
-    m = y.shape[dim]
-    positions = torch.arange(n, device=x.device)
-    first = torch.full([m], n, dtype=torch.int64, device=x.device)
-    first = first.scatter_reduce(0, inverse, positions, "amin")
-    if not sort:
-        order = torch.argsort(first)
-        y = y.index_select(dim, order)
-        first = first[order]
-        counts = counts[order]
-        inverse = torch.argsort(order)[inverse]
-    return y, first, inverse, counts
-
-
-# -- Reduce* ----------------------------------------------------------------------------------
-
-
 _RUNTIME = object()  # axes given by an input known only at run time
+
+
 _RUNTIME_OPS = {
     "ReduceSum": "sum",
     "ReduceMean": "mean",
@@ -317,9 +272,6 @@ def reduce(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     return ctx.call(torch.logsumexp, x, dims, keep)  # ReduceLogSumExp
 
 
-# -- along one axis ---------------------------------------------------------------------------
-
-
 @lowers("ArgMax", "ArgMin")
 def arg_max_min(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # ArgMax(x, axis, keepdims) -> torch.argmax(x, axis, keepdims) (first index among ties)
@@ -347,80 +299,3 @@ def cumulative(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     elif dt is None:
         kw = {"dtype": ctx.call(getattr, args[0], "dtype")}
     return ctx.call(torch.cumprod if product else torch.cumsum, args[0], axis, **kw)
-
-
-@lowers("TopK")
-def topk(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # TopK(x, k) -> torch.sort(x, dim, descending, stable=True) narrowed to k (ties: low index)
-    axis = node.attr("axis", -1)
-    largest = bool(node.attr("largest", 1))
-    if ctx.opset < 10:
-        k: int | None = node.attr("k")
-    else:
-        c = ctx.input_constant(1)
-        k = None if c is None else int(c.reshape(-1)[0])
-    dt = in_dtype(node)
-    x = args[0]
-    # torch (CUDA) cannot sort uint16/32/64: sort int64 values, or order-preserving uint64 keys
-    if dt == TP.UINT64:
-        x = ctx.call(uint64_key, x)
-    elif dt in WIDE_UNSIGNED:
-        x = ctx.method("to", x, torch.int64)
-    if k is None:
-        out = ctx.call(top_k, x, args[1], axis, largest)
-        values, indices = ctx.getitem(out, 0), ctx.getitem(out, 1)
-    else:
-        s = ctx.call(torch.sort, x, dim=axis, descending=largest, stable=True)
-        values = ctx.method("narrow", ctx.getitem(s, 0), axis, 0, k)
-        indices = ctx.method("narrow", ctx.getitem(s, 1), axis, 0, k)
-    if dt == TP.UINT64:
-        values = ctx.call(uint64_from_key, values)
-    elif dt in WIDE_UNSIGNED:
-        values = ctx.method("to", values, torch_dtype(dt))
-    return [values, indices]
-
-
-@lowers("NonZero")
-def nonzero(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # NonZero(x) -> torch.nonzero(x).t(): one row of indices per dimension
-    return ctx.method("t", ctx.call(torch.nonzero, args[0]))
-
-
-@lowers("Unique")
-def unique_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # Unique(x, axis, sorted) -> values, first indices, inverse indices, counts
-    out = ctx.call(unique, args[0], node.attr("axis"), bool(node.attr("sorted", 1)))
-    return [ctx.getitem(out, i) for i in range(len(node.outputs))]
-
-
-def _coerced(
-    ctx: LoweringContext, node: Node, args: list[Arg], default_axis: int
-) -> tuple[Any, int, bool]:
-    """The input and axis of a Softmax-like op: before opset 13, the input is coerced to 2-D
-    at ``axis`` (flattened from it), which returns ``reshape`` true."""
-    x = args[0]
-    if ctx.opset >= 13:
-        return x, node.attr("axis", -1), False
-    axis = node.attr("axis", default_axis)
-    shape = node.inputs[0].shape
-    if shape is not None and axis in (len(shape) - 1, -1):
-        return x, -1, False
-    return ctx.method("flatten", x, axis), -1, True
-
-
-@lowers("Softmax", "LogSoftmax")
-def softmax(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # Softmax(x, axis) -> torch.softmax(x, axis); before opset 13 over x flattened from axis
-    fn = torch.softmax if node.op_type == "Softmax" else torch.log_softmax
-    y, axis, reshaped = _coerced(ctx, node, args, 1)
-    out = ctx.call(fn, y, axis)
-    return ctx.method("reshape_as", out, args[0]) if reshaped else out
-
-
-@lowers("Hardmax")
-def hardmax(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # Hardmax(x, axis) -> zeros_like(x).scatter(axis, argmax(x, axis, keepdim=True), 1)
-    y, axis, reshaped = _coerced(ctx, node, args, 1)
-    idx = ctx.call(torch.argmax, y, axis, True)
-    out = ctx.method("scatter", ctx.call(torch.zeros_like, y), axis, idx, 1.0)
-    return ctx.method("reshape_as", out, args[0]) if reshaped else out

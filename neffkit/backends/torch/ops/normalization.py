@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.nn import arg, in_value, rank_of, static_shape, torch_dtype
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.nn import arg, in_value, rank_of, static_shape, torch_dtype
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
@@ -50,9 +50,6 @@ def _stash(ctx: LoweringContext, node: Node, x: Arg) -> tuple[Arg, torch.dtype |
     if x_dt is None or x_dt == stash:
         return x, None
     return ctx.method("to", x, torch_dtype(stash)), torch_dtype(x_dt)
-
-
-# -- BatchNormalization / InstanceNormalization ----------------------------------------------
 
 
 def batch_norm_train(
@@ -97,9 +94,6 @@ def instance_normalization(ctx: LoweringContext, node: Node, args: list[Arg]) ->
     # InstanceNormalization(x, scale, b) -> F.instance_norm(x, None, None, scale, b, eps=eps)
     eps = float(node.attr("epsilon", 1e-5))
     return ctx.call(F.instance_norm, args[0], None, None, args[1], args[2], True, 0.0, eps)
-
-
-# -- LayerNormalization / GroupNormalization / RMSNormalization ------------------------------
 
 
 def layer_norm_stats(
@@ -188,9 +182,6 @@ def rms_normalization(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
     if back is not None:
         y = ctx.method("to", y, back)
     return ctx.call(torch.mul, y, scale)
-
-
-# -- LpNormalization / MeanVarianceNormalization / LRN ---------------------------------------
 
 
 @lowers("LpNormalization")

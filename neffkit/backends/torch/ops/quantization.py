@@ -1,9 +1,8 @@
-"""Lowerings of quantization ops (QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
-QLinearMatMul, ConvInteger, QLinearConv), the losses NegativeLogLikelihoodLoss and
-SoftmaxCrossEntropyLoss, and DeformConv.
+"""Lowerings of quantization ops: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear,
+QLinearMatMul, MatMulInteger, ConvInteger and QLinearConv.
 
 int4 / uint4 / int2 / uint2 / float4e2m1 values are held in carrier dtypes (int8, uint8, float32:
-see ``lowering.CARRIERS``): QuantizeLinear clamps to their ranges (float4 rounds and saturates
+see ``convert.CARRIERS``): QuantizeLinear clamps to their ranges (float4 rounds and saturates
 as a Cast does) and DequantizeLinear reads the carrier as it would the type itself.
 
 Integer convolutions run in float64 (exact for any realistic size; torch has no integer
@@ -13,19 +12,20 @@ convolution), then round back to int32 before requantizing as the ONNX reference
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from onnx import TensorProto
 
-from neffkit.backends.torch.lowering import LoweringContext, carrier_dtype
-from neffkit.backends.torch.ops.elementwise_bits import round_fp4
-from neffkit.backends.torch.ops.nn import (
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.convert import carrier_dtype
+from neffkit.backends.torch.helpers.nn import (
     arg,
     emit_conv,
     in_value,
     int_matmul,
+    rank_of,
     static_shape,
     torch_dtype,
 )
+from neffkit.backends.torch.ops.cast import round_fp4
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
@@ -35,6 +35,8 @@ _INT_RANGES = {
     TensorProto.UINT16: (0, 65535),
     TensorProto.INT16: (-32768, 32767),
 }
+
+
 # Sub-byte integer types (held in int8 / uint8): QuantizeLinear only.
 _SUBBYTE_RANGES = {
     TensorProto.UINT4: (0, 15),
@@ -42,6 +44,8 @@ _SUBBYTE_RANGES = {
     TensorProto.UINT2: (0, 3),
     TensorProto.INT2: (-2, 1),
 }
+
+
 _FLOAT8 = (
     TensorProto.FLOAT8E4M3FN,
     TensorProto.FLOAT8E4M3FNUZ,
@@ -203,9 +207,6 @@ def dynamic_quantize(x: torch.Tensor) -> list[torch.Tensor]:
     return [y, scale.to(x.dtype), zp.to(torch.uint8)]
 
 
-# -- integer / quantized matmul and conv -----------------------------------------------------
-
-
 def requantize(
     acc: torch.Tensor,
     factor: torch.Tensor,
@@ -295,122 +296,25 @@ def qlinear_conv(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     return ctx.call(requantize, ctx.call(torch.round, acc), factor, y_zp, lo, hi, dt)
 
 
-# -- losses ----------------------------------------------------------------------------------
+def _zero_point(ctx: LoweringContext, zp: Arg, idx: int, as_row: bool) -> Arg:
+    """A MatMulInteger zero point as int32, a per-row vector reshaped to ``[-1, 1]``."""
+    v = in_value(ctx.node, idx)
+    z = ctx.method("to", zp, torch.int32)
+    r = rank_of(v)
+    if as_row and r == 1:
+        shape = static_shape(v)
+        if shape is None or shape[0] != 1:
+            z = ctx.method("reshape", z, [-1, 1])
+    return z
 
 
-def _reduction(node: Node) -> str:
-    r = node.attr("reduction", "mean")
-    return r.decode() if isinstance(r, bytes) else r
-
-
-def _ignore_index(node: Node) -> int:
-    ii = node.attr("ignore_index")
-    return -100 if ii is None else int(ii)
-
-
-@lowers("NegativeLogLikelihoodLoss")
-def nll_loss(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # NegativeLogLikelihoodLoss(x, target, weight) -> F.nll_loss(x, target.long(), weight, ...)
-    target = ctx.method("long", args[1])
-    return ctx.call(
-        F.nll_loss,
-        args[0],
-        target,
-        arg(args, 2),
-        ignore_index=_ignore_index(node),
-        reduction=_reduction(node),
-    )
-
-
-@lowers("SoftmaxCrossEntropyLoss")
-def softmax_cross_entropy_loss(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # SoftmaxCrossEntropyLoss(scores, labels, weights) -> F.nll_loss(log_softmax(scores, 1), ...)
-    log_prob = ctx.call(torch.log_softmax, args[0], 1)
-    loss = ctx.call(
-        F.nll_loss,
-        log_prob,
-        ctx.method("long", args[1]),
-        arg(args, 2),
-        ignore_index=_ignore_index(node),
-        reduction=_reduction(node),
-    )
-    return [loss, log_prob]
-
-
-# -- DeformConv ------------------------------------------------------------------------------
-
-
-def deform_conv2d(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    offset: torch.Tensor,
-    b: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    strides: list[int],
-    pads: list[int],
-    dilations: list[int],
-    group: int,
-    offset_group: int,
-) -> torch.Tensor:
-    """ONNX DeformConv (2-D): bilinear samples (zero outside the image) at the offset kernel
-    taps, weighted by ``mask``, then a grouped matmul with the weights."""
-    n, c, ih, iw = x.shape
-    oc, cpg, kh, kw = w.shape
-    oh, ow = offset.shape[2], offset.shape[3]
-    k = kh * kw
-    og = offset_group
-    off = offset.reshape([n, og, k, 2, oh, ow]).to(x.dtype)
-    ky = (torch.arange(kh, device=x.device) * dilations[0]).repeat_interleave(kw).to(x.dtype)
-    kx = (torch.arange(kw, device=x.device) * dilations[1]).repeat(kh).to(x.dtype)
-    by = (torch.arange(oh, device=x.device) * strides[0] - pads[0]).to(x.dtype)
-    bx = (torch.arange(ow, device=x.device) * strides[1] - pads[1]).to(x.dtype)
-    py = by.reshape(1, 1, 1, oh, 1) + ky.reshape(1, 1, k, 1, 1) + off[:, :, :, 0]
-    px = bx.reshape(1, 1, 1, 1, ow) + kx.reshape(1, 1, k, 1, 1) + off[:, :, :, 1]
-    y0 = torch.floor(py)
-    x0 = torch.floor(px)
-    xg = x.reshape([n, og, c // og, ih * iw])
-    sampled = torch.zeros([n, og, c // og, k * oh * ow], dtype=x.dtype, device=x.device)
-    for dy in range(2):
-        for dx in range(2):
-            yy = y0 + dy
-            xx = x0 + dx
-            wt = (1 - (py - yy).abs()) * (1 - (px - xx).abs())
-            ok = (yy >= 0) & (yy <= ih - 1) & (xx >= 0) & (xx <= iw - 1)
-            wt = torch.where(ok, wt, torch.zeros_like(wt)).reshape([n, og, 1, -1])
-            idx = (yy.clamp(0, ih - 1) * iw + xx.clamp(0, iw - 1)).long().reshape([n, og, 1, -1])
-            vals = xg.gather(3, idx.expand([n, og, c // og, idx.shape[3]]))
-            sampled = sampled + vals * wt
-    sampled = sampled.reshape([n, og, c // og, k, oh * ow])
-    if mask is not None:
-        sampled = sampled * mask.reshape([n, og, 1, k, oh * ow]).to(x.dtype)
-    cols = sampled.reshape([n, group, cpg * k, oh * ow])
-    wg = w.reshape([group, oc // group, cpg * k])
-    y = torch.matmul(wg.unsqueeze(0), cols).reshape([n, oc, oh, ow])
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return y
-
-
-@lowers("DeformConv")
-def deform_conv(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # DeformConv(x, w, offset, b, mask) -> deform_conv2d(...)
-    ws = static_shape(in_value(node, 1))
-    nd = len(ws) - 2 if ws is not None else len(node.attr("kernel_shape", []) or [])
-    if nd != 2:
-        raise Unsupported("DeformConv with other than 2 spatial dimensions")
-    strides = list(node.attr("strides", None) or [1, 1])
-    pads = list(node.attr("pads", None) or [0, 0, 0, 0])
-    dil = list(node.attr("dilations", None) or [1, 1])
-    return ctx.call(
-        deform_conv2d,
-        args[0],
-        args[1],
-        args[2],
-        arg(args, 3),
-        arg(args, 4),
-        strides,
-        pads,
-        dil,
-        int(node.attr("group", 1)),
-        int(node.attr("offset_group", 1)),
-    )
+@lowers("MatMulInteger")
+def matmul_integer(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # MatMulInteger(a, b, a_zp, b_zp) -> (a - a_zp) @ (b - b_zp) in int32
+    a = ctx.method("to", args[0], torch.int32)
+    b = ctx.method("to", args[1], torch.int32)
+    if arg(args, 2) is not None:
+        a = ctx.call(torch.sub, a, _zero_point(ctx, args[2], 2, as_row=True))
+    if arg(args, 3) is not None:
+        b = ctx.call(torch.sub, b, _zero_point(ctx, args[3], 3, as_row=False))
+    return ctx.call(int_matmul, a, b)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.nn import (
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.nn import (
     FLOAT_TYPES,
     ConvGeometry,
     arg,
@@ -28,10 +28,17 @@ from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 MAX = "max"
+
+
 AVG = "avg"
+
+
 LP = "lp"
 
+
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+
+
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 

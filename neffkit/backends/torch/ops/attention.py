@@ -1,5 +1,5 @@
-"""Lowerings of the transformer ops: Attention, RotaryEmbedding, SwiGLU, CausalConvWithState
-and LinearAttention.
+"""Lowerings of the attention ops: Attention, RotaryEmbedding, CausalConvWithState,
+LinearAttention and (ai.onnx.preview) FlexAttention.
 
 Attention follows the ONNX reference step by step (``attention`` below): 3-D inputs are split
 into heads, ``Q`` and ``K`` are each scaled by ``sqrt(scale)``, the causal / window frontier is
@@ -14,8 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.nn import arg, torch_dtype
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.nn import arg, torch_dtype
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
@@ -165,9 +165,6 @@ def attention_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     return [ctx.getitem(r, i) for i in range(len(node.outputs))]
 
 
-# -- RotaryEmbedding / SwiGLU ----------------------------------------------------------------
-
-
 def rotary_embedding(
     x: torch.Tensor,
     cos: torch.Tensor,
@@ -222,19 +219,6 @@ def rotary_embedding_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
         int(node.attr("rotary_embedding_dim", 0)),
         int(node.attr("num_heads", 0)),
     )
-
-
-@lowers("SwiGLU")
-def swiglu(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # SwiGLU(a, b) -> a * sigmoid(alpha * a) * b
-    alpha = float(node.attr("alpha", 1.0))
-    a = args[0]
-    z = a if alpha == 1.0 else ctx.call(torch.mul, a, alpha)
-    gate = ctx.call(torch.mul, a, ctx.call(torch.sigmoid, z))
-    return ctx.call(torch.mul, gate, args[1])
-
-
-# -- CausalConvWithState / LinearAttention ---------------------------------------------------
 
 
 def causal_conv_with_state(
@@ -346,9 +330,6 @@ def linear_attention_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
         float(node.attr("scale", 0.0) or 0.0),
     )
     return [ctx.getitem(r, 0), ctx.getitem(r, 1)]
-
-
-# -- FlexAttention (ai.onnx.preview) ---------------------------------------------------------
 
 
 def flex_scores(q: torch.Tensor, k: torch.Tensor, scale: float, work: torch.dtype) -> torch.Tensor:

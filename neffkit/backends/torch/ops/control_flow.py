@@ -12,7 +12,7 @@ from typing import List, Optional  # noqa: UP035 - TorchScript reads typing anno
 
 import torch
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.context import LoweringContext
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 

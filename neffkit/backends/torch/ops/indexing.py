@@ -1,5 +1,5 @@
-"""Lowerings of indexing ops: Gather, GatherElements, GatherND, Scatter, ScatterElements,
-ScatterND, OneHot, TensorScatter.
+"""Lowerings of gather / scatter and indexing ops: Gather, GatherElements, GatherND, Scatter,
+ScatterElements, ScatterND, TensorScatter, OneHot, Compress, ReverseSequence and NonZero.
 
 ONNX indices may be negative (counted from the end of the indexed dim); the helpers wrap them
 before calling torch, whose gather/scatter kernels reject negative indices. Helpers are written
@@ -12,11 +12,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.context import LoweringContext
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
-
-# -- runtime helpers (TorchScript subset) --------------------------------------------------
 
 
 def _wrap(indices: Tensor, dim: int) -> Tensor:
@@ -139,9 +137,6 @@ def tensor_scatter(
     return cache.scatter(axis, pos.reshape(view).expand(update.shape), update)
 
 
-# -- lowerings -------------------------------------------------------------------------------
-
-
 @lowers("Gather")
 def gather_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Gather(x, i, axis) -> x.select(axis, i) / x.index_select(axis, i) for constant i
@@ -202,3 +197,45 @@ def tensor_scatter_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowere
         raise Unsupported("TensorScatter along the batch axis")
     wi = args[2] if len(args) > 2 else None
     return ctx.call(tensor_scatter, args[0], args[1], wi, axis, mode == "circular")
+
+
+def reverse_sequence(x: Tensor, lens: Tensor, batch_axis: int, time_axis: int) -> Tensor:
+    """ONNX ReverseSequence: reverses the first lens[b] steps of each batch entry."""
+    t = torch.arange(x.size(time_axis), device=x.device).unsqueeze(1)
+    n = lens.to(torch.int64).unsqueeze(0)
+    idx = torch.where(t < n, n - 1 - t, t)  # [time, batch]
+    if time_axis > batch_axis:
+        idx = idx.t()
+    view = [1] * x.dim()
+    view[time_axis] = x.size(time_axis)
+    view[batch_axis] = x.size(batch_axis)
+    return torch.gather(x, time_axis, idx.reshape(view).expand(x.shape))
+
+
+def compress(x: Tensor, condition: Tensor, axis: int | None) -> Tensor:
+    """ONNX Compress: the slices along ``axis`` (of the flattened x without one) kept by cond."""
+    idx = torch.nonzero(condition.reshape(-1)).reshape(-1)
+    if axis is None:
+        return x.reshape(-1).index_select(0, idx)
+    return x.index_select(axis, idx)
+
+
+@lowers("ReverseSequence")
+def reverse_sequence_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # ReverseSequence(x, lens) -> a gather along the time axis
+    batch_axis = int(node.attr("batch_axis", 1))
+    time_axis = int(node.attr("time_axis", 0))
+    return ctx.call(reverse_sequence, args[0], args[1], batch_axis, time_axis)
+
+
+@lowers("Compress")
+def compress_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # Compress(x, condition, axis) -> x.index_select(axis, condition.nonzero())
+    axis = node.attr("axis", None)
+    return ctx.call(compress, args[0], args[1], None if axis is None else int(axis))
+
+
+@lowers("NonZero")
+def nonzero(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # NonZero(x) -> torch.nonzero(x).t(): one row of indices per dimension
+    return ctx.method("t", ctx.call(torch.nonzero, args[0]))

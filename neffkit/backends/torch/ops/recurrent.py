@@ -12,16 +12,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.nn import arg
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.nn import arg
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 RNN = "RNN"
+
+
 LSTM = "LSTM"
+
+
 GRU = "GRU"
 
+
 _DEFAULT_ACTS = {RNN: ["Tanh"], LSTM: ["Sigmoid", "Tanh", "Tanh"], GRU: ["Sigmoid", "Tanh"]}
+
+
 # default (alpha, beta) of the activations that take them
 _ACT_DEFAULTS = {
     "affine": (1.0, 0.0),
@@ -31,6 +38,8 @@ _ACT_DEFAULTS = {
     "hardsigmoid": (0.2, 0.5),
     "elu": (1.0, 0.0),
 }
+
+
 _KNOWN_ACTS = {"relu", "tanh", "sigmoid", "softsign", "softplus", *_ACT_DEFAULTS}
 
 

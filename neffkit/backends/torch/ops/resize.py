@@ -1,34 +1,37 @@
-"""Lowerings of Resize and Upsample.
+"""Lowerings of resizing and grid sampling: Resize, Upsample, GridSample and AffineGrid.
 
 Resize follows the ONNX reference exactly, one axis at a time (the op is separable): each
 output index is mapped to a source coordinate by ``coordinate_transformation_mode``, then
 nearest picks one neighbour (an ``index_select``, exact for any dtype) while linear / cubic
 (antialiased or not) weigh ``n`` neighbours. Cases where ``F.interpolate`` computes the same
 thing (integer nearest upsampling, half_pixel / align_corners (bi/tri)linear) use it instead.
+GridSample and AffineGrid map to ``F.grid_sample`` and ``F.affine_grid``.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neffkit.backends.torch.lowering import LoweringContext
-from neffkit.backends.torch.ops.nn import (
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.nn import (
     FLOAT_TYPES,
-    arg,
-    float_list,
-    int_list,
+    list_input,
     rank_of,
     static_shape,
+    str_attr,
 )
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 NEAREST = "nearest"
+
+
 LINEAR = "linear"
+
+
 CUBIC = "cubic"
 
 
@@ -247,21 +250,6 @@ def resize(
     return x
 
 
-def str_attr(node: Node, name: str, default: str) -> str:
-    v = node.attr(name, default)
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def list_input(ctx: LoweringContext, args: list[Arg], i: int, kind: type) -> Arg:
-    """A static list for a constant input (empty when absent or empty), else a run-time list."""
-    if arg(args, i) is None:
-        return []
-    c = ctx.input_constant(i)
-    if c is not None:
-        return [kind(v) for v in np.asarray(c).reshape(-1)]
-    return ctx.call(float_list if kind is float else int_list, args[i])
-
-
 def _interpolate_fast_path(
     ctx: LoweringContext,
     node: Node,
@@ -434,3 +422,29 @@ def upsample(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         False,
         "stretch",
     )
+
+
+@lowers("GridSample")
+def grid_sample(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # GridSample(x, grid) -> F.grid_sample(x, grid, mode, padding_mode, align_corners)
+    mode = str_attr(node, "mode", "linear" if ctx.opset >= 20 else "bilinear")
+    tmode = {
+        "linear": "bilinear",
+        "bilinear": "bilinear",
+        "nearest": "nearest",
+        "cubic": "bicubic",
+        "bicubic": "bicubic",
+    }.get(mode)
+    if tmode is None:
+        raise Unsupported(f"GridSample mode {mode!r}")
+    pad = str_attr(node, "padding_mode", "zeros")
+    align = bool(node.attr("align_corners", 0))
+    return ctx.call(F.grid_sample, args[0], args[1], tmode, pad, align)
+
+
+@lowers("AffineGrid")
+def affine_grid(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+    # AffineGrid(theta, size) -> F.affine_grid(theta, size, align_corners)
+    size = list_input(ctx, args, 1, int)
+    align = bool(node.attr("align_corners", 0))
+    return ctx.call(F.affine_grid, args[0], size, align)

@@ -1,4 +1,4 @@
-"""Lowerings of box ops: NonMaxSuppression and RoiAlign.
+"""Lowerings of object detection ops: NonMaxSuppression and RoiAlign.
 
 Both follow the ONNX reference implementation step by step (greedy suppression in score order;
 bilinear samples on a per-ROI grid) so ties and boundaries come out the same. The helpers are
@@ -12,11 +12,9 @@ import math
 import torch
 from torch import Tensor
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.context import LoweringContext
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
-
-# -- runtime helpers (TorchScript subset) --------------------------------------------------
 
 
 def _first(t: Tensor | None) -> Tensor | None:
@@ -172,9 +170,6 @@ def roi_align(
             v = v.reshape([c, out_h, gh, out_w, gw]).amax([2, 4])
         out[r] = v.to(x.dtype)
     return out
-
-
-# -- lowerings -------------------------------------------------------------------------------
 
 
 @lowers("NonMaxSuppression")
