@@ -224,7 +224,6 @@ def kernel_of(node: Node, w_index: int) -> list[int] | None:
 _CONV = {1: torch.conv1d, 2: torch.conv2d, 3: torch.conv3d}
 
 
-_CONV_T = {1: torch.conv_transpose1d, 2: torch.conv_transpose2d, 3: torch.conv_transpose3d}
 
 
 def emit_conv(

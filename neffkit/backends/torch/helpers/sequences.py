@@ -21,10 +21,10 @@ def value_kind(v: Value | None) -> str | None:
         return "tensor"
     if not isinstance(t, OpaqueType):
         return None
-    return _proto_kind(t.proto)
+    return proto_kind(t.proto)
 
 
-def _proto_kind(tp: object) -> str | None:
+def proto_kind(tp: object) -> str | None:
     kind = tp.WhichOneof("value")  # type: ignore[attr-defined]
     if kind == "tensor_type":
         return "tensor"

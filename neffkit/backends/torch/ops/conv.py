@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from neffkit.backends.torch.context import LoweringContext
 from neffkit.backends.torch.helpers.nn import (
-    _CONV_T,
     arg,
     emit_conv,
     in_value,
@@ -23,6 +22,8 @@ from neffkit.backends.torch.helpers.nn import (
 )
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
+
+_CONV_T = {1: torch.conv_transpose1d, 2: torch.conv_transpose2d, 3: torch.conv_transpose3d}
 
 
 @lowers("Conv")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from neffkit.backends.torch.context import LoweringContext
-from neffkit.backends.torch.helpers.sequences import _proto_kind, value_kind
+from neffkit.backends.torch.helpers.sequences import proto_kind, value_kind
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
@@ -231,7 +231,7 @@ def optional(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     if _present(node, 0):
         return args[0]
     tp = node.attr("type", None)
-    is_seq = tp is not None and _proto_kind(getattr(tp, "proto", tp)) == "sequence"
+    is_seq = tp is not None and proto_kind(getattr(tp, "proto", tp)) == "sequence"
     return ctx.call(opt_none_seq if is_seq else opt_none_tensor)
 
 
