@@ -225,9 +225,8 @@ def required_params(ops: Sequence[str]) -> list[object]:
 def check_required(op: str, form: str) -> None:
     if form == "math":
         # the conformance (and the TensorProto-data cases for Cast and Clip) checks each case
-        assert any(
-            op in c.op_types for c in _math_cases(tuple(MATH_OPS)) + _math_tensorproto_cases(tuple(MATH_OPS))
-        )
+        every = tuple(MATH_OPS)
+        assert any(op in c.op_types for c in _math_cases(every) + _math_tensorproto_cases(every))
     elif form == "shape":
         assert any(op in c.op_types for c in _shape_cases(tuple(SHAPE_FORM_OPS)))
     else:
