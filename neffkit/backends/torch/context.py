@@ -158,7 +158,6 @@ def free_values(sub: Graph) -> list[Value]:
     return list(out)
 
 
-
 def read_value(v: Value, env: dict[Value, Any], ctx: LoweringContext) -> Any:
     """The fx node of a lowered value; an initializer is read (once) from its buffer."""
     hit = env.get(v)
@@ -171,4 +170,3 @@ def read_value(v: Value, env: dict[Value, Any], ctx: LoweringContext) -> Any:
     raise BackendError(
         f"value '{v.name}' ({dtype_name(v.dtype)}) is read before it is defined in the lowering"
     )
-

@@ -136,7 +136,6 @@ def from_carrier(arr: np.ndarray, elem_type: int | None) -> np.ndarray:
     return arr.astype(np_dtype(elem_type))
 
 
-
 def constant_attr_value(node: Node) -> np.ndarray:
     """The value of a Constant node, whichever of its attributes carries it."""
     for key in ("value", "value_float", "value_int", "value_floats", "value_ints"):

@@ -125,5 +125,3 @@ def _named(r: Any, v: Value, ctx: LoweringContext) -> Any:
         except Exception:  # noqa: BLE001 - naming is cosmetic; never fail the lowering for it
             pass
     return r
-
-

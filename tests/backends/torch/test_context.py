@@ -65,14 +65,16 @@ def test_a_value_read_before_it_is_defined_is_an_error() -> None:
 
 
 def test_free_values_are_the_outer_values_a_subgraph_reads() -> None:
-    graph = load(onnx.parser.parse_model("""
+    graph = load(
+        onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 17]>
         g (bool c, float[2] x, float[2] k) => (float[2] y) {
             y = If (c) <
                 then_branch = t () => (float[2] o) { o = Add(x, k) },
                 else_branch = e () => (float[2] o2) { o2 = Identity(x) }
             >
-        }"""))
+        }""")
+    )
     node = next(iter(graph))
     then = node.attributes["then_branch"].value
     assert [v.name for v in free_values(then)] == ["x", "k"]

@@ -40,8 +40,7 @@ def test_py_name_is_a_valid_identifier(hint: str, want: str) -> None:
 
 def _constant(attr: str) -> np.ndarray:
     model = onnx.parser.parse_model(
-        '<ir_version: 8, opset_import: ["" : 17]>\n'
-        f"g () => (y) {{ y = Constant<{attr}>() }}"
+        f'<ir_version: 8, opset_import: ["" : 17]>\ng () => (y) {{ y = Constant<{attr}>() }}'
     )
     return constant_attr_value(next(iter(load(model))))
 

@@ -36,7 +36,7 @@ EXPECTED_DEFAULT_DOMAIN = (
     "Tanh TensorScatter ThresholdedRelu Tile TopK Transpose Trilu Unique Unsqueeze Upsample "
     "Where Xor "
 ).split()
-EXPECTED_OTHER_DOMAINS = [('ai.onnx.preview', 'FlexAttention')]
+EXPECTED_OTHER_DOMAINS = [("ai.onnx.preview", "FlexAttention")]
 
 
 def test_every_op_lowered_before_is_still_lowered() -> None:

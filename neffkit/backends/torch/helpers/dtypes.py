@@ -36,12 +36,8 @@ TORCH_DTYPES: dict[int, torch.dtype] = {
     TP.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
 }
 
-
 FLOAT_TYPES = {TP.FLOAT, TP.DOUBLE, TP.FLOAT16, TP.BFLOAT16}
-
-
 INT_TYPES = {TP.INT8, TP.INT16, TP.INT32, TP.INT64, TP.UINT8, TP.UINT16, TP.UINT32, TP.UINT64}
-
 
 # Unsigned types torch stores but has few kernels for: computed through int64.
 WIDE_UNSIGNED = {TP.UINT16, TP.UINT32, TP.UINT64}
@@ -71,10 +67,7 @@ _SAME_AS_INPUT = dict.fromkeys(
     0,
 ) | {"Where": 1, "Range": 0}
 
-
 _BOOL_OUT = set("Equal Less LessOrEqual Greater GreaterOrEqual Not And Or Xor IsNaN IsInf".split())
-
-
 _INT64_OUT = set("Shape Size ArgMax ArgMin NonZero".split())
 
 

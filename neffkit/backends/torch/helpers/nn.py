@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from onnx import TensorProto
 
 from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Unsupported
 from neffkit.ir.core import Node, Value
 
@@ -38,7 +39,6 @@ TORCH_DTYPES: dict[int, torch.dtype] = {
     TensorProto.FLOAT8E5M2: torch.float8_e5m2,
     TensorProto.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
 }
-
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 
@@ -68,13 +68,6 @@ def static_shape(v: Value | None) -> list[int] | None:
     if not all(isinstance(d, int) and d >= 0 for d in v.shape):
         return None
     return [int(d) for d in v.shape]
-
-
-def rank_of(v: Value | None) -> int | None:
-    """The rank of ``v`` when known."""
-    if v is None or v.shape is None:
-        return None
-    return len(v.shape)
 
 
 def spatial_rank(node: Node, *candidates: int, attr: str = "kernel_shape") -> int:
@@ -222,8 +215,6 @@ def kernel_of(node: Node, w_index: int) -> list[int] | None:
 
 
 _CONV = {1: torch.conv1d, 2: torch.conv2d, 3: torch.conv3d}
-
-
 
 
 def emit_conv(

@@ -150,9 +150,7 @@ _FLOAT8_MAX = {
     TP.FLOAT8E5M2FNUZ: 57344.0,
 }
 
-
 _E4M3FN_OVERFLOW = 464.0
-
 
 # Value ranges of the integer types, to cast without wrapping when every value fits.
 _INT_RANGES = {

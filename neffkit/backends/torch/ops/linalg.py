@@ -1,5 +1,4 @@
-"""Lowerings of matrix ops: MatMul, Gemm, Einsum, Det and Trilu.
-"""
+"""Lowerings of matrix ops: MatMul, Gemm, Einsum, Det and Trilu."""
 
 from __future__ import annotations
 

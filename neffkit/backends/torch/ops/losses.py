@@ -1,5 +1,4 @@
-"""Lowerings of the losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss.
-"""
+"""Lowerings of the losses: NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from onnx import TensorProto
 
 from neffkit.backends.torch.context import LoweringContext
-from neffkit.backends.torch.helpers.nn import arg, in_value, rank_of, static_shape, torch_dtype
+from neffkit.backends.torch.helpers.nn import arg, in_value, static_shape, torch_dtype
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 

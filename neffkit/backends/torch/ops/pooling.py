@@ -16,29 +16,15 @@ import torch.nn.functional as F
 from onnx import TensorProto
 
 from neffkit.backends.torch.context import LoweringContext
-from neffkit.backends.torch.helpers.nn import (
-    FLOAT_TYPES,
-    ConvGeometry,
-    arg,
-    int_list,
-    rank_of,
-    same_pads,
-)
+from neffkit.backends.torch.helpers.nn import FLOAT_TYPES, ConvGeometry, arg, int_list, same_pads
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 MAX = "max"
-
-
 AVG = "avg"
-
-
 LP = "lp"
-
-
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-
-
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 

@@ -21,10 +21,10 @@ from neffkit.backends.torch.helpers.nn import (
     emit_conv,
     in_value,
     int_matmul,
-    rank_of,
     static_shape,
     torch_dtype,
 )
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.ops.cast import round_fp4
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
@@ -36,7 +36,6 @@ _INT_RANGES = {
     TensorProto.INT16: (-32768, 32767),
 }
 
-
 # Sub-byte integer types (held in int8 / uint8): QuantizeLinear only.
 _SUBBYTE_RANGES = {
     TensorProto.UINT4: (0, 15),
@@ -44,7 +43,6 @@ _SUBBYTE_RANGES = {
     TensorProto.UINT2: (0, 3),
     TensorProto.INT2: (-2, 1),
 }
-
 
 _FLOAT8 = (
     TensorProto.FLOAT8E4M3FN,

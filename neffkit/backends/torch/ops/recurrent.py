@@ -18,16 +18,9 @@ from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 RNN = "RNN"
-
-
 LSTM = "LSTM"
-
-
 GRU = "GRU"
-
-
 _DEFAULT_ACTS = {RNN: ["Tanh"], LSTM: ["Sigmoid", "Tanh", "Tanh"], GRU: ["Sigmoid", "Tanh"]}
-
 
 # default (alpha, beta) of the activations that take them
 _ACT_DEFAULTS = {
@@ -38,7 +31,6 @@ _ACT_DEFAULTS = {
     "hardsigmoid": (0.2, 0.5),
     "elu": (1.0, 0.0),
 }
-
 
 _KNOWN_ACTS = {"relu", "tanh", "sigmoid", "softsign", "softplus", *_ACT_DEFAULTS}
 

@@ -139,7 +139,6 @@ def arg_last(x: Tensor, axis: int, keepdim: bool, largest: bool) -> Tensor:
 
 _RUNTIME = object()  # axes given by an input known only at run time
 
-
 _RUNTIME_OPS = {
     "ReduceSum": "sum",
     "ReduceMean": "mean",

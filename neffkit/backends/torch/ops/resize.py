@@ -16,22 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from neffkit.backends.torch.context import LoweringContext
-from neffkit.backends.torch.helpers.nn import (
-    FLOAT_TYPES,
-    list_input,
-    rank_of,
-    static_shape,
-    str_attr,
-)
+from neffkit.backends.torch.helpers.nn import FLOAT_TYPES, list_input, static_shape, str_attr
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
 
 NEAREST = "nearest"
-
-
 LINEAR = "linear"
-
-
 CUBIC = "cubic"
 
 

@@ -246,9 +246,7 @@ def check_required(op: str, form: str) -> None:
 def edge_params(ops: Sequence[str]) -> list[object]:
     """Hand-written one-node models of ``ops`` (math form: scripted and not; shape form:
     inputs fed at run time, as constants, and with the data input unranked)."""
-    out = [
-        pytest.param("math", e[1:], "", id=e[0]) for e in MATH_EDGE if _edge_op(e[2]) in ops
-    ]
+    out = [pytest.param("math", e[1:], "", id=e[0]) for e in MATH_EDGE if _edge_op(e[2]) in ops]
     for e in SHAPE_EDGE:
         if _edge_op(e[2]) in ops:
             out += [
@@ -393,8 +391,6 @@ def _math_one_case_per_op(ops: tuple[str, ...]) -> list[Case]:
     return list(seen.values())
 
 
-
-
 def math_edge_model(opset: int, node: str, decl: str, ir_version: int = 10) -> onnx.ModelProto:
     """A one-node model with inferred output types."""
     outs = node.split("=")[0].replace(" ", "").split(",")
@@ -512,7 +508,6 @@ def _shape_one_case_per_op(ops: tuple[str, ...]) -> list[Case]:
     for c in _shape_single_node_cases(ops):
         seen.setdefault(c.op_types[0], c)
     return list(seen.values())
-
 
 
 _TYPES = {"float32": "float", "int64": "int64", "int32": "int32", "bool": "bool"}

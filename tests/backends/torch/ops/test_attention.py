@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/attention.py lowers
-OPS = (
-    "Attention CausalConvWithState FlexAttention LinearAttention RotaryEmbedding"
-).split()
+OPS = ("Attention CausalConvWithState FlexAttention LinearAttention RotaryEmbedding").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/cast.py lowers
-OPS = (
-    "BitCast Cast CastLike"
-).split()
+OPS = ("BitCast Cast CastLike").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

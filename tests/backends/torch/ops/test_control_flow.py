@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/control_flow.py lowers
-OPS = (
-    "If Loop Scan"
-).split()
+OPS = ("If Loop Scan").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -16,9 +16,7 @@ from tests.backends.torch.ops import harness
 from tests.backends.torch.ops.harness import agree, model_of, rand
 
 # the ops ops/conv.py lowers
-OPS = (
-    "Col2Im Conv ConvTranspose DeformConv"
-).split()
+OPS = ("Col2Im Conv ConvTranspose DeformConv").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

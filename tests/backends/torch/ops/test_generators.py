@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/generators.py lowers
-OPS = (
-    "Constant ConstantOfShape EyeLike Range"
-).split()
+OPS = ("Constant ConstantOfShape EyeLike Range").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/layout.py lowers
-OPS = (
-    "CenterCropPad Concat DepthToSpace Pad Slice SpaceToDepth Split Tile Transpose"
-).split()
+OPS = ("CenterCropPad Concat DepthToSpace Pad Slice SpaceToDepth Split Tile Transpose").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

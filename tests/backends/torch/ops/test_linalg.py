@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/linalg.py lowers
-OPS = (
-    "Det Einsum Gemm MatMul Trilu"
-).split()
+OPS = ("Det Einsum Gemm MatMul Trilu").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/losses.py lowers
-OPS = (
-    "NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss"
-).split()
+OPS = ("NegativeLogLikelihoodLoss SoftmaxCrossEntropyLoss").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

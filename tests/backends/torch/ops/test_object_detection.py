@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/object_detection.py lowers
-OPS = (
-    "NonMaxSuppression RoiAlign"
-).split()
+OPS = ("NonMaxSuppression RoiAlign").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

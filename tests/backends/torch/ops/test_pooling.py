@@ -10,9 +10,7 @@ from tests.backends.torch.ops import harness
 from tests.backends.torch.ops.harness import agree, model_of, rand
 
 # the ops ops/pooling.py lowers
-OPS = (
-    "AveragePool GlobalAveragePool GlobalLpPool GlobalMaxPool LpPool MaxPool MaxUnpool"
-).split()
+OPS = ("AveragePool GlobalAveragePool GlobalLpPool GlobalMaxPool LpPool MaxPool MaxUnpool").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

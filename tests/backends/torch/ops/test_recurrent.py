@@ -11,9 +11,7 @@ from tests.backends.torch.ops import harness
 from tests.backends.torch.ops.harness import agree, model_of, rand
 
 # the ops ops/recurrent.py lowers
-OPS = (
-    "GRU LSTM RNN"
-).split()
+OPS = ("GRU LSTM RNN").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -17,9 +17,7 @@ from tests.backends.torch.ops import harness
 from tests.backends.torch.ops.harness import rand
 
 # the ops ops/resize.py lowers
-OPS = (
-    "AffineGrid GridSample Resize Upsample"
-).split()
+OPS = ("AffineGrid GridSample Resize Upsample").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

@@ -90,8 +90,7 @@ _HEAD = '<ir_version: 8, opset_import: ["" : 18]>\n'
 def test_sequence_insert_at_positions(pos: int | None) -> None:
     call = "SequenceInsert(s, z)" if pos is None else "SequenceInsert(s, z, p)"
     model = _model(
-        _HEAD
-        + "g (float[2] x, float[2] y, float[2] z, int64 p) => (float[3,2] out, int64 n) {\n"
+        _HEAD + "g (float[2] x, float[2] y, float[2] z, int64 p) => (float[3,2] out, int64 n) {\n"
         "  s = SequenceConstruct(x, y)\n"
         f"  t = {call}\n"
         "  out = ConcatFromSequence<axis = 0, new_axis = 1>(t)\n"
@@ -111,8 +110,7 @@ def test_sequence_insert_at_positions(pos: int | None) -> None:
 @pytest.mark.parametrize("pos", [0, -1, -3, 2])
 def test_sequence_erase_and_at(erase: str, pos: int) -> None:
     model = _model(
-        _HEAD
-        + "g (float[2] x, float[2] y, float[2] z, int64 p, int64 q) => (float[2] out) {\n"
+        _HEAD + "g (float[2] x, float[2] y, float[2] z, int64 p, int64 q) => (float[2] out) {\n"
         "  s = SequenceConstruct(x, y, z)\n"
         f"  t = {erase}\n"
         "  out = SequenceAt(t, q)\n"

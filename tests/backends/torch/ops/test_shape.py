@@ -14,9 +14,7 @@ from neffkit.frontends.onnx import load
 from tests.backends.torch.ops import harness
 
 # the ops ops/shape.py lowers
-OPS = (
-    "Expand Flatten Identity Reshape Shape Size Squeeze Unsqueeze"
-).split()
+OPS = ("Expand Flatten Identity Reshape Shape Size Squeeze Unsqueeze").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:

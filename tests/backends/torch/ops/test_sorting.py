@@ -9,9 +9,7 @@ import pytest
 from tests.backends.torch.ops import harness
 
 # the ops ops/sorting.py lowers
-OPS = (
-    "TopK Unique"
-).split()
+OPS = ("TopK Unique").split()
 
 
 def test_the_module_lowers_exactly_these_ops() -> None:
