@@ -3,7 +3,7 @@
 The torch backend and constant folding must agree with the ONNX specification and with each
 other, whatever version of ml_dtypes is installed (ml_dtypes 0.7 changed what out-of-range
 float -> int4 casts give). This module is the numpy statement of the rules; the torch
-backend's helpers (``backends/torch/ops/elementwise_bits.py``) follow the same rules and
+backend's helpers (``backends/torch/ops/cast.py``) follow the same rules and
 tests hold the two against each other.
 
 The rules, for a cast to INT4 / UINT4 / INT2 / UINT2:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from onnx import TensorProto as TP
 
-from neffkit.backends.torch.ops.elementwise_bits import round_e8m0, round_fp4, wrap_int_bits
+from neffkit.backends.torch.ops.cast import round_e8m0, round_fp4, wrap_int_bits
 from neffkit.ir.casts import SUBBYTE_INTS, cast, spec_defined, to_e8m0, to_fp4
 
 X = np.array(

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from neffkit.backends.torch.lowering import from_carrier, lower_graph, to_numpy, to_torch
+from neffkit.backends.torch.convert import from_carrier, to_numpy, to_torch
+from neffkit.backends.torch.lowering import lower_graph
 from neffkit.backends.torch.registry import supported_ops
 from neffkit.errors import BackendError, first_line
 from neffkit.ir.core import Graph, Value

@@ -10,50 +10,45 @@ A lowering function emits torch.fx nodes for one ONNX node::
 come from ``node.attr(name, default)``; ``ctx.opset`` is the opset of the node's domain. Prefer
 torch builtins, and helpers written in the TorchScript subset (annotated, torch-only), so the
 lowered module scripts. Raise ``Unsupported`` for a case the lowering cannot handle.
+
+The lowerings live in ``neffkit/backends/torch/ops/``, one module per ONNX operator family
+(``arithmetic``, ``shape``, ``conv``, ...). Every module of that package is imported on the
+first lookup, found by ``pkgutil`` (no hand-kept list); one that fails to import raises. A new
+op goes into the module of its family, or a new module there if no family fits.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from neffkit.errors import BackendError
+import neffkit.backends.torch.ops as ops_package
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.convert import Unsupported
+from neffkit.ir.core import Node
 
-if TYPE_CHECKING:
-    from neffkit.backends.torch.lowering import LoweringContext
-    from neffkit.ir.core import Node
+__all__ = [
+    "Arg",
+    "LowerFn",
+    "Lowered",
+    "Unsupported",
+    "as_list",
+    "lookup",
+    "lowers",
+    "lowers_call",
+    "op_modules",
+    "supported_ops",
+]
 
 Arg = Any  # torch.fx.Node or None
 Lowered = Any  # one fx node, or a sequence of them for multi-output ops
-LowerFn = Callable[["LoweringContext", "Node", list[Arg]], Lowered]
+LowerFn = Callable[[LoweringContext, Node, list[Arg]], Lowered]
 
 _REGISTRY: dict[tuple[str, str], LowerFn] = {}
-_OP_MODULES = (
-    "neffkit.backends.torch.ops.elementwise",
-    "neffkit.backends.torch.ops.elementwise_bits",
-    "neffkit.backends.torch.ops.nn",
-    "neffkit.backends.torch.ops.nn_pool",
-    "neffkit.backends.torch.ops.nn_norm",
-    "neffkit.backends.torch.ops.nn_resize",
-    "neffkit.backends.torch.ops.nn_grid",
-    "neffkit.backends.torch.ops.nn_attention",
-    "neffkit.backends.torch.ops.nn_rnn",
-    "neffkit.backends.torch.ops.nn_quant",
-    "neffkit.backends.torch.ops.shape",
-    "neffkit.backends.torch.ops.shape_more",
-    "neffkit.backends.torch.ops.reduce",
-    "neffkit.backends.torch.ops.index",
-    "neffkit.backends.torch.ops.index_boxes",
-    "neffkit.backends.torch.ops.misc",
-    "neffkit.backends.torch.ops.control",
-    "neffkit.backends.torch.ops.sequence",
-)
 _loaded = False
-
-
-class Unsupported(BackendError):
-    """The lowering does not handle this node (an op, attribute value or dtype)."""
 
 
 def lowers(*op_types: str, domain: str = "") -> Callable[[LowerFn], LowerFn]:
@@ -65,6 +60,18 @@ def lowers(*op_types: str, domain: str = "") -> Callable[[LowerFn], LowerFn]:
         return fn
 
     return deco
+
+
+def lowers_call(op_type: str, fn: Callable[..., Any], domain: str = "") -> None:
+    """Registers ``Op(x) -> fn(x)``: a one-input op that is exactly one torch function."""
+
+    def lower(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
+        return ctx.call(fn, args[0])
+
+    lower.__name__ = lower.__qualname__ = f"lower_{op_type}"
+    # the module that registered it, as collections.namedtuple names its classes' module
+    lower.__module__ = sys._getframe(1).f_globals.get("__name__", __name__)
+    _REGISTRY[(domain, op_type)] = lower
 
 
 def lookup(domain: str, op_type: str) -> LowerFn | None:
@@ -79,17 +86,19 @@ def supported_ops() -> list[tuple[str, str]]:
     return sorted(_REGISTRY)
 
 
+def op_modules() -> list[str]:
+    """The full names of the op lowering modules: every module of the ``ops`` package."""
+    prefix = ops_package.__name__ + "."
+    return sorted(m.name for m in pkgutil.iter_modules(ops_package.__path__, prefix))
+
+
 def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
         return
+    for name in op_modules():
+        importlib.import_module(name)  # an ops module that fails to import is a bug: raise
     _loaded = True
-    for mod in _OP_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
 
 
 def as_list(x: Lowered) -> Sequence[Any]:

@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import neffkit.backends.torch as tb
-from neffkit.backends.torch.lowering import from_carrier, to_torch
+from neffkit.backends.torch.convert import from_carrier, to_torch
 from neffkit.frontends.onnx import load
 from neffkit.ir.casts import OWN_CAST_TYPES, spec_defined
 from neffkit.ir.casts import cast as own_cast
@@ -102,7 +102,7 @@ def test_to_torch_and_back(elem: int) -> None:
         info = {TP.INT4: (-8, 8), TP.UINT4: (0, 16), TP.INT2: (-2, 2), TP.UINT2: (0, 4)}[elem]
         arr = np.arange(*info).astype(np_dtype(elem))
     t = to_torch(arr)
-    assert t.dtype == tb.lowering.CARRIERS[elem]
+    assert t.dtype == tb.convert.CARRIERS[elem]
     _same(from_carrier(t.numpy(), elem), arr)
 
 
@@ -237,7 +237,7 @@ def test_cast_to_e8m0_matches_reference(round_mode: str, saturate: int, script: 
 
 def test_cast_to_e8m0_spec_table() -> None:
     # The rows of the Cast spec's FLOAT8E8M0 table where the reference differs (documented in
-    # elementwise_bits.round_e8m0): saturate + up, then non-saturate + nearest.
+    # ops.cast.round_e8m0): saturate + up, then non-saturate + nearest.
     x = np.array([0.0, np.inf, 1e-40, np.nan, 2.0**127 * 1.25, 4.0], np.float32)
     nan, lo, hi = np.nan, 2.0**-127, 2.0**127
     (y,) = _run(_cast_model(TP.FLOAT, TP.FLOAT8E8M0), [x], script=False)

@@ -15,12 +15,10 @@ from typing import List, Optional  # noqa: UP035 - TorchScript reads typing anno
 import torch
 from torch import Tensor
 
-from neffkit.backends.torch.lowering import LoweringContext
+from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.sequences import proto_kind, value_kind
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
-from neffkit.ir.core import Node, Value
-from neffkit.ir.types import OpaqueType, TensorType
-
-# -- runtime helpers (TorchScript subset) -----------------------------------------------------
+from neffkit.ir.core import Node
 
 
 def seq_empty() -> List[Tensor]:  # noqa: UP006
@@ -168,47 +166,8 @@ class SequenceMapModule(torch.nn.Module):
         return out
 
 
-# -- types ------------------------------------------------------------------------------------
-
-
-def value_kind(v: Value | None) -> str | None:
-    """``tensor``, ``sequence``, ``optional_tensor``, ``optional_sequence`` or None (unknown)."""
-    if v is None:
-        return None
-    t = v.type
-    if isinstance(t, TensorType):
-        return "tensor"
-    if not isinstance(t, OpaqueType):
-        return None
-    return _proto_kind(t.proto)
-
-
-def _proto_kind(tp: object) -> str | None:
-    kind = tp.WhichOneof("value")  # type: ignore[attr-defined]
-    if kind == "tensor_type":
-        return "tensor"
-    if kind == "sequence_type":
-        return "sequence"
-    if kind == "optional_type":
-        inner = tp.optional_type.elem_type.WhichOneof("value")  # type: ignore[attr-defined]
-        return {"tensor_type": "optional_tensor", "sequence_type": "optional_sequence"}.get(inner)
-    return None
-
-
-def input_type_expr(v: Value) -> object | None:
-    """The TorchScript type of a graph input that is a sequence or optional (None: a tensor)."""
-    return {
-        "sequence": List[Tensor],  # noqa: UP006
-        "optional_tensor": Optional[Tensor],  # noqa: UP045
-        "optional_sequence": Optional[List[Tensor]],  # noqa: UP006, UP045
-    }.get(value_kind(v) or "")
-
-
 def _present(node: Node, i: int) -> bool:
     return i < len(node.inputs) and node.inputs[i] is not None
-
-
-# -- lowerings --------------------------------------------------------------------------------
 
 
 @lowers("SequenceEmpty")
@@ -272,7 +231,7 @@ def optional(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     if _present(node, 0):
         return args[0]
     tp = node.attr("type", None)
-    is_seq = tp is not None and _proto_kind(getattr(tp, "proto", tp)) == "sequence"
+    is_seq = tp is not None and proto_kind(getattr(tp, "proto", tp)) == "sequence"
     return ctx.call(opt_none_seq if is_seq else opt_none_tensor)
 
 

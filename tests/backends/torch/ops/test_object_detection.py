@@ -1,0 +1,31 @@
+"""Torch lowerings of object detection ops (neffkit/backends/torch/ops/object_detection.py): the
+ONNX node conformance cases of its ops and their variants (see ``harness``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.backends.torch.ops import harness
+
+# the ops ops/object_detection.py lowers
+OPS = ("NonMaxSuppression RoiAlign").split()
+
+
+def test_the_module_lowers_exactly_these_ops() -> None:
+    assert harness.ops_of("object_detection") == sorted(OPS)
+
+
+@pytest.mark.parametrize(("case", "form"), harness.conformance_params(OPS))
+def test_conformance(case: harness.Case, form: str, request: pytest.FixtureRequest) -> None:
+    harness.check_conformance(case, form, request)
+
+
+@pytest.mark.parametrize(("case", "form"), harness.constant_input_params(OPS))
+def test_conformance_with_constant_inputs(case: harness.Case, form: str) -> None:
+    harness.check_constant_inputs(case, form)
+
+
+@pytest.mark.parametrize(("case", "form", "const"), harness.scripted_params(OPS))
+def test_scripted_case(case: harness.Case, form: str, const: bool) -> None:
+    harness.check_scripted(case, form, const)
