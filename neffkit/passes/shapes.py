@@ -13,6 +13,7 @@ every function gives a static shape, and ``None`` means the shapes do not fit th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import overload
 
@@ -37,6 +38,8 @@ def broadcast(*shapes: Sequence[Dim]) -> Dims | None:
     all 1 gives 1; one symbol and 1s give the symbol; two different symbols or an unknown
     dim give an unknown dim (``None``).
     """
+    if len(shapes) == 2 and shapes[0] == shapes[1]:
+        return tuple(shapes[0])  # the common case: each column broadcasts to itself
     rank = max((len(s) for s in shapes), default=0)
     out: list[Dim] = []
     for k in range(rank):
@@ -121,7 +124,7 @@ def transpose(x: Static, perm: Sequence[int] | None) -> Static | None: ...
 def transpose(x: Sequence[Dim], perm: Sequence[int] | None) -> Dims | None: ...
 def transpose(x: Sequence[Dim], perm: Sequence[int] | None) -> Dims | None:
     """``Transpose(x, perm)`` (no perm reverses the dims); None when perm is no permutation."""
-    p = list(range(len(x) - 1, -1, -1)) if perm is None else [int(i) for i in perm]
+    p = list(range(len(x) - 1, -1, -1)) if perm is None else list(perm)
     if sorted(p) != list(range(len(x))):
         return None
     return tuple(x[i] for i in p)
@@ -148,24 +151,26 @@ def reshape(x: Sequence[Dim] | None, target: Sequence[int], allowzero: bool) -> 
             out.append(d)
     if out.count(-1) > 1:
         return None
-    static_x = x is not None and all(not _symbolic(d) for d in x)
+    xs = _ints(x)
     if -1 in out:
-        known = [d for d in out if d != -1]
-        if x is None or not static_x or any(_symbolic(d) for d in known):
+        known = _ints([d for d in out if d != -1])
+        if xs is None or known is None:
             return None
-        part = _prod(known)
-        total = _prod(x)
+        part = math.prod(known)
+        total = math.prod(xs)
         if part == 0 or total % part:
             return None
         out[out.index(-1)] = total // part
-    elif static_x and all(not _symbolic(d) for d in out) and _prod(out) != _prod(x or ()):
-        return None
+    elif xs is not None:
+        static = _ints(out)
+        if static is not None and math.prod(static) != math.prod(xs):
+            return None
     return tuple(out)
 
 
-def _prod(dims: Sequence[Dim]) -> int:
-    n = 1
-    for d in dims:
-        assert isinstance(d, int)  # callers pass static dims only
-        n *= d
-    return n
+def _ints(dims: Sequence[Dim] | None) -> list[int] | None:
+    """``dims`` when every one is static (an int), else None."""
+    if dims is None:
+        return None
+    found = [d for d in dims if isinstance(d, int)]
+    return found if len(found) == len(dims) else None
