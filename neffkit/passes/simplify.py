@@ -7,7 +7,7 @@ Before / after::
     m = MatMul(u, w)               ->
     y = Add(m, b)
 
-The pass runs neffkit's rule set (:data:`neffkit.passes.rewrite.registry.BUILTIN`: the rules
+The pass runs neffkit's rule set (:data:`neffkit.passes.rewrite.registry.BUILTIN_RULES`: the rules
 under ``neffkit/passes/rewrite/rules/``, one module per concept) with the worklist driver of
 :mod:`neffkit.passes.rewrite.driver`. Nodes a rewrite leaves dead are removed on the spot
 (unread initializers are left to ``dce``, except those the pass made itself, such as a folded
@@ -24,7 +24,7 @@ from neffkit.ir.core import Graph
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 from neffkit.passes.rewrite.driver import run_rules
-from neffkit.passes.rewrite.registry import BUILTIN, RuleSet
+from neffkit.passes.rewrite.registry import BUILTIN_RULES, RuleSet
 
 
 @register
@@ -38,7 +38,7 @@ class Simplify(Pass):
         "fold BatchNormalization into Conv/Gemm, MatMul+Add -> Gemm"
     )
     #: the rules this pass runs (``neffkit passes`` lists them)
-    rules: ClassVar[RuleSet] = BUILTIN
+    rules: ClassVar[RuleSet] = BUILTIN_RULES
     disable: str = option("", "rule names to skip, separated by '+' (the rules listed below)")
     keep_signed_zeros: bool = option(
         False, "keep float x+0 / x-(-0), which turn -0.0 into +0.0 (bit-exact signed zeros)"

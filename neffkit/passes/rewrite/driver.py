@@ -58,7 +58,7 @@ def disabled_names(text: str) -> set[str]:
     return {n for n in text.replace("|", "+").replace(" ", "+").split("+") if n}
 
 
-def drive(root: Graph, rw: Rewriter, rules: dict[str, list[Rule]], per_node: int) -> dict:
+def drive(root: Graph, rw: Rewriter, rules: dict[str, list[Rule]], per_node: int) -> dict[str, int]:
     """Runs the rules over a worklist seeded with every node; returns rewrites per rule."""
     counts: dict[str, int] = {}
     initial = [n for n in root.all_nodes() if n.domain == "" and n.op_type in rules]

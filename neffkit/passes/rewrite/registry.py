@@ -7,7 +7,7 @@ A rule is a function ``rule(node, rw) -> bool`` whose docstring's first line is 
     def cancel_neg_neg(node: Node, rw: Rewriter) -> bool:
         \"\"\"Neg(Neg(x)) -> x\"\"\"
 
-``BUILTIN`` holds neffkit's rules, one module per concept under
+``BUILTIN_RULES`` holds neffkit's rules, one module per concept under
 ``neffkit.passes.rewrite.rules``: every module of that package is imported the first time the
 set is used (``pkgutil``, no hand-kept list), and one that does not import or registers no rule
 is an error. A pass with rules of its own makes its own ``RuleSet`` and runs it with
@@ -146,7 +146,7 @@ class RuleSet:
 
 
 #: neffkit's own rules (``neffkit/passes/rewrite/rules/``), run by the ``simplify`` pass.
-BUILTIN = RuleSet("simplify", package="neffkit.passes.rewrite.rules")
+BUILTIN_RULES = RuleSet("simplify", package="neffkit.passes.rewrite.rules")
 
-#: Registers a rule in ``BUILTIN``: ``@rule("Add", "Sub")``.
-rule = BUILTIN.rule
+#: Registers a rule in ``BUILTIN_RULES``: ``@rule("Add", "Sub")``.
+rule = BUILTIN_RULES.rule

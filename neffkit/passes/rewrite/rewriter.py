@@ -270,6 +270,7 @@ def _constant_node_value(node: Node) -> np.ndarray | None:
             return np.array(v, np.int64).reshape(-1)
     return None
 
+
 # -- shapes a value does not declare --------------------------------------------------------------
 
 _SAME_SHAPE = frozenset(

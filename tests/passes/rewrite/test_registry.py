@@ -15,14 +15,14 @@ import pytest
 
 from neffkit.errors import NeffkitError
 from neffkit.ir.core import Node
-from neffkit.passes.rewrite.registry import BUILTIN, RuleSet
+from neffkit.passes.rewrite.registry import BUILTIN_RULES, RuleSet
 from neffkit.passes.rewrite.rewriter import Rewriter
 
 RULES_PACKAGE = "neffkit.passes.rewrite.rules"
 
 
 def test_every_builtin_rule_has_a_pattern_known_ops_and_its_module_in_the_rules_package() -> None:
-    infos = BUILTIN.rules()
+    infos = BUILTIN_RULES.rules()
     assert len(infos) >= 39  # the rules simplify had when they moved here
     for r in infos:
         assert "->" in r.pattern and r.pattern == r.pattern.strip(), r.name
@@ -33,8 +33,8 @@ def test_every_builtin_rule_has_a_pattern_known_ops_and_its_module_in_the_rules_
 
 
 def test_every_public_rule_function_of_the_rules_package_is_registered() -> None:
-    registered = {r.fn for r in BUILTIN.rules()}
-    modules = {r.module for r in BUILTIN.rules()}
+    registered = {r.fn for r in BUILTIN_RULES.rules()}
+    modules = {r.module for r in BUILTIN_RULES.rules()}
     package = importlib.import_module(RULES_PACKAGE)
     found = {p.stem for p in Path(package.__path__[0]).glob("*.py") if p.stem != "__init__"}
     assert {m.rsplit(".", 1)[1] for m in modules} == found  # each module holds rules
@@ -46,12 +46,12 @@ def test_every_public_rule_function_of_the_rules_package_is_registered() -> None
 
 
 def test_rules_of_an_op_are_tried_in_module_name_then_definition_order() -> None:
-    modules = sorted({r.module for r in BUILTIN.rules()})
+    modules = sorted({r.module for r in BUILTIN_RULES.rules()})
 
     def key(fn: object) -> tuple[int, int]:
         return modules.index(fn.__module__), fn.__code__.co_firstlineno  # type: ignore[attr-defined]
 
-    table = BUILTIN.table()
+    table = BUILTIN_RULES.table()
     for op, rules in table.items():
         assert rules == sorted(rules, key=key), op
     assert [r.__name__ for r in table["Mul"]][:2] == ["drop_mul_one", "fold_mul_into_conv"]
@@ -62,11 +62,11 @@ def test_rules_of_an_op_are_tried_in_module_name_then_definition_order() -> None
 
 
 def test_disabled_rules_leave_the_table_and_unknown_names_are_refused() -> None:
-    table = BUILTIN.table({"drop_identity", "fuse_transposes"})
+    table = BUILTIN_RULES.table({"drop_identity", "fuse_transposes"})
     assert "Identity" not in table
     assert [r.__name__ for r in table["Transpose"]] == ["drop_identity_transpose"]
     with pytest.raises(NeffkitError, match=r"unknown rule\(s\) nope; known: .*drop_identity"):
-        BUILTIN.table({"nope"})
+        BUILTIN_RULES.table({"nope"})
 
 
 def _rule(node: Node, rw: Rewriter) -> bool:

@@ -1,4 +1,4 @@
-"""neffkit's rewrite rules, one module per concept, all registered in ``registry.BUILTIN``.
+"""neffkit's rewrite rules, one module per concept, all registered in ``registry.BUILTIN_RULES``.
 
 Every module here is imported when the rule set is first used (no list to keep): a new module
 needs no other edit. Modules: ``arithmetic`` (involutions, neutral operands), ``casts``,

@@ -85,6 +85,7 @@ def drop_add_zero(node: Node, rw: Rewriter) -> bool:
 
     Float: -0.0 + 0 is +0.0; exact with keep-signed-zeros for -0 only.
     """
+
     def zero(c: np.ndarray) -> bool:
         if not np.all(c == 0):
             return False
@@ -96,6 +97,7 @@ def drop_add_zero(node: Node, rw: Rewriter) -> bool:
 @rule("Sub")
 def drop_sub_zero(node: Node, rw: Rewriter) -> bool:
     """x - 0 -> x   (x - (+0.0) is exact; x - (-0.0) turns -0.0 into +0.0)"""
+
     def zero(c: np.ndarray) -> bool:
         if not np.all(c == 0):
             return False

@@ -1,5 +1,4 @@
-"""Transpose rules: two Transposes compose into one (or none), an identity permutation goes.
-"""
+"""Transpose rules: two Transposes compose into one (or none), an identity permutation goes."""
 
 from __future__ import annotations
 

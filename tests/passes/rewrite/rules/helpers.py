@@ -11,7 +11,7 @@ from neffkit.backends.onnx import to_onnx
 from neffkit.ir.text import normalize, parse, print_body
 from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, PassResult
-from neffkit.passes.rewrite.registry import BUILTIN
+from neffkit.passes.rewrite.registry import BUILTIN_RULES
 from neffkit.passes.simplify import Simplify
 from neffkit.testing import check_rewrite
 
@@ -76,7 +76,7 @@ def check(
     return result
 
 
-_RULE_NAMES = set(BUILTIN.names())
+_RULE_NAMES = set(BUILTIN_RULES.names())
 
 
 def tensor(name: str, arr: np.ndarray, dtype: str = "float") -> str:
