@@ -91,7 +91,7 @@ def _traced(p: Node, rw: Rewriter, depth: int) -> Elements | None:
             return None
         if op == "Unsqueeze" and inner[1] and axes in ([0], [-1]):
             return inner[0], False
-        if op == "Squeeze" and not inner[1] and axes in ([0], [-1], "absent"):
+        if op == "Squeeze" and not inner[1] and (isinstance(axes, Absent) or axes in ([0], [-1])):
             return inner[0], True
         return None
     if op == "Cast" and ins:
@@ -118,14 +118,10 @@ def _clamp(i: int, rank: int) -> int:
     return min(max(i, 0), rank)
 
 
-def _axes_or_absent(node: Node, rw: Rewriter) -> list[int] | str | None:
-    """Squeeze / Unsqueeze axes; ``"absent"`` when not given; None when not constant."""
-    if rw.opset < 13:
-        a = node.attr("axes")
-        return "absent" if a is None else [int(x) for x in a]
-    if len(node.inputs) < 2 or node.inputs[1] is None:
-        return "absent"
-    return int_list(rw.const(node.inputs[1]))
+def _axes_or_absent(node: Node, rw: Rewriter) -> list[int] | Absent | None:
+    """Squeeze / Unsqueeze axes (an attribute before opset 13, an input from it); ``ABSENT``
+    when not given; None when not constant."""
+    return ints_operand(node, rw, "axes", 1, 13)
 
 
 def _new_ints(rw: Rewriter, node: Node, suffix: str, vals: list[int]) -> Value:
@@ -354,7 +350,7 @@ def fuse_squeezes(node: Node, rw: Rewriter) -> bool:
     n1 = _normalized(a1, r)
     if n1 is None or not n1:
         return False
-    if isinstance(a2, str):  # absent: every dim of 1 left after the inner Squeeze
+    if isinstance(a2, Absent):  # every dim of 1 left after the inner Squeeze
         if xs is None or not all(isinstance(d, int) for d in xs):
             return False  # which dims are 1 is known only for a static shape
         a2 = [j for j, p in enumerate(_nth_not_in(set(n1), len(xs) - len(n1))) if xs[p] == 1]
