@@ -1,6 +1,7 @@
-"""The pass docs stay true: the example pass of docs/writing-a-pass.md and its tests run as
-written, its entry-point snippet works, and docs/passes.md covers every built-in pass and
-simplify rule, with examples whose printed output is what the passes really produce."""
+"""The pass docs stay true: the example pass and the example rewrite rule of
+docs/writing-a-pass.md and their tests run as written, its entry-point snippet works, and
+docs/passes.md covers every built-in pass and simplify rule, with examples whose printed
+output is what the passes really produce."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import pytest
 from neffkit.ir.text import parse, print_body
 from neffkit.optimize import DEFAULT_PIPELINES
 from neffkit.passes import PassContext, available, get_pass, parse_pipeline, registry
-from neffkit.passes.simplify_rules import RULES
+from neffkit.passes.rewrite.registry import BUILTIN_RULES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PASSES_MD = DOCS / "passes.md"
@@ -106,6 +107,33 @@ def test_the_example_pass_and_its_tests_run_as_written() -> None:
     assert _PASS_NAME not in registry._REGISTERED
 
 
+_RULE_PASS = "abs-cleanup"
+
+
+def test_the_example_rewrite_rule_and_its_tests_run_as_written() -> None:
+    assert _RULE_PASS not in registry._REGISTERED, f"rename the doc's '{_RULE_PASS}' example"
+    modules = ("docs_example_abs_cleanup", "docs_example_test_abs_cleanup")
+    try:
+        module = load_module(modules[0], one_block(WRITING_MD, "rule"))
+        (info,) = module.ABS_RULES.rules()
+        assert (info.name, info.ops, info.pattern) == (
+            "drop_neg_under_abs",
+            ("Abs",),
+            "Abs(Neg(x)) -> Abs(x)",
+        )
+        tests = load_module(modules[1], one_block(WRITING_MD, "rule test"))
+        assert "from neffkit.testing import check_rewrite" in one_block(WRITING_MD, "rule test")
+        ran = []
+        for test_id, f, kwargs in collect_tests(tests):
+            f(**kwargs)
+            ran.append(test_id)
+        assert len(ran) >= 4, ran
+    finally:
+        registry._REGISTERED.pop(_RULE_PASS, None)
+        for name in modules:
+            sys.modules.pop(name, None)
+
+
 def test_the_check_rewrite_signature_shown_is_the_real_one() -> None:
     from neffkit.testing import check_rewrite, rewrite
 
@@ -176,7 +204,7 @@ def test_every_builtin_pass_has_a_section_in_passes_md() -> None:
 
 def test_every_simplify_rule_is_in_the_rule_table() -> None:
     text = PASSES_MD.read_text()
-    rules = {r.__name__ for bucket in RULES.values() for r in bucket}
+    rules = set(BUILTIN_RULES.names())
     missing = [r for r in sorted(rules) if not re.search(rf"^\| `{r}` \|", text, re.M)]
     assert not missing, f"docs/passes.md: simplify rules missing from the rule table: {missing}"
 

@@ -20,6 +20,7 @@ from neffkit.errors import PassError
 from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_body
 from neffkit.passes import Pass, PassContext, PassResult, register, registry
+from neffkit.passes.rewrite.registry import BUILTIN_RULES
 
 MODEL = """
 <ir_version: 8, opset_import: ["" : 17]>
@@ -120,6 +121,19 @@ def test_cli_passes_lists_every_pass_with_options(capsys) -> None:
     for name in ("dce", "cse", "fold", "simplify", "dedup", "shape-infer"):
         assert f"\n{name} " in "\n" + text
     assert "max-bytes=" in text and "default pipelines" in text
+
+
+def test_cli_passes_lists_the_simplify_rules_with_their_patterns(capsys) -> None:
+    assert main(["passes"]) == 0
+    text = capsys.readouterr().out
+    for r in BUILTIN_RULES.rules():
+        assert f" {r.name:<30} {r.pattern}\n" in text
+    assert main(["passes", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)["passes"]}
+    rules = rows["simplify"]["rules"]
+    assert [r["name"] for r in rules] == [r.name for r in BUILTIN_RULES.rules()]
+    assert {"name": "drop_identity", "ops": ["Identity"], "pattern": "Identity(x) -> x"} in rules
+    assert "rules" not in rows["dce"]
 
 
 PLUGIN = '''

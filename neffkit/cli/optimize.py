@@ -196,19 +196,25 @@ def cmd_passes(args: argparse.Namespace) -> int:
     """``neffkit passes``."""
     from neffkit.optimize import DEFAULT_PIPELINES
     from neffkit.passes.registry import all_passes
+    from neffkit.passes.rewrite.registry import RuleSet
 
     rows = []
     for cls in all_passes():
-        rows.append(
-            {
-                "name": cls.name,
-                "description": cls.description,
-                "module": cls.__module__,
-                "options": [
-                    {"name": n, "type": t, "default": d, "help": h} for n, t, d, h in cls.options()
-                ],
-            }
-        )
+        row = {
+            "name": cls.name,
+            "description": cls.description,
+            "module": cls.__module__,
+            "options": [
+                {"name": n, "type": t, "default": d, "help": h} for n, t, d, h in cls.options()
+            ],
+        }
+        rule_set = getattr(cls, "rules", None)  # a pass that runs rewrite rules lists them
+        if isinstance(rule_set, RuleSet):
+            row["rules"] = [
+                {"name": r.name, "ops": list(r.ops), "pattern": r.pattern}
+                for r in rule_set.rules()
+            ]
+        rows.append(row)
     if args.json:
         print(
             json.dumps(
@@ -221,6 +227,10 @@ def cmd_passes(args: argparse.Namespace) -> int:
         for o in r["options"]:
             extra = f"  {o['help']}" if o["help"] else ""
             print(f"{'':<22}{o['name']}={o['default']!r} ({o['type']}){extra}")
+        if r.get("rules"):
+            print(f"{'':<22}rules:")
+            for rule in r["rules"]:
+                print(f"{'':<24}{rule['name']:<30} {rule['pattern']}")
     print("\ndefault pipelines (neffkit optimize --target T):")
     for target, text in DEFAULT_PIPELINES.items():
         print(f"  {target:<12}{text}")

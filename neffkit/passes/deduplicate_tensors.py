@@ -25,6 +25,7 @@ import numpy as np
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import Tensor
+from neffkit.passes import shapes
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 
@@ -224,9 +225,5 @@ def _is_copy(node: Node, src: Value, out: Value, ctx: PassContext) -> bool:
         if src.shape is None or not all(isinstance(d, int) for d in src.shape):
             return False
         target = [int(x) for x in np.asarray(shape_v.const.numpy()).reshape(-1)]
-        try:
-            result = np.broadcast_shapes(tuple(src.shape), tuple(target))
-        except ValueError:
-            return False
-        return tuple(result) == tuple(src.shape)
+        return shapes.keeps_shape(src.shape, target)
     return False

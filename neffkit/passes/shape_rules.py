@@ -24,6 +24,8 @@ from onnx import TensorProto
 
 from neffkit.ir.core import Node, Value
 from neffkit.ir.tensor import Tensor
+from neffkit.passes import shapes
+from neffkit.passes.shapes import broadcast
 
 Static = tuple[int, tuple[int, ...]]
 InTypes = Sequence[Static | None]
@@ -103,27 +105,6 @@ def const_ints(v: Value | None) -> list[int] | None:
         else:
             return None
     return [int(x) for x in arr.reshape(-1)]
-
-
-def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
-    """Numpy (multidirectional) broadcasting of static shapes; None when they do not match."""
-    rank = max(len(s) for s in shapes)
-    out = []
-    for k in range(rank):
-        d = 1
-        for s in shapes:
-            j = len(s) - rank + k
-            if j < 0:
-                continue
-            e = s[j]
-            if e == 1:
-                continue
-            if d == 1:
-                d = e
-            elif e != d:
-                return None
-        out.append(d)
-    return tuple(out)
 
 
 def _axis(a: int, rank: int) -> int | None:
@@ -299,32 +280,17 @@ def _matmul(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     # before -> after: y = MatMul(a: float[5,2,3], b: float[3,4]) -> y: float[5,2,4]
     if len(ins) != 2 or ins[0] is None or ins[1] is None:
         return None
-    a, b = ins[0][1], ins[1][1]
-    if not a or not b:
-        return None
-    a2 = (1, a[0]) if len(a) == 1 else a
-    b2 = (b[0], 1) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        return None
-    batch = broadcast(a2[:-2], b2[:-2])
-    if batch is None:
-        return None
-    out = batch + ((a2[-2],) if len(a) > 1 else ()) + ((b2[-1],) if len(b) > 1 else ())
-    return [(ins[0][0], out)]
+    out = shapes.matmul(ins[0][1], ins[1][1])
+    return None if out is None else [(ins[0][0], out)]
 
 
 @_rule("Gemm")
 def _gemm(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if len(ins) < 2 or ins[0] is None or ins[1] is None:
         return None
-    a, b = ins[0][1], ins[1][1]
-    if len(a) != 2 or len(b) != 2:
-        return None
-    m, k = (a[1], a[0]) if node.attr("transA", 0) else a
-    k2, n = (b[1], b[0]) if node.attr("transB", 0) else b
-    if k != k2:
-        return None
-    return [(ins[0][0], (m, n))]
+    trans_a, trans_b = bool(node.attr("transA", 0)), bool(node.attr("transB", 0))
+    out = shapes.gemm(ins[0][1], ins[1][1], trans_a, trans_b)
+    return None if out is None else [(ins[0][0], out)]
 
 
 # -- shape manipulation -----------------------------------------------------------------------
@@ -334,12 +300,8 @@ def _gemm(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
 def _transpose(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     if not ins or ins[0] is None:
         return None
-    x = ins[0][1]
-    perm = node.attr("perm")
-    perm = list(range(len(x) - 1, -1, -1)) if perm is None else list(perm)
-    if sorted(perm) != list(range(len(x))):
-        return None
-    return [(ins[0][0], tuple(x[p] for p in perm))]
+    out = shapes.transpose(ins[0][1], node.attr("perm"))
+    return None if out is None else [(ins[0][0], out)]
 
 
 @_rule("Reshape")
@@ -350,28 +312,9 @@ def _reshape(node: Node, ins: InTypes, cx: Facts) -> list[Static] | None:
     target = cx.ints(node.inputs[1])
     if target is None:
         return None
-    x = ins[0][1]
     allowzero = cx.opset >= 14 and bool(node.attr("allowzero", 0))
-    out = []
-    for i, d in enumerate(target):
-        if d == 0 and not allowzero:
-            if i >= len(x):
-                return None
-            d = x[i]
-        elif d < -1:
-            return None
-        out.append(d)
-    if out.count(-1) > 1:
-        return None
-    if -1 in out:
-        known = _prod([d for d in out if d != -1])
-        total = _prod(x)
-        if known == 0 or total % known:
-            return None
-        out[out.index(-1)] = total // known
-    elif _prod(out) != _prod(x):
-        return None
-    return [(ins[0][0], tuple(out))]
+    out = shapes.reshape(ins[0][1], target, allowzero)
+    return None if out is None else [(ins[0][0], out)]
 
 
 @_rule("Flatten")

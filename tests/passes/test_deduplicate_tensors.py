@@ -110,3 +110,12 @@ def test_constant_nodes_become_initializers_except_graph_outputs() -> None:
             s = Mul(x, a) y = Add(s, b) }""",
     )
     assert sorted(g.initializers) == ["a", "b"]
+
+
+def test_expand_that_keeps_the_shape_is_removed() -> None:
+    sig = "m (float[2,3] x) => (float[2,3] y) <int64[2] s = {1, 3}>"
+    check_rewrite(
+        DeduplicateTensors(constant_nodes=False),
+        H + sig + " { e = Expand(x, s) y = Relu(e) }",
+        H + sig + " { y = Relu(x) }",
+    )

@@ -1,6 +1,6 @@
-"""``simplify`` rules on shape computations: Reshape targets assembled from ``Shape`` pieces,
-``Gather`` of partly static shapes, and chains of Squeeze / Unsqueeze. Listed in
-``simplify_rules.RULES``.
+"""Reshape, Squeeze and Unsqueeze rules, and the shape tensors they read: chains fuse, a
+Reshape to the shape it already has goes, a Squeeze undoes an Unsqueeze, and a Reshape target
+assembled from ``Shape`` pieces (or a ``Gather`` of a partly static shape) becomes a constant.
 
 Before / after (``x: float[1, T, 8]``, as the PyTorch exporter writes ``x.view(1, -1, 2, 4)``)::
 
@@ -20,13 +20,20 @@ import numpy as np
 from onnx import TensorProto as TP
 
 from neffkit.ir.core import Node, Value
-from neffkit.passes.simplify import Rewriter, int_list, producer
+from neffkit.passes.rewrite.patterns import Absent, int_list, ints_operand, producer
+from neffkit.passes.rewrite.registry import rule
+from neffkit.passes.rewrite.rewriter import Rewriter
 
 #: How far back a shape piece is traced (Reshape <- Cast <- Concat <- Unsqueeze <- Gather <- Shape)
 _DEPTH = 6
+
+
 #: A longer tensor of unknown values is no shape piece (and is not listed out)
 _MAX_UNKNOWN = 64
+
+
 _INT_LIMITS = {TP.INT64: (-(2**63), 2**63 - 1), TP.INT32: (-(2**31), 2**31 - 1)}
+
 
 #: The elements of a 0-D or 1-D int tensor (None where unknown) and whether it is 0-D.
 Elements = tuple[list[int | None], bool]
@@ -84,7 +91,7 @@ def _traced(p: Node, rw: Rewriter, depth: int) -> Elements | None:
             return None
         if op == "Unsqueeze" and inner[1] and axes in ([0], [-1]):
             return inner[0], False
-        if op == "Squeeze" and not inner[1] and axes in ([0], [-1], "absent"):
+        if op == "Squeeze" and not inner[1] and (isinstance(axes, Absent) or axes in ([0], [-1])):
             return inner[0], True
         return None
     if op == "Cast" and ins:
@@ -111,14 +118,10 @@ def _clamp(i: int, rank: int) -> int:
     return min(max(i, 0), rank)
 
 
-def _axes_or_absent(node: Node, rw: Rewriter) -> list[int] | str | None:
-    """Squeeze / Unsqueeze axes; ``"absent"`` when not given; None when not constant."""
-    if rw.opset < 13:
-        a = node.attr("axes")
-        return "absent" if a is None else [int(x) for x in a]
-    if len(node.inputs) < 2 or node.inputs[1] is None:
-        return "absent"
-    return int_list(rw.const(node.inputs[1]))
+def _axes_or_absent(node: Node, rw: Rewriter) -> list[int] | Absent | None:
+    """Squeeze / Unsqueeze axes (an attribute before opset 13, an input from it); ``ABSENT``
+    when not given; None when not constant."""
+    return ints_operand(node, rw, "axes", 1, 13)
 
 
 def _new_ints(rw: Rewriter, node: Node, suffix: str, vals: list[int]) -> Value:
@@ -128,11 +131,9 @@ def _new_ints(rw: Rewriter, node: Node, suffix: str, vals: list[int]) -> Value:
     return rw.add_constant(g, hint, np.array(vals, np.int64))
 
 
-# -- Reshape targets ------------------------------------------------------------------------------
-
-
-# Reshape(x, Concat(.., Unsqueeze(Gather(Shape(y), i)), ..)) -> Reshape(x, [.., -1, ..])
+@rule("Reshape")
 def constant_reshape_target(node: Node, rw: Rewriter) -> bool:
+    """Reshape(x, Concat(.., Unsqueeze(Gather(Shape(y), i)), ..)) -> Reshape(x, [.., -1, ..])"""
     if rw.opset < 5 or len(node.inputs) != 2 or node.inputs[0] is None:
         return False  # the shape is an attribute before opset 5
     s = node.inputs[1]
@@ -162,13 +163,15 @@ def _minus_one_is_exact(vals: list[int | None], node: Node, rw: Rewriter) -> boo
             continue
         if d < 0 or allowzero:
             return False  # a second -1, or an explicit 0 (-1 and 0 cannot meet with allowzero)
-        if xs is None or i >= len(xs) or not isinstance(xs[i], int) or xs[i] <= 0:
+        dim = xs[i] if xs is not None and i < len(xs) else None
+        if not isinstance(dim, int) or dim <= 0:
             return False  # an empty tensor leaves -1 undetermined
     return True
 
 
-# Gather(Shape(x), i) -> [x.shape[i]]   (that dim is static, though others of x may not be)
+@rule("Gather")
 def fold_gather_of_shape(node: Node, rw: Rewriter) -> bool:
+    """Gather(Shape(x), i) -> [x.shape[i]]   (that dim is static, though others of x may not be)"""
     if len(node.inputs) != 2 or producer(node.inputs[0], "Shape") is None:
         return False
     out = node.outputs[0]
@@ -177,15 +180,102 @@ def fold_gather_of_shape(node: Node, rw: Rewriter) -> bool:
     got = _traced(node, rw, _DEPTH)
     if got is None or any(d is None for d in got[0]):
         return False
+    idx = rw.const(node.inputs[1], 1 << 12)  # constant: _traced read it
+    if idx is None:
+        return False
     arr = np.array(got[0], np.int64)
-    arr = arr.reshape(()) if got[1] else arr.reshape(rw.const(node.inputs[1]).shape)
+    arr = arr.reshape(()) if got[1] else arr.reshape(idx.shape)
     g = node.graph
     assert g is not None
     rw.replace(out, rw.add_constant(g, (out.name or "dim") + "_value", arr))
     return True
 
 
-# -- Squeeze / Unsqueeze chains ------------------------------------------------------------------
+_RESHAPE_LIKE = ("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+@rule("Reshape")
+def fuse_reshape_chain(node: Node, rw: Rewriter) -> bool:
+    """Reshape(Reshape|Flatten|Squeeze|Unsqueeze(x), s) -> Reshape(x, s)
+
+    ``s`` copies no dim: no 0.
+    """
+    if rw.opset < 5 or len(node.inputs) < 2:
+        return False  # the shape is an attribute before opset 5
+    t = node.inputs[0]
+    inner = t.producer if t is not None else None
+    if inner is None or inner.domain != "" or inner.op_type not in _RESHAPE_LIKE:
+        return False
+    x = inner.inputs[0] if inner.inputs else None
+    s = int_list(rw.const(node.inputs[1]))
+    if x is None or s is None:
+        return False
+    if 0 in s and not node.attr("allowzero", 0):
+        return False  # a 0 copies a dim of the intermediate shape
+    rw.set_input(node, 0, x)
+    return True
+
+
+@rule("Reshape")
+def drop_same_shape_reshape(node: Node, rw: Rewriter) -> bool:
+    """Reshape(x, s) -> x   (s resolves to x's own shape)"""
+    if rw.opset < 5 or len(node.inputs) < 2 or node.inputs[0] is None:
+        return False
+    x = node.inputs[0]
+    s = int_list(rw.const(node.inputs[1]))
+    xs = rw.shape(x)
+    if s is None or xs is None or len(s) != len(xs):
+        return False
+    allowzero = bool(node.attr("allowzero", 0))
+    inferred = -1
+    for i, (d, want) in enumerate(zip(xs, s)):
+        if want == 0 and not allowzero:
+            continue  # copies x's dim
+        if want == -1 and inferred < 0:
+            inferred = i
+            continue
+        if not isinstance(d, int) or d != want:
+            return False
+    if inferred >= 0:
+        # -1 takes what is left of the element count: x's own dim, when the rest is nonzero
+        rest = [d for i, d in enumerate(xs) if i != inferred]
+        if not all(isinstance(d, int) and d > 0 for d in rest):
+            return False
+    rw.replace(node.outputs[0], x)
+    return True
+
+
+def _axes(node: Node, rw: Rewriter) -> list[int] | None:
+    """Squeeze/Unsqueeze axes: attribute before opset 13, input 1 from it; None if unknown."""
+    axes = ints_operand(node, rw, "axes", 1, 13)
+    return None if isinstance(axes, Absent) else axes
+
+
+@rule("Squeeze", "Unsqueeze")
+def cancel_squeeze_unsqueeze(node: Node, rw: Rewriter) -> bool:
+    """Squeeze(Unsqueeze(x, a), a) -> x;  Unsqueeze(Squeeze(x, a), a) -> x"""
+    other = "Unsqueeze" if node.op_type == "Squeeze" else "Squeeze"
+    inner = producer(node.inputs[0], other)
+    if inner is None or inner.inputs[0] is None:
+        return False
+    x = inner.inputs[0]
+    a_out = _axes(node, rw)
+    a_in = _axes(inner, rw)
+    if not a_out or not a_in or len(set(a_out)) != len(a_out) or len(a_in) != len(a_out):
+        return False
+    if sorted(a_out) != sorted(a_in):
+        # Both lists index the same rank R: the Unsqueeze's output = the Squeeze's input.
+        r = rw.rank(x)
+        if r is None:
+            return False
+        if node.op_type == "Squeeze":
+            r += len(a_in)
+        if r <= 0 or not all(-r <= a < r for a in a_out + a_in):
+            return False
+        if sorted(a % r for a in a_out) != sorted(a % r for a in a_in):
+            return False
+    rw.replace(node.outputs[0], x)
+    return True
 
 
 def _normalized(axes: list[int], rank: int | None) -> list[int] | None:
@@ -201,7 +291,7 @@ def _normalized(axes: list[int], rank: int | None) -> list[int] | None:
 
 def _nth_not_in(taken: set[int], count: int) -> list[int]:
     """The first ``count`` non-negative ints not in ``taken``, in order."""
-    out = []
+    out: list[int] = []
     p = 0
     while len(out) < count:
         if p not in taken:
@@ -221,8 +311,9 @@ def _set_axes(node: Node, rw: Rewriter, axes: list[int]) -> None:
         rw.touched.append(node)
 
 
-# Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a)   (a: where both sets of new dims land)
+@rule("Unsqueeze")
 def fuse_unsqueezes(node: Node, rw: Rewriter) -> bool:
+    """Unsqueeze(Unsqueeze(x, a1), a2) -> Unsqueeze(x, a)   (a: where both sets of new dims land)"""
     inner = producer(node.inputs[0], "Unsqueeze")
     if inner is None or inner.inputs[0] is None or not rw.only_user(node.inputs[0], node):
         return False
@@ -244,8 +335,9 @@ def fuse_unsqueezes(node: Node, rw: Rewriter) -> bool:
     return True
 
 
-# Squeeze(Squeeze(x, a1), a2) -> Squeeze(x, a)   (a2 renumbered to x's dims)
+@rule("Squeeze")
 def fuse_squeezes(node: Node, rw: Rewriter) -> bool:
+    """Squeeze(Squeeze(x, a1), a2) -> Squeeze(x, a)   (a2 renumbered to x's dims)"""
     inner = producer(node.inputs[0], "Squeeze")
     if inner is None or inner.inputs[0] is None or not rw.only_user(node.inputs[0], node):
         return False
@@ -258,11 +350,11 @@ def fuse_squeezes(node: Node, rw: Rewriter) -> bool:
     n1 = _normalized(a1, r)
     if n1 is None or not n1:
         return False
-    if a2 == "absent":
+    if isinstance(a2, Absent):  # every dim of 1 left after the inner Squeeze
         if xs is None or not all(isinstance(d, int) for d in xs):
             return False  # which dims are 1 is known only for a static shape
         a2 = [j for j, p in enumerate(_nth_not_in(set(n1), len(xs) - len(n1))) if xs[p] == 1]
-    n2 = _normalized(list(a2), None if r is None else r - len(n1))
+    n2 = _normalized(a2, None if r is None else r - len(n1))
     if n2 is None or not n2:
         return False
     kept = _nth_not_in(set(n1), max(n2) + 1)

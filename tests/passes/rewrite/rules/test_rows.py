@@ -1,33 +1,20 @@
-"""``simplify``: ``flatten_row_region`` (row-wise regions run on 2-D rows, MatMul + Add -> Gemm),
-``fold_input_scale_into_weights`` and ``select_constant_where``: before/after as text, non-cases,
-onnxruntime agreement on random inputs (symbolic dims fed as 2), the changed flag and a fixed
-point after one run."""
+"""``flatten_row_region``: row-wise regions run on 2-D rows (MatMul + Add -> Gemm): before /
+after as text, non-cases, onnxruntime agreement on random inputs (symbolic dims fed as 2), the
+changed flag and a fixed point after one run."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+import neffkit
 from neffkit.ir.text import parse, print_body
 from neffkit.passes import PassContext, PassManager
 from neffkit.passes.simplify import Simplify
 from neffkit.testing import check_rewrite
 
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
-W = "float[4,3] w = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, 0.9, -1.0, 1.1, 1.2}"
-W2 = "float[3,4] v = {0.5, -0.1, 0.2, 0.3, -0.4, 0.6, 0.7, 0.1, 0.2, -0.3, 0.4, 0.9}"
-B = "float[3] b = {1, 2, 3}"
-B2 = "float[4] c = {-1, 0.5, 2, 1}"
-
-
-def model(sig: str, inits: str, body: str) -> str:
-    return f"{HEAD}m {sig} <{inits}> {{\n{body}\n}}"
-
-
-def run(text: str, after: str | None) -> None:
-    check_rewrite(Simplify(), text, after)
-
-
-# -- flatten_row_region ----------------------------------------------------------------------------
+from .helpers import B2, W2, B, W, model_with, run
 
 
 def test_linear_and_layer_norm_run_on_rows() -> None:
@@ -36,13 +23,13 @@ def test_linear_and_layer_norm_run_on_rows() -> None:
     inits = (
         f"{W}, {B}, float[3] s = {{1, 2, 3}}, float[3] t = {{0, 1, 0}}, int64[3] r = {{1, 6, 1}}"
     )
-    before = model(
+    before = model_with(
         "(float[1,2,4] x) => (float[1,6,1] y)",
         inits,
         "m = MatMul(x, w)\na = Add(m, b)\n"
         "h = LayerNormalization<axis=-1>(a, s, t)\ny = Reshape(h, r)",
     )
-    after = model(
+    after = model_with(
         "(float[1,2,4] x) => (float[1,6,1] y)",
         f"{inits}, int64[2] rows_shape = {{-1, 4}}, float[2,4] x_rows, float[2,3] a, float[2,3] h",
         "x_rows = Reshape(x, rows_shape)\na = Gemm(x_rows, w, b)\n"
@@ -60,14 +47,14 @@ def test_projections_of_one_input_share_its_reshape() -> None:
         "m3 = MatMul(x, w)\na3 = Add(m3, b)\nk = Reshape(a3, r)"
     )
     sig = "(float[1,2,4] x) => (float[1,2,3,1] p, float[1,2,3,1] q, float[1,2,3,1] k)"
-    after = model(
+    after = model_with(
         sig,
         f"{inits}, int64[2] rows_shape = {{-1, 4}}, float[2,4] x_rows, float[2,3] a, "
         "float[2,3] a2, float[2,3] a3",
         "x_rows = Reshape(x, rows_shape)\na = Gemm(x_rows, w, b)\np = Reshape(a, r)\n"
         "a2 = Gemm(x_rows, w2, b)\nq = Reshape(a2, r)\na3 = Gemm(x_rows, w, b)\nk = Reshape(a3, r)",
     )
-    run(model(sig, inits, body), after)
+    run(model_with(sig, inits, body), after)
 
 
 def test_symbolic_rows_and_an_output_read_by_the_region() -> None:
@@ -79,14 +66,14 @@ def test_symbolic_rows_and_an_output_read_by_the_region() -> None:
         "m = MatMul(x, w)\na = Add(m, b)\nh = Relu(a)\n"
         "m2 = MatMul(h, v)\na2 = Add(c, m2)\ny = Add(a2, x)"
     )
-    after = model(
+    after = model_with(
         sig,
         f"{inits}, int64[2] rows_shape = {{-1, 4}}, int64[3] rows_shape_1 = {{1, -1, 4}}, "
         "float[T,4] x_rows, float[T,3] a, float[T,3] h, float[T,4] a2, float[T,4] y_rows",
         "x_rows = Reshape(x, rows_shape)\na = Gemm(x_rows, w, b)\nh = Relu(a)\n"
         "a2 = Gemm(h, v, c)\ny_rows = Add(a2, x_rows)\ny = Reshape(y_rows, rows_shape_1)",
     )
-    run(model(sig, inits, body), after)
+    run(model_with(sig, inits, body), after)
 
 
 def test_reshape_like_producer_fuses_with_the_way_in() -> None:
@@ -94,12 +81,12 @@ def test_reshape_like_producer_fuses_with_the_way_in() -> None:
     inits = f"{W}, {B}, int64[1] z = {{0}}, int64[3] r = {{2, 3, 1}}, float[1,2,4] u"
     sig = "(float[2,4] x) => (float[2,3,1] y)"
     body = "u = Unsqueeze(x, z)\nm = MatMul(u, w)\na = Add(m, b)\ny = Reshape(a, r)"
-    after = model(
+    after = model_with(
         sig,
         f"{W}, {B}, int64[1] z = {{0}}, int64[3] r = {{2, 3, 1}}, float[2,3] a",
         "a = Gemm(x, w, b)\ny = Reshape(a, r)",
     )
-    run(model(sig, inits, body), after)
+    run(model_with(sig, inits, body), after)
 
 
 def test_position_table_constant_takes_the_row_shape() -> None:
@@ -107,7 +94,7 @@ def test_position_table_constant_takes_the_row_shape() -> None:
     inits = f"{W}, {B}, float[1,2,4] pos = {{1, 2, 3, 4, 5, 6, 7, 8}}, int64[3] r = {{1, 3, 2}}"
     sig = "(float[1,2,4] x) => (float[1,3,2] y)"
     body = "e = Add(x, pos)\nm = MatMul(e, w)\na = Add(m, b)\ny = Reshape(a, r)"
-    g = parse(model(sig, inits, body))
+    g = parse(model_with(sig, inits, body))
     Simplify().run(g, PassContext())
     assert [(n.op_type, [v.shape for v in n.inputs]) for n in g] == [
         ("Reshape", [(1, 2, 4), (2,)]),
@@ -115,7 +102,7 @@ def test_position_table_constant_takes_the_row_shape() -> None:
         ("Gemm", [(2, 4), (4, 3), (3,)]),
         ("Reshape", [(2, 3), (3,)]),
     ]
-    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model_with(sig, inits, body), print_body(g))
 
 
 def test_softmax_and_elementwise_ops_on_the_last_axis_join_the_region() -> None:
@@ -125,13 +112,13 @@ def test_softmax_and_elementwise_ops_on_the_last_axis_join_the_region() -> None:
         "m = MatMul(x, w)\na = Add(m, b)\nd = Div(a, s)\ne = Erf(d)\nf = Mul(e, a)\n"
         "p = Softmax<axis=-1>(f)\nm2 = MatMul(p, v)\na2 = Add(m2, c)\ny = Add(a2, x)"
     )
-    g = parse(model(sig, inits, body))
+    g = parse(model_with(sig, inits, body))
     r = Simplify().run(g, PassContext())
     assert r.stats["flatten_row_region"] == 1 and r.stats["fuse_matmul_add"] == 2
     assert [n.op_type for n in g] == [
         "Reshape", "Gemm", "Div", "Erf", "Mul", "Softmax", "Gemm", "Add", "Reshape",
     ]  # fmt: skip
-    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model_with(sig, inits, body), print_body(g))
 
 
 @pytest.mark.parametrize(
@@ -145,7 +132,7 @@ def test_softmax_and_elementwise_ops_on_the_last_axis_join_the_region() -> None:
 def test_softmax_axis_on_the_rows(opset: int, x: str, softmax: str, axis_after: int) -> None:
     inits = f"{W}, {B}, int64[2] r = {{-1, 3}}"
     body = f"p = {softmax}(x)\nm = MatMul(p, w)\na = Add(m, b)\ny = Reshape(a, r)"
-    text = model(f"({x} x) => (float[6,3] y)", inits, body).replace(": 17]", f": {opset}]")
+    text = model_with(f"({x} x) => (float[6,3] y)", inits, body).replace(": 17]", f": {opset}]")
     g = parse(text)
     Simplify().run(g, PassContext())
     assert [n.op_type for n in g] == ["Reshape", softmax.split("<")[0], "Gemm"]
@@ -160,7 +147,7 @@ def test_inside_an_if_branch_the_outer_input_is_reshaped_at_the_branch_start() -
     )
     els = "else_branch = e () => (float[1,2,3,1] ey) {\n  ey = Reshape(z, r)\n}"
     inits = f"{W}, {B}, int64[4] r = {{1, 2, 3, 1}}, float[1,2,3] z = {{1,2,3,4,5,6}}"
-    text = model(
+    text = model_with(
         "(float[1,2,4] x, bool cond) => (float[1,2,3,1] y)",
         inits,
         f"y = If(cond) <{then}, {els}>",
@@ -188,7 +175,7 @@ def test_inside_an_if_branch_the_outer_input_is_reshaped_at_the_branch_start() -
 )
 def test_region_kept(sig: str, body: str) -> None:
     inits = f"{W}, {B}, int64[2] r = {{-1, 6}}, int64[1] f = {{-1}}"
-    run(model(sig, inits, body), None)
+    run(model_with(sig, inits, body), None)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +191,7 @@ def test_what_is_not_row_wise_stays_on_the_full_shape(first: str, rank3: str) ->
     inits = f"{W}, {B}, int64[2] r = {{-1, 6}}, float[2,2,4] e"
     sig = "(float[2,2,4] x, float[1,2,4] z) => (float[2,6] y)"
     body = f"{first}\nm = MatMul(e, w)\na = Add(m, b)\ny = Reshape(a, r)"
-    g = parse(model(sig, inits, body))
+    g = parse(model_with(sig, inits, body))
     assert Simplify().run(g, PassContext()).stats["flatten_row_region"] == 1
     assert [(n.op_type, len(n.outputs[0].shape)) for n in g] == [
         (rank3, 3),
@@ -212,7 +199,7 @@ def test_what_is_not_row_wise_stays_on_the_full_shape(first: str, rank3: str) ->
         ("Gemm", 2),
         ("Reshape", 2),
     ]
-    check_rewrite(Simplify(), model(sig, inits, body), print_body(g))
+    check_rewrite(Simplify(), model_with(sig, inits, body), print_body(g))
 
 
 def test_shared_table_is_not_copied_into_the_row_shape() -> None:
@@ -221,25 +208,24 @@ def test_shared_table_is_not_copied_into_the_row_shape() -> None:
     inits = f"{W}, {B}, float[1,256,4] pos = {{{table}}}, int64[2] r = {{-1, 768}}"
     sig = "(float[1,256,4] x, float[1,256,4] z) => (float[1,768] y, float[1,256,4] o)"
     body = "e = Add(x, pos)\nm = MatMul(e, w)\na = Add(m, b)\ny = Reshape(a, r)\no = Mul(z, pos)"
-    run(model(sig, inits, body), None)
+    run(model_with(sig, inits, body), None)
 
 
 def test_integer_matmul_region_kept() -> None:
     inits = "int32[4,3] w = {1,2,3,4,5,6,7,8,9,10,11,12}, int32[3] b = {1,2,3}, int64[2] r = {1,6}"
     body = "m = MatMul(x, w)\na = Add(m, b)\ny = Reshape(a, r)"
-    run(model("(int32[1,2,4] x) => (int32[1,6] y)", inits, body), None)
+    run(model_with("(int32[1,2,4] x) => (int32[1,6] y)", inits, body), None)
 
 
 def test_pipeline_reaches_a_fixed_point_on_a_transformer_block() -> None:
     # the default pipeline twice: the second run changes nothing
-    import neffkit
 
     inits = f"{W}, {B}, {W2}, {B2}, float[4] s = {{1, 1, 2, 2}}, float[4] t = {{0, 0, 1, 1}}"
     body = (
         "n = LayerNormalization<axis=-1>(x, s, t)\nm = MatMul(n, w)\na = Add(m, b)\n"
         "h = Sigmoid(a)\ng = Mul(a, h)\nm2 = MatMul(g, v)\na2 = Add(m2, c)\ny = Add(a2, x)"
     )
-    proto = neffkit.to_onnx(parse(model("(float[1,T,4] x) => (float[1,T,4] y)", inits, body)))
+    proto = neffkit.to_onnx(parse(model_with("(float[1,T,4] x) => (float[1,T,4] y)", inits, body)))
     g, report = neffkit.optimize(proto, verify=True)
     assert report.ok
     assert [n.op_type for n in g].count("Gemm") == 2
@@ -247,82 +233,8 @@ def test_pipeline_reaches_a_fixed_point_on_a_transformer_block() -> None:
     assert again.passes.changed is False
 
 
-# -- fold_input_scale_into_weights ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
-def test_scalar_mul_before_a_gemm_folds_into_its_weights(op: str) -> None:
-    sig = "(float[2,4] x) => (float[2,3] y)"
-    node = "Gemm(h, w, b)" if op == "Gemm" else "MatMul(h, w)"
-    after_node = "Gemm(x, w_scaled, b)" if op == "Gemm" else "MatMul(x, w_scaled)"
-    inits = f"{W}, {B}, float s = {{0.5}}"
-    scaled = "float[4,3] w_scaled = {0.05, -0.1, 0.15, 0.2, 0.25, -0.3, 0.35, 0.4, 0.45, -0.5, "
-    scaled += "0.55, 0.6}"
-    before = model(sig, inits, f"h = Mul(s, x)\ny = {node}")
-    after = model(sig, f"{inits}, {scaled}", f"y = {after_node}")
-    run(before, after)
-
-
-@pytest.mark.parametrize(
-    ("scale", "extra"),
-    [
-        ("float[4] s = {1, 2, 3, 4}", ""),  # not a scalar
-        ("float[1,1,1] s = {0.5}", ""),  # would make x rank 3
-        ("float s = {0.5}", "\nz = MatMul(x, w)"),  # w is read by another node too
-        ("float s = {0.5}", "\nz = Relu(h)"),  # the Mul output is read by another node too
-    ],
-)
-def test_input_scale_kept(scale: str, extra: str) -> None:
-    outs = ", float[2,3] z" if "MatMul" in extra else ", float[2,4] z" if extra else ""
-    sig = f"(float[2,4] x) => (float[2,3] y{outs})"
-    body = "h = Mul(x, s)\ny = Gemm(h, w, b)" + extra
-    if scale.startswith("float[1,1,1]"):
-        sig = "(float[2,4] x) => (float[1,2,3] y)"
-        body = "h = Mul(x, s)\ny = MatMul(h, w)"
-    run(model(sig, f"{W}, {B}, {scale}", body), None)
-
-
-# -- select_constant_where ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("cond", "kept"), [("{0, 0, 0}", "b"), ("{1, 1, 1}", "a")])
-def test_where_with_a_constant_condition_picks_one_side(cond: str, kept: str) -> None:
-    sig = "(float[2,3] a, float[2,3] b) => (float[2,3] y)"
-    before = model(sig, f"bool[3] k = {cond}", "w = Where(k, a, b)\ny = Relu(w)")
-    after = model(sig, f"bool[3] k = {cond}", f"y = Relu({kept})")
-    run(before, after)
-
-
-def test_where_picks_a_scalar_side_only_when_it_has_the_result_shape() -> None:
-    sig = "(float[2,3] b) => (float[2,3] y)"
-    inits = "bool[1,1] k = {0}, float s = {-10000.0}"
-    run(model(sig, inits, "w = Where(k, s, b)\ny = Relu(w)"), model(sig, inits, "y = Relu(b)"))
-    # all true would pick the scalar: it does not have the result's shape
-    inits_true = "bool[1,1] k = {1}, float s = {-10000.0}"
-    run(model(sig, inits_true, "w = Where(k, s, b)\ny = Relu(w)"), None)
-
-
-@pytest.mark.parametrize(
-    ("sig", "inits"),
-    [
-        # mixed condition
-        ("(float[2,3] a, float[2,3] b) => (float[2,3] y)", "bool[3] k = {0, 1, 0}"),
-        # the condition grows the result
-        ("(float[3] a, float[3] b) => (float[2,3] y)", "bool[2,3] k = {0, 0, 0, 0, 0, 0}"),
-    ],
-)
-def test_where_kept(sig: str, inits: str) -> None:
-    run(model(sig, inits, "y = Where(k, a, b)"), None)
-
-
-def test_where_condition_from_an_input_kept() -> None:
-    sig = "(bool[3] k, float[3] a, float[3] b) => (float[3] y)"
-    run(model(sig, "float[1] unused = {0}", "y = Where(k, a, b)"), None)
-
-
 def test_rules_are_near_linear_on_many_regions() -> None:
     # 400 independent two-layer blocks (each its own region) simplify in well under a second
-    import time
 
     n = 400
     inits = f"{W}, {B}, {W2}, {B2}"
@@ -334,7 +246,7 @@ def test_rules_are_near_linear_on_many_regions() -> None:
             f"q{i} = MatMul(h{i}, v)\nr{i} = Add(q{i}, c)\ny{i} = Add(r{i}, x)"
         )
         outs.append(f"float[1,2,4] y{i}")
-    g = parse(model(f"(float[1,2,4] x) => ({', '.join(outs)})", inits, "\n".join(body)))
+    g = parse(model_with(f"(float[1,2,4] x) => ({', '.join(outs)})", inits, "\n".join(body)))
     t = time.perf_counter()
     r = Simplify().run(g, PassContext())
     assert time.perf_counter() - t < 5.0

@@ -1,5 +1,5 @@
-"""``simplify`` rule that runs a region of row-wise nodes on 2-D rows, so that its MatMul + Add
-pairs become Gemm. Listed in ``simplify_rules.RULES``.
+"""The rule that runs a region of row-wise nodes on 2-D rows, so that its MatMul + Add pairs
+become Gemm.
 
 Before / after (``x: float[1, T, 8]``, ``W: [8, 16]``, ``b: [16]``)::
 
@@ -21,31 +21,49 @@ that only the region reads: the two fuse) and each value leaving it a Reshape ba
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 from onnx import TensorProto as TP
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import Dim, Shape, TensorType
-from neffkit.passes.simplify import Rewriter, int_list
+from neffkit.passes.rewrite.patterns import int_list
+from neffkit.passes.rewrite.registry import rule
+from neffkit.passes.rewrite.rewriter import Rewriter
 
 _UNARY = frozenset(
     "Relu Neg Abs Exp Log Sqrt Sigmoid Tanh Erf Cast Reciprocal Sin Cos Floor Ceil Round Sign "
     "Softplus Softsign Gelu LeakyRelu Elu Selu Celu HardSigmoid HardSwish Mish Not IsNaN IsInf "
     "ThresholdedRelu".split()
 )
+
+
 #: Elementwise ops with several operands (multidirectional broadcasting; PRelu's slope and
 #: Clip's bounds broadcast to the first operand).
 _NARY = frozenset(
     "Add Sub Mul Div Pow Max Min Sum Mean Equal Less Greater LessOrEqual GreaterOrEqual And Or "
     "Xor Mod Where PRelu Clip".split()
 )
+
+
 _LAST_AXIS = frozenset({"Softmax", "LogSoftmax", "Hardmax"})
+
+
 _RESHAPE_LIKE = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
 _GEMM_DTYPES = {TP.FLOAT, TP.FLOAT16, TP.DOUBLE}
+
+
 #: A constant read to be reshaped is at most this big (a bias, a position table).
 _MAX_CONST_BYTES = 64 << 20
+
+
 #: Elements of a constant that may be copied into the row shape though others read it too.
 _SMALL_COPY = 256
+
+T = TypeVar("T")
 
 
 class _Region:
@@ -63,10 +81,12 @@ class _Region:
         others = [i for i, d in enumerate(lead) if d != 1]
         self.axis: int | None = None
         self.lead: tuple[Dim, ...] | None = None
+        self.lead_rows = 0
         if len(others) <= 1:
             self.axis = others[0] if others else len(lead) - 1
         else:
-            self.lead = lead
+            self.lead = lead  # all static (_lead_ok)
+            self.lead_rows = int(np.prod([d for d in lead if isinstance(d, int)]))
         self.nodes: dict[Node, None] = {}
         self.seen: dict[Node, bool] = {}
 
@@ -75,12 +95,21 @@ class _Region:
         if s is None or len(s) != self.rank or not isinstance(s[-1], int) or s[-1] <= 0:
             return BAD
         if self.lead is not None:
-            return int(np.prod(self.lead)) if tuple(s[:-1]) == self.lead else BAD
+            return self.lead_rows if tuple(s[:-1]) == self.lead else BAD
+        axis = self.axis
+        if axis is None:
+            return BAD
         for i, d in enumerate(s[:-1]):
-            if i != self.axis and d != 1:
+            if i != axis and d != 1:
                 return BAD
-        d = s[self.axis]
+        d = s[axis]
         return BAD if isinstance(d, int) and d <= 0 else d
+
+    def view(self, s: Shape) -> tuple[Dim, int]:
+        """``(rows, k)``: the 2-D view of a value the region admitted (its shape fits)."""
+        rows = self.rows(s)
+        assert s is not None and isinstance(s[-1], int) and not isinstance(rows, _Bad)
+        return rows, s[-1]
 
     def target(self, s: tuple[Dim, ...]) -> list[int]:
         """The Reshape target back from rows to shape ``s`` (its one non-static dim -1)."""
@@ -102,8 +131,9 @@ def _lead_ok(lead: tuple[Dim, ...]) -> bool:
     return all(isinstance(d, int) and d > 0 for d in lead)
 
 
-# Rows of MatMul(x, W), Add(.., b), LayerNormalization, ... over x[L, k] -> the same on [-1, k]
+@rule("MatMul")
 def flatten_row_region(node: Node, rw: Rewriter) -> bool:
+    """Rows of MatMul(x, W), Add(.., b), LayerNormalization... on x[L, k] -> the same on [-1, k]"""
     if rw.opset < 7 or len(node.inputs) != 2 or node.graph is None:
         return False
     rejected: set[Node] = rw.memo.setdefault("flatten_row_region", set())
@@ -124,9 +154,6 @@ def flatten_row_region(node: Node, rw: Rewriter) -> bool:
     return True
 
 
-# -- which nodes are row-wise --------------------------------------------------------------------
-
-
 def _full(rw: Rewriter, v: Value, region: _Region) -> bool:
     """True when ``v`` has a 2-D view in the region: shape ``L + [k]``, ``k`` static."""
     return not isinstance(region.rows(rw.shape(v)), _Bad)
@@ -136,7 +163,7 @@ def _const_shape(rw: Rewriter, v: Value) -> tuple[int, ...] | None:
     """The shape of a constant operand (not read in), None when ``v`` is no constant."""
     p = v.producer
     if p is None:
-        if v.const is None or v in rw._overridable:
+        if v.const is None or rw.is_overridable(v):
             return None
         return tuple(int(d) for d in v.const.shape)
     if p.op_type != "Constant" or p.domain != "":
@@ -266,9 +293,6 @@ def _grow(start: Node, region: _Region, rw: Rewriter) -> None:
                     stack.append(u)
 
 
-# -- is it worth it ----------------------------------------------------------------------------
-
-
 class _Plan:
     """What the conversion adds: entry Reshapes for ``entries``, exit Reshapes for ``exits``."""
 
@@ -359,6 +383,8 @@ def _becomes_gemm(mm: Node, region: _Region, rw: Rewriter) -> bool:
         return False
     bias = add.inputs[1 - i]
     w = mm.inputs[1]
+    if w is None:
+        return False
     bs = None if bias is None else _const_shape(rw, bias)
     ws = _const_shape(rw, w)
     if bs is None or ws is None:
@@ -373,15 +399,13 @@ def _becomes_gemm(mm: Node, region: _Region, rw: Rewriter) -> bool:
     return dt in types and rw.dtype(bias) == dt
 
 
-# -- the conversion ------------------------------------------------------------------------------
-
-
 def _convert(region: _Region, plan: _Plan, rw: Rewriter) -> None:
     g = region.graph
     nodes = region.nodes
     old_types = {n.outputs[0]: n.outputs[0].type for n in nodes}
-    old_shapes = {n.outputs[0]: rw.shape(n.outputs[0]) for n in nodes}
-    dtypes = {n.outputs[0]: _dtype(rw, n.outputs[0]) for n in nodes}
+    # every value of the region has a known shape and dtype (_row_wise checked them)
+    old_shapes = {n.outputs[0]: _known(rw.shape(n.outputs[0])) for n in nodes}
+    dtypes = {n.outputs[0]: _known(_dtype(rw, n.outputs[0])) for n in nodes}
     entries: dict[Value, Value] = {}
     for n in nodes:
         for i, v in enumerate(n.inputs):
@@ -405,9 +429,8 @@ def _convert(region: _Region, plan: _Plan, rw: Rewriter) -> None:
         if n.op_type in _LAST_AXIS or n.op_type == "LayerNormalization":
             n.set_attr("axis", 1 if n.op_type in _LAST_AXIS and rw.opset < 13 else -1)
         out = n.outputs[0]
-        rw._shapes.pop(out, None)
-        shape = old_shapes[out]
-        out.type = TensorType(dtypes[out], (region.rows(shape), shape[-1]))
+        rw.forget_shape(out)
+        out.type = TensorType(dtypes[out], region.view(old_shapes[out]))
         rw.touched.append(n)
     for v, uses in plan.exits.items():
         _exit(v, uses, old_types[v], old_shapes[v], dtypes[v], region, rw)
@@ -416,11 +439,11 @@ def _convert(region: _Region, plan: _Plan, rw: Rewriter) -> None:
 def _entry(v: Value, region: _Region, rw: Rewriter) -> Value:
     """``Reshape(v, [-1, k])``, placed right after ``v`` is made."""
     g = region.graph
-    s = rw.shape(v)
-    k = s[-1]
+    rows, k = region.view(rw.shape(v))
     r = Node("Reshape", [v, _ints(g, [-1, k], rw)])
     r.outputs[0].name = (v.name or "x") + "_rows"
-    r.outputs[0].type = TensorType(_dtype(rw, v), (region.rows(s), k))
+    dt = _dtype(rw, v)
+    r.outputs[0].type = None if dt is None else TensorType(dt, (rows, k))
     p = v.producer
     if p is not None and p.graph is g:
         rw.insert_after(p, r)
@@ -453,6 +476,12 @@ def _exit(
     if v.is_graph_output:
         g.replace_output(v, out)
         v.name, out.name = name + "_rows", name
+
+
+def _known(x: T | None) -> T:
+    """``x``, which the region's checks made sure is known."""
+    assert x is not None
+    return x
 
 
 def _ints(g: Graph, vals: list[int], rw: Rewriter) -> Value:
