@@ -38,6 +38,7 @@ import numpy as np
 from hypothesis import strategies as st
 from onnx import TensorProto
 
+from neffkit.execution.inputs import random_inputs
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import Tensor, np_dtype, onnx_dtype
 from neffkit.ir.types import TensorType
@@ -165,20 +166,7 @@ def _graph(draw: Callable[[st.SearchStrategy[Any]], Any], opts: GraphOptions) ->
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for a generated graph: floats in [-2, 2], ints in [-4, 4], random bools."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for v in graph.inputs:
-        if v.const is not None:
-            continue
-        shape = tuple(int(d) for d in v.shape or ())
-        dt = np_dtype(v.dtype)
-        if dt.kind == "f":
-            out[v.name] = rng.uniform(-2.0, 2.0, shape).astype(dt)
-        elif dt.kind == "b":
-            out[v.name] = rng.random(shape) < 0.5
-        else:
-            out[v.name] = rng.integers(-4, 5, shape).astype(dt)
-    return out
+    return random_inputs(graph, seed, floats=(-2.0, 2.0), ints=(-4, 5))
 
 
 class Builder:
