@@ -27,9 +27,9 @@ from neffkit.execution.inputs import Inputs as Inputs
 from neffkit.execution.inputs import bind as bind
 from neffkit.execution.inputs import check_inputs, load_npz, npz_inputs, random_inputs
 from neffkit.execution.inputs import type_str as type_str
-from neffkit.execution.models import Model as Model
-from neffkit.execution.models import as_graph, as_model_proto, describe_model
-from neffkit.execution.models import mentioning as mentioning
+from neffkit.execution.model import Model as Model
+from neffkit.execution.model import as_graph, as_model_proto, describe_model
+from neffkit.execution.model import mentioning as mentioning
 from neffkit.execution.runner import Runner, run
 
 __all__ = [

@@ -25,7 +25,7 @@ from neffkit.errors import NeffkitError
 from neffkit.execution.backend import get_backend
 from neffkit.execution.compare import explain
 from neffkit.execution.exported import ExportedModel
-from neffkit.execution.models import as_graph
+from neffkit.execution.model import as_graph
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.passes.base import PassContext

@@ -52,7 +52,7 @@ from neffkit.execution.compare import (
 )
 from neffkit.execution.exported import ExportedModel
 from neffkit.execution.inputs import bind, load_npz, npz_inputs, random_inputs
-from neffkit.execution.models import as_graph, describe_model, mentioning
+from neffkit.execution.model import as_graph, describe_model, mentioning
 from neffkit.execution.runner import Runner
 
 __all__ = [

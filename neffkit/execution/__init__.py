@@ -5,7 +5,7 @@
 - :mod:`~neffkit.execution.inputs`: binding inputs to a graph, random inputs, ``.npz`` files;
 - :mod:`~neffkit.execution.compare`: comparing outputs under one per-dtype tolerance policy;
 - :mod:`~neffkit.execution.runner`: ``Runner`` and ``run``;
-- :mod:`~neffkit.execution.models`: paths, protos and graphs as one *model*;
+- :mod:`~neffkit.execution.model`: paths, protos and graphs as one *model*;
 - :mod:`~neffkit.execution.exported`: a graph exported once, checked, run and written as is.
 
 Nothing here imports a backend before it is asked for (importing torch takes seconds).
@@ -29,7 +29,7 @@ from neffkit.execution.compare import (
     tolerances,
 )
 from neffkit.execution.inputs import bind, check_inputs, random_inputs
-from neffkit.execution.models import as_graph, as_model_proto, describe_model
+from neffkit.execution.model import as_graph, as_model_proto, describe_model
 from neffkit.execution.runner import Runner, run
 
 __all__ = [

@@ -95,9 +95,10 @@ def canonical_name(name: Any) -> str:
     Raises:
         NeffkitError: no backend has that name; the message lists the known ones.
     """
+    plugins = _entry_points()  # read first: a plugin clashing with a built-in is refused
     if isinstance(name, str):
         name = ALIASES.get(name, name)
-        if name in BUILTIN or name in _entry_points():
+        if name in BUILTIN or name in plugins:
             return name
     raise NeffkitError(f"unknown backend '{name}'; choose one of {', '.join(backend_names())}")
 

@@ -16,7 +16,7 @@ from onnx import TensorProto
 
 from neffkit.dims import check_dims, runtime_inputs
 from neffkit.errors import BackendError, NeffkitError
-from neffkit.execution.models import Model, as_graph, mentioning
+from neffkit.execution.model import Model, as_graph, mentioning
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import OpaqueType, TensorType, type_from_proto

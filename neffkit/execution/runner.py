@@ -11,7 +11,7 @@ import onnx
 from neffkit.dims import runtime_inputs
 from neffkit.execution.backend import get_backend
 from neffkit.execution.inputs import Inputs, bind
-from neffkit.execution.models import Model, as_graph, describe_model, mentioning, source_path
+from neffkit.execution.model import Model, as_graph, describe_model, mentioning, source_path
 from neffkit.ir.core import Graph
 
 __all__ = ["Runner", "run"]
