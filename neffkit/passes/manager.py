@@ -205,6 +205,7 @@ class PassManager:
         self._history: list[str] = []
         self._reference: list[Any] | None = None
         self._feeds: dict[str, Any] | None = None
+        self._output_names: list[str] = []
         self._step = 0
 
     def run(self, graph: Graph) -> ManagerReport:
@@ -346,6 +347,7 @@ class PassManager:
         feeds = self.inputs if self.inputs is not None else random_inputs(graph, seed=self.seed)
         self._feeds = bind(graph, feeds)
         self._reference = _on_onnxruntime(graph, self._feeds)
+        self._output_names = [v.name for v in graph.outputs]  # a pass may rename them
 
     def _check_numbers(self, graph: Graph) -> None:
         if self._feeds is None or self._reference is None:
@@ -353,7 +355,7 @@ class PassManager:
         got = _on_onnxruntime(graph, self._feeds)
         if len(got) != len(self._reference):
             raise NeffkitError(f"the graph has {len(got)} outputs, it had {len(self._reference)}")
-        names = [v.name for v in graph.outputs]
+        names = self._output_names
         for c in compare_all(self._reference, got, rtol=self.rtol, atol=self.atol, names=names):
             if not c.ok:
                 raise NeffkitError(f"output {c.index} ('{c.name}') changed: {explain(c)}")
