@@ -126,9 +126,18 @@ def _check_arguments(passes: Any, target: Any, max_constant_bytes: Any) -> None:
         )
 
 
+#: The registered backend (``neffkit.execution``) each target's result is verified on; a
+#: neuron result is checked in its torch form until a neuron backend is registered.
+VERIFICATION_BACKENDS: dict[str, str] = {
+    "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "neuron": "torch",
+}
+
+
 def verification_backend(target: str) -> str:
-    """The backend the optimized graph is checked on for ``target`` (neuron: its torch form)."""
-    return "onnxruntime" if target == "onnxruntime" else "torch"
+    """The backend the optimized graph is checked on for ``target``."""
+    return VERIFICATION_BACKENDS.get(target, "torch")
 
 
 def optimize(

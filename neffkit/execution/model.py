@@ -18,11 +18,11 @@ from neffkit.ir.core import Graph
 
 __all__ = ["Model", "as_graph", "as_model_proto", "describe_model", "mentioning", "source_path"]
 
-Model = str | os.PathLike | onnx.ModelProto | Graph
+Model = str | os.PathLike | onnx.ModelProto | bytes | Graph
 
 
 def as_graph(model: Model, *, check: bool = False) -> Graph:
-    """The ``Graph`` of a model given as a path, ``ModelProto`` or ``Graph`` (returned as is).
+    """The ``Graph`` of a model given as a path, ``ModelProto``, its bytes, or a ``Graph`` (as is).
 
     ``check`` refuses files and protos the ONNX checker refuses (a ``Graph`` is taken as is).
     """

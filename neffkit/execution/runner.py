@@ -35,7 +35,7 @@ class Runner:
 
     def __init__(
         self,
-        model: Model | bytes,
+        model: Model,
         backend: str = "torch",
         *,
         device: Any = None,
