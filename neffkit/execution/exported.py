@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import weakref
-from typing import Any
 
 import onnx
 from onnx import AttributeProto, GraphProto, TensorProto
@@ -29,10 +28,13 @@ __all__ = ["ExportedModel"]
 
 _MODEL = "model.onnx"
 _DATA = _MODEL + ".data"
+#: An inline model larger than this is kept in a temporary file rather than in memory.
+SPILL_BYTES = 256 * 1024 * 1024
 
 
 class ExportedModel:
-    """``graph`` exported once: inline bytes, or a model and data file in a temporary folder.
+    """``graph`` exported once: inline bytes (in a temporary file when over ``SPILL_BYTES``),
+    or a model file and its data file in a temporary folder.
 
     Args:
         graph: the top-level graph to export.
@@ -49,27 +51,39 @@ class ExportedModel:
         self.folder: str | None = None
         if not self.external_data:
             try:
-                self.blob = onnx_backend.to_onnx(graph).SerializeToString()
+                blob = onnx_backend.to_onnx(graph).SerializeToString()
             except ValueError as e:  # protobuf refuses a message over 2 GiB
                 raise BackendError(f"could not serialize the model: {e}") from e
+            if len(blob) <= SPILL_BYTES:
+                self.blob = blob
+                return
+            # a big model waits on disk, not in memory beside the graph, while it is verified
+            self._make_folder()
+            with open(self._path, "wb") as f:
+                f.write(blob)
             return
+        self._make_folder()
+        onnx_backend.save(graph, self._path, external_data=True)
+
+    def _make_folder(self) -> None:
         self.folder = tempfile.mkdtemp(prefix="neffkit-export-")
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.folder, True)
-        onnx_backend.save(graph, os.path.join(self.folder, _MODEL), external_data=True)
 
     @property
     def source(self) -> str | bytes:
         """What a runtime loads: the model's bytes, or the path of the exported model file."""
-        if self.blob is not None:
-            return self.blob
-        assert self.folder is not None  # one of the two is always set
-        return os.path.join(self.folder, _MODEL)
+        return self._path if self.blob is None else self.blob
+
+    @property
+    def _path(self) -> str:
+        return os.path.join(self.folder or "", _MODEL)
 
     def model_bytes(self) -> bytes:
-        """The bytes of the exported model file (without its data file)."""
+        """The bytes of the exported model file (without its data file; read from disk when
+        they wait there)."""
         if self.blob is not None:
             return self.blob
-        with open(self.source, "rb") as f:
+        with open(self._path, "rb") as f:
             return f.read()
 
     def sha256(self) -> str:
@@ -107,16 +121,19 @@ class ExportedModel:
         with files.TempFiles(folder) as temps:
             data_tmp = data_name = None
             blob = self.blob
-            if blob is None:
+            if self.external_data:
                 data_name = files.new_data_name(path)
-                blob = _renamed_data(self.source, data_name)
+                blob = _renamed_data(self._path, data_name)
                 fd, data_tmp = temps.new()
                 os.close(fd)
-                assert self.folder is not None
-                shutil.copyfile(os.path.join(self.folder, _DATA), data_tmp)
+                shutil.copyfile(os.path.join(self.folder or "", _DATA), data_tmp)
             fd, model_tmp = temps.new()
             with os.fdopen(fd, "wb") as f:
-                f.write(blob)
+                if blob is not None:
+                    f.write(blob)
+                else:  # an inline model spilled to disk
+                    with open(self._path, "rb") as src:
+                        shutil.copyfileobj(src, f, 1 << 20)
             files.replace_model_pair(
                 temps,
                 path,
@@ -133,7 +150,7 @@ class ExportedModel:
             self._cleanup()
 
 
-def _renamed_data(model_path: Any, data_name: str) -> bytes:
+def _renamed_data(model_path: str, data_name: str) -> bytes:
     """The exported model file with every external tensor pointing at ``data_name``."""
     mp = onnx.load(model_path, load_external_data=False)
     stack: list[GraphProto] = [mp.graph]

@@ -88,3 +88,22 @@ def test_write_refuses_a_folder_and_the_files_the_graph_reads(tmp_path) -> None:
     reading = ExportedModel(neffkit.load(src), external_data=False)
     with pytest.raises(FileCollisionError):
         reading.write(tmp_path / "src.onnx.data")
+
+
+def test_a_big_inline_model_waits_on_disk_and_is_written_byte_for_byte(
+    tmp_path, monkeypatch
+) -> None:
+    from neffkit.execution import exported as module
+
+    monkeypatch.setattr(module, "SPILL_BYTES", 100)
+    graph = _graph()
+    exported = ExportedModel(graph)
+    assert exported.blob is None and not exported.external_data
+    assert isinstance(exported.source, str) and os.path.isfile(exported.source)
+    assert exported.model_bytes() == neffkit.to_onnx(graph).SerializeToString()
+    out = tmp_path / "out.onnx"
+    exported.write(out)
+    assert out.read_bytes() == exported.model_bytes()
+    assert _sha(out) == exported.sha256()
+    (y,) = run(exported.source, [np.ones(512, np.float32)], "onnxruntime")
+    np.testing.assert_array_equal(y, W + 1)
