@@ -28,13 +28,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-#: Agreement with the original, per output: max rel error <= RTOL where the reference is not
-#: near zero, or max abs error <= ATOL. "Near zero" is relative to the output's own scale:
+#: Agreement with the original, per output: max rel error <= rtol where the reference is not
+#: near zero, or max abs error <= atol, with the (rtol, atol) of the output's dtype under
+#: neffkit's one tolerance policy (``neffkit.execution.compare.tolerances``: float32 1e-4, 1e-5;
+#: integers and bools exact). "Near zero" is relative to the output's own scale:
 #: |ref| < REL_FLOOR x max|ref|. float32 rounding error grows with the magnitude of the terms
 #: summed, not with each result, so an absolute floor (1e-3) let elements a thousandth of the
 #: output's scale decide: there the original float32 model itself is 2-6e-4 off its float64
 #: value (bench/results/peers.md, "vs float64" column), which no rewrite can beat.
-RTOL, ATOL, REL_FLOOR = 1e-4, 1e-5, 1e-2
+REL_FLOOR = 1e-2
 #: The absolute floor the first version of this bench used; still reported (``max_rel_1e-3``).
 ABS_FLOOR = 1e-3
 
@@ -224,9 +226,12 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str,
     """Max abs / rel error over all outputs (matched by name, else by position).
 
     An output agrees when its max rel error (where |ref| >= 1e-2 x max|ref| of that output) is
-    <= 1e-4 or its max abs error is <= 1e-5; the model agrees when every output does. The max
-    rel error where |ref| > 1e-3 is reported too (``max_rel_1e-3``).
+    <= rtol or its max abs error is <= atol (its dtype's tolerances: 1e-4 and 1e-5 for
+    float32); the model agrees when every output does. The max rel error where |ref| > 1e-3 is
+    reported too (``max_rel_1e-3``).
     """
+    from neffkit.execution.compare import tolerances
+
     names = list(ref)
     pairs = []
     for i, name in enumerate(names):
@@ -253,7 +258,8 @@ def compare(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[str,
         rel = _max_rel(diff, mag, max(REL_FLOOR * scale, np.finfo(np.float64).tiny))
         worst_rel_abs_floor = max(worst_rel_abs_floor, _max_rel(diff, mag, ABS_FLOOR))
         worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, rel)
-        if not (rel <= RTOL or a <= ATOL):
+        rtol, atol = tolerances(np.asarray(r).dtype)
+        if not (rel <= rtol or a <= atol):
             agree = False
             notes.append(f"{name}: max abs {a:.3g}, max rel {rel:.3g}")
     return {

@@ -2,12 +2,16 @@
 
 graph, report = neffkit.optimize("model.onnx", target="torch")
 print(report.table())
-neffkit.save(graph, "model.opt.onnx")
+save_optimized(graph, report, "model.opt.onnx")  # the bytes that were verified
+
+The optimized graph is exported once (``report.exported``): onnxruntime loads those bytes,
+verification runs them, and :func:`save_optimized` writes them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,12 +19,20 @@ from typing import Any
 
 import onnx
 
+from neffkit.arguments import check_run_arguments
+from neffkit.dims import refuse_dims_with_inputs
 from neffkit.errors import NeffkitError
+from neffkit.execution.backend import get_backend
+from neffkit.execution.compare import explain
+from neffkit.execution.exported import ExportedModel
+from neffkit.execution.model import as_graph
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.passes.base import PassContext
 from neffkit.passes.manager import ManagerReport, PassManager, Progress
 from neffkit.report import ConstantGrowth, constant_growth
+from neffkit.verify import first_input_set
+from neffkit.verify import verify as verify_models
 
 #: Instruction reduction, repeated until a whole round changes nothing. shape-infer and dedup
 #: are inside the group: rewrites create untyped values and equal constants that the next
@@ -54,6 +66,9 @@ class OptimizeReport:
     #: When verification failed because the original disagrees with itself (onnxruntime run
     #: twice, or onnxruntime against the target's backend), what it found; else empty.
     diagnosis: str = ""
+    #: The optimized graph exported once: the bytes onnxruntime loaded and verification ran,
+    #: which :func:`save_optimized` writes (None when nothing was verified).
+    exported: ExportedModel | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -111,9 +126,18 @@ def _check_arguments(passes: Any, target: Any, max_constant_bytes: Any) -> None:
         )
 
 
+#: The registered backend (``neffkit.execution``) each target's result is verified on; a
+#: neuron result is checked in its torch form until a neuron backend is registered.
+VERIFICATION_BACKENDS: dict[str, str] = {
+    "torch": "torch",
+    "onnxruntime": "onnxruntime",
+    "neuron": "torch",
+}
+
+
 def verification_backend(target: str) -> str:
-    """The backend the optimized graph is checked on for ``target`` (neuron: its torch form)."""
-    return "onnxruntime" if target == "onnxruntime" else "torch"
+    """The backend the optimized graph is checked on for ``target``."""
+    return VERIFICATION_BACKENDS.get(target, "torch")
 
 
 def optimize(
@@ -134,6 +158,7 @@ def optimize(
     progress: Progress | None = None,
     copy: bool = True,
     check: bool = True,
+    external_data: bool | None = None,
 ) -> tuple[Graph, OptimizeReport]:
     """Optimizes a model for ``target`` and checks it against the original.
 
@@ -146,8 +171,10 @@ def optimize(
             seeded, symbolic dims 3 then 7; see ``neffkit.verify``).
         seed: seed of the random inputs.
         dims: sizes of symbolic dims in the random inputs (``{"batch": 2}``).
-        atol: absolute tolerance of the verification (per-dtype default when None).
-        rtol: relative tolerance of the verification (per-dtype default when None).
+        atol: absolute tolerance of the verification and of ``verify_each`` (per-dtype
+            default when None).
+        rtol: relative tolerance of the verification and of ``verify_each`` (per-dtype
+            default when None).
         keep_overridable_inputs: treat IR v3 inputs that have an initializer as inputs.
         max_constant_bytes: no pass creates a constant larger than this.
         verify_each: check numerics after every pass (slow; finds the pass that broke them).
@@ -157,16 +184,13 @@ def optimize(
             a pass fails the graph is then left as that pass left it).
         check: refuse a path or ModelProto the ONNX checker or onnxruntime refuse as invalid
             (False optimizes it anyway; a Graph is never checked).
+        external_data: the form the result is exported (and verified, and written) in:
+            weights in a data file (True), inline (False), or as ``neffkit.save`` chooses.
 
     Returns:
         The optimized graph and the report. A verification mismatch is in ``report.ok``;
         it is not raised.
     """
-    from neffkit.api import as_graph
-    from neffkit.arguments import check_run_arguments
-    from neffkit.dims import refuse_dims_with_inputs
-    from neffkit.verify import first_input_set
-
     start = time.perf_counter()
     _check_arguments(passes, target, max_constant_bytes)
     check_run_arguments(inputs, seed, atol, rtol)
@@ -198,6 +222,8 @@ def optimize(
         verify_each=verify_each,
         inputs=each_inputs,
         seed=seed,
+        rtol=rtol,
+        atol=atol,
         print_ir_after=print_ir_after,
         progress=progress,
         # optimize works on its own copy (or, with copy=False, on a graph the caller gave up):
@@ -213,12 +239,11 @@ def optimize(
         report.notes.append(report.growth.message())
         log.warning("warning: %s", report.growth.message())
     if verify and reference is not None:
-        from neffkit.backends import onnxruntime as ort_backend
-        from neffkit.verify import verify as verify_models
-
+        # Exported once: these bytes are loaded, verified and (by save_optimized) written.
+        report.exported = exported = ExportedModel(graph, external_data=external_data)
         # The result is an ONNX file others will run: it must load in onnxruntime whatever
         # the target (this catches exporter-level problems the target backend accepts).
-        ort_backend.session(graph)
+        get_backend("onnxruntime").prepare(graph, source=exported.source)
 
         kwargs: dict[str, Any] = {"seed": seed, "dims": dims}
         if atol is not None:
@@ -227,7 +252,7 @@ def optimize(
             kwargs["rtol"] = rtol
         report.verification = verify_models(
             reference,
-            graph,
+            exported,
             inputs,
             backend=verification_backend(target),
             reference_backend="onnxruntime",
@@ -255,8 +280,6 @@ def diagnose_original(
     also fails there, the original disagrees with itself and the message says which output
     and by how much. Returns an empty string when the original is self-consistent.
     """
-    from neffkit.verify import verify as verify_models
-
     failing = [o.name for o in verification.failures]
     twice = verify_models(
         reference,
@@ -280,9 +303,32 @@ def diagnose_original(
 
 
 def _differs(report: Any, where: str) -> str:
-    from neffkit.compare import explain
-
     o = report.failures[0]
     names = ", ".join(f"'{f.name}'" for f in report.failures)
     many = "outputs" if len(report.failures) > 1 else "output"
     return f"gives different results {where} for {many} {names}: {explain(o)}"
+
+
+def save_optimized(
+    graph: Graph,
+    report: OptimizeReport,
+    path: str | os.PathLike,
+    *,
+    external_data: bool | None = None,
+) -> None:
+    """Writes the optimized model: the exported bytes that were verified, when there are.
+
+    ``graph`` is exported now only when nothing was exported (``verify=False``) or the
+    exported form is not the one asked for (``external_data`` True or False, not None).
+
+    Raises:
+        BackendError, FileCollisionError: as ``neffkit.save``.
+    """
+    exported = report.exported
+    if (
+        exported is None
+        or exported.graph is not graph
+        or (external_data is not None and exported.external_data != external_data)
+    ):
+        exported = ExportedModel(graph, external_data=external_data)
+    exported.write(path)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from onnx import AttributeProto
 
+from neffkit.execution.inputs import type_str
 from neffkit.ir.core import Graph, Node
 
 if TYPE_CHECKING:
@@ -80,7 +81,6 @@ def _value_str(x: Any) -> str:
 
 def model_summary(graph: Graph, path: str | None = None) -> dict[str, Any]:
     """Facts about a model for ``neffkit inspect``, as a JSON-ready dict."""
-    from neffkit.api import type_str
 
     meta = graph.meta
     all_nodes = list(graph.all_nodes())

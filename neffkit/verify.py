@@ -10,7 +10,7 @@ tolerances, and whether the output passes::
     report.raise_if_failed()
 
 How one output is compared (tolerances per dtype, NaNs, sequences, optionals) is in
-``neffkit.compare``; its names are re-exported here.
+``neffkit.execution.compare``; its names are re-exported here.
 
 Without given inputs, two random input sets are checked (seeds ``seed`` and ``seed + 1``);
 every symbolic or unknown input dim is 3 in the first and 7 in the second (``dims`` fixes
@@ -29,36 +29,31 @@ from typing import Any
 
 import numpy as np
 
-from neffkit.api import (
-    Runner,
-    as_graph,
-    bind,
-    describe_model,
-    load_npz,
-    mentioning,
-    npz_inputs,
-    random_inputs,
-    runtime_inputs,
-)
 from neffkit.arguments import check_run_arguments
-from neffkit.compare import (
-    DEFAULT_TOLERANCES,
-    REL_ERR_FLOOR,
-    OutputComparison,
-    _json_float,
-    _merge,
-    compare,
-    default_tolerances,
-    explain,
-)
 from neffkit.dims import (
     check_dims,
     format_dims,
     input_dims,
     refuse_dims_with_inputs,
+    runtime_inputs,
     symbolic_dims,
 )
 from neffkit.errors import BackendError, NeffkitError, NumericMismatchError, first_line
+from neffkit.execution.compare import (
+    DEFAULT_TOLERANCES,
+    REL_ERR_FLOOR,
+    OutputComparison,
+    compare,
+    compare_all,
+    default_tolerances,
+    explain,
+    json_float,
+    merge,
+)
+from neffkit.execution.exported import ExportedModel
+from neffkit.execution.inputs import bind, load_npz, npz_inputs, random_inputs
+from neffkit.execution.model import as_graph, describe_model, mentioning
+from neffkit.execution.runner import Runner
 
 __all__ = [
     "DEFAULT_DIM_SIZES",
@@ -108,7 +103,7 @@ class InputSet:
             "dims": dict(self.dims),
             "ok": self.ok,
             "failures": list(self.failures),
-            "max_abs_error": _json_float(self.max_abs_error),
+            "max_abs_error": json_float(self.max_abs_error),
             "note": self.note,
         }
 
@@ -317,8 +312,10 @@ def verify(
 
     Args:
         reference: the model to trust (path, ``ModelProto`` or ``Graph``).
-        candidate: the model to check: path, ``ModelProto``, ``Graph``, or a ``torch.nn.Module``
-            (e.g. a loaded TorchScript file) called with the inputs in the reference's order.
+        candidate: the model to check: path, ``ModelProto``, ``Graph``, an
+            ``neffkit.execution.exported.ExportedModel`` (its bytes are what onnxruntime
+            runs), or a ``torch.nn.Module`` (e.g. a loaded TorchScript file) called with the
+            inputs in the reference's order.
         inputs: a list or dict of arrays, a list of dicts (several input sets, all checked),
             or an ``.npz`` path; two random sets from the reference's input types when None
             (symbolic dims 3, then 7: see :data:`DEFAULT_DIM_SIZES`).
@@ -326,7 +323,8 @@ def verify(
         dims: sizes of symbolic dims in the random sets (``{"batch": 2}``); the others vary.
         atol, rtol: tolerances for every output; by default per dtype (see
             :data:`DEFAULT_TOLERANCES`), exact for ints and bools.
-        backend: backend of the candidate (``"torch"`` or ``"onnxruntime"``).
+        backend: backend of the candidate (``"torch"``, ``"onnxruntime"`` or another name
+            ``neffkit.execution.backend_names()`` lists).
         reference_backend: backend of the reference.
         check: refuse models (given as files or protos) that the ONNX checker refuses as
             invalid; ``False`` runs them anyway.
@@ -370,23 +368,16 @@ def verify(
             msg = f"the candidate has {len(got)} outputs, the reference {len(want)}"
             if msg not in report.problems:
                 report.problems.append(msg)
-        for i, w in enumerate(want):
-            name = output_names[i] if i < len(output_names) else str(i)
-            if i < len(got):
-                c = compare(w, got[i], rtol=rtol, atol=atol, name=name, index=i)
-            else:
-                c = compare(w, w, rtol=rtol, atol=atol, name=name, index=i)
-                c.candidate_shape = c.candidate_dtype = None
-                c.note = "missing from the candidate"
+        for i, c in enumerate(compare_all(want, got, rtol=rtol, atol=atol, names=output_names)):
             if not c.ok:
-                item.failures.append(name)
+                item.failures.append(c.name)
             if c.max_abs_error is not None:
                 item.max_abs_error = max(item.max_abs_error or 0.0, c.max_abs_error)
             if k == 0:
                 c.worst_set = 0 if c.max_abs_error is not None else None
                 worst.append(c)
             else:
-                _merge(worst[i], c, k)
+                merge(worst[i], c, k)
     report.outputs = worst
     return report
 
@@ -399,6 +390,10 @@ def _candidate(
         names = [v.name for v in runtime_inputs(ref_graph)]
         label = f"<{type(candidate).__name__}>"
         return _module_runner(candidate, ref_graph), label, "torch.jit", names
+    if isinstance(candidate, ExportedModel):  # the exported bytes, as they will be written
+        graph = candidate.graph
+        runner = Runner(graph, backend, graph=graph, source=candidate.source)
+        return runner, describe_model(graph), runner.backend, runner.input_names
     runner = Runner(candidate, backend, check=check)
     return runner, describe_model(candidate), runner.backend, runner.input_names
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import textwrap
@@ -229,3 +230,86 @@ def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
         neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True)
     with pytest.raises(PassError, match="test-sum-to-identity"):
         neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True, dims={"n": 2})
+
+
+@register
+@dataclass(frozen=True)
+class _NudgeWeights(Pass):
+    """Test pass: every float initializer times 1.001 (off by 1e-3 relative)."""
+
+    name: ClassVar[str] = "test-nudge-weights"
+    description: ClassVar[str] = "test: changes the numbers by 1e-3 relative"
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        from neffkit.ir.tensor import Tensor
+
+        for v in graph.initializers.values():
+            if v.const is not None and v.const.numpy().dtype == np.float32:
+                v.const = Tensor(v.const.numpy() * np.float32(1.001), v.const.name)
+                graph.version += 1
+        return PassResult(True, {})
+
+
+def test_verify_each_holds_the_passes_to_the_given_tolerances(model_path) -> None:
+    # the per-dtype default (float32: rtol 1e-4) finds the nudge; the user's rtol allows it
+    with pytest.raises(PassError, match=r"test-nudge-weights.*output 0 \('y'\) changed: .*rtol=0"):
+        neffkit.optimize(model_path, passes="test-nudge-weights", verify_each=True, verify=False)
+    _, report = neffkit.optimize(
+        model_path, passes="test-nudge-weights", verify_each=True, rtol=1e-2, atol=1e-3
+    )
+    assert report.ok and report.passes.changed
+
+
+def test_optimize_exports_once_and_writes_the_bytes_it_verified(
+    model_path, tmp_path, monkeypatch
+) -> None:
+    from neffkit.backends import onnx as onnx_backend
+    from neffkit.optimize import save_optimized
+
+    exported: list[object] = []
+    loaded: list[object] = []
+    real_to_onnx, real_session = onnx_backend.to_onnx, ort_backend.session
+
+    def to_onnx(graph, **kw):  # noqa: ANN001, ANN003, ANN202
+        exported.append(graph)
+        return real_to_onnx(graph, **kw)
+
+    def session(model, **kw):  # noqa: ANN001, ANN003, ANN202
+        loaded.append(model)
+        return real_session(model, **kw)
+
+    monkeypatch.setattr(onnx_backend, "to_onnx", to_onnx)
+    monkeypatch.setattr(ort_backend, "session", session)
+    graph, report = neffkit.optimize(model_path, target="onnxruntime")
+    assert report.ok and report.exported is not None
+    out = tmp_path / "out.onnx"
+    save_optimized(graph, report, out)
+    assert sum(g is graph for g in exported) == 1  # not for the check, verification or save
+    on_disk = out.read_bytes()
+    # onnxruntime loaded these very bytes: the load check, then the verification
+    assert [m for m in loaded if isinstance(m, bytes)] == [on_disk, on_disk]
+    assert report.exported.sha256() == hashlib.sha256(on_disk).hexdigest()
+
+
+def test_save_optimized_exports_when_nothing_was_verified_or_the_form_differs(
+    tmp_path,
+) -> None:
+    from neffkit.optimize import save_optimized
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [512])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [512])
+    w = onnx.numpy_helper.from_array(np.arange(512, dtype=np.float32), "w")
+    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    graph, report = neffkit.optimize(model, verify=False)
+    assert report.exported is None
+    save_optimized(graph, report, tmp_path / "plain.onnx")
+    graph, report = neffkit.optimize(model, external_data=True)
+    assert report.ok and report.exported is not None and report.exported.external_data
+    save_optimized(graph, report, tmp_path / "ext.onnx")
+    save_optimized(graph, report, tmp_path / "inline.onnx", external_data=False)
+    assert os.path.exists(tmp_path / "ext.onnx.data")
+    assert not os.path.exists(tmp_path / "inline.onnx.data")
+    for name in ("plain.onnx", "ext.onnx", "inline.onnx"):
+        (got,) = neffkit.run(tmp_path / name, [np.ones(512, np.float32)], backend="onnxruntime")
+        np.testing.assert_array_equal(got, np.arange(512) + 1)

@@ -66,7 +66,7 @@ def test_a_nondeterministic_original_is_named(monkeypatch: pytest.MonkeyPatch) -
             runs[0] += 1
             return [o + np.float32(runs[0]) for o in self.inner.run(names, feeds, *options)]
 
-    monkeypatch.setattr(ort_backend, "session", lambda m: Drifting(real(m)))
+    monkeypatch.setattr(ort_backend, "session", lambda m, **kw: Drifting(real(m, **kw)))
     _, report = neffkit.optimize(RELU, target="onnxruntime", passes="dce")
     assert not report.ok
     assert report.diagnosis.startswith(

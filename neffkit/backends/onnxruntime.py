@@ -18,8 +18,58 @@ from neffkit.ir.core import Graph
 Inputs = Sequence[Any] | Mapping[str, Any]
 
 
+class OnnxRuntimeBackend:
+    """The ``onnxruntime`` backend of the registry (``neffkit.execution``): CPU provider,
+    onnxruntime's own graph optimizations off, so the reference runs the graph as written."""
+
+    name = "onnxruntime"
+
+    def version(self) -> str:
+        """onnxruntime's version."""
+        import onnxruntime as ort
+
+        return str(ort.__version__)
+
+    def prepare(self, graph: Graph, *, device: Any = None, source: Any = None) -> Prepared:
+        """A session for ``source`` when given (a path, proto or bytes), else for ``graph``."""
+        if device is not None and str(device) != "cpu":
+            raise BackendError(f"the onnxruntime backend runs on the CPU only, not on '{device}'")
+        if source is None:
+            return Prepared(session(graph))
+        from neffkit.backends.onnx import _wants_external
+
+        # weights in a data file are held once, in the memory-mapped file (see ``session``)
+        return Prepared(session(source, prepack=not _wants_external(graph)))
+
+
+class Prepared:
+    """An onnxruntime session that runs bound feeds."""
+
+    device = "cpu"
+
+    def __init__(self, sess: Any) -> None:
+        self.session = sess
+
+    def run(self, feeds: Mapping[str, Any]) -> list[Any]:
+        """Runs the session; numpy scalars become 0-d arrays, sequences stay lists."""
+        try:
+            # errors come back as exceptions; onnxruntime's own log of them is noise
+            outs = self.session.run(None, dict(feeds), _quiet_run_options())
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
+            raise BackendError(f"onnxruntime failed to run the model: {first_line(e)}") from e
+        return [o if isinstance(o, list) or o is None else np.asarray(o) for o in outs]
+
+
+def _quiet_run_options() -> Any:
+    import onnxruntime as ort
+
+    opts = ort.RunOptions()
+    opts.log_severity_level = 4
+    return opts
+
+
 def session(
-    model: onnx.ModelProto | Graph | str,
+    model: onnx.ModelProto | Graph | str | bytes,
     *,
     optimize: bool = False,
     threads: int = 1,
@@ -32,7 +82,7 @@ def session(
     built in memory and onnxruntime reads only files neffkit wrote from checked sources.
 
     Args:
-        model: a ModelProto, a Graph (exported first) or a path.
+        model: a ModelProto, its serialized bytes, a Graph (exported first) or a path.
         optimize: let onnxruntime apply its own graph optimizations; off by default so the
             reference runs the graph as written.
         threads: intra-op threads (1 gives repeatable timings).
@@ -61,7 +111,7 @@ def session(
         opts.add_session_config_entry("session.disable_prepacking", "1")
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    src = model if isinstance(model, str) else model.SerializeToString()
+    src = model if isinstance(model, str | bytes) else model.SerializeToString()
     try:
         return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
@@ -99,7 +149,12 @@ def run(
 
 
 def bind_inputs(names: Sequence[str], inputs: Inputs) -> dict[str, Any]:
-    """Matches positional or named inputs to the model's input names, with clear errors."""
+    """Matches positional or named inputs to a session's input names, for callers of
+    :func:`run` (which takes any ONNX file, not only a neffkit graph).
+
+    Inputs of a neffkit graph are bound and checked against its declared types by
+    ``neffkit.execution.bind``; this only lines up names.
+    """
     if isinstance(inputs, Mapping):
         missing = [n for n in names if n not in inputs]
         if missing:

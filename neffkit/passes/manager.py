@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import numpy as np
-
 from neffkit._gc import paused_gc
 from neffkit.errors import NeffkitError, PassError
+from neffkit.execution.backend import get_backend
+from neffkit.execution.compare import compare_all, explain
+from neffkit.execution.inputs import bind, random_inputs
 from neffkit.ir.clone import clone_graph, replace_contents
 from neffkit.ir.core import _CLOCK, Graph
 from neffkit.ir.verifier import verify
@@ -163,6 +164,8 @@ class PassManager:
             graph as it was before the pipeline with onnxruntime on the current graph.
         inputs: inputs for ``verify_each`` (random from the input types, seeded, when None).
         seed: seed of the random inputs.
+        rtol, atol: tolerances of ``verify_each`` for every output (None: per dtype, as
+            ``neffkit.verify`` holds them; see ``neffkit.execution.compare``).
         print_ir_after: pass names (or ``{"all"}``) whose result is printed as text when they
             changed something.
         out: where printed IR goes (stderr by default).
@@ -180,8 +183,8 @@ class PassManager:
         verify_each: bool = False,
         inputs: Sequence[Any] | Mapping[str, Any] | None = None,
         seed: int = 0,
-        rtol: float = 1e-4,
-        atol: float = 1e-5,
+        rtol: float | None = None,
+        atol: float | None = None,
         print_ir_after: set[str] | Sequence[str] | None = None,
         out: TextIO | None = None,
         progress: Progress | None = None,
@@ -200,8 +203,9 @@ class PassManager:
         self.progress = progress
         self.rollback = rollback
         self._history: list[str] = []
-        self._reference: list[np.ndarray] | None = None
+        self._reference: list[Any] | None = None
         self._feeds: dict[str, Any] | None = None
+        self._output_names: list[str] = []
         self._step = 0
 
     def run(self, graph: Graph) -> ManagerReport:
@@ -340,34 +344,24 @@ class PassManager:
     # -- numeric checks -----------------------------------------------------------------------
 
     def _prepare_reference(self, graph: Graph) -> None:
-        from neffkit.api import random_inputs
-        from neffkit.backends import onnxruntime as ort_backend
-
         feeds = self.inputs if self.inputs is not None else random_inputs(graph, seed=self.seed)
-        if not isinstance(feeds, Mapping):
-            names = [v.name for v in graph.inputs if v.const is None]
-            feeds = dict(zip(names, feeds))
-        self._feeds = dict(feeds)
-        self._reference = ort_backend.run(graph, self._feeds)
+        self._feeds = bind(graph, feeds)
+        self._reference = _on_onnxruntime(graph, self._feeds)
+        self._output_names = [v.name for v in graph.outputs]  # a pass may rename them
 
     def _check_numbers(self, graph: Graph) -> None:
-        from neffkit.backends import onnxruntime as ort_backend
+        if self._feeds is None or self._reference is None:
+            raise NeffkitError("verify_each: the reference outputs were not computed")
+        got = _on_onnxruntime(graph, self._feeds)
+        if len(got) != len(self._reference):
+            raise NeffkitError(f"the graph has {len(got)} outputs, it had {len(self._reference)}")
+        names = self._output_names
+        for c in compare_all(self._reference, got, rtol=self.rtol, atol=self.atol, names=names):
+            if not c.ok:
+                raise NeffkitError(f"output {c.index} ('{c.name}') changed: {explain(c)}")
 
-        assert self._feeds is not None and self._reference is not None
-        got = ort_backend.run(graph, self._feeds)
-        for i, (g, r) in enumerate(zip(got, self._reference)):
-            g, r = np.asarray(g), np.asarray(r)
-            if g.shape != r.shape or g.dtype != r.dtype:
-                raise NeffkitError(
-                    f"output {i} changed from {r.dtype}{list(r.shape)} to {g.dtype}{list(g.shape)}"
-                )
-            if r.dtype.kind in "fc":
-                bad = ~np.isclose(g, r, rtol=self.rtol, atol=self.atol, equal_nan=True)
-            else:
-                bad = g != r
-            if bad.any():
-                err = float(np.max(np.abs(g.astype(np.float64) - r.astype(np.float64))))
-                raise NeffkitError(
-                    f"output {i} changed numerically: {int(bad.sum())} elements differ, "
-                    f"max abs error {err:.3g}"
-                )
+
+def _on_onnxruntime(graph: Graph, feeds: Mapping[str, Any]) -> list[Any]:
+    """The graph's outputs on onnxruntime, the reference backend (prepared afresh: the graph
+    changes between calls)."""
+    return get_backend("onnxruntime").prepare(graph).run(feeds)

@@ -36,15 +36,15 @@ import onnx
 from hypothesis import given
 from hypothesis import settings as hsettings
 
-from neffkit.backends import onnxruntime as ort_backend
 from neffkit.backends.onnx import to_onnx
+from neffkit.execution.compare import compare, default_tolerances
+from neffkit.execution.runner import Runner
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_graph
 from neffkit.ir.verifier import verify
 from neffkit.passes.base import Pass, PassContext, PassResult
 from neffkit.testing.strategies import graphs, random_feeds
-from neffkit.verify import compare
 
 __all__ = [
     "PROPERTIES",
@@ -67,11 +67,6 @@ PROPERTIES = (
     "fixed-point",
     "text-roundtrip",
 )
-
-#: ``(rtol, atol)`` per float dtype; integer and bool outputs must match exactly. float64 is
-#: not held to 1e-15: float attributes (HardSigmoid's alpha, LeakyRelu's slope ...) are float32
-#: in ONNX, and runtimes differ in how they widen them (measured: 3.7e-7 relative).
-FLOAT_TOLERANCES = {"float64": (1e-6, 1e-8), "float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3)}
 
 #: Ops that accumulate many products or sums: each one in a graph loosens the tolerances.
 _ACCUMULATING = frozenset(
@@ -134,10 +129,11 @@ class GeneratorError(Exception):
 
 
 def tolerances(dtype: Any, graph: Graph | None = None) -> tuple[float, float] | None:
-    """``(rtol, atol)`` for a float output dtype, loosened by half of it for each accumulating
-    op in the graph (at most ten times); None for exact (integer, bool) outputs."""
-    base = FLOAT_TOLERANCES.get(np.dtype(dtype).name)
-    if base is None:
+    """``(rtol, atol)`` of an output dtype under the one per-dtype policy
+    (``neffkit.execution.compare``), loosened by half of it for each accumulating op in the
+    graph (at most ten times); None for exact (integer, bool) outputs."""
+    base = default_tolerances(dtype)
+    if base == (0.0, 0.0):
         return None
     heavy = 0
     if graph is not None:
@@ -196,7 +192,7 @@ def check_graph(
     before = clone_graph(graph)
     feeds = dict(random_feeds(graph) if feeds is None else feeds)
     model = _model(graph, "the input graph")
-    reference = _reference(model, feeds)
+    reference = _reference(model, graph, feeds)
     before_bytes = model.SerializeToString(deterministic=True)
 
     def fail(prop: str, detail: str) -> PropertyFailure:
@@ -221,7 +217,7 @@ def check_graph(
         raise fail("checker", f"{type(e).__name__}: {e}") from e
     if "numeric" in props:
         try:
-            got = ort_backend.run(after, feeds)
+            got = _on_onnxruntime(after, graph, feeds)
         except Exception as e:  # noqa: BLE001
             raise fail("numeric", f"onnxruntime cannot run the result: {e}") from e
         why = compare_outputs(reference, got, before)
@@ -265,17 +261,15 @@ def check_backend(graph: Graph, feeds: Mapping[str, Any] | None = None) -> None:
         PropertyFailure: property ``torch``, carrying ``graph``.
     """
     feeds = dict(random_feeds(graph) if feeds is None else feeds)
-    reference = _reference(_model(graph, "the graph"), feeds)
+    reference = _reference(_model(graph, "the graph"), graph, feeds)
     _check_torch(graph, feeds, reference, graph, "")
 
 
 def _check_torch(
     graph: Graph, feeds: dict[str, Any], reference: list[Any], before: Graph, name: str
 ) -> None:
-    from neffkit.backends import torch as torch_backend
-
     try:
-        got = torch_backend.run(graph, feeds)
+        got = Runner(graph, "torch")(feeds)
     except Exception as e:  # noqa: BLE001
         raise PropertyFailure("torch", f"the torch backend failed: {e}", before,
                               pass_name=name) from e  # fmt: skip
@@ -393,9 +387,14 @@ def _model(graph: Graph, what: str) -> onnx.ModelProto:
     return model
 
 
-def _reference(model: onnx.ModelProto, feeds: dict[str, Any]) -> list[Any]:
+def _on_onnxruntime(model: onnx.ModelProto, graph: Graph, feeds: Mapping[str, Any]) -> list[Any]:
+    """onnxruntime's outputs for ``model`` (the export of ``graph``, which binds the feeds)."""
+    return Runner(model, "onnxruntime", graph=graph)(feeds)
+
+
+def _reference(model: onnx.ModelProto, graph: Graph, feeds: dict[str, Any]) -> list[Any]:
     try:
-        return ort_backend.run(model, feeds)
+        return _on_onnxruntime(model, graph, feeds)
     except Exception as e:  # noqa: BLE001
         text = onnx.printer.to_text(model)
         raise GeneratorError(f"onnxruntime cannot run the input graph: {e}\n{text}") from e

@@ -7,8 +7,9 @@ must print, or None for a non-case where it must not fire.
 
 from __future__ import annotations
 
-import numpy as np
-
+from neffkit.execution.compare import compare_all, explain
+from neffkit.execution.inputs import random_inputs
+from neffkit.execution.runner import Runner
 from neffkit.ir.core import Graph
 from neffkit.ir.text import normalize, parse, print_body
 from neffkit.ir.verifier import verify
@@ -25,8 +26,9 @@ def check_rewrite(
 ) -> Graph:
     """Runs ``pass_`` on ``before``; ``after`` None means the pass must not fire.
 
-    Checks the text result, the changed flag, the verifier, numeric agreement with
-    onnxruntime (random inputs from the input types), and that a second run changes nothing.
+    Checks the text result, the changed flag, the verifier, numeric agreement on onnxruntime
+    (random inputs from the input types, symbolic dims 2; the per-dtype tolerances of
+    ``neffkit.execution.compare``), and that a second run changes nothing.
 
     Returns:
         The graph after the pass, for further checks.
@@ -34,13 +36,11 @@ def check_rewrite(
     Raises:
         AssertionError: a check failed; the message says which.
     """
-    from neffkit.backends import onnxruntime as ort_backend
-
     ctx = ctx or PassContext()
     g = parse(before)
     original = print_body(g)
-    feeds = random_inputs(g)
-    want = ort_backend.run(g, feeds) if numeric else None
+    feeds = random_inputs(g, default_size=2, ints=(0, 5))
+    want = Runner(g, "onnxruntime")(feeds) if numeric else []
     result = pass_.run(g, ctx)
     verify(g)
     got_text = print_body(g)
@@ -51,32 +51,13 @@ def check_rewrite(
         _expect(result.changed is True, f"the pass did not fire: {result}")
         _expect(got_text == normalize(after), f"the graph after the pass is:\n{got_text}")
     if numeric:
-        got = ort_backend.run(g, feeds)
-        for w, o in zip(want, got, strict=True):
-            np.testing.assert_allclose(o, w, rtol=1e-5, atol=1e-6)
+        got = Runner(g, "onnxruntime")(feeds)
+        _expect(len(got) == len(want), f"{len(got)} outputs, {len(want)} before the pass")
+        for c in compare_all(want, got, names=[v.name for v in g.outputs]):
+            _expect(c.ok, f"output '{c.name}' changed: {explain(c)}")
     again = pass_.run(g, ctx)
     _expect(again.changed is False, f"a second run changed the graph: {again.stats}")
     return g
-
-
-def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs from the graph's input types; a symbolic dim becomes 2."""
-    from neffkit.ir.tensor import np_dtype
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for v in graph.inputs:
-        if v.const is not None:
-            continue
-        shape = [d if isinstance(d, int) else 2 for d in (v.shape or ())]
-        dt = np_dtype(v.dtype)
-        if dt.kind == "f":
-            out[v.name] = rng.standard_normal(shape).astype(dt)
-        elif dt.kind == "b":
-            out[v.name] = np.asarray(rng.random(shape) > 0.5)
-        else:
-            out[v.name] = rng.integers(0, 5, shape).astype(dt)
-    return out
 
 
 def _expect(ok: bool, message: str) -> None:

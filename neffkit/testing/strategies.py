@@ -39,8 +39,8 @@ import numpy as np
 from hypothesis import strategies as st
 from onnx import TensorProto
 
+from neffkit.execution.inputs import random_inputs
 from neffkit.ir.core import Graph
-from neffkit.ir.tensor import np_dtype
 from neffkit.testing import strategies_nn, strategies_ops
 from neffkit.testing.builder import BOOL, Builder, Catalog, build_graph, generation_stats
 from neffkit.testing.strategies_control import CONTROL_OPS, PLANT_GENS, PLANTS, gen_if, gen_loop
@@ -155,17 +155,4 @@ def _graph(draw: Callable[[st.SearchStrategy[Any]], Any], opts: GraphOptions) ->
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for a generated graph: floats in [-2, 2], ints in [-4, 4], random bools."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for v in graph.inputs:
-        if v.const is not None:
-            continue
-        shape = tuple(int(d) for d in v.shape or ())
-        dt = np_dtype(v.dtype)
-        if dt.kind == "f":
-            out[v.name] = rng.uniform(-2.0, 2.0, shape).astype(dt)
-        elif dt.kind == "b":
-            out[v.name] = rng.random(shape) < 0.5
-        else:
-            out[v.name] = rng.integers(-4, 5, shape).astype(dt)
-    return out
+    return random_inputs(graph, seed, floats=(-2.0, 2.0), ints=(-4, 5))

@@ -122,3 +122,45 @@ def test_print_ir_after_only_when_changed() -> None:
     PassManager("dedup,dedup,cse", print_ir_after={"dedup"}, out=out).run(g)
     assert out.getvalue().count("IR after dedup") == 1
     assert "IR after cse" not in out.getvalue()
+
+
+@register
+@dataclass(frozen=True)
+class _Off(Pass):
+    """Adds ``delta`` to every Add's second operand: Add(x, c) -> Add(Add(x, c), delta)."""
+
+    name: ClassVar[str] = "test-off"
+    delta: float = 1e-3
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        import numpy as np
+
+        from neffkit.ir.core import Value
+        from neffkit.ir.tensor import Tensor
+
+        for node in list(graph):
+            if node.op_type == "Add" and node.name != "off":
+                out = node.outputs[0]
+                shifted = Node("Add", [out, None], name="off")
+                graph.insert_after(node, shifted)
+                c = Value("delta", const=Tensor(np.array(self.delta, np.float32)))
+                graph.add_initializer(c)
+                shifted.set_input(1, c)
+                out.replace_all_uses_with(shifted.outputs[0])
+                shifted.set_input(0, out)
+                return PassResult(True)
+        return PassResult(False)
+
+
+OFF = H + "m (float[2] x) => (float[2] y) <float[2] c = {100.0, 200.0}> { y = Add(x, c) }"
+
+
+def test_verify_each_compares_under_the_dtype_policy_or_the_given_tolerances() -> None:
+    # 1e-3 on values near 100-200 is within float32's rtol 1e-4 ...
+    PassManager("test-off", verify_each=True).run(parse(OFF))
+    # ... 1e-1 is not, unless the caller allows it
+    with pytest.raises(PassError, match=r"test-off.*output 0 \('y'\) changed: 2 of 2 elements"):
+        PassManager("test-off{delta=0.1}", verify_each=True).run(parse(OFF))
+    PassManager("test-off{delta=0.1}", verify_each=True, atol=0.2).run(parse(OFF))
+    with pytest.raises(PassError, match=r"outside rtol=0 atol=1e-06"):
+        PassManager("test-off", verify_each=True, rtol=0.0, atol=1e-6).run(parse(OFF))

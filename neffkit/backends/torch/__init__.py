@@ -19,6 +19,7 @@ from neffkit.ir.tensor import dtype_name, np_dtype
 from neffkit.ir.types import TensorType
 
 __all__ = [
+    "TorchBackend",
     "check_device",
     "compile",
     "run",
@@ -26,6 +27,36 @@ __all__ = [
     "supported_ops",
     "to_torchscript",
 ]
+
+
+class TorchBackend:
+    """The ``torch`` backend of the registry (``neffkit.execution``): the graph lowered to a
+    ``torch.fx.GraphModule``, eager on the CPU or a CUDA (or MPS) device."""
+
+    name = "torch"
+
+    def version(self) -> str:
+        """torch's version."""
+        return str(torch.__version__)
+
+    def prepare(self, graph: Graph, *, device: Any = None, source: Any = None) -> Prepared:
+        """Lowers ``graph`` once (``source`` is not needed: the lowering reads the graph)."""
+        dev = check_device(device)
+        return Prepared(graph, compile(graph, dev), dev)
+
+
+class Prepared:
+    """A lowered module that runs bound feeds."""
+
+    def __init__(self, graph: Graph, module: torch.nn.Module, device: torch.device | None) -> None:
+        self.graph = graph
+        self.module = module
+        self.torch_device = device
+        self.device = "cpu" if device is None else str(device)
+
+    def run(self, feeds: Mapping[str, Any]) -> list[Any]:
+        """Runs the module on ``feeds`` and returns numpy outputs."""
+        return run(self.graph, feeds, device=self.torch_device, module=self.module)
 
 
 def check_device(device: Any) -> torch.device | None:
@@ -85,7 +116,12 @@ def prepare_inputs(
     inputs: Sequence[Any] | Mapping[str, Any],
     device: str | torch.device | None = None,
 ) -> list[torch.Tensor]:
-    """Checks inputs against the graph's declared types and converts them to torch tensors."""
+    """Converts inputs, in order or by name, to the torch tensors the module takes.
+
+    Values that are not tensors are checked against the graph's declared dtype and shape
+    first (``neffkit.execution.bind`` has checked them already for the library's callers;
+    this keeps the backend's own ``run`` safe to call directly).
+    """
     wanted = runtime_inputs(graph)
     names = [v.name for v in wanted]
     if isinstance(inputs, Mapping):
