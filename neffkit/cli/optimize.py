@@ -131,9 +131,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     """``neffkit optimize``."""
     from neffkit import files
     from neffkit.api import mentioning, npz_inputs
-    from neffkit.backends.onnx import save
     from neffkit.frontends.onnx import load
-    from neffkit.optimize import optimize
+    from neffkit.optimize import optimize, save_optimized
 
     model, out = args.model, args.output
     writes = [files.Write(out, "the output model", model=True)]
@@ -162,6 +161,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             print_ir_after=args.print_ir_after,
             progress=progress,
             copy=False,
+            external_data=args.external_data,
         )
     progress.done()
     print(f"{model}: target {args.target}, pipeline {report.pipeline}")
@@ -187,7 +187,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"neffkit: {out} not written: {why} {hint}", file=sys.stderr)
         return EXIT_MISMATCH
     log.info("writing %s", out)
-    save(optimized, out, external_data=args.external_data)
+    save_optimized(optimized, report, out, external_data=args.external_data)  # the verified bytes
     print(f"wrote {out}")
     return EXIT_OK
 

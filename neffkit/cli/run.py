@@ -16,6 +16,7 @@ from neffkit.cli.io import (
     save_npz,
 )
 from neffkit.cli.options import AddCommand, add_check_arg, add_input_args
+from neffkit.execution.backend import backend_names
 
 _RUN_EPILOG = """\
 Prints each output's name, dtype, shape and first values; -o saves them all to an .npz file
@@ -37,7 +38,7 @@ def register(add: AddCommand) -> None:
     s.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "onnxruntime"],
+        choices=backend_names(),
         help="what runs the model (default: torch)",
     )
     s.add_argument("--device", default=None, help="torch device, e.g. cuda (torch backend)")

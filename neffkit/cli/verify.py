@@ -11,6 +11,7 @@ from typing import Any
 from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, requested_dims
 from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
 from neffkit.errors import NeffkitError, first_line
+from neffkit.execution.backend import backend_names
 
 _VERIFY_EPILOG = """\
 B may also be a TorchScript file (.pt) written by `neffkit convert`. Inputs come from an
@@ -39,12 +40,12 @@ def register(add: AddCommand) -> None:
     add_input_args(s)
     add_tolerance_args(s)
     s.add_argument(
-        "--backend", default="torch", choices=["torch", "onnxruntime"], help="runs B (torch)"
+        "--backend", default="torch", choices=backend_names(), help="runs B (torch)"
     )
     s.add_argument(
         "--reference-backend",
         default="onnxruntime",
-        choices=["torch", "onnxruntime"],
+        choices=backend_names(),
         help="runs A (onnxruntime)",
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
