@@ -114,11 +114,46 @@ def _param(case: Case, form: str, *rest: object) -> object:
     return pytest.param(case, form, *rest, id=case.name)
 
 
+@functools.cache
+def _family_of() -> dict[str, str]:
+    """Op type -> the ops/ module (family) that lowers it."""
+    from neffkit.backends.torch.registry import _REGISTRY
+
+    supported_ops()
+    return {op: fn.__module__.rsplit(".", 1)[1] for (_, op), fn in _REGISTRY.items()}
+
+
+def _subject(case: Case) -> str:
+    """The op a node case is named after (``test_reduce_sum_...`` -> ``ReduceSum``)."""
+    named = case.name.removeprefix("test_").replace("_", "").lower()
+    ops = sorted(_family_of(), key=len, reverse=True)
+    return next((op for op in ops if named.startswith(op.lower())), "")
+
+
+def _owned(cases: Sequence[Case], ops: Sequence[str], form: str) -> list[Case]:
+    """The cases among ``cases`` that the family of ``ops`` runs in ``form``.
+
+    A case using ops of several families is picked by each of them; it runs once, under the
+    family of the op it is named after when that family picks it, else the first by name.
+    """
+    family = _family_of()
+    out = []
+    for c in cases:
+        picking = {family[op] for op in c.op_types if op in family and FORM.get(op) == form}
+        subject = family.get(_subject(c), "")
+        owner = subject if subject in picking else min(picking, default="")
+        if any(family.get(op) == owner for op in ops):
+            out.append(c)
+    return out
+
+
 def conformance_params(ops: Sequence[str]) -> list[object]:
-    """``(case, form)`` for every plain conformance case using one of ``ops``."""
-    out = [_param(c, "math") for c in _math_cases(_in_form(ops, "math"))]
-    out += [_param(c, "nn") for c in _nn_cases(_in_form(ops, "nn"))]
-    out += [_param(c, "shape") for c in _shape_cases(_in_form(ops, "shape"))]
+    """``(case, form)`` for every plain conformance case using one of ``ops`` (each case under
+    one family only)."""
+    out = []
+    for form, select in (("math", _math_cases), ("nn", _nn_cases), ("shape", _shape_cases)):
+        mine = _in_form(ops, form)
+        out += [_param(c, form) for c in _owned(select(mine), mine, form)]
     return out
 
 
@@ -134,8 +169,10 @@ def check_conformance(case: Case, form: str, request: pytest.FixtureRequest) -> 
 
 def other_data_params(ops: Sequence[str]) -> list[object]:
     """Cases the plain harness skips for their data (TensorProtos, numpy scalars), as arrays."""
-    out = [_param(c, "math") for c in _math_tensorproto_cases(_in_form(ops, "math"))]
-    out += [_param(c, "nn") for c in _nn_scalar_cases(_in_form(ops, "nn"))]
+    out = []
+    for form, select in (("math", _math_tensorproto_cases), ("nn", _nn_scalar_cases)):
+        mine = _in_form(ops, form)
+        out += [_param(c, form) for c in _owned(select(mine), mine, form)]
     return out
 
 
