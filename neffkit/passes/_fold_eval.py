@@ -20,12 +20,12 @@ import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-from neffkit.backends.onnx import encode_attribute
 from neffkit.ir.casts import OWN_CAST_TYPES
 from neffkit.ir.casts import cast as own_cast
 from neffkit.ir.core import Node, Value
+from neffkit.ir.serde import encode_attribute, type_from_proto, type_to_proto
 from neffkit.ir.tensor import Tensor, np_dtype, onnx_dtype
-from neffkit.ir.types import TensorType, type_from_proto, type_to_proto
+from neffkit.ir.types import TensorType
 
 log = logging.getLogger("neffkit.passes")
 
@@ -104,14 +104,10 @@ class SubModel:
             np_.input.extend("" if v is None else name_of(v) for v in n.inputs)
             # an omitted optional output stays omitted (some ops act differently otherwise)
             np_.output.extend(
-                name_of(v) if (v.name or v._uses or v._outputs_of) else "" for v in n.outputs
+                name_of(v) if (v.name or v.is_used) else "" for v in n.outputs
             )
             for a in n.attributes.values():
-                ap = np_.attribute.add()
-                if a._proto is not None:
-                    ap.CopyFrom(a._proto)
-                else:
-                    encode_attribute(a, ap)
+                encode_attribute(a, np_.attribute.add())  # reuses the file's proto if any
         self.outputs = [v for v in outputs if v in self.names]
         for v in self.outputs:
             gp.output.add().name = self.names[v]
@@ -186,7 +182,7 @@ def evaluate(
             v
             for n in chunk
             for v in n.outputs
-            if v in want or any(u not in members for u, _ in v._uses)
+            if v in want or any(u not in members for u, _ in v.iter_uses())
         ]
         # onnxruntime failing on node after node (an opset newer than it knows ...): stop asking
         if ort_worked or single_failures < _MAX_SINGLE_FAILURES:

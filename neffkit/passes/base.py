@@ -145,7 +145,7 @@ def all_graphs_postorder(graph: Graph) -> Iterator[Graph]:
     while stack:
         g = stack.pop()
         order.append(g)
-        for node in g._holders:  # the nodes that hold subgraphs: O(graphs), not O(nodes)
+        for node in g.holders:  # the nodes that hold subgraphs: O(graphs), not O(nodes)
             stack.extend(node.subgraphs)
     return reversed(order)
 

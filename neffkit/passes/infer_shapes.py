@@ -26,10 +26,10 @@ import onnx
 from onnx import AttributeProto, GraphProto, TensorProto, TypeProto
 
 from neffkit._gc import paused_gc
-from neffkit.backends.onnx import to_onnx
 from neffkit.ir.core import Graph, Value
+from neffkit.ir.serde import to_onnx, type_from_proto
 from neffkit.ir.tensor import Tensor
-from neffkit.ir.types import Dim, TensorType, ValueType, type_from_proto
+from neffkit.ir.types import Dim, TensorType, ValueType
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 from neffkit.passes.shape_rules import Facts, Static, infer_node
@@ -105,17 +105,17 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
     for g in root.all_graphs():
         if g is not root and not all(_complete(v.type) for v in g.inputs):
             remaining = True
-        node = g._head
+        node = g.first
         while node is not None:
             outs = node.outputs
             for v in outs:
                 if not _complete(v.type):
                     break
             else:
-                node = node._next
+                node = node.next
                 continue  # every output already complete
             ins: list[Static | None] = []
-            for v in node._inputs:
+            for v in node.inputs:
                 if v is None:
                     ins.append(None)
                     continue
@@ -141,10 +141,10 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
                             typed += 1
             if not remaining:
                 for v in outs:
-                    if not _complete(v.type) and (v.name or v._uses or v._outputs_of):
+                    if not _complete(v.type) and (v.name or v.is_used):
                         remaining = True
                         break
-            node = node._next
+            node = node.next
         if not remaining and not all(v.const is not None or _complete(v.type) for v in g.outputs):
             remaining = True
     return typed, remaining
