@@ -31,10 +31,10 @@ def _clone(graph: Graph, vmap: dict[Value, Value]) -> Graph:
         new.add_initializer(c)
     # inputs in their order (IR v3 models interleave initializers among them)
     for v in graph.inputs:
-        c = vmap.get(v)
-        if c is None:
-            c = vmap[v] = _copy_value(v)
-        new.add_input(c)
+        copy = vmap.get(v)
+        if copy is None:
+            copy = vmap[v] = _copy_value(v)
+        new.add_input(copy)
     for node in graph:
         inputs = [None if v is None else vmap[v] for v in node.inputs]
         outputs = []

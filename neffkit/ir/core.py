@@ -162,8 +162,11 @@ class Value:
         """Makes every user (node inputs and graph outputs) read ``other`` instead."""
         if other is self:
             return
-        for node, i in list(self._uses):
-            node.set_input(i, other)
+        by_node: dict[Node, list[int]] = {}
+        for node, i in self._uses:
+            by_node.setdefault(node, []).append(i)
+        for node, indices in by_node.items():
+            node._replace_inputs(indices, self, other)
         if self._outputs_of:
             for g in list(self._outputs_of):
                 g.replace_output(self, other)
@@ -234,14 +237,13 @@ def _plain_attribute_value(value: Any) -> Any:
 class Attributes(dict[str, Attr]):
     """A node's attributes by name: a dict whose every change stamps the node's graph.
 
-    Assigning an ``Attr`` that holds graphs makes the node their parent.
+    Assigning an ``Attr`` that holds graphs makes the node their parent. Made by ``Node``
+    only (``_attributes_of``), which binds it to its node.
     """
 
     __slots__ = ("_node",)
 
-    def __init__(self, node: Node, items: Any = ()) -> None:
-        super().__init__(items)
-        self._node = node
+    _node: Node
 
     def _changed(self) -> None:
         self._node._changed_attributes()
@@ -254,7 +256,7 @@ class Attributes(dict[str, Attr]):
         super().__delitem__(key)
         self._changed()
 
-    def pop(self, key: str, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, key: str, *default: Any) -> Any:
         """Removes ``key`` and returns its attribute (or ``default``)."""
         out = super().pop(key, *default)
         self._changed()
@@ -276,7 +278,7 @@ class Attributes(dict[str, Attr]):
         super().update(*args, **kwargs)
         self._changed()
 
-    def setdefault(self, key: str, default: Attr) -> Attr:  # type: ignore[override]
+    def setdefault(self, key: str, default: Attr) -> Attr:
         """The attribute ``key``, set to ``default`` first when absent."""
         out = super().setdefault(key, default)
         self._changed()
@@ -288,17 +290,25 @@ class Attributes(dict[str, Attr]):
         return self
 
 
+def _attributes_of(node: Node, items: Any) -> Attributes:
+    d = Attributes(items)
+    d._node = node
+    return d
+
+
 class Node:
     """An operator application: op identity, ordered inputs (``None`` = omitted), attributes,
     output values, and the graph that owns it.
 
-    Every field a pass may set (``op_type``, ``domain``, ``overload``, ``name``,
-    ``doc_string``, ``attributes``) is a property that stamps the node's graph.
+    ``op_type`` and ``domain`` are the node's identity, read on every visit of every pass and
+    fixed at construction (to change an operator, build a new node and replace the old one).
+    Every other field a pass may set (``overload``, ``name``, ``doc_string``, ``attributes``,
+    inputs) stamps the node's graph.
     """
 
     __slots__ = (
-        "_op_type",
-        "_domain",
+        "op_type",
+        "domain",
         "_overload",
         "_name",
         "_attributes",
@@ -322,8 +332,8 @@ class Node:
         name: str = "",
         overload: str = "",
     ) -> None:
-        self._op_type = op_type
-        self._domain = "" if domain == "ai.onnx" else domain
+        self.op_type = op_type
+        self.domain = "" if domain == "ai.onnx" else domain
         self._overload = overload
         self._name = name
         self._doc_string = ""
@@ -331,12 +341,13 @@ class Node:
             attributes = {}
         elif not isinstance(attributes, dict):
             attributes = {a.name: a for a in attributes}
-        self._attributes = Attributes(self, attributes)
+        self._attributes = _attributes_of(self, attributes)
         self._adopt_subgraphs()
         self.graph: Graph | None = None
         self._prev: Node | None = None
         self._next: Node | None = None
-        self._inputs: list[Value | None] = list(inputs)
+        # a tuple, so that ``inputs`` hands it out without a copy (a change builds a new one)
+        self._inputs: tuple[Value | None, ...] = tuple(inputs)
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses[(self, i)] = None
@@ -363,24 +374,22 @@ class Node:
         """Builds a node as a decoder reads one: fast, with fresh output values, unchecked.
 
         The ONNX codec builds every node of a loaded model through this. Unlike ``Node()`` it
-        takes ``inputs`` as given (no copy) and makes each output ``Value`` from a
-        ``(name, type)`` pair, so it is as cheap as setting the slots by hand, while the
-        node's layout stays this module's business.
+        makes each output ``Value`` from a ``(name, type)`` pair and checks nothing, so it is
+        as cheap as setting the slots by hand, while the node's layout stays this module's
+        business. Graphs held in ``attributes`` get the node as parent when it is added to a
+        graph.
         """
         node = cls.__new__(cls)
-        node._op_type = op_type
-        node._domain = "" if domain == "ai.onnx" else domain
+        node.op_type = op_type
+        node.domain = "" if domain == "ai.onnx" else domain
         node._overload = overload
         node._name = name
         node._doc_string = doc_string
-        node._attributes = Attributes(node, attributes)
-        for a in attributes.values():
-            if a.type in _GRAPH_TYPES:
-                node._adopt_subgraphs()
-                break
+        node._attributes = attrs = Attributes(attributes)  # subgraphs adopted when linked
+        attrs._node = node
         node.graph = None
         node._prev = node._next = None
-        node._inputs = inputs
+        node._inputs = tuple(inputs)
         for i, v in enumerate(inputs):
             if v is not None:
                 v._uses[(node, i)] = None
@@ -401,26 +410,6 @@ class Node:
         return node
 
     # -- identity (setting one stamps the graph) -----------------------------------------------
-
-    @property
-    def op_type(self) -> str:
-        """The operator's name within its domain (``Conv``, ``Relu`` ...)."""
-        return self._op_type
-
-    @op_type.setter
-    def op_type(self, op_type: str) -> None:
-        self._op_type = op_type
-        self._stamp()
-
-    @property
-    def domain(self) -> str:
-        """The operator's domain; ``""`` is ai.onnx."""
-        return self._domain
-
-    @domain.setter
-    def domain(self, domain: str) -> None:
-        self._domain = "" if domain == "ai.onnx" else domain
-        self._stamp()
 
     @property
     def overload(self) -> str:
@@ -459,7 +448,7 @@ class Node:
 
     @attributes.setter
     def attributes(self, attributes: dict[str, Attr]) -> None:
-        self._attributes = Attributes(self, attributes)
+        self._attributes = _attributes_of(self, attributes)
         self._changed_attributes()
 
     def _stamp(self) -> None:
@@ -490,7 +479,7 @@ class Node:
     @property
     def inputs(self) -> tuple[Value | None, ...]:
         """The input values; ``None`` marks an omitted optional input."""
-        return tuple(self._inputs)
+        return self._inputs
 
     def set_input(self, index: int, value: Value | None) -> None:
         """Replaces input ``index``, updating both values' use-lists."""
@@ -499,7 +488,9 @@ class Node:
             return
         if old is not None:
             old._uses.pop((self, index), None)
-        self._inputs[index] = value
+        ins = list(self._inputs)
+        ins[index] = value
+        self._inputs = tuple(ins)
         if value is not None:
             value._uses[(self, index)] = None
         if self.graph is not None:
@@ -507,7 +498,7 @@ class Node:
 
     def append_input(self, value: Value | None) -> None:
         """Adds an input at the end."""
-        self._inputs.append(value)
+        self._inputs += (value,)
         if value is not None:
             value._uses[(self, len(self._inputs) - 1)] = None
         if self.graph is not None:
@@ -516,10 +507,23 @@ class Node:
     def set_inputs(self, values: Sequence[Value | None]) -> None:
         """Replaces the whole input list."""
         self._drop_input_uses()
-        self._inputs = list(values)
+        self._inputs = tuple(values)
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses[(self, i)] = None
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
+
+    def _replace_inputs(self, indices: list[int], old: Value, new: Value) -> None:
+        """Makes inputs ``indices`` (which read ``old``) read ``new``: one rebuild, not one
+        per input, so a node with thousands of inputs reading one value stays linear."""
+        ins = list(self._inputs)
+        uses_old, uses_new = old._uses, new._uses
+        for i in indices:
+            uses_old.pop((self, i), None)
+            ins[i] = new
+            uses_new[(self, i)] = None
+        self._inputs = tuple(ins)
         if self.graph is not None:
             self.graph.version = next(_CLOCK)
 
@@ -728,9 +732,10 @@ class Graph:
             nxt._prev = node
         self._len += 1
         self.version = next(_CLOCK)
-        for a in node.attributes.values():
+        for a in node._attributes.values():
             if a.type in _GRAPH_TYPES:
                 self._holders[node] = None
+                node._adopt_subgraphs()
                 break
 
     def remove(self, node: Node, *, safe: bool = True) -> None:
@@ -1063,11 +1068,12 @@ def infer_attribute_type(value: Any) -> int:
         first = infer_attribute_type(value[0])
         if first == AttributeProto.INT and any(isinstance(x, float) for x in value):
             return AttributeProto.FLOATS
-        return {
+        lists: dict[int, int] = {
             AttributeProto.INT: AttributeProto.INTS,
             AttributeProto.FLOAT: AttributeProto.FLOATS,
             AttributeProto.STRING: AttributeProto.STRINGS,
             AttributeProto.TENSOR: AttributeProto.TENSORS,
             AttributeProto.GRAPH: AttributeProto.GRAPHS,
-        }[first]
+        }
+        return lists[first]
     raise TypeError(f"cannot infer an ONNX attribute type for {type(value).__name__}")

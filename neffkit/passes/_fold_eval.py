@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -103,9 +103,7 @@ class SubModel:
             np_.name = f"n{i}"
             np_.input.extend("" if v is None else name_of(v) for v in n.inputs)
             # an omitted optional output stays omitted (some ops act differently otherwise)
-            np_.output.extend(
-                name_of(v) if (v.name or v.is_used) else "" for v in n.outputs
-            )
+            np_.output.extend(name_of(v) if (v.name or v.is_used) else "" for v in n.outputs)
             for a in n.attributes.values():
                 encode_attribute(a, np_.attribute.add())  # reuses the file's proto if any
         self.outputs = [v for v in outputs if v in self.names]
@@ -231,8 +229,8 @@ def _own_cast_target(node: Node, values: Mapping[Value, np.ndarray]) -> int | No
     (int4, float4e2m1 ...: onnxruntime and ml_dtypes disagree with each other there)."""
     if node.op_type == "Cast" and node.domain == "":
         to = node.attr("to")
-    elif node.op_type == "CastLike" and node.domain == "" and node.inputs[1] in values:
-        to = array_type(values[node.inputs[1]])
+    elif node.op_type == "CastLike" and node.domain == "" and (like := node.inputs[1]) in values:
+        to = array_type(values[like])  # type: ignore[index]  # in values: not None
     else:
         return None
     return to if to in OWN_CAST_TYPES else None
@@ -240,7 +238,10 @@ def _own_cast_target(node: Node, values: Mapping[Value, np.ndarray]) -> int | No
 
 def _run_own_cast(node: Node, values: Mapping[Value, np.ndarray]) -> dict[Value, np.ndarray]:
     to = _own_cast_target(node, values)
-    x = values[node.inputs[0]]
+    src = node.inputs[0]
+    if src is None:
+        return {}
+    x = values[src]
     if to is None or x.dtype == object:
         return {}
     round_mode = node.attr("round_mode", "up")
@@ -334,7 +335,7 @@ def shape_fact(n: Node) -> np.ndarray | None:
     if n.op_type == "Size":
         if not all(isinstance(d, int) for d in shape):
             return None
-        return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+        return np.array(int(np.prod(cast(tuple[int, ...], shape), dtype=np.int64)), dtype=np.int64)
     rank = len(shape)
     start = _clamp(n.attr("start", 0), rank)
     end = _clamp(n.attr("end", rank), rank)

@@ -461,7 +461,9 @@ class _Folder:
         for v in stored:
             arr = self.arrays[v]
             new = Value(v.name, const=Tensor(arr, v.name))
-            v.graph.add_initializer(new)
+            owner = v.graph
+            assert owner is not None  # a computed value of a node still in its graph
+            owner.add_initializer(new)
             # y = Add(w, b) -> y = [...] (initializer)
             v.replace_all_uses_with(new)
             created += int(arr.nbytes)
@@ -471,9 +473,10 @@ class _Folder:
         for n in reversed(self.nodes):
             if n not in folded:
                 continue
-            for v in n.inputs:
-                if v is not None and v.producer is not None and v in self.sources:
-                    touched[v] = None
+            for inp in n.inputs:
+                if inp is not None and inp.producer is not None and inp in self.sources:
+                    touched[inp] = None
+            assert n.graph is not None  # folded nodes are still in their graph
             n.graph.remove(n)
         for v in touched:
             _drop_if_unused(v)

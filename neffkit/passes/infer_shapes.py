@@ -115,15 +115,16 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
                 node = node.next
                 continue  # every output already complete
             ins: list[Static | None] = []
-            for v in node.inputs:
-                if v is None:
+            for inp in node.inputs:
+                if inp is None:
                     ins.append(None)
                     continue
-                t = v.type
+                t = inp.type
                 if _complete(t):
-                    ins.append((t.dtype, t.shape))  # type: ignore[union-attr]
-                elif v.const is not None and v not in inputs_with_default:
-                    ins.append((v.const.dtype, v.const.shape))
+                    # _complete: a TensorType with a dtype and a shape of ints
+                    ins.append((t.dtype, t.shape))  # type: ignore[union-attr,arg-type]
+                elif inp.const is not None and inp not in inputs_with_default:
+                    ins.append((inp.const.dtype, inp.const.shape))
                 else:
                     break  # unknown, or an input a caller may feed with another shape
             else:
@@ -165,7 +166,7 @@ def _reference_only(t: Tensor, tp: TensorProto) -> None:
 
 def _complete(t: ValueType | None) -> bool:
     """True when nothing can be added to ``t`` (a dtype and a static shape)."""
-    return t.__class__ is TensorType and bool(t.dtype) and t.is_static  # type: ignore[union-attr]
+    return t.__class__ is TensorType and bool(t.dtype) and t.is_static
 
 
 def _inferred_types(

@@ -7,7 +7,7 @@ is encoded by :func:`encode_attribute`. Tensors come back as lazy
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import onnx
 from onnx import AttributeProto, TensorProto
@@ -76,7 +76,7 @@ class LazyAttr(Attr):
         """The decoded value (see ``Attr.value``), decoded once."""
         v = self._value
         if v is _UNSET:
-            v = self._value = decode_attribute(self._proto)
+            v = self._value = decode_attribute(cast(AttributeProto, self._proto))
         return v
 
 
@@ -90,7 +90,7 @@ def encode_attribute(a: Attr, ap: AttributeProto) -> None:
         ap.CopyFrom(a.proto)
         return
     ap.name = a.name
-    ap.type = a.type
+    ap.type = a.type  # type: ignore[assignment]  # an int of AttributeProto.AttributeType
     v = a.value
     if a.ref:
         ap.ref_attr_name = a.ref

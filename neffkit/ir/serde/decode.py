@@ -139,13 +139,13 @@ class _Decoder:
             if vi.name.__class__ is not str:
                 self._not_utf8("a graph input's name")
             check_input_type(vi, self.source)
-            v = names.get(vi.name)
-            if v is None:
-                v = Value(vi.name, type_from_proto(vi.type))
-                names[vi.name] = v
+            inp = names.get(vi.name)
+            if inp is None:
+                inp = Value(vi.name, type_from_proto(vi.type))
+                names[vi.name] = inp
             else:
-                v.type = type_from_proto(vi.type)
-            g.add_input(v)
+                inp.type = type_from_proto(vi.type)
+            g.add_input(inp)
         if gp.sparse_initializer:
             # Values and indices are read through the checked path and kept inline, so the
             # sparse form written back on export never refers to a file.
@@ -178,16 +178,16 @@ class _Decoder:
         for vi in gp.output:
             if vi.name.__class__ is not str:
                 self._not_utf8("a graph output's name")
-            v = scope.lookup(vi.name)
-            if v is None:
+            out = scope.lookup(vi.name)
+            if out is None:
                 raise FrontendError(
                     f"{self.source}: graph '{gp.name}' output '{vi.name}' is produced by no node, "
                     "input or initializer"
                 )
-            t = type_from_proto(vi.type)
-            if t is not None and (v.type is None or v.producer is not None):
-                v.type = t
-            outs.append(v)
+            declared = type_from_proto(vi.type)
+            if declared is not None and (out.type is None or out.producer is not None):
+                out.type = declared
+            outs.append(out)
         g.set_outputs(outs)
         return g
 

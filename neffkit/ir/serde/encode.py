@@ -198,7 +198,7 @@ class _Exporter:
                 type_to_proto(TensorType(v.const.dtype, v.const.shape), vi.type)
         outputs = set(g.outputs)
         for v in typed:
-            if v not in outputs:
+            if v not in outputs and v.type is not None:
                 vi = gp.value_info.add()
                 vi.name = self.names[v]
                 type_to_proto(v.type, vi.type)
@@ -255,12 +255,12 @@ class _Exporter:
     def attribute(self, a: Attr, ap: AttributeProto) -> None:
         if a.type == AttributeProto.GRAPH:
             ap.name = a.name
-            ap.type = a.type
+            ap.type = a.type  # type: ignore[assignment]  # an int of AttributeType
             self.graph(a.value, ap.g)
             return
         if a.type == AttributeProto.GRAPHS:
             ap.name = a.name
-            ap.type = a.type
+            ap.type = a.type  # type: ignore[assignment]  # an int of AttributeType
             for sub in a.value:
                 self.graph(sub, ap.graphs.add())
             return

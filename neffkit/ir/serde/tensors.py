@@ -104,7 +104,7 @@ def sparse_to_dense(sp: onnx.SparseTensorProto, source: str, *, check_only: bool
         raise FrontendError(f"{where}: indices have type {idx.dtype}, expected int64")
     if idx.ndim == 1 and idx.shape[0] == nnz:
         flat = idx.astype(np.int64)
-        bad = (flat < 0) | (flat >= total)
+        bad: Any = (flat < 0) | (flat >= total)
     elif idx.ndim == 2 and idx.shape == (nnz, len(dims)):
         bounds = np.asarray(dims, dtype=np.int64)
         bad = ((idx < 0) | (idx >= bounds)).any(axis=1) if nnz else np.zeros(0, bool)
