@@ -9,7 +9,8 @@ live in a doubly linked list, so insert/remove are O(1) and safe while iterating
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, KeysView, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -183,8 +184,8 @@ class Value:
 class Attr:
     """A node attribute: name, ONNX attribute type and Python value.
 
-    Attributes are immutable: change one with ``node.set_attr`` or by assigning a new ``Attr``
-    to ``node.attributes[name]``. An attribute read from a file keeps its ``proto``, which the
+    Attributes are immutable: change one with ``node.set_attr`` (from a Python value) or
+    ``node.put_attr`` (a new ``Attr``). An attribute read from a file keeps its ``proto``, which the
     exporter reuses unchanged; the codec's lazy attributes (``neffkit.ir.serde``) decode their
     value on first read.
     """
@@ -234,76 +235,15 @@ def _plain_attribute_value(value: Any) -> Any:
     return value
 
 
-class Attributes(dict[str, Attr]):
-    """A node's attributes by name: a dict whose every change stamps the node's graph.
-
-    Assigning an ``Attr`` that holds graphs makes the node their parent. Made by ``Node``
-    only (``_attributes_of``), which binds it to its node.
-    """
-
-    __slots__ = ("_node",)
-
-    _node: Node
-
-    def _changed(self) -> None:
-        self._node._changed_attributes()
-
-    def __setitem__(self, key: str, value: Attr) -> None:
-        super().__setitem__(key, value)
-        self._changed()
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self._changed()
-
-    def pop(self, key: str, *default: Any) -> Any:
-        """Removes ``key`` and returns its attribute (or ``default``)."""
-        out = super().pop(key, *default)
-        self._changed()
-        return out
-
-    def popitem(self) -> tuple[str, Attr]:
-        """Removes and returns the last (name, attribute) pair."""
-        out = super().popitem()
-        self._changed()
-        return out
-
-    def clear(self) -> None:
-        """Removes every attribute."""
-        super().clear()
-        self._changed()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        """Adds or replaces attributes."""
-        super().update(*args, **kwargs)
-        self._changed()
-
-    def setdefault(self, key: str, default: Attr) -> Attr:
-        """The attribute ``key``, set to ``default`` first when absent."""
-        out = super().setdefault(key, default)
-        self._changed()
-        return out
-
-    def __ior__(self, other: Any) -> Attributes:  # type: ignore[override,misc]
-        super().__ior__(other)
-        self._changed()
-        return self
-
-
-def _attributes_of(node: Node, items: Any) -> Attributes:
-    d = Attributes(items)
-    d._node = node
-    return d
-
-
 class Node:
     """An operator application: op identity, ordered inputs (``None`` = omitted), attributes,
     output values, and the graph that owns it.
 
     ``op_type`` and ``domain`` are the node's identity, read on every visit of every pass and
     fixed at construction (to change an operator, build a new node and replace the old one).
-    Every other field a pass may set (``overload``, ``name``, ``doc_string``, ``attributes``,
-    inputs) stamps the node's graph.
+    Every other change (``overload``, ``name``, ``doc_string``, attributes through
+    ``set_attr`` / ``put_attr`` / ``remove_attr`` or by assigning ``attributes``, inputs)
+    stamps the node's graph; ``attributes`` reads as a read-only mapping.
     """
 
     __slots__ = (
@@ -326,7 +266,7 @@ class Node:
         inputs: Sequence[Value | None] = (),
         *,
         domain: str = "",
-        attributes: dict[str, Attr] | Iterable[Attr] | None = None,
+        attributes: Mapping[str, Attr] | Iterable[Attr] | None = None,
         num_outputs: int = 1,
         outputs: Sequence[Value] | None = None,
         name: str = "",
@@ -338,10 +278,11 @@ class Node:
         self._name = name
         self._doc_string = ""
         if attributes is None:
-            attributes = {}
-        elif not isinstance(attributes, dict):
-            attributes = {a.name: a for a in attributes}
-        self._attributes = _attributes_of(self, attributes)
+            self._attributes: dict[str, Attr] = {}
+        elif isinstance(attributes, Mapping):
+            self._attributes = dict(attributes)
+        else:
+            self._attributes = {a.name: a for a in attributes}
         self._adopt_subgraphs()
         self.graph: Graph | None = None
         self._prev: Node | None = None
@@ -385,8 +326,7 @@ class Node:
         node._overload = overload
         node._name = name
         node._doc_string = doc_string
-        node._attributes = attrs = Attributes(attributes)  # subgraphs adopted when linked
-        attrs._node = node
+        node._attributes = attributes  # owned; subgraphs are adopted when the node is linked
         node.graph = None
         node._prev = node._next = None
         node._inputs = tuple(inputs)
@@ -442,13 +382,14 @@ class Node:
         self._stamp()
 
     @property
-    def attributes(self) -> Attributes:
-        """Attributes by name; a dict whose changes stamp the graph."""
-        return self._attributes
+    def attributes(self) -> Mapping[str, Attr]:
+        """Attributes by name, read-only: change them with ``set_attr``, ``put_attr``,
+        ``remove_attr``, or by assigning a new dict here (each stamps the graph)."""
+        return MappingProxyType(self._attributes)
 
     @attributes.setter
-    def attributes(self, attributes: dict[str, Attr]) -> None:
-        self._attributes = _attributes_of(self, attributes)
+    def attributes(self, attributes: Mapping[str, Attr]) -> None:
+        self._attributes = dict(attributes)
         self._changed_attributes()
 
     def _stamp(self) -> None:
@@ -550,7 +491,7 @@ class Node:
 
     def attr(self, name: str, default: Any = None) -> Any:
         """The decoded value of attribute ``name``, or ``default`` when absent."""
-        a = self.attributes.get(name)
+        a = self._attributes.get(name)
         return default if a is None else a.value
 
     def set_attr(self, name: str, value: Any, type: int | None = None) -> None:  # noqa: A002
@@ -566,13 +507,25 @@ class Node:
             t = type if type is not None else infer_attribute_type(value)
         except TypeError as e:
             raise VerificationError(f"attribute '{name}': {e}", self) from e
-        self._attributes[name] = Attr(name, t, value)  # stamps, and adopts subgraphs
+        self.put_attr(Attr(name, t, value))
+
+    def put_attr(self, attr: Attr) -> None:
+        """Adds ``attr``, or replaces the attribute of its name, as it is (its proto kept)."""
+        self._attributes[attr.name] = attr
+        self._changed_attributes()  # stamps, and adopts subgraphs
+
+    def remove_attr(self, name: str) -> Attr | None:
+        """Removes attribute ``name`` and returns it (None when the node has none of it)."""
+        attr = self._attributes.pop(name, None)
+        if attr is not None:
+            self._changed_attributes()
+        return attr
 
     @property
     def subgraphs(self) -> list[Graph]:
         """The graphs held in GRAPH / GRAPHS attributes (Loop body, If branches ...)."""
         out: list[Graph] = []
-        for a in self.attributes.values():
+        for a in self._attributes.values():
             if a.type == AttributeProto.GRAPH:
                 out.append(a.value)
             elif a.type == AttributeProto.GRAPHS:

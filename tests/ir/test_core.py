@@ -201,21 +201,10 @@ _MUTATIONS: dict[str, Mutation] = {
     "node doc_string": lambda g, x, a, b: lambda: setattr(a, "doc_string", "why"),
     "node overload": lambda g, x, a, b: lambda: setattr(a, "overload", "o"),
     "set_attr": lambda g, x, a, b: lambda: a.set_attr("alpha", 0.5),
-    "attribute assigned in the dict": lambda g, x, a, b: (
-        lambda: a.attributes.__setitem__("alpha", _attr("alpha", 1.0))
-    ),
-    "attribute deleted": lambda g, x, a, b: (
+    "put_attr": lambda g, x, a, b: lambda: a.put_attr(_attr("alpha", 1.0)),
+    "remove_attr": lambda g, x, a, b: (
         a.set_attr("k", 1.0),
-        lambda: a.attributes.__delitem__("k"),
-    )[1],
-    "attribute popped": lambda g, x, a, b: (
-        a.set_attr("k", 1.0),
-        lambda: a.attributes.pop("k"),
-    )[1],
-    "attributes updated": lambda g, x, a, b: lambda: a.attributes.update(k=_attr("k", 2.0)),
-    "attributes cleared": lambda g, x, a, b: (
-        a.set_attr("k", 1.0),
-        lambda: a.attributes.clear(),
+        lambda: a.remove_attr("k"),
     )[1],
     "attributes replaced": lambda g, x, a, b: lambda: setattr(a, "attributes", {}),
     "set_input": lambda g, x, a, b: lambda: b.set_input(0, x),
@@ -260,11 +249,21 @@ def test_a_subgraph_mutation_changes_the_total_stamp_only_through_the_subgraph()
 
 def test_attributes_holding_graphs_are_adopted_however_they_are_set() -> None:
     g, a, body = _loop_with_body()
-    a.attributes["body"] = Attr("body", AttributeProto.GRAPH, body)
+    a.put_attr(Attr("body", AttributeProto.GRAPH, body))
     assert body.parent is a and a in g.holders
-    del a.attributes["body"]
+    assert a.remove_attr("body") is not None and a.remove_attr("body") is None
     assert a not in g.holders
+    a.attributes = {"body": Attr("body", AttributeProto.GRAPH, body)}
+    assert a in g.holders
     verify(g)
+
+
+def test_the_attributes_mapping_is_read_only() -> None:
+    g, x, a, b = _chain()
+    a.set_attr("k", 1)
+    assert dict(a.attributes) == {"k": a.attributes["k"]} and a.attr("k") == 1
+    with pytest.raises(TypeError):
+        a.attributes["k"] = _attr("k", 2.0)  # type: ignore[index]
 
 
 def test_restore_builds_the_same_node_as_the_constructor() -> None:
