@@ -105,14 +105,12 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
     for g in root.all_graphs():
         if g is not root and not all(_complete(v.type) for v in g.inputs):
             remaining = True
-        node = g.first
-        while node is not None:
+        for node in g:  # only types change during the walk
             outs = node.outputs
             for v in outs:
                 if not _complete(v.type):
                     break
             else:
-                node = node.next
                 continue  # every output already complete
             ins: list[Static | None] = []
             for inp in node.inputs:
@@ -131,12 +129,13 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
                 result = infer_node(node, ins, facts) if opset else None
                 if result is not None:
                     for v, st in zip(outs, result):
-                        if _complete(v.type):
+                        vt = v.type
+                        if _complete(vt):
                             continue
                         new = interned.get(st)
                         if new is None:
                             new = interned[st] = TensorType(st[0], st[1])
-                        merged = new if v.type is None else refine(v.type, new)
+                        merged = new if vt is None else refine(vt, new)
                         if merged is not None:
                             v.type = merged
                             typed += 1
@@ -145,7 +144,6 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
                     if not _complete(v.type) and (v.name or v.is_used):
                         remaining = True
                         break
-            node = node.next
         if not remaining and not all(v.const is not None or _complete(v.type) for v in g.outputs):
             remaining = True
     return typed, remaining
