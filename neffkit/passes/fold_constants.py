@@ -57,6 +57,7 @@ import numpy as np
 import onnx
 
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.serde import GRAPH_TYPES
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import TensorType
 from neffkit.passes._fold_copies import WeightLedger
@@ -515,6 +516,10 @@ def _drop_if_unused(v: Value) -> None:
 
 
 def _foldable_op(n: Node) -> bool:
-    if not is_pure(n) or n.subgraphs:
+    """A pure op with no subgraph and no attribute that refers to a function's parameter."""
+    if not is_pure(n):
         return False
-    return not any(a.ref for a in n.attributes.values())
+    for a in n.attributes.values():
+        if a.ref or a.type in GRAPH_TYPES:
+            return False
+    return True
