@@ -254,15 +254,16 @@ class _Decoder:
                 outputs.append((name, type_from_proto(tp) if tp is not None else None))
             node = restore(op_type, domain, node_name, inputs, attrs, outputs, np_.overload, doc)
             for v in node.outputs:
-                if v.name:
-                    names[v.name] = v
+                vname = v.name
+                if vname:
+                    names[vname] = v
             append(node)
 
     def _not_utf8(self, what: str) -> None:
         raise FrontendError(f"{self.source}: {what} is not valid UTF-8 text")
 
     def _graph_attr(self, ap: AttributeProto, scope: _Scope) -> Attr:
-        """A GRAPH / GRAPHS attribute (``Node.restore`` makes the node the graphs' parent)."""
+        """A GRAPH / GRAPHS attribute (the node becomes the graphs' parent when it is linked)."""
         if ap.type == AttributeProto.GRAPH:
             return Attr(ap.name, ap.type, self.graph(ap.g, scope))
         return Attr(ap.name, ap.type, [self.graph(x, scope) for x in ap.graphs])
