@@ -16,6 +16,18 @@ from onnx import ModelProto
 
 from neffkit.errors import FrontendError
 from neffkit.ir.core import Graph, Node
+from neffkit.ir.serde.tensors import KNOWN_DTYPES, check_input_type, negative_dims
+from neffkit.ir.tensor import dtype_name
+
+__all__ = [
+    "KNOWN_DTYPES",
+    "MIN_OPSET",
+    "check_if_nodes",
+    "check_input_type",
+    "check_opsets",
+    "check_proto",
+    "negative_dims",
+]
 
 #: The oldest ai.onnx opset neffkit and onnxruntime run: the opsets before 6 give ops legacy
 #: attributes (``consumed_inputs``) with other semantics that neither implements.
@@ -25,36 +37,8 @@ _HOW_TO_SKIP = "(--no-check, or check=False, runs it anyway)"
 
 # -- always checked while loading (cheap, and nothing downstream copes without them) ----------
 
-#: Every element type onnx defines (0, UNDEFINED, excluded).
-KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
-
-
-def negative_dims(tp: onnx.TensorProto) -> bool:
-    """True when a tensor declares a negative dimension."""
-    dims = tp.dims
-    return bool(dims) and min(dims) < 0
-
-
-def check_input_type(vi: onnx.ValueInfoProto, source: str) -> None:
-    """Refuses a graph input of an unknown element type or with a negative dimension."""
-    tp = vi.type
-    if tp.WhichOneof("value") != "tensor_type":
-        return
-    elem = tp.tensor_type.elem_type
-    if elem and elem not in KNOWN_DTYPES:
-        raise FrontendError(f"{source}: input '{vi.name}' has the unknown element type {elem}")
-    if not tp.tensor_type.HasField("shape"):
-        return
-    for d in tp.tensor_type.shape.dim:
-        if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:
-            dims = [
-                x.dim_value if x.HasField("dim_value") else x.dim_param or "?"
-                for x in tp.tensor_type.shape.dim
-            ]
-            raise FrontendError(
-                f"{source}: input '{vi.name}' is declared with a negative dimension in {dims}"
-            )
-
+# KNOWN_DTYPES, negative_dims and check_input_type belong to the ONNX codec, which makes these
+# checks while it decodes; they stay importable from here.
 
 # -- the validity check (``check=True``) ------------------------------------------------------
 
@@ -123,8 +107,6 @@ def check_if_nodes(if_nodes: list[Node], source: str) -> None:
         for i, (a, b) in enumerate(zip(then_g.outputs, else_g.outputs)):
             ta, tb = a.dtype, b.dtype
             if ta and tb and ta != tb:
-                from neffkit.ir.tensor import dtype_name
-
                 raise FrontendError(
                     f"{where}: output {i} is {dtype_name(ta)} in then_branch but "
                     f"{dtype_name(tb)} in else_branch {_HOW_TO_SKIP}"

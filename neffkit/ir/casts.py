@@ -26,12 +26,17 @@ from onnx import TensorProto as TP
 from neffkit.ir.tensor import np_dtype
 
 #: (bits, signed) of the sub-byte integer types.
-SUBBYTE_INTS = {TP.INT4: (4, True), TP.UINT4: (4, False), TP.INT2: (2, True), TP.UINT2: (2, False)}
+SUBBYTE_INTS: dict[int, tuple[int, bool]] = {
+    TP.INT4: (4, True),
+    TP.UINT4: (4, False),
+    TP.INT2: (2, True),
+    TP.UINT2: (2, False),
+}
 
 #: Element types whose casts neffkit computes itself (numpy has no kernels for them).
 OWN_CAST_TYPES = frozenset((*SUBBYTE_INTS, TP.FLOAT4E2M1, TP.FLOAT8E8M0))
 
-_INT_RANGES = {
+_INT_RANGES: dict[int, tuple[int, int]] = {
     TP.BOOL: (0, 1),
     TP.INT2: (-2, 1),
     TP.UINT2: (0, 3),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from onnx import AttributeProto
 
 from neffkit._gc import paused_gc
-from neffkit.ir.core import _CLOCK, Attr, Graph, Node, Value
+from neffkit.ir.core import Attr, Graph, Node, Value
 
 
 def clone_graph(graph: Graph) -> Graph:
@@ -24,26 +24,19 @@ def _clone(graph: Graph, vmap: dict[Value, Value]) -> Graph:
     new.doc_string = graph.doc_string
     if graph.parent is None:
         _copy_meta(graph, new)
-    for v in graph.inputs:
+    for key, v in graph.initializers.items():
         c = _copy_value(v)
         vmap[v] = c
-        if v.const is not None:
-            continue
-        new.add_input(c)
-    for key, v in graph.initializers.items():
-        c = vmap.get(v)
-        if c is None:
-            c = _copy_value(v)
-            vmap[v] = c
         c.name = key
         new.add_initializer(c)
+    # inputs in their order (IR v3 models interleave initializers among them)
     for v in graph.inputs:
-        if v.const is not None:
-            new.add_input(vmap[v])
-    # keep the input order of IR v3 models (inputs with initializers interleaved)
-    new._inputs = [vmap[v] for v in graph.inputs]
+        copy = vmap.get(v)
+        if copy is None:
+            copy = vmap[v] = _copy_value(v)
+        new.add_input(copy)
     for node in graph:
-        inputs = [None if v is None else vmap[v] for v in node._inputs]
+        inputs = [None if v is None else vmap[v] for v in node.inputs]
         outputs = []
         for v in node.outputs:
             c = Value(v.name, v.type)
@@ -67,11 +60,8 @@ def _clone(graph: Graph, vmap: dict[Value, Value]) -> Graph:
             overload=node.overload,
         )
         n.doc_string = node.doc_string
-        for sub in n.subgraphs:
-            sub.parent = n
         new.append(n)
-    new.set_outputs([vmap[v] for v in graph.outputs])
-    new._output_names = list(graph._output_names)
+    new.set_outputs([vmap[v] for v in graph.outputs], graph.output_names)
     return new
 
 
@@ -93,31 +83,4 @@ def replace_contents(target: Graph, source: Graph) -> None:
 
     ``source`` must be a top-level graph that nothing else uses afterwards.
     """
-    for v in target.outputs:
-        if v._outputs_of:
-            v._outputs_of.pop(target, None)
-    target.name = source.name
-    target.doc_string = source.doc_string
-    target.opset_imports = dict(source.opset_imports)
-    target.meta = source.meta
-    target._inputs = source._inputs
-    target.initializers = source.initializers
-    target._head, target._tail, target._len = source._head, source._tail, source._len
-    target._holders = source._holders
-    source._holders = {}
-    for v in source._inputs:
-        v._graph = target
-    for v in source.initializers.values():
-        v._graph = target
-    for node in target:
-        node.graph = target
-    target._outputs = []
-    outs = list(source._outputs)
-    names = list(source._output_names)
-    source.set_outputs([])
-    target.set_outputs(outs)
-    target._output_names = names
-    source._head = source._tail = None
-    source._len = 0
-    # a fresh tick of the clock: version + 1 may be the very stamp the next mutation takes
-    target.version = next(_CLOCK)
+    target.take_contents(source)

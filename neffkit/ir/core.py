@@ -9,14 +9,14 @@ live in a doubly linked list, so insert/remove are O(1) and safe while iterating
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from onnx import AttributeProto
 
 from neffkit.errors import VerificationError, describe_node
-from neffkit.ir.serde import decode_attribute
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Shape, TensorType, ValueType
 
@@ -28,9 +28,12 @@ _CLOCK = itertools.count(1)
 
 
 class Value:
-    """An SSA value: produced once, used by ``(node, index)`` pairs in first-use order."""
+    """An SSA value: produced once, used by ``(node, index)`` pairs in first-use order.
 
-    __slots__ = ("name", "type", "producer", "index", "const", "_graph", "_uses", "_outputs_of")
+    ``name``, ``type`` and ``const`` are properties: setting one stamps the value's graph.
+    """
+
+    __slots__ = ("_name", "_type", "producer", "index", "_const", "_graph", "_uses", "_outputs_of")
 
     def __init__(
         self,
@@ -39,14 +42,52 @@ class Value:
         *,
         const: Tensor | None = None,
     ) -> None:
-        self.name = name
-        self.type = type
+        self._name = name
+        self._type = type
         self.producer: Node | None = None
         self.index = 0
-        self.const = const
+        self._const = const
         self._graph: Graph | None = None
         self._uses: dict[Use, None] = {}
         self._outputs_of: dict[Graph, int] | None = None
+
+    # -- annotations (setting one stamps the graph) --------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name hint (the exporter keeps it when it is free, else makes a fresh one)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+        self._stamp()
+
+    @property
+    def type(self) -> ValueType | None:
+        """The declared or inferred type, None when unknown."""
+        return self._type
+
+    @type.setter
+    def type(self, t: ValueType | None) -> None:
+        self._type = t
+        self._stamp()
+
+    @property
+    def const(self) -> Tensor | None:
+        """The tensor of a graph constant (initializer); None for computed values."""
+        return self._const
+
+    @const.setter
+    def const(self, t: Tensor | None) -> None:
+        self._const = t
+        self._stamp()
+
+    def _stamp(self) -> None:
+        p = self.producer
+        g = p.graph if p is not None else self._graph
+        if g is not None:
+            g.version = next(_CLOCK)
 
     # -- facts --------------------------------------------------------------------------------
 
@@ -57,8 +98,16 @@ class Value:
 
     @property
     def uses(self) -> list[Use]:
-        """``(node, input index)`` pairs, in the order the uses were added."""
+        """``(node, input index)`` pairs, in the order the uses were added (a snapshot)."""
         return list(self._uses)
+
+    def has_use(self, node: Node, index: int) -> bool:
+        """True when input ``index`` of ``node`` is recorded as a use of this value (O(1))."""
+        return (node, index) in self._uses
+
+    def iter_uses(self) -> Iterator[Use]:
+        """The uses without a copy; the value's uses must not change while iterating."""
+        return iter(self._uses)
 
     @property
     def users(self) -> list[Node]:
@@ -71,31 +120,41 @@ class Value:
         return len(self._uses)
 
     @property
+    def is_used(self) -> bool:
+        """True when a node reads the value or a graph returns it (O(1))."""
+        return bool(self._uses) or bool(self._outputs_of)
+
+    @property
     def is_graph_output(self) -> bool:
         """True when some graph lists this value among its outputs."""
         return bool(self._outputs_of)
 
+    def is_output_of(self, graph: Graph) -> bool:
+        """True when ``graph`` lists this value among its outputs."""
+        d = self._outputs_of
+        return d is not None and graph in d
+
     @property
     def is_initializer(self) -> bool:
         """True for a graph constant (ONNX initializer)."""
-        return self.producer is None and self.const is not None
+        return self.producer is None and self._const is not None
 
     @property
     def dtype(self) -> int | None:
         """The element type when the value is a tensor of known type."""
-        if isinstance(self.type, TensorType):
-            return self.type.dtype
-        if self.const is not None:
-            return self.const.dtype
+        if isinstance(self._type, TensorType):
+            return self._type.dtype
+        if self._const is not None:
+            return self._const.dtype
         return None
 
     @property
     def shape(self) -> Shape:
         """The shape when known (constants always know theirs)."""
-        if self.const is not None:
-            return self.const.shape
-        if isinstance(self.type, TensorType):
-            return self.type.shape
+        if self._const is not None:
+            return self._const.shape
+        if isinstance(self._type, TensorType):
+            return self._type.shape
         return None
 
     # -- mutation -----------------------------------------------------------------------------
@@ -104,8 +163,11 @@ class Value:
         """Makes every user (node inputs and graph outputs) read ``other`` instead."""
         if other is self:
             return
-        for node, i in list(self._uses):
-            node.set_input(i, other)
+        by_node: dict[Node, list[int]] = {}
+        for node, i in self._uses:
+            by_node.setdefault(node, []).append(i)
+        for node, indices in by_node.items():
+            node._replace_inputs(indices, self, other)
         if self._outputs_of:
             for g in list(self._outputs_of):
                 g.replace_output(self, other)
@@ -120,43 +182,44 @@ class Value:
 
 
 class Attr:
-    """A node attribute; decoded lazily from its AttributeProto and reused unchanged on export.
+    """A node attribute: name, ONNX attribute type and Python value.
 
-    Attributes are immutable: change one by assigning a new ``Attr`` to ``node.attributes``.
+    Attributes are immutable: change one with ``node.set_attr`` (from a Python value) or
+    ``node.put_attr`` (a new ``Attr``). An attribute read from a file keeps its ``proto``, which the
+    exporter reuses unchanged; the codec's lazy attributes (``neffkit.ir.serde``) decode their
+    value on first read.
     """
 
     __slots__ = ("name", "type", "_value", "_proto", "ref")
 
-    def __init__(self, name: str, type: int, value: Any, *, ref: str = "") -> None:  # noqa: A002
+    def __init__(
+        self,
+        name: str,
+        type: int,  # noqa: A002 - mirrors AttributeProto.type
+        value: Any,
+        *,
+        ref: str = "",
+        proto: AttributeProto | None = None,
+    ) -> None:
         self.name = name
         self.type = type
         self._value = value
-        self._proto: AttributeProto | None = None
+        self._proto = proto
         self.ref = ref
-
-    @classmethod
-    def lazy(cls, proto: AttributeProto) -> Attr:
-        """Wraps a non-graph AttributeProto; the Python value is decoded on first access."""
-        a = cls.__new__(cls)
-        a.name = proto.name
-        a.type = proto.type
-        a._value = _UNSET
-        a._proto = proto
-        a.ref = proto.ref_attr_name
-        return a
 
     @property
     def value(self) -> Any:
         """int, float, str, Tensor, Graph, or a list of those; TypeProtos stay protos."""
-        if self._value is _UNSET:
-            self._value = decode_attribute(self._proto)
         return self._value
+
+    @property
+    def proto(self) -> AttributeProto | None:
+        """The AttributeProto this attribute was read from (reused on export), if any."""
+        return self._proto
 
     def __repr__(self) -> str:
         return f"Attr({self.name}={self.value!r})"
 
-
-_UNSET: Any = object()
 
 _GRAPH_TYPES = (AttributeProto.GRAPH, AttributeProto.GRAPHS)
 
@@ -174,20 +237,27 @@ def _plain_attribute_value(value: Any) -> Any:
 
 class Node:
     """An operator application: op identity, ordered inputs (``None`` = omitted), attributes,
-    output values, and the graph that owns it."""
+    output values, and the graph that owns it.
+
+    ``op_type`` and ``domain`` are the node's identity, read on every visit of every pass and
+    fixed at construction (to change an operator, build a new node and replace the old one).
+    Every other change (``overload``, ``name``, ``doc_string``, attributes through
+    ``set_attr`` / ``put_attr`` / ``remove_attr`` or by assigning ``attributes``, inputs)
+    stamps the node's graph; ``attributes`` reads as a read-only mapping.
+    """
 
     __slots__ = (
         "op_type",
         "domain",
-        "overload",
-        "name",
-        "attributes",
+        "_overload",
+        "_name",
+        "_attributes",
         "_inputs",
         "outputs",
         "graph",
         "_prev",
         "_next",
-        "doc_string",
+        "_doc_string",
     )
 
     def __init__(
@@ -196,7 +266,7 @@ class Node:
         inputs: Sequence[Value | None] = (),
         *,
         domain: str = "",
-        attributes: dict[str, Attr] | Iterable[Attr] | None = None,
+        attributes: Mapping[str, Attr] | Iterable[Attr] | None = None,
         num_outputs: int = 1,
         outputs: Sequence[Value] | None = None,
         name: str = "",
@@ -204,19 +274,21 @@ class Node:
     ) -> None:
         self.op_type = op_type
         self.domain = "" if domain == "ai.onnx" else domain
-        self.overload = overload
-        self.name = name
-        self.doc_string = ""
+        self._overload = overload
+        self._name = name
+        self._doc_string = ""
         if attributes is None:
-            self.attributes: dict[str, Attr] = {}
-        elif isinstance(attributes, dict):
-            self.attributes = dict(attributes)
+            self._attributes: dict[str, Attr] = {}
+        elif isinstance(attributes, Mapping):
+            self._attributes = dict(attributes)
         else:
-            self.attributes = {a.name: a for a in attributes}
+            self._attributes = {a.name: a for a in attributes}
+        self._adopt_subgraphs()
         self.graph: Graph | None = None
         self._prev: Node | None = None
         self._next: Node | None = None
-        self._inputs: list[Value | None] = list(inputs)
+        # a tuple, so that ``inputs`` hands it out without a copy (a change builds a new one)
+        self._inputs: tuple[Value | None, ...] = tuple(inputs)
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses[(self, i)] = None
@@ -228,12 +300,127 @@ class Node:
             v.index = i
         self.outputs: tuple[Value, ...] = tuple(outs)
 
+    @classmethod
+    def restore(
+        cls,
+        op_type: str,
+        domain: str,
+        name: str,
+        inputs: list[Value | None],
+        attributes: dict[str, Attr],
+        outputs: Iterable[tuple[str, ValueType | None]],
+        overload: str = "",
+        doc_string: str = "",
+    ) -> Node:
+        """Builds a node as a decoder reads one: fast, with fresh output values, unchecked.
+
+        The ONNX codec builds every node of a loaded model through this. Unlike ``Node()`` it
+        makes each output ``Value`` from a ``(name, type)`` pair and checks nothing, so it is
+        as cheap as setting the slots by hand, while the node's layout stays this module's
+        business. Graphs held in ``attributes`` get the node as parent when it is added to a
+        graph.
+        """
+        node = cls.__new__(cls)
+        node.op_type = op_type
+        node.domain = "" if domain == "ai.onnx" else domain
+        node._overload = overload
+        node._name = name
+        node._doc_string = doc_string
+        node._attributes = attributes  # owned; subgraphs are adopted when the node is linked
+        node.graph = None
+        node._prev = node._next = None
+        node._inputs = tuple(inputs)
+        for i, v in enumerate(inputs):
+            if v is not None:
+                v._uses[(node, i)] = None
+        new_value = Value.__new__
+        outs = []
+        for i, (vname, vtype) in enumerate(outputs):
+            v = new_value(Value)
+            v._name = vname
+            v._type = vtype
+            v.producer = node
+            v.index = i
+            v._const = None
+            v._graph = None
+            v._uses = {}
+            v._outputs_of = None
+            outs.append(v)
+        node.outputs = tuple(outs)
+        return node
+
+    # -- identity (setting one stamps the graph) -----------------------------------------------
+
+    @property
+    def overload(self) -> str:
+        """The overload of a model-local function (usually empty)."""
+        return self._overload
+
+    @overload.setter
+    def overload(self, overload: str) -> None:
+        self._overload = overload
+        self._stamp()
+
+    @property
+    def name(self) -> str:
+        """The node's name (may be empty)."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+        self._stamp()
+
+    @property
+    def doc_string(self) -> str:
+        """The node's documentation string."""
+        return self._doc_string
+
+    @doc_string.setter
+    def doc_string(self, doc: str) -> None:
+        self._doc_string = doc
+        self._stamp()
+
+    @property
+    def attributes(self) -> Mapping[str, Attr]:
+        """Attributes by name, read-only: change them with ``set_attr``, ``put_attr``,
+        ``remove_attr``, or by assigning a new dict here (each stamps the graph)."""
+        return MappingProxyType(self._attributes)
+
+    @attributes.setter
+    def attributes(self, attributes: Mapping[str, Attr]) -> None:
+        self._attributes = dict(attributes)
+        self._changed_attributes()
+
+    def _stamp(self) -> None:
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
+
+    def _adopt_subgraphs(self) -> None:
+        for a in self._attributes.values():
+            if a.type == AttributeProto.GRAPH:
+                a.value.parent = self
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.value:
+                    g.parent = self
+
+    def _changed_attributes(self) -> None:
+        """Adopts subgraphs, keeps the graph's holder set right and stamps the graph."""
+        self._adopt_subgraphs()
+        g = self.graph
+        if g is not None:
+            if any(a.type in _GRAPH_TYPES for a in self._attributes.values()):
+                g._holders[self] = None
+            else:
+                g._holders.pop(self, None)
+            g.version = next(_CLOCK)
+
     # -- inputs -------------------------------------------------------------------------------
 
     @property
     def inputs(self) -> tuple[Value | None, ...]:
         """The input values; ``None`` marks an omitted optional input."""
-        return tuple(self._inputs)
+        return self._inputs
 
     def set_input(self, index: int, value: Value | None) -> None:
         """Replaces input ``index``, updating both values' use-lists."""
@@ -242,7 +429,9 @@ class Node:
             return
         if old is not None:
             old._uses.pop((self, index), None)
-        self._inputs[index] = value
+        ins = list(self._inputs)
+        ins[index] = value
+        self._inputs = tuple(ins)
         if value is not None:
             value._uses[(self, index)] = None
         if self.graph is not None:
@@ -250,7 +439,7 @@ class Node:
 
     def append_input(self, value: Value | None) -> None:
         """Adds an input at the end."""
-        self._inputs.append(value)
+        self._inputs += (value,)
         if value is not None:
             value._uses[(self, len(self._inputs) - 1)] = None
         if self.graph is not None:
@@ -259,10 +448,23 @@ class Node:
     def set_inputs(self, values: Sequence[Value | None]) -> None:
         """Replaces the whole input list."""
         self._drop_input_uses()
-        self._inputs = list(values)
+        self._inputs = tuple(values)
         for i, v in enumerate(self._inputs):
             if v is not None:
                 v._uses[(self, i)] = None
+        if self.graph is not None:
+            self.graph.version = next(_CLOCK)
+
+    def _replace_inputs(self, indices: list[int], old: Value, new: Value) -> None:
+        """Makes inputs ``indices`` (which read ``old``) read ``new``: one rebuild, not one
+        per input, so a node with thousands of inputs reading one value stays linear."""
+        ins = list(self._inputs)
+        uses_old, uses_new = old._uses, new._uses
+        for i in indices:
+            uses_old.pop((self, i), None)
+            ins[i] = new
+            uses_new[(self, i)] = None
+        self._inputs = tuple(ins)
         if self.graph is not None:
             self.graph.version = next(_CLOCK)
 
@@ -289,7 +491,7 @@ class Node:
 
     def attr(self, name: str, default: Any = None) -> Any:
         """The decoded value of attribute ``name``, or ``default`` when absent."""
-        a = self.attributes.get(name)
+        a = self._attributes.get(name)
         return default if a is None else a.value
 
     def set_attr(self, name: str, value: Any, type: int | None = None) -> None:  # noqa: A002
@@ -305,20 +507,25 @@ class Node:
             t = type if type is not None else infer_attribute_type(value)
         except TypeError as e:
             raise VerificationError(f"attribute '{name}': {e}", self) from e
-        self.attributes[name] = Attr(name, t, value)
-        if t in _GRAPH_TYPES:
-            for g in value if isinstance(value, list) else [value]:
-                g.parent = self
-            if self.graph is not None:
-                self.graph._holders[self] = None
-        if self.graph is not None:
-            self.graph.version = next(_CLOCK)
+        self.put_attr(Attr(name, t, value))
+
+    def put_attr(self, attr: Attr) -> None:
+        """Adds ``attr``, or replaces the attribute of its name, as it is (its proto kept)."""
+        self._attributes[attr.name] = attr
+        self._changed_attributes()  # stamps, and adopts subgraphs
+
+    def remove_attr(self, name: str) -> Attr | None:
+        """Removes attribute ``name`` and returns it (None when the node has none of it)."""
+        attr = self._attributes.pop(name, None)
+        if attr is not None:
+            self._changed_attributes()
+        return attr
 
     @property
     def subgraphs(self) -> list[Graph]:
         """The graphs held in GRAPH / GRAPHS attributes (Loop body, If branches ...)."""
         out: list[Graph] = []
-        for a in self.attributes.values():
+        for a in self._attributes.values():
             if a.type == AttributeProto.GRAPH:
                 out.append(a.value)
             elif a.type == AttributeProto.GRAPHS:
@@ -347,7 +554,7 @@ class Graph:
     """
 
     __slots__ = (
-        "name",
+        "_name",
         "_inputs",
         "_outputs",
         "initializers",
@@ -358,7 +565,7 @@ class Graph:
         "opset_imports",
         "meta",
         "version",
-        "doc_string",
+        "_doc_string",
         "_cache",
         "_holders",
         "_output_names",
@@ -367,7 +574,7 @@ class Graph:
     )
 
     def __init__(self, name: str = "main", *, opset_imports: dict[str, int] | None = None):
-        self.name = name
+        self._name = name
         self._inputs: list[Value] = []
         self._outputs: list[Value] = []
         self.initializers: dict[str, Value] = {}
@@ -377,14 +584,46 @@ class Graph:
         self.parent: Node | None = None
         self.opset_imports: dict[str, int] = dict(opset_imports or {})
         self.meta: ModelMeta = ModelMeta()
+        #: The stamp of the graph's latest change, from a clock shared by every graph: each
+        #: mutation (structure, names, types, attributes, constants) sets it to the next tick.
         self.version = 0
-        self.doc_string = ""
+        self._doc_string = ""
         self._cache: dict[str, tuple[int, Any]] = {}
         self._holders: dict[Node, None] = {}
         self._output_names: list[str] = []
         self._fresh: dict[str, int] = {}  # name hint -> next suffix to try (add_initializer)
 
+    @property
+    def name(self) -> str:
+        """The graph's name."""
+        return self._name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
+        self.version = next(_CLOCK)
+
+    @property
+    def doc_string(self) -> str:
+        """The graph's documentation string."""
+        return self._doc_string
+
+    @doc_string.setter
+    def doc_string(self, doc: str) -> None:
+        self._doc_string = doc
+        self.version = next(_CLOCK)
+
     # -- node list ----------------------------------------------------------------------------
+
+    @property
+    def first(self) -> Node | None:
+        """The first node (walk on with ``node.next``), None when the graph is empty."""
+        return self._head
+
+    @property
+    def last(self) -> Node | None:
+        """The last node (walk back with ``node.prev``), None when the graph is empty."""
+        return self._tail
 
     def __iter__(self) -> Iterator[Node]:
         """Nodes in order; removing the current node while iterating is safe."""
@@ -446,9 +685,10 @@ class Graph:
             nxt._prev = node
         self._len += 1
         self.version = next(_CLOCK)
-        for a in node.attributes.values():
+        for a in node._attributes.values():
             if a.type in _GRAPH_TYPES:
                 self._holders[node] = None
+                node._adopt_subgraphs()
                 break
 
     def remove(self, node: Node, *, safe: bool = True) -> None:
@@ -574,12 +814,18 @@ class Graph:
         _count_output(value, self, +1)
         self.version = next(_CLOCK)
 
-    def set_outputs(self, values: Sequence[Value]) -> None:
-        """Replaces the output list."""
+    def set_outputs(self, values: Sequence[Value], names: Sequence[str] | None = None) -> None:
+        """Replaces the output list; ``names`` gives the slots' interface names (default: the
+        values' names, see ``output_names``)."""
         for v in self._outputs:
             _count_output(v, self, -1)
         self._outputs = list(values)
-        self._output_names = [v.name for v in self._outputs]
+        if names is None:
+            self._output_names = [v.name for v in self._outputs]
+        else:
+            if len(names) != len(self._outputs):
+                raise VerificationError(f"{len(names)} output names for {len(values)} outputs")
+            self._output_names = list(names)
         for v in self._outputs:
             _count_output(v, self, +1)
         self.version = next(_CLOCK)
@@ -626,6 +872,47 @@ class Graph:
     def subgraph_nodes(self) -> list[Node]:
         """The nodes of this graph that hold subgraphs (Loop, If, Scan ...), in insertion order."""
         return list(self._holders)
+
+    @property
+    def holders(self) -> KeysView[Node]:
+        """The nodes that hold subgraphs, as a live read-only view: O(1) to get and to test
+        ``node in graph.holders`` (copy it before removing nodes while iterating)."""
+        return self._holders.keys()
+
+    def take_contents(self, source: Graph) -> None:
+        """Moves everything ``source`` holds into this graph (which callers keep referencing).
+
+        ``source`` must be a top-level graph that nothing else uses afterwards; it is left
+        empty.
+        """
+        for v in self._outputs:
+            if v._outputs_of:
+                v._outputs_of.pop(self, None)
+        self._outputs = []
+        self._name = source.name
+        self._doc_string = source.doc_string
+        self.opset_imports = dict(source.opset_imports)
+        self.meta = source.meta
+        self._inputs = source._inputs
+        self.initializers = source.initializers
+        self._head, self._tail, self._len = source._head, source._tail, source._len
+        self._holders = source._holders
+        source._holders = {}
+        for v in source._inputs:
+            v._graph = self
+        for v in source.initializers.values():
+            v._graph = self
+        for node in self:
+            node.graph = self
+        outs = list(source._outputs)
+        names = list(source._output_names)
+        source.set_outputs([])
+        self.set_outputs(outs, names)
+        source._head = source._tail = None
+        source._len = 0
+        source._inputs = []
+        source.initializers = {}
+        self.version = next(_CLOCK)
 
     @property
     def root(self) -> Graph:
@@ -734,11 +1021,12 @@ def infer_attribute_type(value: Any) -> int:
         first = infer_attribute_type(value[0])
         if first == AttributeProto.INT and any(isinstance(x, float) for x in value):
             return AttributeProto.FLOATS
-        return {
+        lists: dict[int, int] = {
             AttributeProto.INT: AttributeProto.INTS,
             AttributeProto.FLOAT: AttributeProto.FLOATS,
             AttributeProto.STRING: AttributeProto.STRINGS,
             AttributeProto.TENSOR: AttributeProto.TENSORS,
             AttributeProto.GRAPH: AttributeProto.GRAPHS,
-        }[first]
+        }
+        return lists[first]
     raise TypeError(f"cannot infer an ONNX attribute type for {type(value).__name__}")

@@ -10,10 +10,10 @@ file. Reads stream in chunks so a 2 GB weight is never held twice.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from onnx import TensorProto
 
@@ -55,7 +55,7 @@ class ExternalData:
         self.base = base if base is not None else os.path.dirname(path)
         self.name = name
 
-    def open(self) -> BinaryIO:
+    def open(self) -> io.BufferedReader:
         """Opens the file for reading, refusing any link on the way (see the module doc).
 
         Raises:

@@ -58,7 +58,7 @@ _ITEMSIZE: dict[int, int] = {}
 
 
 #: Bits per element of the types stored packed (several values a byte).
-PACKED_BITS = {
+PACKED_BITS: dict[int, int] = {
     TensorProto.INT4: 4,
     TensorProto.UINT4: 4,
     TensorProto.FLOAT4E2M1: 4,
@@ -95,7 +95,7 @@ class Tensor:
         self._hash: bytes | None = None
         if array is None:
             self._array = None
-            self.dtype = TensorProto.UNDEFINED
+            self.dtype: int = TensorProto.UNDEFINED
             self.shape: tuple[int, ...] = ()
             return
         arr = np.asarray(array)
@@ -205,7 +205,7 @@ class Tensor:
         assert ext is not None and ext.length is not None
         if self._plain():
             arr = np.empty(self.shape, dtype=np_dtype(self.dtype))
-            ext.read_into(memoryview(arr.reshape(-1)).cast("B"))
+            ext.read_into(memoryview(arr.reshape(-1)).cast("B"))  # type: ignore[arg-type]  # numpy arrays are buffers; its stubs do not say so
             return arr
         p = TensorProto()
         p.name = self.name
@@ -241,7 +241,8 @@ class Tensor:
             return
         arr = self.numpy()
         if self._plain() and sys.byteorder == "little":
-            yield memoryview(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # no copy
+            flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+            yield memoryview(flat)  # type: ignore[arg-type]  # no copy; numpy stubs lack Buffer
             return
         yield numpy_helper.from_array(arr).raw_data
 

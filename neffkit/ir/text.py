@@ -17,12 +17,11 @@ import onnx.printer
 
 from neffkit.errors import FrontendError
 from neffkit.ir.core import Graph
+from neffkit.ir.serde import decode_model, to_onnx
 
 
 def parse(text: str) -> Graph:
     """Parses a model (``<...> name (inputs) => (outputs) {...}``) or a bare graph."""
-    from neffkit.frontends.onnx import load
-
     src = text.strip()
     try:
         if src.startswith("<"):
@@ -32,20 +31,16 @@ def parse(text: str) -> Graph:
             model = onnx.helper.make_model(graph)
     except onnx.parser.ParseError as e:
         raise FrontendError(f"cannot parse the text form: {e}") from e
-    return load(model)
+    return decode_model(model)
 
 
 def print_graph(graph: Graph) -> str:
     """The model in ONNX text syntax; names are made unique and deterministic by the exporter."""
-    from neffkit.backends.onnx import to_onnx
-
     return onnx.printer.to_text(to_onnx(graph))
 
 
 def print_body(graph: Graph) -> str:
     """Only the graph part of the text (no model header), handy in assertions."""
-    from neffkit.backends.onnx import to_onnx
-
     return onnx.printer.to_text(to_onnx(graph).graph)
 
 

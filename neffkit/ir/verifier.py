@@ -32,18 +32,18 @@ def verify(graph: Graph) -> None:
     while frames:
         frame = frames[-1]
         g, node, prev, count, defined = frame
-        holders = g._holders
+        holders = g.holders
         holder = None
         while node is not None:
             if node.graph is not g:
                 raise VerificationError(
                     f"graph '{g.name}': node is linked in but owned by another graph", node
                 )
-            if node._prev is not prev:
+            if node.prev is not prev:
                 raise VerificationError(f"graph '{g.name}': broken node list links", node)
             count += 1
             i = 0
-            for v in node._inputs:
+            for v in node.inputs:
                 if v is not None:
                     if v not in defined and not _visible(v, frames):
                         raise VerificationError(
@@ -51,7 +51,7 @@ def verify(graph: Graph) -> None:
                             "scope)",
                             node,
                         )
-                    if (node, i) not in v._uses:
+                    if not v.has_use(node, i):
                         raise VerificationError(
                             f"input {i} '{v.name}' is missing from its use-list", node
                         )
@@ -65,8 +65,8 @@ def verify(graph: Graph) -> None:
                 if v in defined:
                     raise VerificationError(f"output {i} '{v.name}' is defined twice (SSA)", node)
                 defined.add(v)
-                for user, j in v._uses:
-                    ins = user._inputs
+                for user, j in v.iter_uses():
+                    ins = user.inputs
                     if j >= len(ins) or ins[j] is not v:
                         raise VerificationError(
                             f"output '{v.name}' lists a stale use by {user!r} input {j}", node
@@ -78,7 +78,7 @@ def verify(graph: Graph) -> None:
                         )
                 i += 1
             prev = node
-            node = node._next
+            node = node.next
             if prev in holders:
                 holder = prev
                 break
@@ -123,7 +123,7 @@ def _enter(g: Graph, frames: list) -> None:
             raise VerificationError(f"{where}: initializer '{key}' has a producer")
         _check_const_type(v, where)
         defined.add(v)
-    frames.append([g, g._head, None, 0, defined])
+    frames.append([g, g.first, None, 0, defined])
 
 
 def _leave(g: Graph, frames: list) -> None:
@@ -131,7 +131,7 @@ def _leave(g: Graph, frames: list) -> None:
     for i, v in enumerate(g.outputs):
         if not _visible(v, frames):
             raise VerificationError(f"{where}: output {i} '{v.name}' is not defined in scope")
-        if not v._outputs_of or g not in v._outputs_of:
+        if not v.is_output_of(g):
             raise VerificationError(f"{where}: output {i} '{v.name}' does not know it is an output")
     frames.pop()
 

@@ -49,7 +49,7 @@ class WeightLedger:
             if n in direct:
                 continue
             found: dict[Value, None] = {}
-            for v in n._inputs:
+            for v in n.inputs:
                 if v is None:
                     continue
                 t = sources.get(v)
@@ -75,7 +75,7 @@ class WeightLedger:
         return {
             w
             for w in self.all_weights
-            if w._outputs_of or any(u not in folded for u, _ in w._uses)
+            if w.is_graph_output or any(u not in folded for u, _ in w.iter_uses())
         }
 
     def may_store(self, v: Value, size: int, live: Collection[Value]) -> bool:

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
-from neffkit.backends.onnx import encode_attribute
 from neffkit.ir.casts import OWN_CAST_TYPES
 from neffkit.ir.casts import cast as own_cast
 from neffkit.ir.core import Node, Value
+from neffkit.ir.serde import encode_attribute, type_from_proto, type_to_proto
 from neffkit.ir.tensor import Tensor, np_dtype, onnx_dtype
-from neffkit.ir.types import TensorType, type_from_proto, type_to_proto
+from neffkit.ir.types import TensorType
 
 log = logging.getLogger("neffkit.passes")
 
@@ -103,15 +103,9 @@ class SubModel:
             np_.name = f"n{i}"
             np_.input.extend("" if v is None else name_of(v) for v in n.inputs)
             # an omitted optional output stays omitted (some ops act differently otherwise)
-            np_.output.extend(
-                name_of(v) if (v.name or v._uses or v._outputs_of) else "" for v in n.outputs
-            )
+            np_.output.extend(name_of(v) if (v.name or v.is_used) else "" for v in n.outputs)
             for a in n.attributes.values():
-                ap = np_.attribute.add()
-                if a._proto is not None:
-                    ap.CopyFrom(a._proto)
-                else:
-                    encode_attribute(a, ap)
+                encode_attribute(a, np_.attribute.add())  # reuses the file's proto if any
         self.outputs = [v for v in outputs if v in self.names]
         for v in self.outputs:
             gp.output.add().name = self.names[v]
@@ -186,7 +180,7 @@ def evaluate(
             v
             for n in chunk
             for v in n.outputs
-            if v in want or any(u not in members for u, _ in v._uses)
+            if v in want or any(u not in members for u, _ in v.iter_uses())
         ]
         # onnxruntime failing on node after node (an opset newer than it knows ...): stop asking
         if ort_worked or single_failures < _MAX_SINGLE_FAILURES:
@@ -235,8 +229,8 @@ def _own_cast_target(node: Node, values: Mapping[Value, np.ndarray]) -> int | No
     (int4, float4e2m1 ...: onnxruntime and ml_dtypes disagree with each other there)."""
     if node.op_type == "Cast" and node.domain == "":
         to = node.attr("to")
-    elif node.op_type == "CastLike" and node.domain == "" and node.inputs[1] in values:
-        to = array_type(values[node.inputs[1]])
+    elif node.op_type == "CastLike" and node.domain == "" and (like := node.inputs[1]) in values:
+        to = array_type(values[like])  # type: ignore[index]  # in values: not None
     else:
         return None
     return to if to in OWN_CAST_TYPES else None
@@ -244,7 +238,10 @@ def _own_cast_target(node: Node, values: Mapping[Value, np.ndarray]) -> int | No
 
 def _run_own_cast(node: Node, values: Mapping[Value, np.ndarray]) -> dict[Value, np.ndarray]:
     to = _own_cast_target(node, values)
-    x = values[node.inputs[0]]
+    src = node.inputs[0]
+    if src is None:
+        return {}
+    x = values[src]
     if to is None or x.dtype == object:
         return {}
     round_mode = node.attr("round_mode", "up")
@@ -338,7 +335,7 @@ def shape_fact(n: Node) -> np.ndarray | None:
     if n.op_type == "Size":
         if not all(isinstance(d, int) for d in shape):
             return None
-        return np.array(int(np.prod(shape, dtype=np.int64)), dtype=np.int64)
+        return np.array(int(np.prod(cast(tuple[int, ...], shape), dtype=np.int64)), dtype=np.int64)
     rank = len(shape)
     start = _clamp(n.attr("start", 0), rank)
     end = _clamp(n.attr("end", rank), rank)

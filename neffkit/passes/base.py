@@ -75,17 +75,17 @@ class Pass:
         Every numeric option of a built-in pass is a size, count or ratio: a negative or
         non-finite value is a mistake, not a way to turn something off (0 does that).
         """
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
             check_option(type(self).name, f.name, f.default, getattr(self, f.name))
 
     @classmethod
     def options(cls) -> list[tuple[str, str, Any, str]]:
         """``(kebab-name, type name, default, help)`` for each option field."""
         out = []
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # subclasses are dataclasses
             default = f.default if f.default is not dataclasses.MISSING else None
-            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                default = f.default_factory()  # type: ignore[misc]
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
             typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
             out.append((f.name.replace("_", "-"), typ, default, f.metadata.get("help", "")))
         return out
@@ -93,11 +93,11 @@ class Pass:
     def spec(self) -> str:
         """The pipeline text of this pass with its non-default options (``fold{max-bytes=1}``)."""
         parts = []
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
             value = getattr(self, f.name)
             default = f.default
-            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-                default = f.default_factory()  # type: ignore[misc]
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
             if value != default:
                 parts.append(f"{f.name.replace('_', '-')}={_fmt(value)}")
         return self.name + ("{" + ",".join(parts) + "}" if parts else "")
@@ -145,7 +145,7 @@ def all_graphs_postorder(graph: Graph) -> Iterator[Graph]:
     while stack:
         g = stack.pop()
         order.append(g)
-        for node in g._holders:  # the nodes that hold subgraphs: O(graphs), not O(nodes)
+        for node in g.holders:  # the nodes that hold subgraphs: O(graphs), not O(nodes)
             stack.extend(node.subgraphs)
     return reversed(order)
 

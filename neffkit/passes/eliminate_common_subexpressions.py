@@ -73,7 +73,7 @@ class EliminateCommonSubexpressions(Pass):
                     merged += 1
                     continue
                 table[key] = node
-            if node in g._holders:  # most nodes hold no subgraph: skip the attribute scan
+            if node in g.holders:  # most nodes hold no subgraph: skip the attribute scan
                 for sub in reversed(node.subgraphs):
                     frames.append((sub, iter(sub), {}))
         return PassResult(merged > 0, {"nodes_merged": merged} if merged else {})
@@ -91,7 +91,7 @@ def _key(node: Node) -> Any:
     """A hashable identity of what the node computes, or None when it must not merge."""
     if node.domain or node.op_type in _IMPURE:
         return None  # custom ops may have effects; random ops differ on every call
-    ins = tuple([id(v) if v is not None else 0 for v in node._inputs])
+    ins = tuple([id(v) if v is not None else 0 for v in node.inputs])
     if node.op_type in _COMMUTATIVE:
         ins = tuple(sorted(ins))
     attrs = node.attributes

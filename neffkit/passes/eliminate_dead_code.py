@@ -69,7 +69,7 @@ def _live(g: Graph) -> bool:
 
 def _dead(node: Node) -> bool:
     for v in node.outputs:
-        if v._uses or v._outputs_of:
+        if v.is_used:
             return False
     return True
 
@@ -87,7 +87,7 @@ def _drop_constants(g: Graph, root: Graph, ctx: PassContext) -> int:
     removed = 0
     inputs = set(g.inputs)
     for v in list(g.initializers.values()):
-        if v._uses or v._outputs_of:
+        if v.is_used:
             continue
         if v in inputs and (ctx.keep_overridable_inputs or g is not root):
             continue
@@ -99,7 +99,7 @@ def _drop_constants(g: Graph, root: Graph, ctx: PassContext) -> int:
 def _trim_control_outputs(g: Graph) -> int:
     """Drops unused If outputs and unused Loop scan outputs, in the node and its bodies."""
     removed = 0
-    for node in list(g._holders):  # If and Loop hold subgraphs: no walk over every node
+    for node in list(g.holders):  # If and Loop hold subgraphs: no walk over every node
         if node.domain != "":
             continue
         if node.op_type == "If":
@@ -111,7 +111,7 @@ def _trim_control_outputs(g: Graph) -> int:
 
 def _unused(node: Node, i: int) -> bool:
     v = node.outputs[i]
-    return not v._uses and not v._outputs_of
+    return not v.is_used
 
 
 def _trim_if(node: Node) -> int:

@@ -57,6 +57,7 @@ import numpy as np
 import onnx
 
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.serde import GRAPH_TYPES
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import TensorType
 from neffkit.passes._fold_copies import WeightLedger
@@ -80,7 +81,6 @@ _KEEP_INTERMEDIATE = 1024 * 1024
 _MAX_ROUNDS = 4
 #: Decisions repeated at most this often while refused copies make more weights live.
 _MAX_DECISIONS = 16
-
 
 
 @register
@@ -190,7 +190,7 @@ class _Folder:
                         continue
                 if not _foldable_op(n):
                     continue
-                if all(v is None or v in sources or v in folding for v in n._inputs):
+                if all(v is None or v in sources or v in folding for v in n.inputs):
                     self.nodes.append(n)
                     folding.update(n.outputs)
 
@@ -200,7 +200,7 @@ class _Folder:
         live: set[Node] = set()
         for n in reversed(self.nodes):
             for v in n.outputs:
-                if v._outputs_of or any(u not in cand or u in live for u, _ in v._uses):
+                if v.is_graph_output or any(u not in cand or u in live for u, _ in v.iter_uses()):
                     live.add(n)
                     break
         self.nodes = [n for n in self.nodes if n in live]
@@ -215,7 +215,7 @@ class _Folder:
                 total = int(self.arrays[n.outputs[0]].nbytes)
             else:
                 total = 0
-                for v in dict.fromkeys(n._inputs):
+                for v in dict.fromkeys(n.inputs):
                     if v is None:
                         continue
                     t = self.sources.get(v)
@@ -289,7 +289,7 @@ class _Folder:
         """``ready`` to evaluate now, ``later`` (an input comes later), or ``no``."""
         waiting = False
         in_bytes = 0
-        for v in n._inputs:
+        for v in n.inputs:
             if v is None:
                 continue
             if v in lost:
@@ -304,7 +304,7 @@ class _Folder:
             else:
                 return "later"  # computed by a node deferred to a later round
         for v in n.outputs:
-            if not (v.name or v._uses or v._outputs_of):
+            if not (v.name or v.is_used):
                 continue  # an omitted optional output is not computed
             size = sizes.get(v)
             if size is None:
@@ -334,10 +334,10 @@ class _Folder:
 
     def _read_outside(self, v: Value) -> bool:
         """True when ``v`` would have to be stored: a graph output or read by a kept node."""
-        if v._outputs_of:
+        if v.is_graph_output:
             return True
         cand = self.cand
-        return any(u not in cand for u, _ in v._uses)
+        return any(u not in cand for u, _ in v.iter_uses())
 
     def _wanted(self, ready: list[Node], sizes: dict[Value, int]) -> list[Value]:
         """The values to fetch: read outside this round, or small enough to keep anyway."""
@@ -345,9 +345,9 @@ class _Folder:
         wanted = []
         for n in ready:
             for v in n.outputs:
-                if not v._uses and not v._outputs_of:
+                if not v.is_used:
                     continue
-                outside = v._outputs_of or any(u not in ready_set for u, _ in v._uses)
+                outside = v.is_graph_output or any(u not in ready_set for u, _ in v.iter_uses())
                 if outside or sizes.get(v, _KEEP_INTERMEDIATE + 1) <= _KEEP_INTERMEDIATE:
                     wanted.append(v)
         return wanted
@@ -356,7 +356,7 @@ class _Folder:
         """Arrays of the constants ``nodes`` read (decoding sources on first use)."""
         out: dict[Value, np.ndarray] = {}
         for n in nodes:
-            for v in n._inputs:
+            for v in n.inputs:
                 if v is None or v in out:
                     continue
                 arr = self.arrays.get(v)
@@ -372,7 +372,7 @@ class _Folder:
         """Values of small constants, only the types of large ones (left undecoded)."""
         out: dict[Value, np.ndarray | TensorType] = {}
         for n in nodes:
-            for v in n._inputs:
+            for v in n.inputs:
                 if v is None or v in out:
                     continue
                 arr = self.arrays.get(v)
@@ -429,7 +429,9 @@ class _Folder:
             if n not in self.done:
                 continue
             needed = [
-                v for v in n.outputs if v._outputs_of or any(u not in folded for u, _ in v._uses)
+                v
+                for v in n.outputs
+                if v.is_graph_output or any(u not in folded for u, _ in v.iter_uses())
             ]
             ok = True
             spent: dict[Value, int] = {}
@@ -460,7 +462,9 @@ class _Folder:
         for v in stored:
             arr = self.arrays[v]
             new = Value(v.name, const=Tensor(arr, v.name))
-            v.graph.add_initializer(new)
+            owner = v.graph
+            assert owner is not None  # a computed value of a node still in its graph
+            owner.add_initializer(new)
             # y = Add(w, b) -> y = [...] (initializer)
             v.replace_all_uses_with(new)
             created += int(arr.nbytes)
@@ -470,9 +474,10 @@ class _Folder:
         for n in reversed(self.nodes):
             if n not in folded:
                 continue
-            for v in n._inputs:
-                if v is not None and v.producer is not None and v in self.sources:
-                    touched[v] = None
+            for inp in n.inputs:
+                if inp is not None and inp.producer is not None and inp in self.sources:
+                    touched[inp] = None
+            assert n.graph is not None  # folded nodes are still in their graph
             n.graph.remove(n)
         for v in touched:
             _drop_if_unused(v)
@@ -506,11 +511,15 @@ def _drop_if_unused(v: Value) -> None:
     table, so removing many here would be quadratic).
     """
     p = v.producer
-    if p is not None and p.graph is not None and not v._uses and not v._outputs_of:
+    if p is not None and p.graph is not None and not v.is_used:
         p.graph.remove(p)
 
 
 def _foldable_op(n: Node) -> bool:
-    if not is_pure(n) or n.subgraphs:
+    """A pure op with no subgraph and no attribute that refers to a function's parameter."""
+    if not is_pure(n):
         return False
-    return not any(a.ref for a in n.attributes.values())
+    for a in n.attributes.values():
+        if a.ref or a.type in GRAPH_TYPES:
+            return False
+    return True

@@ -26,10 +26,10 @@ import onnx
 from onnx import AttributeProto, GraphProto, TensorProto, TypeProto
 
 from neffkit._gc import paused_gc
-from neffkit.backends.onnx import to_onnx
 from neffkit.ir.core import Graph, Value
+from neffkit.ir.serde import to_onnx, type_from_proto
 from neffkit.ir.tensor import Tensor
-from neffkit.ir.types import Dim, TensorType, ValueType, type_from_proto
+from neffkit.ir.types import Dim, TensorType, ValueType
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 from neffkit.passes.shape_rules import Facts, Static, infer_node
@@ -105,46 +105,45 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
     for g in root.all_graphs():
         if g is not root and not all(_complete(v.type) for v in g.inputs):
             remaining = True
-        node = g._head
-        while node is not None:
+        for node in g:  # only types change during the walk
             outs = node.outputs
             for v in outs:
                 if not _complete(v.type):
                     break
             else:
-                node = node._next
                 continue  # every output already complete
             ins: list[Static | None] = []
-            for v in node._inputs:
-                if v is None:
+            for inp in node.inputs:
+                if inp is None:
                     ins.append(None)
                     continue
-                t = v.type
+                t = inp.type
                 if _complete(t):
-                    ins.append((t.dtype, t.shape))  # type: ignore[union-attr]
-                elif v.const is not None and v not in inputs_with_default:
-                    ins.append((v.const.dtype, v.const.shape))
+                    # _complete: a TensorType with a dtype and a shape of ints
+                    ins.append((t.dtype, t.shape))  # type: ignore[union-attr,arg-type]
+                elif inp.const is not None and inp not in inputs_with_default:
+                    ins.append((inp.const.dtype, inp.const.shape))
                 else:
                     break  # unknown, or an input a caller may feed with another shape
             else:
                 result = infer_node(node, ins, facts) if opset else None
                 if result is not None:
                     for v, st in zip(outs, result):
-                        if _complete(v.type):
+                        vt = v.type
+                        if _complete(vt):
                             continue
                         new = interned.get(st)
                         if new is None:
                             new = interned[st] = TensorType(st[0], st[1])
-                        merged = new if v.type is None else refine(v.type, new)
+                        merged = new if vt is None else refine(vt, new)
                         if merged is not None:
                             v.type = merged
                             typed += 1
             if not remaining:
                 for v in outs:
-                    if not _complete(v.type) and (v.name or v._uses or v._outputs_of):
+                    if not _complete(v.type) and (v.name or v.is_used):
                         remaining = True
                         break
-            node = node._next
         if not remaining and not all(v.const is not None or _complete(v.type) for v in g.outputs):
             remaining = True
     return typed, remaining
@@ -165,7 +164,7 @@ def _reference_only(t: Tensor, tp: TensorProto) -> None:
 
 def _complete(t: ValueType | None) -> bool:
     """True when nothing can be added to ``t`` (a dtype and a static shape)."""
-    return t.__class__ is TensorType and bool(t.dtype) and t.is_static  # type: ignore[union-attr]
+    return t.__class__ is TensorType and bool(t.dtype) and t.is_static
 
 
 def _inferred_types(

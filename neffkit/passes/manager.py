@@ -19,7 +19,7 @@ from neffkit.execution.backend import get_backend
 from neffkit.execution.compare import compare_all, explain
 from neffkit.execution.inputs import bind, random_inputs
 from neffkit.ir.clone import clone_graph, replace_contents
-from neffkit.ir.core import _CLOCK, Graph
+from neffkit.ir.core import Graph
 from neffkit.ir.verifier import verify
 from neffkit.passes.base import Pass, PassContext, PassResult
 from neffkit.passes.pipeline import Group, parse_pipeline
@@ -140,13 +140,11 @@ def constant_bytes(graph: Graph) -> int:
         for v in g.initializers.values():
             if v.const is not None:
                 total += v.const.nbytes
-        node = g._head  # walked by hand: this runs after every pass that changed the graph
-        while node is not None:
+        for node in g:
             if node.op_type == "Constant" and node.domain == "":
                 a = node.attributes.get("value")
                 if a is not None and hasattr(a.value, "nbytes"):
                     total += a.value.nbytes
-            node = node._next
     return total
 
 
@@ -309,13 +307,6 @@ class PassManager:
             msg += self._restore(graph)
             raise PassError(p.spec(), msg, self._history) from e
         seconds = time.perf_counter() - t
-        if result.changed:
-            # Some changes (types from shape-infer) are annotations the IR does not stamp;
-            # a pass that reports a change stamps the graph so later passes see it.
-            graph.version = next(_CLOCK)
-            if self._verified_version == version:
-                # the stamp marks annotations, not structure: the check just made still holds
-                self._verified_version = graph.version
         self._last_run[id(p)] = total_version(graph)
         self._history.append(p.spec())
         self._done.append(p)

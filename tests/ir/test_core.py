@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
-from onnx import TensorProto
+from onnx import AttributeProto, TensorProto
 
 from neffkit.errors import VerificationError
-from neffkit.ir import Graph, Node, Tensor, TensorType, Value
+from neffkit.ir import Attr, Graph, Node, Tensor, TensorType, Value
 from neffkit.ir.text import parse
 from neffkit.ir.verifier import verify
 
@@ -167,3 +169,121 @@ def test_adding_100k_initializers_with_one_hint_is_linear() -> None:
     elapsed = time.perf_counter() - start
     assert len(g.initializers) == 100_000 and "w_99999" in g.initializers
     assert elapsed < 5.0, f"100k add_initializer calls took {elapsed:.1f}s"
+
+
+def _loop_with_body() -> tuple[Graph, Node, Graph]:
+    body = Graph("body")
+    body.add_output(body.add_input(Value("i", TensorType(TensorProto.INT64, []))))
+    g, x, a, b = _chain()
+    return g, a, body
+
+
+def _attr(name: str, value: float) -> Attr:
+    return Attr(name, AttributeProto.FLOAT, value)
+
+
+def _with_initializer(g: Graph) -> Value:
+    return g.add_initializer(Value("w", const=Tensor(np.ones(2, np.float32))))
+
+
+Mutation = Callable[[Graph, Value, Node, Node], Callable[[], object]]
+
+# each entry prepares the chain graph (x -> a -> b) and returns the one mutation to check
+_MUTATIONS: dict[str, Mutation] = {
+    "value name": lambda g, x, a, b: lambda: setattr(a.outputs[0], "name", "renamed"),
+    "value type": lambda g, x, a, b: (
+        lambda: setattr(a.outputs[0], "type", TensorType(TensorProto.FLOAT, [2, 3]))
+    ),
+    "input type": lambda g, x, a, b: (
+        lambda: setattr(x, "type", TensorType(TensorProto.FLOAT, [2, 3]))
+    ),
+    "node name": lambda g, x, a, b: lambda: setattr(a, "name", "other"),
+    "node doc_string": lambda g, x, a, b: lambda: setattr(a, "doc_string", "why"),
+    "node overload": lambda g, x, a, b: lambda: setattr(a, "overload", "o"),
+    "set_attr": lambda g, x, a, b: lambda: a.set_attr("alpha", 0.5),
+    "put_attr": lambda g, x, a, b: lambda: a.put_attr(_attr("alpha", 1.0)),
+    "remove_attr": lambda g, x, a, b: (
+        a.set_attr("k", 1.0),
+        lambda: a.remove_attr("k"),
+    )[1],
+    "attributes replaced": lambda g, x, a, b: lambda: setattr(a, "attributes", {}),
+    "set_input": lambda g, x, a, b: lambda: b.set_input(0, x),
+    "append_input": lambda g, x, a, b: lambda: b.append_input(x),
+    "set_inputs": lambda g, x, a, b: lambda: b.set_inputs([x]),
+    "replace_all_uses_with": lambda g, x, a, b: lambda: a.outputs[0].replace_all_uses_with(x),
+    "add_initializer": lambda g, x, a, b: lambda: _with_initializer(g),
+    "initializer tensor": lambda g, x, a, b: (
+        lambda w: lambda: setattr(w, "const", Tensor(np.zeros(2, np.float32)))
+    )(_with_initializer(g)),
+    "remove_initializer": lambda g, x, a, b: (lambda w: lambda: g.remove_initializer(w))(
+        _with_initializer(g)
+    ),
+    "add_input": lambda g, x, a, b: lambda: g.add_input(Value("y")),
+    "add_output": lambda g, x, a, b: lambda: g.add_output(x),
+    "graph name": lambda g, x, a, b: lambda: setattr(g, "name", "renamed"),
+    "graph doc_string": lambda g, x, a, b: lambda: setattr(g, "doc_string", "why"),
+    "append node": lambda g, x, a, b: lambda: g.append(Node("Abs", [x])),
+    "remove node": lambda g, x, a, b: lambda: g.remove(b, safe=False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_MUTATIONS))
+def test_every_kind_of_mutation_changes_the_stamp(kind: str) -> None:
+    g, x, a, b = _chain()
+    mutate = _MUTATIONS[kind](g, x, a, b)
+    before = g.version
+    mutate()
+    assert g.version > before, kind
+
+
+def test_a_subgraph_mutation_changes_the_total_stamp_only_through_the_subgraph() -> None:
+    from neffkit.passes.manager import total_version
+
+    g, a, body = _loop_with_body()
+    a.set_attr("body", body)
+    assert body.parent is a and a in g.holders
+    before = total_version(g)
+    body.outputs[0].type = TensorType(TensorProto.INT64, [1])
+    assert total_version(g) > before
+
+
+def test_attributes_holding_graphs_are_adopted_however_they_are_set() -> None:
+    g, a, body = _loop_with_body()
+    a.put_attr(Attr("body", AttributeProto.GRAPH, body))
+    assert body.parent is a and a in g.holders
+    assert a.remove_attr("body") is not None and a.remove_attr("body") is None
+    assert a not in g.holders
+    a.attributes = {"body": Attr("body", AttributeProto.GRAPH, body)}
+    assert a in g.holders
+    verify(g)
+
+
+def test_the_attributes_mapping_is_read_only() -> None:
+    g, x, a, b = _chain()
+    a.set_attr("k", 1)
+    assert dict(a.attributes) == {"k": a.attributes["k"]} and a.attr("k") == 1
+    with pytest.raises(TypeError):
+        a.attributes["k"] = _attr("k", 2.0)  # type: ignore[index]
+
+
+def test_restore_builds_the_same_node_as_the_constructor() -> None:
+    g, x, a, b = _chain()
+    t = TensorType(TensorProto.FLOAT, [2])
+    n = Node.restore("Add", "ai.onnx", "n", [x, None], {"k": Attr("k", 2, 3)}, [("y", t)])
+    g.append(n)
+    assert n.domain == "" and n.inputs == (x, None) and n.attr("k") == 3
+    (y,) = n.outputs
+    assert (y.name, y.type, y.producer, y.index, y.const) == ("y", t, n, 0, None)
+    assert x.has_use(n, 0) and not x.has_use(n, 1) and not y.is_used
+    g.add_output(y)
+    assert y.is_used and y.is_output_of(g)
+    verify(g)
+
+
+def test_read_only_views_follow_the_graph() -> None:
+    g, x, a, b = _chain()
+    assert g.first is a and g.last is b and a.next is b and b.prev is a
+    assert list(x.iter_uses()) == [(a, 0)]
+    assert not b.outputs[0].num_uses and b.outputs[0].is_used  # a graph output
+    g.remove(b, safe=False)
+    assert g.last is a and not list(g.holders)

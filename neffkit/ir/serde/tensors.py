@@ -1,4 +1,9 @@
-"""Sparse tensors of an ONNX model made dense, with their indices and size checked first."""
+"""Tensors and types between their protos and the IR, with the checks every load makes.
+
+``Tensor.from_proto`` / ``Tensor.to_proto`` and ``type_from_proto`` / ``type_to_proto`` are
+defined beside the classes they build (ir/tensor.py, ir/types.py) and gathered here under the
+codec's names; sparse tensors are made dense here, their indices and size checked first.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,60 @@ from onnx import TensorProto
 
 from neffkit.errors import FrontendError
 from neffkit.ir.tensor import Tensor
+from neffkit.ir.types import type_from_proto, type_to_proto
+
+__all__ = [
+    "KNOWN_DTYPES",
+    "MAX_DENSE_BYTES",
+    "check_input_type",
+    "negative_dims",
+    "sparse_to_dense",
+    "tensor_from_proto",
+    "tensor_to_proto",
+    "type_from_proto",
+    "type_to_proto",
+]
+
+#: Every element type onnx defines (0, UNDEFINED, excluded).
+KNOWN_DTYPES = frozenset(v for v in onnx.TensorProto.DataType.values() if v)
+
+
+def tensor_from_proto(proto: TensorProto, base_dir: str | None = None) -> Tensor:
+    """A lazy Tensor over ``proto``; external data is resolved inside ``base_dir`` only."""
+    return Tensor.from_proto(proto, base_dir)
+
+
+def tensor_to_proto(t: Tensor) -> TensorProto:
+    """The TensorProto of ``t`` (its bytes read inline)."""
+    return t.to_proto()
+
+
+def negative_dims(tp: onnx.TensorProto) -> bool:
+    """True when a tensor declares a negative dimension."""
+    dims = tp.dims
+    return bool(dims) and min(dims) < 0
+
+
+def check_input_type(vi: onnx.ValueInfoProto, source: str) -> None:
+    """Refuses a graph input of an unknown element type or with a negative dimension."""
+    tp = vi.type
+    if tp.WhichOneof("value") != "tensor_type":
+        return
+    elem = tp.tensor_type.elem_type
+    if elem and elem not in KNOWN_DTYPES:
+        raise FrontendError(f"{source}: input '{vi.name}' has the unknown element type {elem}")
+    if not tp.tensor_type.HasField("shape"):
+        return
+    for d in tp.tensor_type.shape.dim:
+        if d.WhichOneof("value") == "dim_value" and d.dim_value < 0:
+            dims = [
+                x.dim_value if x.HasField("dim_value") else x.dim_param or "?"
+                for x in tp.tensor_type.shape.dim
+            ]
+            raise FrontendError(
+                f"{source}: input '{vi.name}' is declared with a negative dimension in {dims}"
+            )
+
 
 #: Largest dense form (bytes) a sparse tensor may expand to: a corrupt or hostile shape must
 #: not make loading allocate without bound.
@@ -45,7 +104,7 @@ def sparse_to_dense(sp: onnx.SparseTensorProto, source: str, *, check_only: bool
         raise FrontendError(f"{where}: indices have type {idx.dtype}, expected int64")
     if idx.ndim == 1 and idx.shape[0] == nnz:
         flat = idx.astype(np.int64)
-        bad = (flat < 0) | (flat >= total)
+        bad: Any = (flat < 0) | (flat >= total)
     elif idx.ndim == 2 and idx.shape == (nnz, len(dims)):
         bounds = np.asarray(dims, dtype=np.int64)
         bad = ((idx < 0) | (idx >= bounds)).any(axis=1) if nnz else np.zeros(0, bool)
