@@ -20,6 +20,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
         ci_lines = [line for line in f.read().splitlines() if line and not line.startswith("#")]
     assert tests in ci_lines
     assert "pytest" in tests
+    # lint over the repository and the type checker over the IR and the passes run before the tests
+    assert "ruff check" in tests and "mypy" in tests
 
 
 def test_first_command_runs_the_main_job_on_the_embedded_example() -> None:
