@@ -123,3 +123,26 @@ def test_frontends_and_backends_do_not_import_each_other() -> None:
         if {_top(a), _top(b)} == {"frontends", "backends"}
     )
     assert not crossed, "\n".join(crossed)
+
+
+def test_passes_and_frontends_use_no_private_slot_of_the_ir() -> None:
+    # the IR's own modules may; passes and frontends go through the public views
+    from neffkit.ir.core import Graph, Node, Value
+
+    private = {
+        slot
+        for cls in (Graph, Node, Value)
+        for slot in cls.__slots__
+        if slot.startswith("_") and not slot.startswith("__")
+    }
+    reached = []
+    for folder in ("passes", "frontends", "execution"):
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr in private
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                ):
+                    reached.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {ast.unparse(node)}")
+    assert not reached, "private IR slots read outside the IR:\n" + "\n".join(reached)
