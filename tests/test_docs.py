@@ -107,6 +107,21 @@ def test_the_example_pass_and_its_tests_run_as_written() -> None:
     assert _PASS_NAME not in registry._REGISTERED
 
 
+def test_the_neffkit_passes_listing_shown_is_real_output() -> None:
+    from neffkit.cli import main
+
+    m = re.search(
+        r"```console\n\$ neffkit passes\n(.*?)\n\.\.\.\n```", WRITING_MD.read_text(), re.S
+    )
+    assert m, "writing-a-pass.md: no `$ neffkit passes` listing"
+    out = io.StringIO()
+    with example_pass_registered(), contextlib.redirect_stdout(out):
+        assert main(["passes"]) == 0
+    real = _lines(out.getvalue())
+    shown = _lines(m[1])
+    assert real[: len(shown)] == shown
+
+
 _RULE_PASS = "abs-cleanup"
 
 

@@ -88,3 +88,9 @@ def test_the_readme_layout_lists_every_part_of_the_package() -> None:
     parts += [p.name + "/" for p in package.rglob("*/") if (p / "__init__.py").exists()]
     missing = sorted({p for p in parts if not re.search(rf"(^|[\s/]){re.escape(p)}", layout, re.M)})
     assert not missing, f"README.md's layout does not list {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_example_imports_the_test_suite(page: Path) -> None:
+    # tests/ is not installed with neffkit: examples import the shipped kit, neffkit.testing
+    assert not re.search(r"^\s*(from|import) tests\b", page.read_text(), re.M)
