@@ -222,6 +222,23 @@ def test_every_simplify_rule_is_in_the_rule_table() -> None:
     rules = set(BUILTIN_RULES.names())
     missing = [r for r in sorted(rules) if not re.search(rf"^\| `{r}` \|", text, re.M)]
     assert not missing, f"docs/passes.md: simplify rules missing from the rule table: {missing}"
+    table = text.split("#### Simplify rules")[1]
+    gone = sorted(set(re.findall(r"^\| `(\w+)` \|", table, re.M)) - rules)
+    assert not gone, f"docs/passes.md: the rule table lists rules that do not exist: {gone}"
+
+
+def test_every_rules_module_is_named_where_rules_go() -> None:
+    import pkgutil
+
+    import neffkit.passes.rewrite.rules as rules_package
+
+    modules = [m.name for m in pkgutil.iter_modules(rules_package.__path__)]
+    assert modules
+    passes_md = PASSES_MD.read_text().split("#### Simplify rules")[1]
+    where = (DOCS / "architecture.md").read_text().split("## Where a new thing goes")[1]
+    for name in modules:
+        assert f"`{name}.py`" in passes_md, f"docs/passes.md: name rules/{name}.py"
+        assert re.search(rf"\b{name}\b", where.split("\n| a torch op")[0]), name
 
 
 def test_the_default_pipelines_shown_are_current() -> None:
