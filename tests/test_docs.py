@@ -107,19 +107,35 @@ def test_the_example_pass_and_its_tests_run_as_written() -> None:
     assert _PASS_NAME not in registry._REGISTERED
 
 
-def test_the_neffkit_passes_listing_shown_is_real_output() -> None:
+def _passes_listing(example_pass: bool) -> list[str]:
+    """What ``neffkit passes`` prints, the doc's example pass registered or not."""
     from neffkit.cli import main
 
-    m = re.search(
-        r"```console\n\$ neffkit passes\n(.*?)\n\.\.\.\n```", WRITING_MD.read_text(), re.S
-    )
-    assert m, "writing-a-pass.md: no `$ neffkit passes` listing"
     out = io.StringIO()
-    with example_pass_registered(), contextlib.redirect_stdout(out):
+    with contextlib.ExitStack() as stack:
+        if example_pass:
+            stack.enter_context(example_pass_registered())
+        stack.enter_context(contextlib.redirect_stdout(out))
         assert main(["passes"]) == 0
-    real = _lines(out.getvalue())
-    shown = _lines(m[1])
-    assert real[: len(shown)] == shown
+    return _lines(out.getvalue())
+
+
+def _shown_listing(path: Path) -> tuple[list[str], list[str]]:
+    """The ``$ neffkit passes`` block of a page: its lines before and after the ``...`` line."""
+    m = re.search(r"```console\n\$ neffkit passes\n(.*?)\n```", path.read_text(), re.S)
+    assert m, f"{path.name}: no `$ neffkit passes` listing"
+    lines = _lines(m[1])
+    cut = next(i for i, line in enumerate(lines) if line.strip() == "...")
+    return lines[:cut], lines[cut + 1 :]
+
+
+@pytest.mark.parametrize(("page", "example_pass"), [(WRITING_MD, True), (PASSES_MD, False)])
+def test_the_neffkit_passes_listing_shown_is_real_output(page: Path, example_pass: bool) -> None:
+    real = _passes_listing(example_pass)
+    head, tail = _shown_listing(page)
+    assert head and real[: len(head)] == head
+    if tail:
+        assert real[-len(tail) :] == tail
 
 
 _RULE_PASS = "abs-cleanup"
