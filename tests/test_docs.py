@@ -107,6 +107,37 @@ def test_the_example_pass_and_its_tests_run_as_written() -> None:
     assert _PASS_NAME not in registry._REGISTERED
 
 
+def _passes_listing(example_pass: bool) -> list[str]:
+    """What ``neffkit passes`` prints, the doc's example pass registered or not."""
+    from neffkit.cli import main
+
+    out = io.StringIO()
+    with contextlib.ExitStack() as stack:
+        if example_pass:
+            stack.enter_context(example_pass_registered())
+        stack.enter_context(contextlib.redirect_stdout(out))
+        assert main(["passes"]) == 0
+    return _lines(out.getvalue())
+
+
+def _shown_listing(path: Path) -> tuple[list[str], list[str]]:
+    """The ``$ neffkit passes`` block of a page: its lines before and after the ``...`` line."""
+    m = re.search(r"```console\n\$ neffkit passes\n(.*?)\n```", path.read_text(), re.S)
+    assert m, f"{path.name}: no `$ neffkit passes` listing"
+    lines = _lines(m[1])
+    cut = next(i for i, line in enumerate(lines) if line.strip() == "...")
+    return lines[:cut], lines[cut + 1 :]
+
+
+@pytest.mark.parametrize(("page", "example_pass"), [(WRITING_MD, True), (PASSES_MD, False)])
+def test_the_neffkit_passes_listing_shown_is_real_output(page: Path, example_pass: bool) -> None:
+    real = _passes_listing(example_pass)
+    head, tail = _shown_listing(page)
+    assert head and real[: len(head)] == head
+    if tail:
+        assert real[-len(tail) :] == tail
+
+
 _RULE_PASS = "abs-cleanup"
 
 
@@ -207,6 +238,23 @@ def test_every_simplify_rule_is_in_the_rule_table() -> None:
     rules = set(BUILTIN_RULES.names())
     missing = [r for r in sorted(rules) if not re.search(rf"^\| `{r}` \|", text, re.M)]
     assert not missing, f"docs/passes.md: simplify rules missing from the rule table: {missing}"
+    table = text.split("#### Simplify rules")[1]
+    gone = sorted(set(re.findall(r"^\| `(\w+)` \|", table, re.M)) - rules)
+    assert not gone, f"docs/passes.md: the rule table lists rules that do not exist: {gone}"
+
+
+def test_every_rules_module_is_named_where_rules_go() -> None:
+    import pkgutil
+
+    import neffkit.passes.rewrite.rules as rules_package
+
+    modules = [m.name for m in pkgutil.iter_modules(rules_package.__path__)]
+    assert modules
+    passes_md = PASSES_MD.read_text().split("#### Simplify rules")[1]
+    where = (DOCS / "architecture.md").read_text().split("## Where a new thing goes")[1]
+    for name in modules:
+        assert f"`{name}.py`" in passes_md, f"docs/passes.md: name rules/{name}.py"
+        assert re.search(rf"\b{name}\b", where.split("\n| a torch op")[0]), name
 
 
 def test_the_default_pipelines_shown_are_current() -> None:
@@ -237,7 +285,10 @@ def test_the_python_examples_print_what_is_shown(doc: str, block: re.Match) -> N
 
 
 def test_ir_md_examples_are_checked() -> None:
-    assert sum(p.values[0] == "ir.md" for p in _output_blocks()) >= 2
+    # every Python block of ir.md runs, and prints what the page shows after it
+    checked = sum(p.values[0] == "ir.md" for p in _output_blocks())
+    assert checked >= 4
+    assert checked == (DOCS / "ir.md").read_text().count("```python\n")
 
 
 def _examples() -> list[Any]:
