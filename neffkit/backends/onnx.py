@@ -81,7 +81,7 @@ def save(
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     if external_data is None:
-        external_data = _wants_external(graph)
+        external_data = wants_external_data(graph)
     with files.TempFiles(folder) as temps:
         tmp_data = data_name = None
         writer = None
@@ -191,7 +191,7 @@ def _external_location(t: TensorProto, out: dict[str, None], folder: str) -> Non
             out[os.path.abspath(os.path.join(folder, e.value))] = None
 
 
-def _wants_external(graph: Graph) -> bool:
+def wants_external_data(graph: Graph) -> bool:
     """Whether ``save`` writes external data by default.
 
     Yes when the source model kept its weights in external data (recorded at load, so that

@@ -36,10 +36,10 @@ class OnnxRuntimeBackend:
             raise BackendError(f"the onnxruntime backend runs on the CPU only, not on '{device}'")
         if source is None:
             return Prepared(session(graph))
-        from neffkit.backends.onnx import _wants_external
+        from neffkit.backends.onnx import wants_external_data
 
         # weights in a data file are held once, in the memory-mapped file (see ``session``)
-        return Prepared(session(source, prepack=not _wants_external(graph)))
+        return Prepared(session(source, prepack=not wants_external_data(graph)))
 
 
 class Prepared:
@@ -92,9 +92,9 @@ def session(
     import onnxruntime as ort
 
     if isinstance(model, Graph):
-        from neffkit.backends.onnx import _wants_external, to_onnx
+        from neffkit.backends.onnx import to_onnx, wants_external_data
 
-        if _wants_external(model):
+        if wants_external_data(model):
             with model_on_disk(model) as path:
                 return session(path, optimize=optimize, threads=threads, prepack=False)
         model = to_onnx(model)

@@ -45,7 +45,7 @@ class ExportedModel:
     def __init__(self, graph: Graph, *, external_data: bool | None = None) -> None:
         self.graph = graph
         if external_data is None:
-            external_data = onnx_backend._wants_external(graph)
+            external_data = onnx_backend.wants_external_data(graph)
         self.external_data = bool(external_data)
         self.blob: bytes | None = None
         self.folder: str | None = None
