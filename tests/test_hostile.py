@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hostile_models import ALL, CASES, X2, Bad, relu_model
 
 import neffkit
 from neffkit.cli import main
 from neffkit.errors import BackendError, FrontendError, NeffkitError
 from neffkit.passes.pipeline import PipelineSyntaxError, parse_pipeline
+from tests.hostile_models import ALL, CASES, X2, Bad, relu_model
 
 OUTPUTS = {"run": "out.npz", "convert": "out.pt", "optimize": "out.onnx"}
 
@@ -76,9 +76,8 @@ def test_load_raises_frontend_error(case: Bad, tmp_path, capfd) -> None:
 
 
 def test_random_inputs_too_large_to_make(tmp_path, capfd) -> None:
-    from hostile_models import _huge_input
-
     from neffkit.api import random_inputs
+    from tests.hostile_models import _huge_input
 
     path = str(tmp_path / "m.onnx")
     onnx.save(_huge_input(), path)
@@ -130,7 +129,7 @@ def test_checker_errors_name_the_flag(tmp_path) -> None:
 
 def test_if_branch_types_are_refused_at_run_time_too(tmp_path) -> None:
     """Without the check the torch backend still refuses an output of the undeclared type."""
-    from hostile_models import _if_model
+    from tests.hostile_models import _if_model
 
     path = str(tmp_path / "if.onnx")
     onnx.save(_if_model(onnx.TensorProto.FLOAT, onnx.TensorProto.INT64), path)
@@ -142,7 +141,7 @@ def test_if_branch_types_are_refused_at_run_time_too(tmp_path) -> None:
 
 def test_torch_runtime_failure_prints_nothing(tmp_path, capfd) -> None:
     """torch.fx's annotated traceback of the generated code is not printed."""
-    from hostile_models import _reshape_runtime
+    from tests.hostile_models import _reshape_runtime
 
     path = str(tmp_path / "m.onnx")
     onnx.save(_reshape_runtime(), path)
@@ -374,7 +373,7 @@ def test_to_onnx_refuses_a_non_graph() -> None:
 
 def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> None:
     """An Add with one input cannot be scripted, and tracing runs it and fails: exit 2."""
-    from hostile_models import model, vi
+    from tests.hostile_models import model, vi
 
     onnx_model = model([onnx.helper.make_node("Add", ["x"], ["y"])], [vi("x")], [vi("y")])
     path = str(tmp_path / "m.onnx")
@@ -389,7 +388,7 @@ def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> Non
 def test_random_inputs_survive_an_attribute_of_the_wrong_type(tmp_path) -> None:
     """Gather's axis given as text: random indices are still made (the check refuses the
     model later, or with --no-check the backend does)."""
-    from hostile_models import model, vi
+    from tests.hostile_models import model, vi
 
     data = onnx.helper.make_tensor("d", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
     node = onnx.helper.make_node("Gather", ["d", "i"], ["y"], axis="zero")
