@@ -16,6 +16,7 @@ import neffkit
 from neffkit.cli import main
 from neffkit.errors import BackendError, FrontendError, NeffkitError
 from neffkit.passes.pipeline import PipelineSyntaxError, parse_pipeline
+from tests.helpers import error_line
 from tests.hostile_models import ALL, CASES, X2, Bad, relu_model
 
 OUTPUTS = {"run": "out.npz", "convert": "out.pt", "optimize": "out.onnx"}
@@ -27,15 +28,6 @@ def _argv(command: str, path: str, out: str) -> list[str]:
     if command == "verify":
         return ["verify", path, path]
     return [command, path, "-o", out]
-
-
-def _one_error_line(capfd: pytest.CaptureFixture[str]) -> str:
-    err = capfd.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("neffkit: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _cli_cases() -> list:
@@ -57,7 +49,7 @@ def test_cli_refuses_bad_model(
         assert rc == 0, capfd.readouterr().err
         return
     assert rc == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     if command == "run":
         assert case.says in line
     assert not os.path.exists(out)
@@ -184,7 +176,7 @@ def test_cli_refuses_bad_pipeline(key: str, tmp_path, capfd) -> None:
     text, says = BAD_PIPELINES[key]
     out = tmp_path / "o.onnx"
     assert main(["optimize", _good(tmp_path), "-o", str(out), "--passes", text]) == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     assert says in line
     assert len(line) < 400 or key == "unknown rule"  # that one lists the rules
     assert not out.exists()
@@ -218,7 +210,7 @@ def test_cli_run_refuses_bad_arguments(key: str, tmp_path, capfd) -> None:
     args = [a.format(tmp=tmp_path, model=model) for a in args]
     out = tmp_path / "o.npz"
     assert main(["run", model, "-o", str(out), *args]) == 2
-    assert says in _one_error_line(capfd)
+    assert says in error_line(capfd)
     assert not out.exists()
 
 
@@ -226,7 +218,7 @@ def test_cli_run_refuses_inputs_of_the_wrong_dtype(tmp_path, capfd) -> None:
     model = _good(tmp_path)
     np.savez(tmp_path / "in.npz", x=np.zeros(2, np.int64))
     assert main(["run", model, "--inputs", str(tmp_path / "in.npz")]) == 2
-    assert "expects float[2]" in _one_error_line(capfd)
+    assert "expects float[2]" in error_line(capfd)
 
 
 # -- library misuse ---------------------------------------------------------------------------
@@ -363,7 +355,7 @@ def test_verify_refuses_bad_arguments(kwargs, says: str, tmp_path, capfd) -> Non
 def test_cli_verify_refuses_a_negative_tolerance(tmp_path, capfd) -> None:
     model = _good(tmp_path)
     assert main(["verify", model, model, "--atol", "-1"]) == 2
-    assert "atol must be a non-negative" in _one_error_line(capfd)
+    assert "atol must be a non-negative" in error_line(capfd)
 
 
 def test_to_onnx_refuses_a_non_graph() -> None:
@@ -380,7 +372,7 @@ def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> Non
     onnx.save(onnx_model, path)
     out = tmp_path / "m.pt"
     assert main(["convert", path, "-o", str(out), "--no-check"]) == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     assert "could not be scripted" in line and "nor traced" in line
     assert not out.exists()
 

@@ -20,7 +20,7 @@ from neffkit.cli import main
 from neffkit.errors import PassError
 from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_body
-from neffkit.passes import Pass, PassContext, PassResult, register, registry
+from neffkit.passes import Pass, PassContext, PassResult, registry
 from neffkit.passes.rewrite.registry import BUILTIN_RULES
 
 MODEL = """
@@ -197,11 +197,10 @@ def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkey
         assert rc == 0, text
         assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Relu", "Neg"]
     finally:
-        registry._REGISTERED.pop("drop-abs-of-relu", None)
+        registry.unregister("drop-abs-of-relu")
         registry.reset_entry_points()
 
 
-@register
 @dataclass(frozen=True)
 class _SumToIdentity(Pass):
     """Test pass: ReduceSum(x) -> x, right only when x has one element."""
@@ -219,7 +218,8 @@ class _SumToIdentity(Pass):
         return PassResult(changed, {})
 
 
-def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
+def test_verify_each_runs_at_the_sizes_of_the_final_check(registered_pass) -> None:
+    registered_pass(_SumToIdentity)
     # a pass that is only wrong when a symbolic dim is above 1 is named by --verify-each (its
     # inputs are the final verification's first set, dims 3), not only found at the end
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
@@ -232,7 +232,6 @@ def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
         neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True, dims={"n": 2})
 
 
-@register
 @dataclass(frozen=True)
 class _NudgeWeights(Pass):
     """Test pass: every float initializer times 1.001 (off by 1e-3 relative)."""
@@ -250,7 +249,8 @@ class _NudgeWeights(Pass):
         return PassResult(True, {})
 
 
-def test_verify_each_holds_the_passes_to_the_given_tolerances(model_path) -> None:
+def test_verify_each_holds_the_passes_to_the_given_tolerances(model_path, registered_pass) -> None:
+    registered_pass(_NudgeWeights)
     # the per-dtype default (float32: rtol 1e-4) finds the nudge; the user's rtol allows it
     with pytest.raises(PassError, match=r"test-nudge-weights.*output 0 \('y'\) changed: .*rtol=0"):
         neffkit.optimize(model_path, passes="test-nudge-weights", verify_each=True, verify=False)

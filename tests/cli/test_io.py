@@ -27,7 +27,7 @@ from neffkit.cli.io import (
     save_npz,
 )
 from neffkit.errors import NeffkitError
-from tests.cli.helpers import error_line as one_error_line
+from tests.helpers import error_line as one_error_line
 
 
 def test_nonexistent_model(tmp_path, capsys) -> None:

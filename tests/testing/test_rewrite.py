@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import pytest
 
 import neffkit.testing
-from neffkit.ir.core import Graph
-from neffkit.passes import Pass, PassContext, PassResult
 from neffkit.passes.eliminate_dead_code import EliminateDeadCode
 from neffkit.testing import check_rewrite
+from tests.helpers import NegToRelu
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 DEAD = H + "m (float[2] x) => (float[2] y) { t = Relu(x) y = Neg(x) }"
 CLEAN = H + "m (float[2] x) => (float[2] y) { y = Neg(x) }"
-
-
-@dataclass(frozen=True)
-class _NegToRelu(Pass):
-    """Wrong numbers: Neg(x) -> Relu(x); ``lie`` reports no change, ``every_time`` always does."""
-
-    name: ClassVar[str] = ""
-    lie: bool = False
-    every_time: bool = False
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        n = 0
-        for node in graph:
-            if node.op_type == "Neg":
-                node.op_type = "Relu"
-                n += 1
-        return PassResult((n > 0 and not self.lie) or self.every_time)
 
 
 def test_a_right_pass_and_a_non_case_pass() -> None:
@@ -54,17 +33,17 @@ def test_a_pass_firing_on_a_non_case_is_caught() -> None:
 
 def test_a_hidden_change_is_caught() -> None:
     with pytest.raises(AssertionError, match="changed=False but the graph changed"):
-        check_rewrite(_NegToRelu(lie=True), CLEAN, None, numeric=False)
+        check_rewrite(NegToRelu(lie=True), CLEAN, None, numeric=False)
 
 
 def test_wrong_numbers_are_caught() -> None:
     relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
     with pytest.raises(AssertionError, match=r"output 'y' changed: \d of 2 elements outside rtol"):
-        check_rewrite(_NegToRelu(), CLEAN, relu)
-    check_rewrite(_NegToRelu(), CLEAN, relu, numeric=False)
+        check_rewrite(NegToRelu(), CLEAN, relu)
+    check_rewrite(NegToRelu(), CLEAN, relu, numeric=False)
 
 
 def test_a_second_run_that_changes_is_caught() -> None:
     relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
     with pytest.raises(AssertionError, match="second run changed"):
-        check_rewrite(_NegToRelu(every_time=True), CLEAN, relu, numeric=False)
+        check_rewrite(NegToRelu(every_time=True), CLEAN, relu, numeric=False)
