@@ -8,11 +8,13 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import onnx
 import onnx.parser
 import pytest
 
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.tensor import Tensor
 from neffkit.passes import Pass, PassContext, PassResult
 
 #: Two outputs, a MatMul with a constant weight and an elementwise branch (the CLI tests' model).
@@ -188,3 +190,22 @@ class NegToRelu(Pass):
                 node.op_type = "Relu"
                 n += 1
         return PassResult((n > 0 and not self.lie) or self.every_time)
+
+
+@dataclass(frozen=True)
+class Nudge(Pass):
+    """Slightly wrong numbers: a float32 initializer of whole numbers gets ``delta`` added (so
+    a second run finds none). 0.1 on values near 100 is outside float32's rtol 1e-4."""
+
+    name: ClassVar[str] = "test-nudge"
+    delta: float = 0.1
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        changed = False
+        for v in graph.initializers.values():
+            a = v.const.numpy() if v.const is not None else None
+            if a is not None and a.dtype == np.float32 and np.all(a == np.round(a)):
+                v.const = Tensor(a + np.float32(self.delta), v.const.name)
+                graph.version += 1
+                changed = True
+        return PassResult(changed)
