@@ -30,7 +30,8 @@ def check(
 
     With ``after`` (text) or ``ops`` (op types in order) the pass must fire, give that graph,
     agree with onnxruntime on the original (random inputs, the per-dtype compare policy) and
-    count its rewrites per rule; with neither it must not fire and leave the text unchanged. Either way the IR verifies and a second run changes nothing.
+    count its rewrites per rule; with neither it must not fire and leave the text unchanged.
+    Either way the IR verifies and a second run changes nothing.
     """
     g = parse(before)
     text_before = print_body(g)
