@@ -10,10 +10,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import neffkit
-from neffkit.execution.inputs import random_inputs
 from neffkit.backends.onnx import to_onnx
 from neffkit.backends.onnxruntime import run as ort_run
 from neffkit.execution.compare import compare_all, explain
+from neffkit.execution.inputs import random_inputs
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.ir.text import normalize, parse, print_body
