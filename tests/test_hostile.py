@@ -97,28 +97,6 @@ def test_optimize_raises_neffkit_error(case: Bad, tmp_path, capfd) -> None:
 # -- going on anyway --------------------------------------------------------------------------
 
 
-def test_no_check_runs_a_checker_invalid_model(tmp_path, capfd) -> None:
-    path = str(tmp_path / "ir1.onnx")
-    onnx.save(relu_model(ir=1), path)
-    assert main(["run", path]) == 2
-    capfd.readouterr()
-    assert main(["run", path, "--no-check", "-o", str(tmp_path / "o.npz")]) == 0
-    with np.load(tmp_path / "o.npz") as z:
-        assert z["y"].dtype == np.float32
-    (y,) = neffkit.run(path, X2, check=False)
-    np.testing.assert_array_equal(y, [1.0, 0.0])
-    assert "error" not in capfd.readouterr().err
-
-
-def test_checker_errors_name_the_flag(tmp_path) -> None:
-    path = str(tmp_path / "m.onnx")
-    onnx.save(relu_model(opset=99), path)
-    with pytest.raises(FrontendError, match=r"--no-check, or check=False"):
-        neffkit.optimize(path)
-    graph, _ = neffkit.optimize(path, check=False, verify=False)
-    assert [n.op_type for n in graph] == ["Relu"]
-
-
 def test_if_branch_types_are_refused_at_run_time_too(tmp_path) -> None:
     """Without the check the torch backend still refuses an output of the undeclared type."""
     from tests.hostile_models import _if_model
