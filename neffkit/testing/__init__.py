@@ -2,7 +2,8 @@
 valid graphs, and property checks for passes.
 
 ``check_rewrite`` (one graph before and after, as text) and ``run_checked`` (its run, verify,
-compare and rerun core) come from :mod:`neffkit.testing.rewrite`; ``graphs`` / ``random_feeds`` from
+compare and rerun core) come from :mod:`neffkit.testing.rewrite`; ``model_text`` (a graph's
+text with the model header) from :mod:`neffkit.testing.text`; ``graphs`` / ``random_feeds`` from
 :mod:`neffkit.testing.strategies` (which draws into the graph builder of
 :mod:`neffkit.testing.builder`); ``check_pass`` (properties over generated graphs) and friends
 from :mod:`neffkit.testing.properties`; ``reduce_model`` (shrinks a failing ONNX model to a
@@ -21,6 +22,7 @@ _EXPORTS = {
     "run_checked": "neffkit.testing.rewrite",
     "PipelinePass": "neffkit.testing.rewrite",
     "graphs": "neffkit.testing.strategies",
+    "model_text": "neffkit.testing.text",
     "random_feeds": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",

@@ -12,13 +12,13 @@ from neffkit.errors import PassError
 from neffkit.ir.core import Graph, Node
 from neffkit.ir.text import parse, print_body
 from neffkit.passes import Pass, PassContext, PassManager, PassResult
+from neffkit.testing.text import model_text
 from tests.helpers import ClaimsChange, KeepsGrowing
 
-H = '<ir_version: 8, opset_import: ["" : 17]>'
 MODEL = (
-    H
-    + """m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
-    a = Add(x, w1) b = Add(x, w2) d = Exp(a) y = Mul(a, b) }"""
+    model_text("""m (float[2] x) => (float[2] y)
+    <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
+    a = Add(x, w1) b = Add(x, w2) d = Exp(a) y = Mul(a, b) }""")
 )
 
 
@@ -44,8 +44,10 @@ def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:
     report = PassManager("(dedup,cse,dce)", verify_each=True).run(g)
     assert print_body(g) == print_body(
         parse(
-            H + "m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}> "
-            "{ a = Add(x, w1) y = Mul(a, a) }"
+            model_text(
+                "m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}> "
+                "{ a = Add(x, w1) y = Mul(a, a) }"
+            )
         )
     )
     names = [r.name for r in report.records]
@@ -128,7 +130,7 @@ class _Off(Pass):
         return PassResult(False)
 
 
-OFF = H + "m (float[2] x) => (float[2] y) <float[2] c = {100.0, 200.0}> { y = Add(x, c) }"
+OFF = model_text("m (float[2] x) => (float[2] y) <float[2] c = {100.0, 200.0}> { y = Add(x, c) }")
 
 
 def test_verify_each_compares_under_the_dtype_policy_or_the_given_tolerances(

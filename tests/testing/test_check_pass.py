@@ -15,6 +15,7 @@ from neffkit.testing import (
     check_graph,
     check_pass,
 )
+from neffkit.testing.text import model_text
 from tests.helpers import (
     BadAttribute,
     BreaksUseLists,
@@ -25,8 +26,6 @@ from tests.helpers import (
     Raises,
     SwapSubOperands,
 )
-
-H = '<ir_version: 8, opset_import: ["" : 18]>'
 
 
 def test_wrong_pass_is_caught_and_shrunk_to_a_tiny_graph() -> None:
@@ -75,7 +74,7 @@ def test_each_broken_property_is_named(broken: type[Pass], prop: str) -> None:
 
 
 def test_check_graph_on_a_hand_written_graph() -> None:
-    g = parse(H + "g (float[2] x) => (float[2] y) { t = Relu(x) y = Sub(x, t) }")
+    g = parse(model_text("g (float[2] x) => (float[2] y) { t = Relu(x) y = Sub(x, t) }", opset=18))
     feeds = {"x": np.array([-1.0, 2.0], np.float32)}
     with pytest.raises(PropertyFailure, match="output 0") as info:
         check_graph(SwapSubOperands(), g, feeds=feeds)
@@ -84,7 +83,7 @@ def test_check_graph_on_a_hand_written_graph() -> None:
 
 
 def test_an_invalid_input_graph_is_not_blamed_on_the_pass() -> None:
-    g = parse(H + "g (float[2] x) => (float[2] y) { y = Relu(x) }")
+    g = parse(model_text("g (float[2] x) => (float[2] y) { y = Relu(x) }", opset=18))
     g.outputs[0].type.dtype = 7  # declared int64, computed float: the checker refuses it
     with pytest.raises(GeneratorError):
         check_graph(DoNothing(), g)

@@ -9,11 +9,11 @@ import neffkit.testing
 from neffkit.ir.text import normalize, parse, print_body
 from neffkit.passes.eliminate_dead_code import EliminateDeadCode
 from neffkit.testing import check_rewrite, run_checked
+from neffkit.testing.text import model_text
 from tests.helpers import HidesChange, NegToRelu, Nudge
 
-H = '<ir_version: 8, opset_import: ["" : 17]>\n'
-DEAD = H + "m (float[2] x) => (float[2] y) { t = Relu(x) y = Neg(x) }"
-CLEAN = H + "m (float[2] x) => (float[2] y) { y = Neg(x) }"
+DEAD = model_text("m (float[2] x) => (float[2] y) { t = Relu(x) y = Neg(x) }")
+CLEAN = model_text("m (float[2] x) => (float[2] y) { y = Neg(x) }")
 
 
 def test_a_right_pass_and_a_non_case_pass() -> None:
@@ -39,29 +39,31 @@ def test_a_hidden_change_is_caught() -> None:
 
 
 def test_wrong_numbers_are_caught() -> None:
-    relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
+    relu = model_text("m (float[2] x) => (float[2] y) { y = Relu(x) }")
     with pytest.raises(AssertionError, match=r"output 'y' changed: \d of 2 elements outside rtol"):
         check_rewrite(NegToRelu(), CLEAN, relu)
     check_rewrite(NegToRelu(), CLEAN, relu, numeric=False)
 
 
 def test_a_second_run_that_changes_is_caught() -> None:
-    relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
+    relu = model_text("m (float[2] x) => (float[2] y) { y = Relu(x) }")
     with pytest.raises(AssertionError, match="second run changed"):
         check_rewrite(NegToRelu(every_time=True), CLEAN, relu, numeric=False)
 
 
 def test_pipeline_text_runs_through_the_pass_manager() -> None:
-    folds = H + "m (float[2] x) => (float[2] y) <float[2] w = {1, 2}> { n = Neg(w) y = Add(x, n) }"
-    folded = H + "m (float[2] x) => (float[2] y) <float[2] n = {-1, -2}> { y = Add(x, n) }"
+    sig = "m (float[2] x) => (float[2] y)"
+    folds = model_text(sig + "<float[2] w = {1, 2}> { n = Neg(w) y = Add(x, n) }")
+    folded = model_text(sig + "<float[2] n = {-1, -2}> { y = Add(x, n) }")
     check_rewrite("fold,dce", folds, folded)
     with pytest.raises(AssertionError, match="the graph after the pass is"):
         check_rewrite("fold", folds, folded)  # fold alone leaves w to dce
 
 
 def test_tolerances_default_to_the_compare_policy_and_can_be_given() -> None:
-    nudged = H + "m (float[2] x) => (float[2] y) <float[2] w = {100, 200}> { y = Add(x, w) }"
-    off = H + "m (float[2] x) => (float[2] y) <float[2] w = {100.1, 200.1}> { y = Add(x, w) }"
+    sig = "m (float[2] x) => (float[2] y)"
+    nudged = model_text(sig + "<float[2] w = {100, 200}> { y = Add(x, w) }")
+    off = model_text(sig + "<float[2] w = {100.1, 200.1}> { y = Add(x, w) }")
     with pytest.raises(AssertionError, match=r"outside rtol=0.0001 atol=1e-05"):
         check_rewrite(Nudge(), nudged, off)
     check_rewrite(Nudge(), nudged, off, rtol=1e-2)
