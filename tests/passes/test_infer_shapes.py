@@ -146,12 +146,15 @@ def test_inference_failure_leaves_the_graph_alone(monkeypatch: pytest.MonkeyPatc
 
 def test_custom_ops_do_not_stop_inference() -> None:
     g = parse(
-        """<ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>
-        m (float[2, 3] x) => (float[?, ?] y) {
-            a = Exp(x)
-            b = com.example.Mystery(a)
-            y = Relu(b)
-        }"""
+        model_text(
+            """
+            m (float[2, 3] x) => (float[?, ?] y) {
+                a = Exp(x)
+                b = com.example.Mystery(a)
+                y = Relu(b)
+            }""",
+            domains={"com.example": 1},
+        )
     )
     assert infer(g).changed is True
     assert by_name(g)["a"].type == TensorType(F, (2, 3))

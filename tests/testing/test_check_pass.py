@@ -97,12 +97,15 @@ def test_the_reproducer_is_given_without_dead_nodes() -> None:
     # whatever hypothesis' shrinker leaves, a node nothing reads is not part of the reproducer
     from neffkit.testing.properties import _without_dead_nodes
 
-    text = """<ir_version: 8, opset_import: ["" : 18]>
-    g (float[2] x, float[2] y) => (float[2] z) {
-        dead = Neg(x)
-        b = Abs(y)
-        z = Sub(x, b)
-    }"""
+    text = model_text(
+        """
+        g (float[2] x, float[2] y) => (float[2] z) {
+            dead = Neg(x)
+            b = Abs(y)
+            z = Sub(x, b)
+        }""",
+        opset=18,
+    )
     with pytest.raises(PropertyFailure) as info:
         check_graph(SwapSubOperands(), parse(text))
     assert info.value.node_count == 3

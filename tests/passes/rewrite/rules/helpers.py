@@ -10,11 +10,12 @@ from neffkit.passes import PassContext, PassResult
 from neffkit.passes.rewrite.registry import BUILTIN_RULES
 from neffkit.passes.simplify import Simplify
 from neffkit.testing import check_rewrite, run_checked
+from neffkit.testing.text import model_text
 
 
 def model(body: str, sig: str = "(float[2,3] x) => (float[2,3] y)", opset: int = 17) -> str:
     """A model text: ``m <sig> { <body> }`` at ``opset``."""
-    return f'<ir_version: 8, opset_import: ["" : {opset}]>\nm {sig} {{\n{body}\n}}'
+    return model_text(f"m {sig} {{\n{body}\n}}", opset=opset)
 
 
 def check(
@@ -68,16 +69,15 @@ ONE = "one = Constant<value = float {1.0}>()"
 ZERO = "zero = Constant<value = float {0.0}>()"
 
 
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
 W = "float[4,3] w = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, 0.9, -1.0, 1.1, 1.2}"
 W2 = "float[3,4] v = {0.5, -0.1, 0.2, 0.3, -0.4, 0.6, 0.7, 0.1, 0.2, -0.3, 0.4, 0.9}"
 B = "float[3] b = {1, 2, 3}"
 B2 = "float[4] c = {-1, 0.5, 2, 1}"
 
 
-def model_with(sig: str, inits: str, body: str) -> str:
-    """A model text with initializers: ``m <sig> <inits> { <body> }`` at opset 17."""
-    return f"{HEAD}m {sig} <{inits}> {{\n{body}\n}}"
+def model_with(sig: str, inits: str, body: str, opset: int = 17) -> str:
+    """A model text with initializers: ``m <sig> <inits> { <body> }`` at ``opset``."""
+    return model_text(f"m {sig} <{inits}> {{\n{body}\n}}", opset=opset)
 
 
 def run(text: str, after: str | None) -> None:

@@ -8,6 +8,7 @@ import pytest
 from neffkit.ir.text import normalize, parse, print_body
 from neffkit.passes import PassContext
 from neffkit.passes.simplify import Simplify
+from neffkit.testing.text import model_text
 
 from .helpers import B, W, batchnorm_params, check, model_with, run, tensor
 
@@ -22,7 +23,7 @@ def _mm_add(
     ]
     add = "y = Add(c, m)" if swap else "y = Add(m, c)"
     body = f"m = MatMul(x, w)\n{add}\n{extra}"
-    return f'<ir_version: 8, opset_import: ["" : 17]>\nm {sig} <{", ".join(inits)}> {{\n{body}\n}}'
+    return model_text(f"m {sig} <{', '.join(inits)}> {{\n{body}\n}}")
 
 
 SIG_MM = "(float[3,4] x) => (float[3,5] y)"
