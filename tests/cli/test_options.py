@@ -9,14 +9,15 @@ import json
 import pytest
 
 from neffkit.cli import main
+from neffkit.testing.text import model_text
 from tests.helpers import error_line, save_model
 
-_HEAD = '<ir_version: 8, opset_import: ["" : 18]>\n'
-MODEL = _HEAD + "g (float[batch, seq] x) => (float[batch, seq] y) { y = Relu(x) }"
-SEQ_MODEL = (
-    _HEAD + "g (float[batch, 4] x) => (seq(float) s) {\n"
+MODEL = model_text("g (float[batch, seq] x) => (float[batch, seq] y) { y = Relu(x) }", opset=18)
+SEQ_MODEL = model_text(
+    "g (float[batch, 4] x) => (seq(float) s) {\n"
     "  s = SplitToSequence<axis = 1, keepdims = 0>(x)\n"
-    "}"
+    "}",
+    opset=18,
 )
 
 
