@@ -22,9 +22,9 @@ from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_body
 from neffkit.passes import Pass, PassContext, PassResult, registry
 from neffkit.passes.rewrite.registry import BUILTIN_RULES
+from neffkit.testing.text import model_text
 
-MODEL = """
-<ir_version: 8, opset_import: ["" : 17]>
+MODEL = model_text("""
 m (float[4, 8] x) => (float[4, 8] y)
   <float[8, 8] w1 = {64 * 0.5}, float[8, 8] w2 = {64 * 0.5}, float[8] b = {8 * 0.0}> {
     i = Identity(x)
@@ -41,7 +41,7 @@ m (float[4, 8] x) => (float[4, 8] y)
     dead = Exp(x)
     y = Relu(z)
 }
-"""
+""")
 
 
 def _model_text() -> str:
@@ -180,10 +180,9 @@ def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkey
     neffkit.save(
         parse(
             textwrap.dedent(
-                """
-                <ir_version: 8, opset_import: ["" : 17]>
+                model_text("""
                 m (float[3] x) => (float[3] y) { r = Relu(x) a = Abs(r) y = Neg(a) }
-                """
+                """)
             )
         ),
         model,
