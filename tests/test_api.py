@@ -30,11 +30,7 @@ def _model() -> onnx.ModelProto:
 
 
 def _inputs() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    return {
-        "x": rng.standard_normal((2, 3)).astype(np.float32),
-        "w": rng.standard_normal((3, 4)).astype(np.float32),
-    }
+    return random_inputs(_model(), seed=1)
 
 
 def _expected(x: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
