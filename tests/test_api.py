@@ -12,9 +12,9 @@ import neffkit
 from neffkit.api import as_graph, as_model_proto, check_inputs, random_inputs, run
 from neffkit.errors import BackendError, NeffkitError
 from neffkit.ir import Graph
+from neffkit.testing.text import model_text
 
-MODEL = """
-<ir_version: 8, opset_import: ["" : 18]>
+MODEL = model_text("""
 agraph (float[2,3] x, float[3,4] w) => (float[2,4] y, float[2,3] z) {
     m = MatMul(x, w)
     y = Relu(m)
@@ -22,7 +22,7 @@ agraph (float[2,3] x, float[3,4] w) => (float[2,4] y, float[2,3] z) {
     s = Add(x, c)
     z = Mul(s, x)
 }
-"""
+""", opset=18)
 
 
 def _model() -> onnx.ModelProto:
@@ -30,11 +30,7 @@ def _model() -> onnx.ModelProto:
 
 
 def _inputs() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    return {
-        "x": rng.standard_normal((2, 3)).astype(np.float32),
-        "w": rng.standard_normal((3, 4)).astype(np.float32),
-    }
+    return random_inputs(_model(), seed=1)
 
 
 def _expected(x: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
@@ -128,13 +124,12 @@ def test_backend_errors_name_the_file_node_and_op(tmp_path) -> None:
 
 # -- random inputs ----------------------------------------------------------------------------
 
-TYPES = """
-<ir_version: 8, opset_import: ["" : 18]>
+TYPES = model_text("""
 agraph (float[batch,3] f, float16[2] h, double[unk] d, bfloat16[2] b, int64[4] ids,
         int32[1,5] attention_mask, bool[2,2] flag, uint8[3] u) => (float[batch,3] y) {
     y = Identity(f)
 }
-"""
+""", opset=18)
 
 
 def test_random_inputs_follow_the_declared_types() -> None:
@@ -167,13 +162,12 @@ def test_random_inputs_follow_the_declared_types() -> None:
 
 def test_random_gather_indices_stay_inside_the_table() -> None:
     m = onnx.parser.parse_model(
-        """
-        <ir_version: 8, opset_import: ["" : 18]>
+        model_text("""
         agraph (int64[64] idx) => (float[64,2] y) {
             table = Constant<value = float[3,2] {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}>()
             y = Gather<axis = 0>(table, idx)
         }
-        """
+        """, opset=18)
     )
     idx = random_inputs(as_graph(m), seed=0)["idx"]
     assert idx.min() >= 0 and idx.max() < 3

@@ -12,14 +12,14 @@ from neffkit.api import random_inputs
 from neffkit.dims import check_dims, format_dims, input_dims, parse_dims, symbolic_dims
 from neffkit.errors import NeffkitError
 from neffkit.frontends.onnx import load
+from neffkit.testing.text import model_text
 
 _TWO = onnx.parser.parse_model(
-    """
-    <ir_version: 8, opset_import: ["" : 18]>
+    model_text("""
     g (float[batch, seq, 4] x, int64[batch, seq] ids, float[?, 2] u) => (float[batch, seq, 4] y) {
         y = Relu(x)
     }
-    """
+    """, opset=18)
 )
 
 

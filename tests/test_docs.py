@@ -88,7 +88,7 @@ def example_pass_registered() -> Iterator[None]:
         load_module("docs_example_collapse_repeats", one_block(WRITING_MD, "pass"))
         yield
     finally:
-        registry._REGISTERED.pop(_PASS_NAME, None)
+        registry.unregister(_PASS_NAME)
         for name in ("docs_example_collapse_repeats", "docs_example_test_collapse_repeats"):
             sys.modules.pop(name, None)
 
@@ -160,7 +160,7 @@ def test_the_example_rewrite_rule_and_its_tests_run_as_written() -> None:
             ran.append(test_id)
         assert len(ran) >= 4, ran
     finally:
-        registry._REGISTERED.pop(_RULE_PASS, None)
+        registry.unregister(_RULE_PASS)
         for name in modules:
             sys.modules.pop(name, None)
 
@@ -212,7 +212,7 @@ def test_the_entry_point_snippet_makes_the_pass_available(tmp_path: Path) -> Non
         )
     finally:
         sys.path.remove(str(tmp_path))
-        registry._REGISTERED.pop(_PASS_NAME, None)
+        registry.unregister(_PASS_NAME)
         registry.reset_entry_points()
         for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
             del sys.modules[name]

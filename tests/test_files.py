@@ -19,6 +19,7 @@ import neffkit
 from neffkit import files
 from neffkit.backends.onnx import referenced_files
 from neffkit.cli import main
+from tests.helpers import error_line, save_model
 
 
 def _model(scale: float = 1.0, n: int = 512) -> onnx.ModelProto:
@@ -45,11 +46,6 @@ def _model(scale: float = 1.0, n: int = 512) -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _save_external(model: onnx.ModelProto, path, location: str) -> str:
-    onnx.save(model, str(path), save_as_external_data=True, location=location, size_threshold=0)
-    return str(path)
-
-
 def _snapshot(folder) -> dict[str, str]:
     """Every file in ``folder`` (hidden ones too) with the hash of its bytes."""
     out = {}
@@ -65,17 +61,10 @@ def _temps(folder) -> list[str]:
     return [n for n in os.listdir(folder) if n.startswith(files.TEMP_PREFIX)]
 
 
-def _error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("neffkit: error: ")
-    return err[0]
-
-
 @pytest.fixture
 def ext_model(tmp_path) -> str:
     """m.onnx with its weights (initializers and the Constant's tensor) in m.onnx.data."""
-    return _save_external(_model(), tmp_path / "m.onnx", "m.onnx.data")
+    return save_model(tmp_path / "m.onnx", _model(), external="m.onnx.data")
 
 
 # -- CLI: collisions are refused before any work ------------------------------------------------
@@ -84,7 +73,7 @@ def ext_model(tmp_path) -> str:
 def _refused(capsys, tmp_path, argv: list[str], *names: str) -> str:
     before = _snapshot(tmp_path)
     assert main(argv) == 2
-    line = _error_line(capsys)
+    line = error_line(capsys)
     assert "refusing to overwrite" in line
     for name in names:
         assert name in line
@@ -123,13 +112,13 @@ def test_run_refuses_before_preparing_the_model(ext_model, tmp_path, capsys, mon
 
 def test_optimize_output_whose_data_name_the_input_uses(tmp_path, capsys) -> None:
     # The input keeps its weights in opt.onnx.data: a name the output's data may take.
-    model = _save_external(_model(), tmp_path / "in.onnx", "opt.onnx.data")
+    model = save_model(tmp_path / "in.onnx", _model(), external="opt.onnx.data")
     out = str(tmp_path / "opt.onnx")
     argv = ["optimize", model, "-o", out, "--external-data", "--no-verify"]
     line = _refused(capsys, tmp_path, argv, "opt.onnx.data", out)
     assert "the input model's external data" in line
     # A neffkit-style unique data name of the output counts too.
-    model = _save_external(_model(), tmp_path / "in2.onnx", "opt.onnx.0123456789abcdef.data")
+    model = save_model(tmp_path / "in2.onnx", _model(), external="opt.onnx.0123456789abcdef.data")
     _refused(capsys, tmp_path, ["optimize", model, "-o", out, "--no-verify"], out)
 
 

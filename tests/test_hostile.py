@@ -11,12 +11,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from hostile_models import ALL, CASES, X2, Bad, relu_model
 
 import neffkit
 from neffkit.cli import main
 from neffkit.errors import BackendError, FrontendError, NeffkitError
 from neffkit.passes.pipeline import PipelineSyntaxError, parse_pipeline
+from tests.helpers import error_line
+from tests.hostile_models import ALL, CASES, X2, Bad, relu_model
 
 OUTPUTS = {"run": "out.npz", "convert": "out.pt", "optimize": "out.onnx"}
 
@@ -27,15 +28,6 @@ def _argv(command: str, path: str, out: str) -> list[str]:
     if command == "verify":
         return ["verify", path, path]
     return [command, path, "-o", out]
-
-
-def _one_error_line(capfd: pytest.CaptureFixture[str]) -> str:
-    err = capfd.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("neffkit: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _cli_cases() -> list:
@@ -57,7 +49,7 @@ def test_cli_refuses_bad_model(
         assert rc == 0, capfd.readouterr().err
         return
     assert rc == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     if command == "run":
         assert case.says in line
     assert not os.path.exists(out)
@@ -76,9 +68,8 @@ def test_load_raises_frontend_error(case: Bad, tmp_path, capfd) -> None:
 
 
 def test_random_inputs_too_large_to_make(tmp_path, capfd) -> None:
-    from hostile_models import _huge_input
-
     from neffkit.api import random_inputs
+    from tests.hostile_models import _huge_input
 
     path = str(tmp_path / "m.onnx")
     onnx.save(_huge_input(), path)
@@ -106,31 +97,9 @@ def test_optimize_raises_neffkit_error(case: Bad, tmp_path, capfd) -> None:
 # -- going on anyway --------------------------------------------------------------------------
 
 
-def test_no_check_runs_a_checker_invalid_model(tmp_path, capfd) -> None:
-    path = str(tmp_path / "ir1.onnx")
-    onnx.save(relu_model(ir=1), path)
-    assert main(["run", path]) == 2
-    capfd.readouterr()
-    assert main(["run", path, "--no-check", "-o", str(tmp_path / "o.npz")]) == 0
-    with np.load(tmp_path / "o.npz") as z:
-        assert z["y"].dtype == np.float32
-    (y,) = neffkit.run(path, X2, check=False)
-    np.testing.assert_array_equal(y, [1.0, 0.0])
-    assert "error" not in capfd.readouterr().err
-
-
-def test_checker_errors_name_the_flag(tmp_path) -> None:
-    path = str(tmp_path / "m.onnx")
-    onnx.save(relu_model(opset=99), path)
-    with pytest.raises(FrontendError, match=r"--no-check, or check=False"):
-        neffkit.optimize(path)
-    graph, _ = neffkit.optimize(path, check=False, verify=False)
-    assert [n.op_type for n in graph] == ["Relu"]
-
-
 def test_if_branch_types_are_refused_at_run_time_too(tmp_path) -> None:
     """Without the check the torch backend still refuses an output of the undeclared type."""
-    from hostile_models import _if_model
+    from tests.hostile_models import _if_model
 
     path = str(tmp_path / "if.onnx")
     onnx.save(_if_model(onnx.TensorProto.FLOAT, onnx.TensorProto.INT64), path)
@@ -142,7 +111,7 @@ def test_if_branch_types_are_refused_at_run_time_too(tmp_path) -> None:
 
 def test_torch_runtime_failure_prints_nothing(tmp_path, capfd) -> None:
     """torch.fx's annotated traceback of the generated code is not printed."""
-    from hostile_models import _reshape_runtime
+    from tests.hostile_models import _reshape_runtime
 
     path = str(tmp_path / "m.onnx")
     onnx.save(_reshape_runtime(), path)
@@ -185,7 +154,7 @@ def test_cli_refuses_bad_pipeline(key: str, tmp_path, capfd) -> None:
     text, says = BAD_PIPELINES[key]
     out = tmp_path / "o.onnx"
     assert main(["optimize", _good(tmp_path), "-o", str(out), "--passes", text]) == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     assert says in line
     assert len(line) < 400 or key == "unknown rule"  # that one lists the rules
     assert not out.exists()
@@ -219,7 +188,7 @@ def test_cli_run_refuses_bad_arguments(key: str, tmp_path, capfd) -> None:
     args = [a.format(tmp=tmp_path, model=model) for a in args]
     out = tmp_path / "o.npz"
     assert main(["run", model, "-o", str(out), *args]) == 2
-    assert says in _one_error_line(capfd)
+    assert says in error_line(capfd)
     assert not out.exists()
 
 
@@ -227,7 +196,7 @@ def test_cli_run_refuses_inputs_of_the_wrong_dtype(tmp_path, capfd) -> None:
     model = _good(tmp_path)
     np.savez(tmp_path / "in.npz", x=np.zeros(2, np.int64))
     assert main(["run", model, "--inputs", str(tmp_path / "in.npz")]) == 2
-    assert "expects float[2]" in _one_error_line(capfd)
+    assert "expects float[2]" in error_line(capfd)
 
 
 # -- library misuse ---------------------------------------------------------------------------
@@ -364,7 +333,7 @@ def test_verify_refuses_bad_arguments(kwargs, says: str, tmp_path, capfd) -> Non
 def test_cli_verify_refuses_a_negative_tolerance(tmp_path, capfd) -> None:
     model = _good(tmp_path)
     assert main(["verify", model, model, "--atol", "-1"]) == 2
-    assert "atol must be a non-negative" in _one_error_line(capfd)
+    assert "atol must be a non-negative" in error_line(capfd)
 
 
 def test_to_onnx_refuses_a_non_graph() -> None:
@@ -374,14 +343,14 @@ def test_to_onnx_refuses_a_non_graph() -> None:
 
 def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> None:
     """An Add with one input cannot be scripted, and tracing runs it and fails: exit 2."""
-    from hostile_models import model, vi
+    from tests.hostile_models import model, vi
 
     onnx_model = model([onnx.helper.make_node("Add", ["x"], ["y"])], [vi("x")], [vi("y")])
     path = str(tmp_path / "m.onnx")
     onnx.save(onnx_model, path)
     out = tmp_path / "m.pt"
     assert main(["convert", path, "-o", str(out), "--no-check"]) == 2
-    line = _one_error_line(capfd)
+    line = error_line(capfd)
     assert "could not be scripted" in line and "nor traced" in line
     assert not out.exists()
 
@@ -389,7 +358,7 @@ def test_convert_refuses_a_model_that_fails_while_traced(tmp_path, capfd) -> Non
 def test_random_inputs_survive_an_attribute_of_the_wrong_type(tmp_path) -> None:
     """Gather's axis given as text: random indices are still made (the check refuses the
     model later, or with --no-check the backend does)."""
-    from hostile_models import model, vi
+    from tests.hostile_models import model, vi
 
     data = onnx.helper.make_tensor("d", onnx.TensorProto.FLOAT, [3], [1.0, 2.0, 3.0])
     node = onnx.helper.make_node("Gather", ["d", "i"], ["y"], axis="zero")

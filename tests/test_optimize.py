@@ -18,13 +18,15 @@ import neffkit
 from neffkit.backends import onnxruntime as ort_backend
 from neffkit.cli import main
 from neffkit.errors import PassError
+from neffkit.execution.compare import compare_all, explain
+from neffkit.execution.inputs import random_inputs
 from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_body
-from neffkit.passes import Pass, PassContext, PassResult, register, registry
+from neffkit.passes import Pass, PassContext, PassResult, registry
 from neffkit.passes.rewrite.registry import BUILTIN_RULES
+from neffkit.testing.text import model_text
 
-MODEL = """
-<ir_version: 8, opset_import: ["" : 17]>
+MODEL = model_text("""
 m (float[4, 8] x) => (float[4, 8] y)
   <float[8, 8] w1 = {64 * 0.5}, float[8, 8] w2 = {64 * 0.5}, float[8] b = {8 * 0.0}> {
     i = Identity(x)
@@ -41,7 +43,7 @@ m (float[4, 8] x) => (float[4, 8] y)
     dead = Exp(x)
     y = Relu(z)
 }
-"""
+""")
 
 
 def _model_text() -> str:
@@ -67,10 +69,9 @@ def test_optimize_reduces_and_verifies(model_path) -> None:
     assert ops == ["MatMul", "Add", "Relu"], ops  # dedup + cse merge the MatMuls, the rest goes
     assert report.passes.nodes_after < report.passes.nodes_before
     assert report.passes.bytes_after < report.passes.bytes_before
-    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
-    want = ort_backend.run(model_path, [x])[0]
-    got = ort_backend.run(optimized, [x])[0]
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    feeds = random_inputs(optimized)
+    (same,) = compare_all(ort_backend.run(model_path, feeds), ort_backend.run(optimized, feeds))
+    assert same.ok, explain(same)
     again, second = neffkit.optimize(optimized, verify=False)
     assert not second.passes.changed
 
@@ -180,10 +181,9 @@ def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkey
     neffkit.save(
         parse(
             textwrap.dedent(
-                """
-                <ir_version: 8, opset_import: ["" : 17]>
+                model_text("""
                 m (float[3] x) => (float[3] y) { r = Relu(x) a = Abs(r) y = Neg(a) }
-                """
+                """)
             )
         ),
         model,
@@ -197,11 +197,10 @@ def test_third_party_pass_from_an_entry_point_runs_from_the_cli(tmp_path, monkey
         assert rc == 0, text
         assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Relu", "Neg"]
     finally:
-        registry._REGISTERED.pop("drop-abs-of-relu", None)
+        registry.unregister("drop-abs-of-relu")
         registry.reset_entry_points()
 
 
-@register
 @dataclass(frozen=True)
 class _SumToIdentity(Pass):
     """Test pass: ReduceSum(x) -> x, right only when x has one element."""
@@ -219,7 +218,8 @@ class _SumToIdentity(Pass):
         return PassResult(changed, {})
 
 
-def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
+def test_verify_each_runs_at_the_sizes_of_the_final_check(registered_pass) -> None:
+    registered_pass(_SumToIdentity)
     # a pass that is only wrong when a symbolic dim is above 1 is named by --verify-each (its
     # inputs are the final verification's first set, dims 3), not only found at the end
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])
@@ -232,7 +232,6 @@ def test_verify_each_runs_at_the_sizes_of_the_final_check() -> None:
         neffkit.optimize(model, passes="test-sum-to-identity", verify_each=True, dims={"n": 2})
 
 
-@register
 @dataclass(frozen=True)
 class _NudgeWeights(Pass):
     """Test pass: every float initializer times 1.001 (off by 1e-3 relative)."""
@@ -250,7 +249,8 @@ class _NudgeWeights(Pass):
         return PassResult(True, {})
 
 
-def test_verify_each_holds_the_passes_to_the_given_tolerances(model_path) -> None:
+def test_verify_each_holds_the_passes_to_the_given_tolerances(model_path, registered_pass) -> None:
+    registered_pass(_NudgeWeights)
     # the per-dtype default (float32: rtol 1e-4) finds the nudge; the user's rtol allows it
     with pytest.raises(PassError, match=r"test-nudge-weights.*output 0 \('y'\) changed: .*rtol=0"):
         neffkit.optimize(model_path, passes="test-nudge-weights", verify_each=True, verify=False)

@@ -12,14 +12,16 @@ import torch
 import neffkit
 from neffkit.backends.torch import registry
 from neffkit.cli import main
-
-_HEAD = '<ir_version: 8, opset_import: ["" : 18]>\n'
+from neffkit.testing.text import model_text
 
 RELU = onnx.parser.parse_model(
-    _HEAD + "g (float[batch, 4] x) => (float[batch, 4] y) {\n"
-    "  z = Identity(x)\n"
-    "  y = Relu(z)\n"
-    "}"
+    model_text(
+        "g (float[batch, 4] x) => (float[batch, 4] y) {\n"
+        "  z = Identity(x)\n"
+        "  y = Relu(z)\n"
+        "}",
+        opset=18,
+    )
 )
 
 

@@ -11,20 +11,20 @@ import pytest
 
 import neffkit
 from neffkit.errors import NeffkitError, NumericMismatchError
+from neffkit.testing.text import model_text
 from neffkit.verify import REL_ERR_FLOOR, VerificationReport, compare, default_tolerances, verify
 
 
 def _model(const: str = "1.0, 2.0, 3.0", body: str = "y = Add(x, c)", out: str = "float[2,3] y"):
     n = const.count(",") + 1
     return onnx.parser.parse_model(
-        f"""
-        <ir_version: 8, opset_import: ["" : 18]>
+        model_text(f"""
         agraph (float[2,3] x) => ({out}, float[2,3] r) {{
             c = Constant<value = float[{n}] {{{const}}}>()
             {body}
             r = Relu(x)
         }}
-        """
+        """, opset=18)
     )
 
 
@@ -132,10 +132,9 @@ def test_models_as_paths_graphs_and_backends(tmp_path) -> None:
 
 def test_output_count_mismatch_is_a_problem() -> None:
     one = onnx.parser.parse_model(
-        """
-        <ir_version: 8, opset_import: ["" : 18]>
+        model_text("""
         agraph (float[2,3] x) => (float[2,3] y) { y = Identity(x) }
-        """
+        """, opset=18)
     )
     report = verify(_model(body="y = Identity(x)"), one)
     assert not report.ok
@@ -192,13 +191,12 @@ def test_default_tolerances_per_dtype() -> None:
 
 def test_inputs_go_by_position_when_the_candidate_renamed_them() -> None:
     renamed = onnx.parser.parse_model(
-        """
-        <ir_version: 8, opset_import: ["" : 18]>
+        model_text("""
         agraph (float[2,3] inp) => (float[2,3] y, float[2,3] r) {
             c = Constant<value = float[3] {1.0, 2.0, 3.0}>()
             y = Add(inp, c)
             r = Relu(inp)
         }
-        """
+        """, opset=18)
     )
     assert verify(_model(), renamed, seed=4).ok

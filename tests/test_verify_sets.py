@@ -11,13 +11,12 @@ import onnx.parser
 import pytest
 
 from neffkit.errors import NeffkitError
+from neffkit.testing.text import model_text
 from neffkit.verify import DEFAULT_DIM_SIZES, compare, verify
-
-_HEAD = '<ir_version: 8, opset_import: ["" : 18]>\n'
 
 
 def _model(sig: str, body: str) -> onnx.ModelProto:
-    return onnx.parser.parse_model(_HEAD + f"g {sig} {{\n{body}\n}}")
+    return onnx.parser.parse_model(model_text(f"g {sig} {{\n{body}\n}}", opset=18))
 
 
 _SIG = "(float[batch, seq] x) => (float[batch, 1] y)"

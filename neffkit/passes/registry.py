@@ -66,6 +66,17 @@ def register(cls: type[Pass]) -> type[Pass]:
     return cls
 
 
+def unregister(name: str) -> type[Pass] | None:
+    """Removes the pass registered as ``name`` (a plugin's or a test's); returns it, or None.
+
+    Raises:
+        NeffkitError: ``name`` is a built-in pass's (its module would not register it again).
+    """
+    if name in BUILTIN:
+        raise NeffkitError(f"pass '{name}' is built in; it cannot be unregistered")
+    return _REGISTERED.pop(name, None)
+
+
 def _where(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 

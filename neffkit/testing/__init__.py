@@ -1,8 +1,9 @@
 """Testing kit for pass authors: text before/after checks, hypothesis strategies for random
 valid graphs, and property checks for passes.
 
-``check_rewrite`` (one graph before and after, as text) comes from
-:mod:`neffkit.testing.rewrite`; ``graphs`` / ``random_feeds`` from
+``check_rewrite`` (one graph before and after, as text) and ``run_checked`` (its run, verify,
+compare and rerun core) come from :mod:`neffkit.testing.rewrite`; ``model_text`` (a graph's
+text with the model header) from :mod:`neffkit.testing.text`; ``graphs`` / ``random_feeds`` from
 :mod:`neffkit.testing.strategies` (which draws into the graph builder of
 :mod:`neffkit.testing.builder`); ``check_pass`` (properties over generated graphs) and friends
 from :mod:`neffkit.testing.properties`; ``reduce_model`` (shrinks a failing ONNX model to a
@@ -18,7 +19,10 @@ from typing import Any
 
 _EXPORTS = {
     "check_rewrite": "neffkit.testing.rewrite",
+    "run_checked": "neffkit.testing.rewrite",
+    "PipelinePass": "neffkit.testing.rewrite",
     "graphs": "neffkit.testing.strategies",
+    "model_text": "neffkit.testing.text",
     "random_feeds": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import hypothesis
 import numpy as np
@@ -44,6 +44,7 @@ from neffkit.ir.core import Graph
 from neffkit.ir.text import parse, print_graph
 from neffkit.ir.verifier import verify
 from neffkit.passes.base import Pass, PassContext, PassResult
+from neffkit.testing.rewrite import PipelinePass, as_pass
 from neffkit.testing.strategies import graphs, random_feeds
 
 __all__ = [
@@ -74,22 +75,6 @@ _ACCUMULATING = frozenset(
     "CumSum Sum Pow Exp Loop ReduceSum ReduceMean ReduceProd ReduceL1 ReduceL2 "
     "ReduceSumSquare ReduceLogSumExp".split()
 )
-
-
-@dataclass(frozen=True)
-class PipelinePass(Pass):
-    """A pipeline (``"dedup,cse,(fold,simplify,dce)"``) run by the ``PassManager``, seen as
-    one pass, so the properties can check passes together."""
-
-    name: ClassVar[str] = "pipeline"
-    description: ClassVar[str] = "a pass-manager pipeline"
-    pipeline: str = "dce"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        from neffkit.passes.manager import PassManager
-
-        report = PassManager(self.pipeline, ctx=ctx).run(graph)
-        return PassResult(report.changed, {r.name: int(r.changed) for r in report.records})
 
 
 class PropertyFailure(AssertionError):
@@ -186,7 +171,7 @@ def check_graph(
         PropertyFailure: a property failed; it carries a copy of the graph before the pass.
         GeneratorError: ``graph`` itself fails the checker or onnxruntime.
     """
-    p = _as_pass(pass_)
+    p = as_pass(pass_)
     props = set(properties)
     ctx = ctx or PassContext()
     before = clone_graph(graph)
@@ -308,7 +293,7 @@ def check_pass(
     Raises:
         PropertyFailure: for the smallest failing graph hypothesis found (``err.graph``).
     """
-    p = _as_pass(pass_)
+    p = as_pass(pass_)
     counts = {"examples": 0, "changed": 0}
     props = tuple(properties) + (("torch",) if torch else ())
     strategy = graphs(**graph_options)
@@ -370,12 +355,6 @@ class CheckSummary:
 
     examples: int
     changed: int
-
-
-def _as_pass(pass_: Pass | type[Pass] | str) -> Pass:
-    if isinstance(pass_, str):
-        return PipelinePass(pass_)
-    return pass_() if isinstance(pass_, type) else pass_
 
 
 def _model(graph: Graph, what: str) -> onnx.ModelProto:

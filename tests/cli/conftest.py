@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.helpers import save_model
+from tests.helpers import save_model
 
 
 @pytest.fixture
 def model(tmp_path) -> str:
-    """The path of :data:`tests.cli.helpers.MODEL` saved as an .onnx file."""
+    """The path of :data:`tests.helpers.MODEL` saved as an .onnx file."""
     return save_model(tmp_path / "model.onnx")

@@ -10,7 +10,7 @@ import onnx.parser
 from onnx import TensorProto, helper
 
 from neffkit.cli import main
-from tests.cli.helpers import error_line
+from tests.helpers import error_line
 
 
 def test_convert_writes_torchscript_that_matches_onnxruntime(model, tmp_path, capsys) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -16,37 +13,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from neffkit.cli import main
-from neffkit.ir.core import Graph
-from neffkit.passes import registry
-from neffkit.passes.base import Pass, PassContext, PassResult
-
-
-@dataclass(frozen=True)
-class _SwapSub(Pass):
-    """A deliberately wrong pass: ``Sub(a, b) -> Sub(b, a)``."""
-
-    name: ClassVar[str] = "test-swap-sub"
-    description: ClassVar[str] = "swap the operands of Sub (wrong on purpose)"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        changed = False
-        for node in list(graph.all_nodes()):
-            a, b = node.inputs[:2] if node.op_type == "Sub" else (None, None)
-            if a is not None and b is not None and a is not b:
-                # Sub(a, b) -> Sub(b, a)
-                node.set_input(0, b)
-                node.set_input(1, a)
-                changed = True
-        return PassResult(changed, {})
+from tests.helpers import DoNothing, SwapSubOperands
 
 
 @pytest.fixture
-def swap_sub() -> Iterator[str]:
-    registry.register(_SwapSub)
-    try:
-        yield _SwapSub.name
-    finally:
-        registry._REGISTERED.pop(_SwapSub.name, None)
+def swap_sub(registered_pass) -> str:
+    return registered_pass(SwapSubOperands)
 
 
 def test_fuzz_correct_pass_has_no_failures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -66,28 +38,15 @@ def test_fuzz_correct_pass_has_no_failures(tmp_path: Path, capsys: pytest.Captur
     assert "never changed" not in captured.err
 
 
-@dataclass(frozen=True)
-class _Idle(Pass):
-    """A pass that never fires: a campaign on it tests nothing."""
-
-    name: ClassVar[str] = "test-idle"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        return PassResult(False)
-
-
 def test_fuzz_warns_when_the_pass_never_changed_a_graph(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, registered_pass
 ) -> None:
-    registry.register(_Idle)
-    try:
-        rc = main(["fuzz", "--pass", "test-idle", "--examples", "10", "--out", str(tmp_path)])
-    finally:
-        registry._REGISTERED.pop(_Idle.name, None)
+    idle = registered_pass(DoNothing)
+    rc = main(["fuzz", "--pass", idle, "--examples", "10", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "the pass test-idle changed the graph in 0 of 10" in captured.out
-    assert "fuzz: warning: the pass test-idle never changed a graph" in captured.err
+    assert f"the pass {idle} changed the graph in 0 of 10" in captured.out
+    assert f"fuzz: warning: the pass {idle} never changed a graph" in captured.err
 
 
 def test_fuzz_wrong_pass_writes_a_small_failure(
@@ -101,7 +60,7 @@ def test_fuzz_wrong_pass_writes_a_small_failure(
     model = onnx.load(out / "failure-1.onnx")
     onnx.checker.check_model(model, full_check=True)
     assert len(model.graph.node) <= 3
-    assert any(n.op_type == "Sub" for n in model.graph.node)
+    assert any(n.op_type in ("Sub", "Div") for n in model.graph.node)  # what the pass swaps
     with np.load(out / "failure-1-inputs.npz", allow_pickle=False) as z:
         assert set(z.files) == {vi.name for vi in model.graph.input} - {
             t.name for t in model.graph.initializer

@@ -27,7 +27,8 @@ from neffkit.cli.io import (
     save_npz,
 )
 from neffkit.errors import NeffkitError
-from tests.cli.helpers import error_line as one_error_line
+from neffkit.testing.text import model_text
+from tests.helpers import error_line as one_error_line
 
 
 def test_nonexistent_model(tmp_path, capsys) -> None:
@@ -140,8 +141,7 @@ def test_requested_dims_parses_checks_and_refuses_inputs(model) -> None:
 
     seq = load(
         onnx.parser.parse_model(
-            '<ir_version: 8, opset_import: ["" : 18]>\n'
-            "g (float[batch, seq] x) => (float[batch, seq] y) { y = Relu(x) }"
+            model_text("g (float[batch, seq] x) => (float[batch, seq] y) { y = Relu(x) }", opset=18)
         )
     )
     ns = argparse.Namespace

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from neffkit.cli import main
-from tests.cli.helpers import MODEL, save_model
+from tests.helpers import MODEL, save_model
 
 
 def test_verify_exit_status_and_json(model, tmp_path, capsys) -> None:

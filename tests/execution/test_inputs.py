@@ -11,12 +11,12 @@ import pytest
 import neffkit
 from neffkit.errors import BackendError, NeffkitError
 from neffkit.execution.inputs import bind, check_inputs, npz_inputs, random_inputs, type_str
-
-H = '<ir_version: 9, opset_import: ["" : 18]>\n'
+from neffkit.testing.text import model_text
 
 
 def _graph(signature: str, body: str = "") -> neffkit.Graph:
-    return neffkit.load(onnx.parser.parse_model(H + f"g {signature} {{ {body} }}"))
+    text = model_text(f"g {signature} {{ {body} }}", opset=18, ir_version=9)
+    return neffkit.load(onnx.parser.parse_model(text))
 
 
 N = np.int64(1)

@@ -22,6 +22,7 @@ from neffkit.passes.base import (
     is_pure,
     option,
 )
+from neffkit.testing.text import model_text
 
 
 @dataclass(frozen=True)
@@ -115,13 +116,13 @@ def test_option_carries_its_help_text() -> None:
     assert (f.default, f.metadata["help"]) == (2, "a count")
 
 
-NESTED = """<ir_version: 8, opset_import: ["" : 17]>
+NESTED = model_text("""
 m (bool c, float[2] x) => (float[2] y) {
     y = If(c) <then_branch = g1 () => (float[2] a) {
                    a = If(c) <then_branch = g3 () => (float[2] p) { p = Neg(x) },
                               else_branch = g4 () => (float[2] q) { q = Abs(x) }> },
                else_branch = g2 () => (float[2] b) { b = Relu(x) }>
-}"""
+}""")
 
 
 def test_all_graphs_postorder_visits_subgraphs_before_their_holders() -> None:
@@ -136,7 +137,7 @@ def test_all_graphs_postorder_visits_subgraphs_before_their_holders() -> None:
 
 
 def test_all_graphs_postorder_of_a_flat_graph_is_the_graph() -> None:
-    g = parse('<ir_version: 8, opset_import: ["" : 17]> m (float x) => (float y) { y = Neg(x) }')
+    g = parse(model_text("m (float x) => (float y) { y = Neg(x) }"))
     assert list(all_graphs_postorder(g)) == [g]
 
 

@@ -10,32 +10,32 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import neffkit
-from neffkit.api import random_inputs
 from neffkit.backends.onnx import to_onnx
 from neffkit.backends.onnxruntime import run as ort_run
+from neffkit.execution.compare import compare_all, explain
+from neffkit.execution.inputs import random_inputs
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.ir.text import normalize, parse, print_body
-from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, PassManager, PassResult, get_pass
 from neffkit.passes.eliminate_dead_code import EliminateDeadCode
 from neffkit.passes.fold_constants import FoldConstants
 from neffkit.passes.infer_shapes import InferShapes
+from neffkit.testing import run_checked
 from neffkit.testing.synthetic import synthetic_model
+from neffkit.testing.text import model_text
 
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>'
 
-
-def fold(g: Graph, ctx: PassContext | None = None, **options: object) -> PassResult:
-    """Runs the pass, checks the IR, and checks that a second run changes nothing."""
-    ctx = ctx or PassContext()
-    result = FoldConstants(**options).run(g, ctx)
-    verify(g)
-    text = print_body(g)
-    again = FoldConstants(**options).run(g, ctx)
-    assert again.changed is False, again
-    assert print_body(g) == text
-    return result
+def fold(
+    g: Graph,
+    ctx: PassContext | None = None,
+    *,
+    numeric: bool = False,
+    feeds: dict[str, np.ndarray] | None = None,
+    **options: object,
+) -> PassResult:
+    """Runs the pass and checks it with ``run_checked`` (numbers only when ``numeric``)."""
+    return run_checked(FoldConstants(**options), g, ctx=ctx, numeric=numeric, feeds=feeds)
 
 
 def tidy(g: Graph) -> str:
@@ -44,26 +44,17 @@ def tidy(g: Graph) -> str:
     return print_body(g)
 
 
-def assert_same_numbers(before: Graph, after: Graph, seed: int = 0) -> None:
-    feeds = random_inputs(before, seed=seed)
-    for want, got in zip(ort_run(before, feeds), ort_run(after, feeds)):
-        assert want.dtype == got.dtype and want.shape == got.shape
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-
-
 def check_folds(before_text: str, after_text: str, **options: object) -> PassResult:
     g = parse(before_text)
-    original = clone_graph(g)
-    result = fold(g, **options)
+    result = fold(g, numeric=True, **options)
     assert result.changed is True
     assert tidy(g) == normalize(after_text)
-    assert_same_numbers(original, g)
     return result
 
 
 def check_unchanged(text: str, ctx: PassContext | None = None, **options: object) -> PassResult:
     g = parse(text)
-    result = FoldConstants(**options).run(g, ctx or PassContext())
+    result = fold(g, ctx, **options)
     assert result.changed is False
     assert print_body(g) == normalize(text)
     return result
@@ -74,139 +65,137 @@ def check_unchanged(text: str, ctx: PassContext | None = None, **options: object
 
 def test_initializer_arithmetic_becomes_an_initializer() -> None:
     result = check_folds(
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}, float[2] b = {{3, 4}}> {{
+        model_text("""
+        m (float[2] x) => (float[2] y) <float[2] w = {1, 2}, float[2] b = {3, 4}> {
             wb = Add(w, b)
             ww = Mul(wb, w)
             y = Mul(x, ww)
-        }}""",
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) <float[2] ww = {{4, 12}}> {{
+        }"""),
+        model_text("""
+        m (float[2] x) => (float[2] y) <float[2] ww = {4, 12}> {
             y = Mul(x, ww)
-        }}""",
+        }"""),
     )
     assert result.stats == {"nodes_folded": 2, "constants_created": 1, "bytes_created": 8}
 
 
 def test_constant_node_chain_folds_and_its_constants_go() -> None:
     g = parse(
-        f"""{HEAD}
-        m (float[3] x) => (float[3] y) {{
-            a = Constant<value = float[3] {{1, 2, 3}}>()
+        model_text("""
+        m (float[3] x) => (float[3] y) {
+            a = Constant<value = float[3] {1, 2, 3}>()
             b = Constant<value_float = 2.0>()
             c = Mul(a, b)
             d = Neg(c)
             y = Add(x, d)
-        }}"""
+        }""")
     )
-    original = clone_graph(g)
-    result = fold(g)
+    result = fold(g, numeric=True)
     assert result.changed is True
     # the Constant nodes are gone without dce: fold removes what only it read
     assert print_body(g) == normalize(
-        f"""{HEAD}
-        m (float[3] x) => (float[3] y) <float[3] d = {{-2, -4, -6}}> {{
+        model_text("""
+        m (float[3] x) => (float[3] y) <float[3] d = {-2, -4, -6}> {
             y = Add(x, d)
-        }}"""
+        }""")
     )
-    assert_same_numbers(original, g)
 
 
 def test_shape_chain_folds_to_a_static_reshape() -> None:
     result = check_folds(
-        f"""{HEAD}
-        m (float[2, 3, 4] x) => (float[2, 12] y, int64 n) <int64[1] zero = {{0}}> {{
+        model_text("""
+        m (float[2, 3, 4] x) => (float[2, 12] y, int64 n) <int64[1] zero = {0}> {
             s = Shape(x)
-            one = Constant<value = int64[1] {{1}}>()
-            three = Constant<value = int64[1] {{3}}>()
+            one = Constant<value = int64[1] {1}>()
+            three = Constant<value = int64[1] {3}>()
             d0 = Gather<axis = 0>(s, zero)
             tail = Slice(s, one, three)
             p = ReduceProd<keepdims = 1>(tail)
             t = Concat<axis = 0>(d0, p)
             y = Reshape(x, t)
             n = Size(x)
-        }}""",
-        f"""{HEAD}
+        }"""),
+        model_text("""
         m (float[2, 3, 4] x) => (float[2, 12] y, int64 n)
-            <int64[2] t = {{2, 12}}, int64 n = {{24}}> {{
+            <int64[2] t = {2, 12}, int64 n = {24}> {
             y = Reshape(x, t)
-        }}""",
+        }"""),
     )
     assert result.stats["nodes_folded"] == 6
 
 
 def test_shape_slice_of_static_dims_folds_under_a_symbolic_batch() -> None:
     check_folds(
-        f"""{HEAD}
-        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[1] minus1 = {{-1}}> {{
+        model_text("""
+        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[1] minus1 = {-1}> {
             s = Shape<start = 1>(x)
             p = ReduceProd<keepdims = 1>(s)
             t = Concat<axis = 0>(minus1, p)
             y = Reshape(x, t)
-        }}""",
-        f"""{HEAD}
-        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[2] t = {{-1, 12}}> {{
+        }"""),
+        model_text("""
+        m (float[N, 3, 4] x) => (float[N, 12] y) <int64[2] t = {-1, 12}> {
             y = Reshape(x, t)
-        }}""",
+        }"""),
     )
 
 
 def test_constant_of_shape_folds() -> None:
     check_folds(
-        f"""{HEAD}
-        m (float[2, 3] x) => (float[2, 3] y) {{
+        model_text("""
+        m (float[2, 3] x) => (float[2, 3] y) {
             s = Shape(x)
-            c = ConstantOfShape<value = float[1] {{0.5}}>(s)
+            c = ConstantOfShape<value = float[1] {0.5}>(s)
             y = Add(x, c)
-        }}""",
-        f"""{HEAD}
-        m (float[2, 3] x) => (float[2, 3] y) <float[2, 3] c = {{0.5, 0.5, 0.5, 0.5, 0.5, 0.5}}> {{
+        }"""),
+        model_text("""
+        m (float[2, 3] x) => (float[2, 3] y) <float[2, 3] c = {0.5, 0.5, 0.5, 0.5, 0.5, 0.5}> {
             y = Add(x, c)
-        }}""",
+        }"""),
     )
 
 
 def test_loop_body_folds_with_outer_constants() -> None:
     check_folds(
-        f"""{HEAD}
-        m (int64 n, bool c, float[2] x) => (float[2] out) <float[2] w = {{1, 2}}> {{
-            k = Constant<value = float[2] {{3, 4}}>()
-            out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2] v) => (bool co, float[2] r) {{
+        model_text("""
+        m (int64 n, bool c, float[2] x) => (float[2] out) <float[2] w = {1, 2}> {
+            k = Constant<value = float[2] {3, 4}>()
+            out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2] v) => (bool co, float[2] r) {
                 co = Identity(ci)
                 kw = Mul(k, w)
                 kn = Neg(kw)
                 r = Add(v, kn)
-            }}>
-        }}""",
-        f"""{HEAD}
-        m (int64 n, bool c, float[2] x) => (float[2] out) {{
+            }>
+        }"""),
+        model_text("""
+        m (int64 n, bool c, float[2] x) => (float[2] out) {
             out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2] v) => (bool co, float[2] r)
-                <float[2] kn = {{-3, -8}}> {{
+                <float[2] kn = {-3, -8}> {
                 co = Identity(ci)
                 r = Add(v, kn)
-            }}>
-        }}""",
+            }>
+        }"""),
     )
 
 
 def test_if_branch_output_folds() -> None:
     check_folds(
-        f"""{HEAD}
-        m (bool c, float[2] x) => (float[2] out) {{
-            out = If(c) <then_branch = t () => (float[2] a) {{
-                k = Constant<value = float[2] {{3, 4}}>()
+        model_text("""
+        m (bool c, float[2] x) => (float[2] out) {
+            out = If(c) <then_branch = t () => (float[2] a) {
+                k = Constant<value = float[2] {3, 4}>()
                 a = Neg(k)
-            }}, else_branch = e () => (float[2] b) {{
+            }, else_branch = e () => (float[2] b) {
                 b = Identity(x)
-            }}>
-        }}""",
-        f"""{HEAD}
-        m (bool c, float[2] x) => (float[2] out) {{
-            out = If(c) <then_branch = t () => (float[2] a) <float[2] a = {{-3, -4}}> {{
-            }}, else_branch = e () => (float[2] b) {{
+            }>
+        }"""),
+        model_text("""
+        m (bool c, float[2] x) => (float[2] out) {
+            out = If(c) <then_branch = t () => (float[2] a) <float[2] a = {-3, -4}> {
+            }, else_branch = e () => (float[2] b) {
                 b = Identity(x)
-            }}>
-        }}""",
+            }>
+        }"""),
     )
 
 
@@ -226,52 +215,50 @@ def test_dtypes_stay_exact_float16() -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [3])],
     )
-    original = clone_graph(g)
-    assert fold(g).changed is True
+    assert fold(g, numeric=True).changed is True
     ww = g.initializers["ww"].const
     assert ww.numpy().dtype == np.float16
     np.testing.assert_array_equal(ww.numpy(), w * w)
-    assert_same_numbers(original, g)
 
 
 def test_an_op_onnxruntime_lacks_falls_back_to_the_reference_evaluator() -> None:
     # onnxruntime has no uint16 Add: the run is split, the Add evaluated by onnx's reference
     result = check_folds(
-        f"""{HEAD}
+        model_text("""
         m (uint16[2] x, float[2] f) => (uint16[4] y, float[2] z)
-            <uint16[2] a = {{1, 2}}, uint16[2] b = {{3, 4}}, float[2] w = {{1, 2}}> {{
+            <uint16[2] a = {1, 2}, uint16[2] b = {3, 4}, float[2] w = {1, 2}> {
             ab = Add(a, b)
             y = Concat<axis = 0>(x, ab)
             wn = Neg(w)
             ww = Mul(wn, w)
             z = Add(f, ww)
-        }}""",
-        f"""{HEAD}
+        }"""),
+        model_text("""
         m (uint16[2] x, float[2] f) => (uint16[4] y, float[2] z)
-            <uint16[2] ab = {{4, 6}}, float[2] ww = {{-1, -4}}> {{
+            <uint16[2] ab = {4, 6}, float[2] ww = {-1, -4}> {
             y = Concat<axis = 0>(x, ab)
             z = Add(f, ww)
-        }}""",
+        }"""),
     )
     assert result.stats["nodes_folded"] == 3
 
 
 def test_numbers_agree_with_onnxruntime_through_the_pass_manager() -> None:
     g = parse(
-        f"""{HEAD}
-        m (float[N, 4] x) => (float[N, 2, 2] y) <float[4, 4] w = {{
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
-            float[4] b = {{0.5, -0.5, 1, -1}}> {{
+        model_text("""
+        m (float[N, 4] x) => (float[N, 2, 2] y) <float[4, 4] w = {
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+            float[4] b = {0.5, -0.5, 1, -1}> {
             wt = Transpose<perm = [1, 0]>(w)
             ws = Div(wt, b)
             h = MatMul(x, ws)
             s = Shape<start = 1>(h)
-            two = Constant<value = int64[1] {{2}}>()
+            two = Constant<value = int64[1] {2}>()
             half = Div(s, two)
-            m1 = Constant<value = int64[1] {{-1}}>()
+            m1 = Constant<value = int64[1] {-1}>()
             t = Concat<axis = 0>(m1, two, half)
             y = Reshape(h, t)
-        }}"""
+        }""")
     )
     report = PassManager("shape-infer,fold,dce", verify_each=True).run(g)
     assert report.changed
@@ -285,41 +272,41 @@ def test_numbers_agree_with_onnxruntime_through_the_pass_manager() -> None:
 
 def test_non_constant_input_does_not_fold() -> None:
     check_unchanged(
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}> {{
+        model_text("""
+        m (float[2] x) => (float[2] y) <float[2] w = {1, 2}> {
             a = Add(x, w)
             y = Neg(a)
-        }}"""
+        }""")
     )
 
 
 def test_random_ops_do_not_fold() -> None:
     check_unchanged(
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) {{
+        model_text("""
+        m (float[2] x) => (float[2] y) {
             r = RandomNormal<shape = [2]>()
             s = Abs(r)
             y = Add(x, s)
-        }}"""
+        }""")
     )
 
 
 def test_symbolic_shape_does_not_fold() -> None:
     check_unchanged(
-        f"""{HEAD}
-        m (float[N, 3] x) => (int64[2] s, int64 n) {{
+        model_text("""
+        m (float[N, 3] x) => (int64[2] s, int64 n) {
             s = Shape(x)
             n = Size(x)
-        }}"""
+        }""")
     )
 
 
 def test_value_above_the_size_cap_is_not_created() -> None:
-    text = f"""{HEAD}
-        m (float[1000, 1000] x) => (float[1000, 1000] y) <int64[2] s = {{1000, 1000}}> {{
-            c = ConstantOfShape<value = float[1] {{1}}>(s)
+    text = model_text("""
+        m (float[1000, 1000] x) => (float[1000, 1000] y) <int64[2] s = {1000, 1000}> {
+            c = ConstantOfShape<value = float[1] {1}>(s)
             y = Add(x, c)
-        }}"""
+        }""")
     result = check_unchanged(text, ctx=PassContext(max_constant_bytes=1_000_000))
     assert result.stats == {"skipped_too_large": 1}
     result = check_unchanged(text, max_bytes=1000)
@@ -329,46 +316,46 @@ def test_value_above_the_size_cap_is_not_created() -> None:
 def test_huge_intermediate_is_never_computed() -> None:
     # 40 GB of zeros: estimated from the folded shape, so never evaluated; the shape folds
     g = parse(
-        f"""{HEAD}
-        m (float x) => (float y) <int64[1] a = {{100000}}, int64[1] b = {{100000}}> {{
+        model_text("""
+        m (float x) => (float y) <int64[1] a = {100000}, int64[1] b = {100000}> {
             s = Concat<axis = 0>(a, b)
-            c = ConstantOfShape<value = float[1] {{1}}>(s)
+            c = ConstantOfShape<value = float[1] {1}>(s)
             r = ReduceSum<keepdims = 0>(c)
             y = Add(x, r)
-        }}"""
+        }""")
     )
     start = time.perf_counter()
     result = fold(g)
     assert time.perf_counter() - start < 5
     assert result.stats["skipped_too_large"] >= 1
     assert tidy(g) == normalize(
-        f"""{HEAD}
-        m (float x) => (float y) <int64[2] s = {{100000, 100000}}> {{
-            c = ConstantOfShape<value = float[1] {{1}}>(s)
+        model_text("""
+        m (float x) => (float y) <int64[2] s = {100000, 100000}> {
+            c = ConstantOfShape<value = float[1] {1}>(s)
             r = ReduceSum<keepdims = 0>(c)
             y = Add(x, r)
-        }}"""
+        }""")
     )
 
 
 def test_max_growth_keeps_weights_built_at_run_time() -> None:
     # light_* models: weights are ConstantOfShape of a few numbers; the shape still folds
-    before = f"""{HEAD}
-        m (float[8, 64] x) => (float[8, 64] y) <int64[1] r = {{64}}> {{
+    before = model_text("""
+        m (float[8, 64] x) => (float[8, 64] y) <int64[1] r = {64}> {
             s = Concat<axis = 0>(r, r)
-            w = ConstantOfShape<value = float[1] {{0.01}}>(s)
+            w = ConstantOfShape<value = float[1] {0.01}>(s)
             y = MatMul(x, w)
-        }}"""
+        }""")
     g = parse(before)
     result = fold(g, max_growth=10.0)
     assert result.changed is True
     assert result.stats["skipped_too_large"] == 1
     assert tidy(g) == normalize(
-        f"""{HEAD}
-        m (float[8, 64] x) => (float[8, 64] y) <int64[2] s = {{64, 64}}> {{
-            w = ConstantOfShape<value = float[1] {{0.01}}>(s)
+        model_text("""
+        m (float[8, 64] x) => (float[8, 64] y) <int64[2] s = {64, 64}> {
+            w = ConstantOfShape<value = float[1] {0.01}>(s)
             y = MatMul(x, w)
-        }}"""
+        }""")
     )
     g = parse(before)
     assert fold(g).changed is True
@@ -399,11 +386,11 @@ def test_ir3_input_with_initializer_folds_by_default() -> None:
 
 def test_dead_foldable_nodes_are_left_to_dce() -> None:
     check_unchanged(
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) <float[2] w = {{1, 2}}> {{
+        model_text("""
+        m (float[2] x) => (float[2] y) <float[2] w = {1, 2}> {
             dead = Neg(w)
             y = Relu(x)
-        }}"""
+        }""")
     )
 
 
@@ -445,9 +432,8 @@ def test_tied_embedding_through_the_default_pipeline_keeps_its_bytes() -> None:
     out, report = neffkit.optimize(g, target="onnxruntime", inputs={"ids": ids})
     assert report.ok
     assert constant_bytes(out) == before == report.passes.bytes_after
-    want = ort_run(g, {"ids": ids})[0]
-    got = ort_run(out, {"ids": ids})[0]
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    (same,) = compare_all(ort_run(g, {"ids": ids}), ort_run(out, {"ids": ids}))
+    assert same.ok, explain(same)
     # the old behaviour, now behind the option: a second, transposed copy of wte
     g = _tied_lm()
     assert fold(g, allow_live_copies=True).stats["bytes_created"] == 1000 * 64 * 4
@@ -458,11 +444,9 @@ def test_tied_embedding_through_the_default_pipeline_keeps_its_bytes() -> None:
 def test_small_tied_weight_is_still_folded() -> None:
     # 16 x 8 floats = 512 bytes: a copy this small costs less than the Transpose it replaces
     g = _tied_lm(vocab=16, dim=8)
-    original = clone_graph(g)
-    result = fold(g)
+    result = fold(g, numeric=True)
     assert result.stats == {"nodes_folded": 1, "constants_created": 1, "bytes_created": 512}
     assert [n.op_type for n in g] == ["Gather", "Add", "MatMul"]
-    assert_same_numbers(original, g)
 
 
 def test_weight_read_only_by_folded_nodes_pays_for_its_copies() -> None:
@@ -483,13 +467,11 @@ def test_weight_read_only_by_folded_nodes_pays_for_its_copies() -> None:
             helper.make_tensor_value_info("yb", TensorProto.FLOAT, [2, 32]),
         ],
     )
-    original = clone_graph(g)
-    result = fold(g)
+    result = fold(g, numeric=True)
     assert result.stats["nodes_folded"] == 3
     assert "skipped_live_copy" not in result.stats
     EliminateDeadCode().run(g, PassContext())
     assert sorted(v.const.nbytes for v in g.initializers.values()) == [2048, 2048]
-    assert_same_numbers(original, g)
 
 
 def test_a_value_that_replaces_its_weight_may_be_larger_than_it() -> None:
@@ -510,8 +492,11 @@ def test_a_value_that_replaces_its_weight_may_be_larger_than_it() -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 256])],
     )
     original = clone_graph(g)
-    assert fold(g).stats == {"nodes_folded": 1, "constants_created": 1, "bytes_created": 16384}
-    assert_same_numbers(original, g)
+    assert fold(g, numeric=True).stats == {
+        "nodes_folded": 1,
+        "constants_created": 1,
+        "bytes_created": 16384,
+    }
     g = clone_graph(original)
     assert fold(g, max_growth=1.0).stats == {"skipped_too_large": 1}
 
@@ -519,14 +504,14 @@ def test_a_value_that_replaces_its_weight_may_be_larger_than_it() -> None:
 def test_two_folded_copies_of_one_weight_are_refused() -> None:
     # Transpose(w) and Neg(w) would both be stored: w's 4 KiB pay for one of them only, and
     # the node refused keeps w live, so the other one is refused as well
-    text = f"""{HEAD}
+    text = model_text(f"""
         m (float[2, 32] x, float[32, 32] z) => (float[2, 32] y, float[32, 32] s) {{
             w = Constant<value = float[32, 32] {{{", ".join(["0.5"] * 1024)}}}>()
             t = Transpose<perm = [1, 0]>(w)
             y = MatMul(x, t)
             n = Neg(w)
             s = Add(z, n)
-        }}"""
+        }}""")
     result = check_unchanged(text)
     assert result.stats == {"skipped_live_copy": 2}
 
@@ -600,11 +585,9 @@ def test_random_inputs_agree_after_folding_a_mixed_model(seed: int) -> None:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])],
     )
-    original = clone_graph(g)
     InferShapes().run(g, PassContext())
-    assert fold(g).changed is True
+    assert fold(g, numeric=True, feeds=random_inputs(g, seed=seed)).changed is True
     assert [n.op_type for n in g] == ["MatMul", "Add"]
-    assert_same_numbers(original, g, seed=seed)
     assert onnx.checker.check_model(to_onnx(g)) is None
 
 

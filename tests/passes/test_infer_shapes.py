@@ -12,36 +12,30 @@ import neffkit
 from neffkit.ir.core import Graph, Value
 from neffkit.ir.text import parse, print_body
 from neffkit.ir.types import TensorType
-from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, PassManager, PassResult, get_pass
 from neffkit.passes.fold_constants import FoldConstants
 from neffkit.passes.infer_shapes import InferShapes, refine
+from neffkit.testing import run_checked
 from neffkit.testing.synthetic import synthetic_model
+from neffkit.testing.text import model_text
 
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>'
 F = TensorProto.FLOAT
 
 
 def infer(g: Graph, **options: object) -> PassResult:
-    """Runs the pass, checks the IR, and checks that a second run changes nothing."""
-    result = InferShapes(**options).run(g, PassContext())
-    verify(g)
-    text = print_body(g)
-    again = InferShapes(**options).run(g, PassContext())
-    assert again.changed is False, again
-    assert print_body(g) == text
-    return result
+    """Runs the pass and checks it with ``run_checked`` (shapes only: no numbers compared)."""
+    return run_checked(InferShapes(**options), g, numeric=False)
 
 
 def by_name(g: Graph) -> dict[str, Value]:
     return {v.name: v for n in g.all_nodes() for v in n.outputs}
 
 
-CHAIN = f"""{HEAD}
+CHAIN = model_text("""
     m (float[N, 4] x) => (float[N, 2] y)
-        <float[4, 8] w = {{1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
-                            1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}},
-         int64[3] s = {{0, 2, 4}}, int64[2] s2 = {{-1, 8}}, int64[2] s3 = {{0, 2}}> {{
+        <float[4, 8] w = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                            1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8},
+         int64[3] s = {0, 2, 4}, int64[2] s2 = {-1, 8}, int64[2] s3 = {0, 2}> {
         h = MatMul(x, w)
         r = Reshape(h, s)
         t = Transpose<perm = [0, 2, 1]>(r)
@@ -49,7 +43,7 @@ CHAIN = f"""{HEAD}
         p = ReduceSum<axes = [1], keepdims = 0>(q)
         u = Reshape(h, s3)
         y = Relu(u)
-    }}"""
+    }""")
 
 
 def test_matmul_reshape_chain_keeps_the_symbolic_batch() -> None:
@@ -69,10 +63,10 @@ def test_matmul_reshape_chain_keeps_the_symbolic_batch() -> None:
 
 def test_known_dims_and_symbols_are_never_lost() -> None:
     g = parse(
-        f"""{HEAD}
-        m (float[N, 4] x) => (float[B, 4] y) {{
+        model_text("""
+        m (float[N, 4] x) => (float[B, 4] y) {
             y = Relu(x)
-        }}"""
+        }""")
     )
     infer(g)
     # onnx says N, the declaration says B: the declared symbol stays
@@ -94,13 +88,13 @@ def test_refine_rules() -> None:
 
 
 def test_data_propagation_makes_a_computed_reshape_static() -> None:
-    text = f"""{HEAD}
-        m (float[2, 3, 4] x) => (float[?, ?] y) <int64[1] zero = {{0}}, int64[1] m1 = {{-1}}> {{
+    text = model_text("""
+        m (float[2, 3, 4] x) => (float[?, ?] y) <int64[1] zero = {0}, int64[1] m1 = {-1}> {
             s = Shape(x)
             d = Gather<axis = 0>(s, zero)
             t = Concat<axis = 0>(d, m1)
             y = Reshape(x, t)
-        }}"""
+        }""")
     g = parse(text)
     infer(g, data_prop=True)
     assert g.outputs[0].type == TensorType(F, (2, 12))
@@ -111,16 +105,16 @@ def test_data_propagation_makes_a_computed_reshape_static() -> None:
 
 def test_subgraph_values_get_shapes() -> None:
     g = parse(
-        f"""{HEAD}
-        m (int64 n, bool c, float[2, 3] x) => (float[2, 3] out) {{
+        model_text("""
+        m (int64 n, bool c, float[2, 3] x) => (float[2, 3] out) {
             out = Loop(n, c, x) <body = b (int64 i, bool ci, float[2, 3] v)
-                => (bool co, float[2, 3] r) {{
+                => (bool co, float[2, 3] r) {
                 co = Identity(ci)
                 e = Exp(v)
                 t = Transpose<perm = [1, 0]>(e)
                 r = Transpose<perm = [1, 0]>(t)
-            }}>
-        }}"""
+            }>
+        }""")
     )
     assert infer(g).changed is True
     v = by_name(g)
@@ -130,10 +124,10 @@ def test_subgraph_values_get_shapes() -> None:
 
 def test_nothing_to_add_is_not_a_change() -> None:
     g = parse(
-        f"""{HEAD}
-        m (float[2] x) => (float[2] y) {{
+        model_text("""
+        m (float[2] x) => (float[2] y) {
             y = Relu(x)
-        }}"""
+        }""")
     )
     assert InferShapes().run(g, PassContext()).changed is False
 
@@ -152,12 +146,15 @@ def test_inference_failure_leaves_the_graph_alone(monkeypatch: pytest.MonkeyPatc
 
 def test_custom_ops_do_not_stop_inference() -> None:
     g = parse(
-        """<ir_version: 8, opset_import: ["" : 17, "com.example" : 1]>
-        m (float[2, 3] x) => (float[?, ?] y) {
-            a = Exp(x)
-            b = com.example.Mystery(a)
-            y = Relu(b)
-        }"""
+        model_text(
+            """
+            m (float[2, 3] x) => (float[?, ?] y) {
+                a = Exp(x)
+                b = com.example.Mystery(a)
+                y = Relu(b)
+            }""",
+            domains={"com.example": 1},
+        )
     )
     assert infer(g).changed is True
     assert by_name(g)["a"].type == TensorType(F, (2, 3))
@@ -165,17 +162,17 @@ def test_custom_ops_do_not_stop_inference() -> None:
 
 def test_shapes_let_fold_fold_shape_of_an_intermediate() -> None:
     g = parse(
-        f"""{HEAD}
+        model_text("""
         m (float[N, 4] x) => (float[N, 2, 4] y)
-            <float[4, 8] w = {{1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
-                                1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8}},
-             int64[2] head = {{-1, 2}}, int64[1] four = {{4}}> {{
+            <float[4, 8] w = {1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+                                1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8},
+             int64[2] head = {-1, 2}, int64[1] four = {4}> {
             h = MatMul(x, w)
             s = Shape<start = 1>(h)
             k = Div(s, four)
             t = Concat<axis = 0>(head, k)
             y = Reshape(h, t)
-        }}"""
+        }""")
     )
     report = PassManager("fold,shape-infer,fold,dce", verify_each=True).run(g)
     records = [(r.name, r.changed) for r in report.records]

@@ -11,17 +11,17 @@ import pytest
 from neffkit.errors import PassError
 from neffkit.ir.core import Graph, Node
 from neffkit.ir.text import parse, print_body
-from neffkit.passes import Pass, PassContext, PassManager, PassResult, register
+from neffkit.passes import Pass, PassContext, PassManager, PassResult
+from neffkit.testing.text import model_text
+from tests.helpers import ClaimsChange, KeepsGrowing
 
-H = '<ir_version: 8, opset_import: ["" : 17]>'
 MODEL = (
-    H
-    + """m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
-    a = Add(x, w1) b = Add(x, w2) d = Exp(a) y = Mul(a, b) }"""
+    model_text("""m (float[2] x) => (float[2] y)
+    <float[2] w1 = {1.0, 2.0}, float[2] w2 = {1.0, 2.0}> {
+    a = Add(x, w1) b = Add(x, w2) d = Exp(a) y = Mul(a, b) }""")
 )
 
 
-@register
 @dataclass(frozen=True)
 class _Explode(Pass):
     """Test pass: corrupts the graph then raises (or only corrupts)."""
@@ -39,40 +39,15 @@ class _Explode(Pass):
         return PassResult(True, {})
 
 
-@register
-@dataclass(frozen=True)
-class _Liar(Pass):
-    """Test pass: claims a change it did not make."""
-
-    name: ClassVar[str] = "test-liar"
-    description: ClassVar[str] = "test: says changed, changes nothing"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        return PassResult(True, {})
-
-
-@register
-@dataclass(frozen=True)
-class _Grow(Pass):
-    """Test pass: adds a node on every run (never reaches a fixed point)."""
-
-    name: ClassVar[str] = "test-grow"
-    description: ClassVar[str] = "test: always changes the graph"
-    idempotent: ClassVar[bool] = False
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        x = graph.inputs[0]
-        graph.append(Node("Identity", [x]))
-        return PassResult(True, {"added": 1})
-
-
 def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:
     g = parse(MODEL)
     report = PassManager("(dedup,cse,dce)", verify_each=True).run(g)
     assert print_body(g) == print_body(
         parse(
-            H + "m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}> "
-            "{ a = Add(x, w1) y = Mul(a, a) }"
+            model_text(
+                "m (float[2] x) => (float[2] y) <float[2] w1 = {1.0, 2.0}> "
+                "{ a = Add(x, w1) y = Mul(a, a) }"
+            )
         )
     )
     names = [r.name for r in report.records]
@@ -84,19 +59,22 @@ def test_group_runs_to_a_fixed_point_and_reports_per_pass() -> None:
     assert "dedup" in report.table() and report.to_dict()["per_pass"]["cse"]["runs"] == 2
 
 
-def test_a_pass_that_claims_a_change_cannot_keep_its_group_spinning() -> None:
+def test_a_pass_that_claims_a_change_cannot_keep_its_group_spinning(registered_pass) -> None:
     g = parse(MODEL)
-    report = PassManager("(test-liar){max-iter=4}").run(g)
+    report = PassManager(f"({registered_pass(ClaimsChange)}){{max-iter=4}}").run(g)
     assert len(report.records) == 1  # nothing changed since it ran: the rerun is skipped
 
 
-def test_group_iteration_cap_bounds_a_pass_that_keeps_changing() -> None:
+def test_group_iteration_cap_bounds_a_pass_that_keeps_changing(registered_pass) -> None:
     g = parse(MODEL)
-    report = PassManager("(test-grow){max-iter=3}").run(g)
+    report = PassManager(f"({registered_pass(KeepsGrowing)}){{max-iter=3}}").run(g)
     assert len(report.records) == 3 and all(r.changed for r in report.records)
 
 
-def test_failing_pass_is_named_with_its_history_and_the_graph_is_restored() -> None:
+def test_failing_pass_is_named_with_its_history_and_the_graph_is_restored(
+    registered_pass,
+) -> None:
+    registered_pass(_Explode)
     g = parse(MODEL)
     before = print_body(g)
     with pytest.raises(PassError) as e:
@@ -109,7 +87,8 @@ def test_failing_pass_is_named_with_its_history_and_the_graph_is_restored() -> N
     assert len(g.initializers) == 1
 
 
-def test_pass_that_breaks_the_ir_is_caught_by_the_verifier() -> None:
+def test_pass_that_breaks_the_ir_is_caught_by_the_verifier(registered_pass) -> None:
+    registered_pass(_Explode)
     g = parse(MODEL)
     with pytest.raises(PassError, match="before it is defined"):
         PassManager("test-explode{raise-error=false}").run(g)
@@ -124,7 +103,6 @@ def test_print_ir_after_only_when_changed() -> None:
     assert "IR after cse" not in out.getvalue()
 
 
-@register
 @dataclass(frozen=True)
 class _Off(Pass):
     """Adds ``delta`` to every Add's second operand: Add(x, c) -> Add(Add(x, c), delta)."""
@@ -152,10 +130,13 @@ class _Off(Pass):
         return PassResult(False)
 
 
-OFF = H + "m (float[2] x) => (float[2] y) <float[2] c = {100.0, 200.0}> { y = Add(x, c) }"
+OFF = model_text("m (float[2] x) => (float[2] y) <float[2] c = {100.0, 200.0}> { y = Add(x, c) }")
 
 
-def test_verify_each_compares_under_the_dtype_policy_or_the_given_tolerances() -> None:
+def test_verify_each_compares_under_the_dtype_policy_or_the_given_tolerances(
+    registered_pass,
+) -> None:
+    registered_pass(_Off)
     # 1e-3 on values near 100-200 is within float32's rtol 1e-4 ...
     PassManager("test-off", verify_each=True).run(parse(OFF))
     # ... 1e-1 is not, unless the caller allows it

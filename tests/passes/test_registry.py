@@ -53,7 +53,7 @@ def install(tmp_path, monkeypatch):
         sys.modules.pop(m, None)
         for name, cls in list(registry._REGISTERED.items()):
             if cls.__module__ == m:
-                del registry._REGISTERED[name]
+                registry.unregister(name)
     registry.reset_entry_points()
 
 
@@ -108,3 +108,21 @@ def test_register_refuses_a_builtin_name() -> None:
     )
     assert "test_registry" in str(e.value)
     assert registry.get_pass("cse") is not Cse
+
+
+def test_unregister_removes_a_registered_pass_and_keeps_the_builtins() -> None:
+    @dataclass(frozen=True)
+    class Transient(Pass):
+        name: ClassVar[str] = "test-transient"
+
+        def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+            return PassResult(False)
+
+    register(Transient)
+    assert registry.get_pass("test-transient") is Transient
+    assert registry.unregister("test-transient") is Transient
+    assert "test-transient" not in registry.available()
+    assert registry.unregister("test-transient") is None  # gone already: nothing to remove
+    with pytest.raises(NeffkitError, match="built in"):
+        registry.unregister("dce")
+    assert registry.get_pass("dce").name == "dce"

@@ -3,15 +3,11 @@ shrunk graph; a correct pass goes through."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import numpy as np
 import pytest
 
-from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.text import parse
-from neffkit.passes import Pass, PassContext, PassResult
+from neffkit.passes import Pass
 from neffkit.testing import (
     CheckSummary,
     GeneratorError,
@@ -19,110 +15,17 @@ from neffkit.testing import (
     check_graph,
     check_pass,
 )
-
-H = '<ir_version: 8, opset_import: ["" : 18]>'
-
-
-@dataclass(frozen=True)
-class SwapSubOperands(Pass):
-    """Deliberately wrong: ``Sub(a, b) -> Sub(b, a)`` (and Div) when ``b`` is computed after
-    ``a`` (graph inputs and constants count as first), so a second run swaps nothing back."""
-
-    name: ClassVar[str] = "swap-sub"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        swapped = 0
-        for g in graph.all_graphs():
-            order = {v: i for i, n in enumerate(g) for v in n.outputs}
-            for node in g:
-                a, b = (node.inputs + (None, None))[:2]
-                if node.op_type not in ("Sub", "Div") or a is None or b is None:
-                    continue
-                if order.get(b, -1) > order.get(a, -1):
-                    node.set_inputs([b, a])  # Sub(a, b) -> Sub(b, a): wrong on purpose
-                    swapped += 1
-        return PassResult(swapped > 0, {"swapped": swapped})
-
-
-@dataclass(frozen=True)
-class DoNothing(Pass):
-    """Correct and useless."""
-
-    name: ClassVar[str] = "do-nothing"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        return PassResult(False)
-
-
-@dataclass(frozen=True)
-class ClaimsChange(Pass):
-    """Says it changed the graph but did not."""
-
-    name: ClassVar[str] = "claims-change"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        return PassResult(True)
-
-
-@dataclass(frozen=True)
-class HidesChange(Pass):
-    """Adds a dead Identity node and says nothing changed."""
-
-    name: ClassVar[str] = "hides-change"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        x = graph.inputs[0]
-        graph.append(Node("Identity", [x], outputs=[Value("dead", x.type)]))
-        return PassResult(False)
-
-
-@dataclass(frozen=True)
-class GrowsForever(Pass):
-    """Wraps the first output in an Identity on every run: never a fixed point."""
-
-    name: ClassVar[str] = "grows-forever"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        y = graph.outputs[0]
-        node = graph.append(Node("Identity", [y], outputs=[Value("", y.type)]))
-        graph.replace_output(y, node.outputs[0])
-        return PassResult(True)
-
-
-@dataclass(frozen=True)
-class BreaksUseLists(Pass):
-    """Removes the producer of an output without replacing its uses."""
-
-    name: ClassVar[str] = "breaks-ir"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        producer = graph.outputs[0].producer
-        if producer is None:
-            return PassResult(False)
-        graph.remove(producer, safe=False)
-        return PassResult(True)
-
-
-@dataclass(frozen=True)
-class BadAttribute(Pass):
-    """Gives the first node an attribute its op does not have (the ONNX checker refuses it)."""
-
-    name: ClassVar[str] = "bad-attribute"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        node = next(iter(graph))
-        node.set_attr("no_such_attribute", 1)
-        return PassResult(True)
-
-
-@dataclass(frozen=True)
-class Raises(Pass):
-    """Crashes."""
-
-    name: ClassVar[str] = "raises"
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        raise RuntimeError("boom")
+from neffkit.testing.text import model_text
+from tests.helpers import (
+    BadAttribute,
+    BreaksUseLists,
+    ClaimsChange,
+    DoNothing,
+    GrowsForever,
+    HidesChange,
+    Raises,
+    SwapSubOperands,
+)
 
 
 def test_wrong_pass_is_caught_and_shrunk_to_a_tiny_graph() -> None:
@@ -132,7 +35,7 @@ def test_wrong_pass_is_caught_and_shrunk_to_a_tiny_graph() -> None:
         check_pass(SwapSubOperands, max_examples=200, seed=0, max_depth=0)
     err = info.value
     assert err.property == "numeric"
-    assert err.pass_name == "swap-sub"
+    assert err.pass_name == "test-swap-sub"
     assert err.node_count <= 3, err.text
     assert "Sub" in err.text or "Div" in err.text
     # the carried graph is the reproducer: the failure happens again on it
@@ -171,7 +74,7 @@ def test_each_broken_property_is_named(broken: type[Pass], prop: str) -> None:
 
 
 def test_check_graph_on_a_hand_written_graph() -> None:
-    g = parse(H + "g (float[2] x) => (float[2] y) { t = Relu(x) y = Sub(x, t) }")
+    g = parse(model_text("g (float[2] x) => (float[2] y) { t = Relu(x) y = Sub(x, t) }", opset=18))
     feeds = {"x": np.array([-1.0, 2.0], np.float32)}
     with pytest.raises(PropertyFailure, match="output 0") as info:
         check_graph(SwapSubOperands(), g, feeds=feeds)
@@ -180,7 +83,7 @@ def test_check_graph_on_a_hand_written_graph() -> None:
 
 
 def test_an_invalid_input_graph_is_not_blamed_on_the_pass() -> None:
-    g = parse(H + "g (float[2] x) => (float[2] y) { y = Relu(x) }")
+    g = parse(model_text("g (float[2] x) => (float[2] y) { y = Relu(x) }", opset=18))
     g.outputs[0].type.dtype = 7  # declared int64, computed float: the checker refuses it
     with pytest.raises(GeneratorError):
         check_graph(DoNothing(), g)
@@ -194,12 +97,15 @@ def test_the_reproducer_is_given_without_dead_nodes() -> None:
     # whatever hypothesis' shrinker leaves, a node nothing reads is not part of the reproducer
     from neffkit.testing.properties import _without_dead_nodes
 
-    text = """<ir_version: 8, opset_import: ["" : 18]>
-    g (float[2] x, float[2] y) => (float[2] z) {
-        dead = Neg(x)
-        b = Abs(y)
-        z = Sub(x, b)
-    }"""
+    text = model_text(
+        """
+        g (float[2] x, float[2] y) => (float[2] z) {
+            dead = Neg(x)
+            b = Abs(y)
+            z = Sub(x, b)
+        }""",
+        opset=18,
+    )
     with pytest.raises(PropertyFailure) as info:
         check_graph(SwapSubOperands(), parse(text))
     assert info.value.node_count == 3

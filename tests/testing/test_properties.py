@@ -19,6 +19,7 @@ from neffkit.optimize import DEFAULT_PIPELINES
 from neffkit.passes.registry import available, get_pass
 from neffkit.testing import check_backend, check_graph, check_pass, graphs
 from neffkit.testing.properties import PROPERTIES
+from neffkit.testing.text import model_text
 
 ALL_DTYPES = ("float32", "int64", "float64", "int32", "bool")
 
@@ -67,32 +68,30 @@ def test_torch_backend_agrees_with_onnxruntime(graph: Graph) -> None:
 
 # -- regression tests: shrunk reproducers of the bugs the properties found (fixed) --
 
-H = '<ir_version: 8, opset_import: ["" : 18]>'
 
 
 def test_dce_dead_node_in_a_branch_reaches_a_fixed_point() -> None:
     graph = parse(
-        H
-        + """g (float[1] x) => (bool y) <bool c = {0}> {
+        model_text("""g (float[1] x) => (bool y) <bool c = {0}> {
             a = Add(x, x)
             y = If(c) <then_branch = t () => (bool o) { o = Identity(c) },
                        else_branch = e () => (bool p) { d = Add(a, a) p = Identity(c) }>
-        }"""
+        }""", opset=18)
     )
     check_graph(get_pass("dce"), graph)
 
 
 def test_dedup_two_equal_constant_outputs_reach_a_fixed_point() -> None:
     graph = parse(
-        H
-        + """g (float[1] x) => (float a, float b) {
+        model_text("""g (float[1] x) => (float a, float b) {
             a = Constant <value = float {1}> ()
             b = Constant <value = float {1}> ()
-        }"""
+        }""", opset=18)
     )
     check_graph(get_pass("dedup"), graph)
 
 
 def test_torch_pow_broadcasts_a_one_element_exponent() -> None:
-    graph = parse(H + "g (float x) => (float[1] y) <float[1] e = {2.0}> { y = Pow(x, e) }")
+    text = "g (float x) => (float[1] y) <float[1] e = {2.0}> { y = Pow(x, e) }"
+    graph = parse(model_text(text, opset=18))
     check_backend(graph)

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
+import numpy as np
 import pytest
 
 import neffkit.testing
-from neffkit.ir.core import Graph
-from neffkit.passes import Pass, PassContext, PassResult
+from neffkit.ir.text import normalize, parse, print_body
 from neffkit.passes.eliminate_dead_code import EliminateDeadCode
-from neffkit.testing import check_rewrite
+from neffkit.testing import check_rewrite, run_checked
+from neffkit.testing.text import model_text
+from tests.helpers import HidesChange, NegToRelu, Nudge
 
-H = '<ir_version: 8, opset_import: ["" : 17]>\n'
-DEAD = H + "m (float[2] x) => (float[2] y) { t = Relu(x) y = Neg(x) }"
-CLEAN = H + "m (float[2] x) => (float[2] y) { y = Neg(x) }"
-
-
-@dataclass(frozen=True)
-class _NegToRelu(Pass):
-    """Wrong numbers: Neg(x) -> Relu(x); ``lie`` reports no change, ``every_time`` always does."""
-
-    name: ClassVar[str] = ""
-    lie: bool = False
-    every_time: bool = False
-
-    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
-        n = 0
-        for node in graph:
-            if node.op_type == "Neg":
-                node.op_type = "Relu"
-                n += 1
-        return PassResult((n > 0 and not self.lie) or self.every_time)
+DEAD = model_text("m (float[2] x) => (float[2] y) { t = Relu(x) y = Neg(x) }")
+CLEAN = model_text("m (float[2] x) => (float[2] y) { y = Neg(x) }")
 
 
 def test_a_right_pass_and_a_non_case_pass() -> None:
@@ -54,17 +35,48 @@ def test_a_pass_firing_on_a_non_case_is_caught() -> None:
 
 def test_a_hidden_change_is_caught() -> None:
     with pytest.raises(AssertionError, match="changed=False but the graph changed"):
-        check_rewrite(_NegToRelu(lie=True), CLEAN, None, numeric=False)
+        check_rewrite(NegToRelu(lie=True), CLEAN, None, numeric=False)
 
 
 def test_wrong_numbers_are_caught() -> None:
-    relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
+    relu = model_text("m (float[2] x) => (float[2] y) { y = Relu(x) }")
     with pytest.raises(AssertionError, match=r"output 'y' changed: \d of 2 elements outside rtol"):
-        check_rewrite(_NegToRelu(), CLEAN, relu)
-    check_rewrite(_NegToRelu(), CLEAN, relu, numeric=False)
+        check_rewrite(NegToRelu(), CLEAN, relu)
+    check_rewrite(NegToRelu(), CLEAN, relu, numeric=False)
 
 
 def test_a_second_run_that_changes_is_caught() -> None:
-    relu = H + "m (float[2] x) => (float[2] y) { y = Relu(x) }"
+    relu = model_text("m (float[2] x) => (float[2] y) { y = Relu(x) }")
     with pytest.raises(AssertionError, match="second run changed"):
-        check_rewrite(_NegToRelu(every_time=True), CLEAN, relu, numeric=False)
+        check_rewrite(NegToRelu(every_time=True), CLEAN, relu, numeric=False)
+
+
+def test_pipeline_text_runs_through_the_pass_manager() -> None:
+    sig = "m (float[2] x) => (float[2] y)"
+    folds = model_text(sig + "<float[2] w = {1, 2}> { n = Neg(w) y = Add(x, n) }")
+    folded = model_text(sig + "<float[2] n = {-1, -2}> { y = Add(x, n) }")
+    check_rewrite("fold,dce", folds, folded)
+    with pytest.raises(AssertionError, match="the graph after the pass is"):
+        check_rewrite("fold", folds, folded)  # fold alone leaves w to dce
+
+
+def test_tolerances_default_to_the_compare_policy_and_can_be_given() -> None:
+    sig = "m (float[2] x) => (float[2] y)"
+    nudged = model_text(sig + "<float[2] w = {100, 200}> { y = Add(x, w) }")
+    off = model_text(sig + "<float[2] w = {100.1, 200.1}> { y = Add(x, w) }")
+    with pytest.raises(AssertionError, match=r"outside rtol=0.0001 atol=1e-05"):
+        check_rewrite(Nudge(), nudged, off)
+    check_rewrite(Nudge(), nudged, off, rtol=1e-2)
+
+
+def test_run_checked_checks_numbers_and_the_rerun_and_returns_the_result() -> None:
+    g = parse(DEAD)
+    assert run_checked(EliminateDeadCode, g).changed is True
+    assert print_body(g) == normalize(CLEAN)
+    with pytest.raises(AssertionError, match="output 'y' changed"):
+        run_checked(NegToRelu(), parse(CLEAN), feeds={"x": np.array([1, -1], np.float32)})
+    run_checked(NegToRelu(), parse(CLEAN), numeric=False)
+    with pytest.raises(AssertionError, match="second run changed"):
+        run_checked(NegToRelu(every_time=True), parse(CLEAN), numeric=False)
+    with pytest.raises(AssertionError, match="said changed=False but changed the graph"):
+        run_checked(HidesChange(), parse(CLEAN), numeric=False)

@@ -17,8 +17,7 @@ from neffkit.passes.rewrite.patterns import producer
 from neffkit.passes.rewrite.registry import RuleSet
 from neffkit.passes.rewrite.rewriter import Rewriter
 from neffkit.testing import check_rewrite
-
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
+from neffkit.testing.text import model_text
 
 #: a rule set that only tests use: two rules, nothing from neffkit's own set
 TINY = RuleSet("tiny")
@@ -58,11 +57,12 @@ class Tidy(Pass):
 
 
 def test_a_rule_set_of_its_own_runs_through_the_driver() -> None:
-    before = f"{HEAD}m (float[3] x) => (float[3] y) {{\n n = Neg(x)\n a = Abs(n)\n b = Abs(a)\n"
-    before += " i = Identity(b)\n y = Abs(i)\n}"
+    before = model_text(
+        "m (float[3] x) => (float[3] y)"
+        " { n = Neg(x) a = Abs(n) b = Abs(a) i = Identity(b) y = Abs(i) }"
+    )
     # the Identity stays: simplify's drop_identity is no rule of this set
-    after = f"{HEAD}m (float[3] x) => (float[3] y) {{\n b = Abs(x)\n i = Identity(b)\n"
-    after += " y = Abs(i)\n}"
+    after = model_text("m (float[3] x) => (float[3] y) { b = Abs(x) i = Identity(b) y = Abs(i) }")
     g = check_rewrite(Tidy(), before, after)
     assert [n.op_type for n in g] == ["Abs", "Identity", "Abs"]
     result = Tidy().run(parse(before), PassContext())
@@ -75,7 +75,7 @@ def test_a_rule_set_of_its_own_runs_through_the_driver() -> None:
 
 
 def test_a_rule_set_of_its_own_can_disable_its_rules_and_names_itself_in_errors() -> None:
-    text = f"{HEAD}m (float[3] x) => (float[3] y) {{\n n = Neg(x)\n y = Abs(n)\n}}"
+    text = model_text("m (float[3] x) => (float[3] y) { n = Neg(x) y = Abs(n) }")
     check_rewrite(Tidy(disable="drop_neg_under_abs"), text, None)
     with pytest.raises(NeffkitError, match=r"tiny: unknown rule\(s\) drop_identity"):
         Tidy(disable="drop_identity").run(parse(text), PassContext())
@@ -91,7 +91,7 @@ def test_rewrite_loops_are_capped() -> None:
         node.set_attr("flip", 1 - node.attr("flip", 0))
         return True
 
-    g = parse(f"{HEAD}m (float[2,3] x) => (float[2,3] y) {{\n y = Relu(x)\n}}")
+    g = parse(model_text("m (float[2,3] x) => (float[2,3] y) { y = Relu(x) }"))
     rw = Rewriter(g, PassContext())
     counts = drive(g, rw, {"Relu": [flip]}, 5)
     assert counts == {"flip": 5} and rw.limit_hits == 1

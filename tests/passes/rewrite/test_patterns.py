@@ -18,10 +18,11 @@ from neffkit.passes.rewrite.patterns import (
     rebind,
 )
 from neffkit.passes.rewrite.rewriter import Rewriter
+from neffkit.testing.text import model_text
 
 
 def _graph(body: str, opset: int = 17, sig: str = "(float[2,1,3] x) => (float[2,3] y)") -> Graph:
-    return parse(f'<ir_version: 8, opset_import: ["" : {opset}]>\nm {sig} {{\n{body}\n}}')
+    return parse(model_text(f"m {sig} {{\n{body}\n}}", opset=opset))
 
 
 def test_producer_matches_an_onnx_op_of_the_type_only() -> None:

@@ -10,12 +10,11 @@ import pytest
 from neffkit.ir.text import parse
 from neffkit.passes import PassContext
 from neffkit.passes.rewrite.rewriter import Rewriter
-
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
+from neffkit.testing.text import model_text
 
 
 def _rewriter(sig: str, body: str, inits: str = "") -> tuple[Rewriter, dict]:
-    g = parse(f"{HEAD}m {sig} {'<' + inits + '>' if inits else ''} {{\n{body}\n}}")
+    g = parse(model_text(f"m {sig} {'<' + inits + '>' if inits else ''} {{\n{body}\n}}"))
     values = {v.name: v for n in g for v in n.outputs}
     return Rewriter(g, PassContext()), values
 
@@ -52,8 +51,9 @@ def test_static_shape_forget_shape_and_dtype() -> None:
 
 
 def test_an_initializer_the_caller_may_feed_is_no_constant() -> None:
-    text = f"{HEAD}m (float[2] x, float[2] c) => (float[2] y) <float[2] c = {{1, 2}}> {{\n"
-    text += "y = Add(x, c)\n}"
+    text = model_text(
+        "m (float[2] x, float[2] c) => (float[2] y) <float[2] c = {1, 2}> { y = Add(x, c) }"
+    )
     g = parse(text)
     c = next(iter(g)).inputs[1]
     kept = Rewriter(g, PassContext(keep_overridable_inputs=True))

@@ -1,24 +1,21 @@
-"""Shared by the rule tests: model texts, and ``check``, which runs ``simplify`` and checks
-the text after, the stats, onnxruntime agreement and a second run that changes nothing."""
+"""Shared by the rule tests: model texts, and ``check``, which runs ``simplify`` through
+``neffkit.testing.run_checked`` and checks the text after and the per-rule stats."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from neffkit.api import random_inputs
-from neffkit.backends import onnxruntime as ort
-from neffkit.backends.onnx import to_onnx
 from neffkit.ir.text import normalize, parse, print_body
-from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, PassResult
 from neffkit.passes.rewrite.registry import BUILTIN_RULES
 from neffkit.passes.simplify import Simplify
-from neffkit.testing import check_rewrite
+from neffkit.testing import check_rewrite, run_checked
+from neffkit.testing.text import model_text
 
 
 def model(body: str, sig: str = "(float[2,3] x) => (float[2,3] y)", opset: int = 17) -> str:
     """A model text: ``m <sig> { <body> }`` at ``opset``."""
-    return f'<ir_version: 8, opset_import: ["" : {opset}]>\nm {sig} {{\n{body}\n}}'
+    return model_text(f"m {sig} {{\n{body}\n}}", opset=opset)
 
 
 def check(
@@ -29,50 +26,31 @@ def check(
     numeric: bool = True,
     ctx: PassContext | None = None,
     simplify: Simplify | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-6,
 ) -> PassResult:
-    """Runs the pass on ``before`` and checks it.
+    """Runs ``simplify`` on ``before`` through ``run_checked`` and checks the result.
 
     With ``after`` (text) or ``ops`` (op types in order) the pass must fire, give that graph,
-    and agree with onnxruntime on the original (random inputs); with neither it must not fire
-    and leave the text unchanged. Either way the IR verifies and a second run changes nothing.
+    agree with onnxruntime on the original (random inputs, the per-dtype compare policy) and
+    count its rewrites per rule; with neither it must not fire and leave the text unchanged.
+    Either way the IR verifies and a second run changes nothing.
     """
-    ctx = ctx or PassContext()
-    p = simplify or Simplify()
     g = parse(before)
-    original = to_onnx(parse(before))
     text_before = print_body(g)
-    result = p.run(g, ctx)
-    verify(g)
+    fires = after is not None or ops is not None
+    p = simplify or Simplify()
+    result = run_checked(p, g, ctx=ctx, numeric=numeric and fires)
     text = print_body(g)
-    if after is None and ops is None:
+    if not fires:
         assert result.changed is False, result.stats
         assert result.stats == {}
         assert text == text_before
-    else:
-        assert result.changed is True
-        assert result.stats["rewrites"] == sum(
-            v for k, v in result.stats.items() if k in _RULE_NAMES
-        )
-        if after is not None:
-            assert text == normalize(after)
-        if ops is not None:
-            assert [n.op_type for n in g] == ops
-        if numeric:
-            inputs = random_inputs(parse(before), seed=0)
-            ref = ort.run(original, inputs)
-            got = ort.run(g, inputs)
-            assert len(ref) == len(got)
-            for r, o in zip(ref, got):
-                assert r.shape == o.shape and r.dtype == o.dtype
-                if r.dtype.kind == "f":
-                    np.testing.assert_allclose(o, r, rtol=rtol, atol=atol)
-                else:
-                    np.testing.assert_array_equal(o, r)
-    again = p.run(g, ctx)
-    assert again.changed is False, again.stats
-    assert print_body(g) == text
+        return result
+    assert result.changed is True
+    assert result.stats["rewrites"] == sum(v for k, v in result.stats.items() if k in _RULE_NAMES)
+    if after is not None:
+        assert text == normalize(after)
+    if ops is not None:
+        assert [n.op_type for n in g] == ops
     return result
 
 
@@ -91,16 +69,15 @@ ONE = "one = Constant<value = float {1.0}>()"
 ZERO = "zero = Constant<value = float {0.0}>()"
 
 
-HEAD = '<ir_version: 8, opset_import: ["" : 17]>\n'
 W = "float[4,3] w = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, 0.9, -1.0, 1.1, 1.2}"
 W2 = "float[3,4] v = {0.5, -0.1, 0.2, 0.3, -0.4, 0.6, 0.7, 0.1, 0.2, -0.3, 0.4, 0.9}"
 B = "float[3] b = {1, 2, 3}"
 B2 = "float[4] c = {-1, 0.5, 2, 1}"
 
 
-def model_with(sig: str, inits: str, body: str) -> str:
-    """A model text with initializers: ``m <sig> <inits> { <body> }`` at opset 17."""
-    return f"{HEAD}m {sig} <{inits}> {{\n{body}\n}}"
+def model_with(sig: str, inits: str, body: str, opset: int = 17) -> str:
+    """A model text with initializers: ``m <sig> <inits> { <body> }`` at ``opset``."""
+    return model_text(f"m {sig} <{inits}> {{\n{body}\n}}", opset=opset)
 
 
 def run(text: str, after: str | None) -> None:

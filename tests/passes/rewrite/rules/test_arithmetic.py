@@ -6,6 +6,7 @@ import pytest
 
 from neffkit.passes import PassContext
 from neffkit.passes.simplify import Simplify
+from neffkit.testing.text import model_text
 
 from .helpers import ONE, ZERO, check, model
 
@@ -102,7 +103,7 @@ def test_keep_signed_zeros_option() -> None:
 def test_overridable_initializer_is_not_a_constant() -> None:
     sig = "(float[2,3] x, float[3] one) => (float[2,3] y)"
     text = f"{sig} <float[3] one = {{1, 1, 1}}> {{\nt = Mul(x, one)\ny = Relu(t)\n}}"
-    before = f'<ir_version: 8, opset_import: ["" : 17]>\nm {text}'
+    before = model_text(f"m {text}")
     check(before, ctx=PassContext(keep_overridable_inputs=True))
     after = before.replace("t = Mul(x, one)\ny = Relu(t)", "y = Relu(x)")
     check(before, after, ctx=PassContext(keep_overridable_inputs=False))

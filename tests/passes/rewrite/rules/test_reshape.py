@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from neffkit.testing.text import model_text
+
 from .helpers import check, model
 
 S6 = "s6 = Constant<value = int64[1] {6}>()"
@@ -111,7 +113,7 @@ def test_reshape_target_from_shape_pieces_becomes_a_constant() -> None:
         y = Reshape(x, c)
     """
     after = f"{RS_SIG} <int64[4] y_shape = {{1, -1, 2, 4}}> {{ y = Reshape(x, y_shape) }}"
-    r = check(model(before, RS_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, RS_SIG), model_text(f"m {after}"))
     assert r.stats["constant_reshape_target"] == 1
 
 
@@ -144,7 +146,7 @@ def test_reshape_target_variants(sig: str, pieces: str, target: str) -> None:
     n = len(target.split(","))
     before = f"{SHAPE_PIECES}\n{pieces}\ny = Reshape(x, c)"
     after = f"{sig} <int64[{n}] y_shape = {{{target}}}> {{ y = Reshape(x, y_shape) }}"
-    check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    check(model(before, sig), model_text(f"m {after}"))
 
 
 @pytest.mark.parametrize(
@@ -201,7 +203,7 @@ def test_gather_of_a_static_dim_becomes_a_constant() -> None:
         y = Add(d, d)
     """
     after = f"{sig} <int64[2] d_value = {{1, 8}}> {{ y = Add(d_value, d_value) }}"
-    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, sig), model_text(f"m {after}"))
     assert r.stats["fold_gather_of_shape"] == 1
 
 
@@ -229,7 +231,7 @@ def test_unsqueeze_chain_fuses(a1: str, a2: str, sig: str, axes: str) -> None:
     before = f"{_ax('a1', a1)}\n{_ax('a2', a2)}\nu = Unsqueeze(x, a1)\ny = Unsqueeze(u, a2)"
     n = len(axes.split(","))
     after = f"{sig} <int64[{n}] y_axes = {{{axes}}}> {{ y = Unsqueeze(x, y_axes) }}"
-    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, sig), model_text(f"m {after}"))
     assert r.stats["fuse_unsqueezes"] == 1
 
 
@@ -254,7 +256,7 @@ def test_squeeze_chain_fuses(a1: str, a2: str | None) -> None:
     lines = [_ax("a1", a1), "u = Squeeze(x, a1)"]
     lines += ["y = Squeeze(u)"] if a2 is None else [_ax("a2", a2), "y = Squeeze(u, a2)"]
     after = f"{sig} <int64[2] y_axes = {{0, 2}}> {{ y = Squeeze(x, y_axes) }}"
-    r = check(model("\n".join(lines), sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model("\n".join(lines), sig), model_text(f"m {after}"))
     assert r.stats["fuse_squeezes"] == 1
 
 

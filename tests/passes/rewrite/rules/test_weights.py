@@ -11,6 +11,7 @@ import pytest
 from neffkit.ir.text import parse
 from neffkit.passes import PassContext
 from neffkit.passes.simplify import Simplify
+from neffkit.testing.text import model_text
 
 from .helpers import batchnorm_params, check, model, tensor
 
@@ -32,7 +33,7 @@ def _conv_bn(
         {extra}
     """
     sig = f"(float[{xshape}] x) => (float y)"
-    return f'<ir_version: 8, opset_import: ["" : 17]>\nm {sig} <{", ".join(inits)}> {{{body}}}'
+    return model_text(f"m {sig} <{', '.join(inits)}> {{{body}}}")
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def _conv_bn(
     ],
 )
 def test_batchnorm_folds_into_conv(xshape: str, wshape: tuple, bias: bool, group: int) -> None:
-    r = check(_conv_bn(xshape, wshape, bias=bias, group=group), ops=["Conv"], rtol=1e-4, atol=1e-5)
+    r = check(_conv_bn(xshape, wshape, bias=bias, group=group), ops=["Conv"])
     assert r.stats["fold_batchnorm_into_conv"] == 1
 
 
@@ -87,14 +88,14 @@ def _gemm_bn(trans_b: int, with_c: bool, beta: float = 1.0) -> str:
         y = BatchNormalization(g, {bn_args})
     """
     sig = "(float[3,4] x) => (float[3,5] y)"
-    return f'<ir_version: 8, opset_import: ["" : 17]>\nm {sig} <{", ".join(inits)}> {{{body}}}'
+    return model_text(f"m {sig} <{', '.join(inits)}> {{{body}}}")
 
 
 @pytest.mark.parametrize(
     ("trans_b", "with_c", "beta"), [(0, True, 1.0), (1, True, 0.5), (1, False, 1.0)]
 )
 def test_batchnorm_folds_into_gemm(trans_b: int, with_c: bool, beta: float) -> None:
-    r = check(_gemm_bn(trans_b, with_c, beta), ops=["Gemm"], rtol=1e-4, atol=1e-5)
+    r = check(_gemm_bn(trans_b, with_c, beta), ops=["Gemm"])
     assert r.stats["fold_batchnorm_into_gemm"] == 1
 
 
@@ -118,7 +119,7 @@ def test_conv_mul_add_fold_into_the_conv() -> None:
     after = f"""{sig} <float[2,1,1,1] w_mul = {{2, 6}}, float[2] b_mul_add = {{2, -2}}> {{
         y = Conv(x, w_mul, b_mul_add)
     }}"""
-    r = check(model(before, sig), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, sig), model_text(f"m {after}"))
     assert r.stats["fold_mul_into_conv"] == 1 and r.stats["fold_add_into_conv"] == 1
 
 
@@ -149,7 +150,7 @@ def _conv_affine(
         prev = out
     body = "\n".join(lines + [extra])
     sig = f"(float[{xshape}] x) => ({outs})"
-    return f'<ir_version: 8, opset_import: ["" : 17]>\nm {sig} <{", ".join(inits)}> {{\n{body}\n}}'
+    return model_text(f"m {sig} <{', '.join(inits)}> {{\n{body}\n}}")
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_mul_and_add_fold_into_conv(
     xshape: str, wshape: tuple, ops: list, bias: bool, group: int, swap: bool
 ) -> None:
     text = _conv_affine(xshape, wshape, ops, bias=bias, group=group, swap=swap)
-    check(text, ops=["Conv"], rtol=1e-4, atol=1e-5)
+    check(text, ops=["Conv"])
 
 
 def test_conv_fold_keeps_shared_weights() -> None:
@@ -212,7 +213,7 @@ def test_gemm_mul_add_fold_into_the_gemm() -> None:
     # B * c = {2, 1, 6, 2} (columns scaled); beta * C * c + d = 0.5 * {2, -0.5} + 1 = {2, 0.75}
     inits = "float[2,2] bw_mul = {2, 1, 6, 2}, float[1,2] cc_mul_add = {2, 0.75}"
     after = f"{GEMM_SIG} <{inits}> {{ y = Gemm<beta = 1.0>(x, bw_mul, cc_mul_add) }}"
-    r = check(model(before, GEMM_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, GEMM_SIG), model_text(f"m {after}"))
     assert r.stats["fold_mul_into_gemm"] == 1 and r.stats["fold_add_into_gemm"] == 1
 
 
@@ -256,7 +257,7 @@ MM_SIG = "(float[2,3,2] x) => (float[2,3,2] y)"
 def test_matmul_mul_folds_into_the_weights() -> None:
     before = f"{BW}\n{SC}\nh = MatMul(x, bw)\ny = Mul(h, sc)"
     after = f"""{MM_SIG} <float[2,2] bw_mul = {{2, 1, 6, 2}}> {{ y = MatMul(x, bw_mul) }}"""
-    r = check(model(before, MM_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, MM_SIG), model_text(f"m {after}"))
     assert r.stats == {"fold_mul_into_matmul": 1, "rewrites": 1, "dead_nodes_removed": 3}
 
 
@@ -308,7 +309,7 @@ def test_batchnorm_mul_add_fold_into_the_batchnorm() -> None:
         va = Constant<value = float[2] {{1, 4}}>()
         y = BatchNormalization(x, sc_mul, bi_mul_add, mu, va)
     }}"""
-    r = check(model(before, BN_SIG), f'<ir_version: 8, opset_import: ["" : 17]>\nm {after}')
+    r = check(model(before, BN_SIG), model_text(f"m {after}"))
     assert r.stats["fold_mul_into_batchnorm"] == 1 and r.stats["fold_add_into_batchnorm"] == 1
 
 
@@ -316,7 +317,7 @@ def test_conv_batchnorm_mul_add_become_one_conv() -> None:
     s3 = "s3 = Constant<value = float[3,1,1] {2, 3, 4}>()"
     tail = f"{s3}\nm = Mul(y, s3)\nz = Add(m, s3)"
     text = _conv_bn("1,2,5,5", (3, 2, 3, 3), bias=True, extra=tail)
-    r = check(text.replace("=> (float y)", "=> (float z)"), ops=["Conv"], rtol=1e-4, atol=1e-4)
+    r = check(text.replace("=> (float y)", "=> (float z)"), ops=["Conv"])
     assert r.stats["fold_batchnorm_into_conv"] == 1
 
 
