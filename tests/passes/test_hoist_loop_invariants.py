@@ -236,31 +236,31 @@ def test_scan_bodies_too() -> None:
 # -- the Conformer decoder loop, and generated graphs ----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def conformer() -> bytes:
-    from neffkit.examples.conformer import export_conformer_onnx
-
-    return export_conformer_onnx().SerializeToString()
+#: A small Conformer (same structure: 2 decoder layers, a data-dependent exit) keeps this fast.
+SMALL = {"width": 32, "d_model": 32, "max_len": 12}
 
 
-def test_the_conformer_cross_attention_projections_run_once(conformer: bytes) -> None:
+def test_the_conformer_cross_attention_projections_run_once() -> None:
     import neffkit
-    from neffkit.examples.conformer import example_input
+    from neffkit.examples.conformer import example_input, export_conformer_onnx
     from neffkit.ir.serde import to_onnx
 
-    g = neffkit.load(conformer)
+    original = export_conformer_onnx(**SMALL).SerializeToString()
+    g = neffkit.load(original)
     (loop,) = [n for n in g if n.op_type == "Loop"]
     body = loop.attr("body")
-    matmuls = sum(n.op_type == "MatMul" for n in body)
+    before = {n for n in body if n.op_type == "MatMul"}
     result = Hoist().run(g, PassContext())
     verify(g)
     assert result.changed and result.stats["loops"] == 1
-    # the key and value projections of the encoder output, in both decoder layers
-    moved = [n for n in g if n.op_type == "MatMul" and "cross_attn" in str(n.outputs[0].users)]
-    assert matmuls - sum(n.op_type == "MatMul" for n in body) == 4, moved
+    # the key and value projections of the encoder output, in both decoder layers: they now
+    # run once, before the loop, on the encoder output (a value of the top-level graph)
+    moved = [n for n in before if n.graph is g]
+    assert len(moved) == 4 and len(before) - len(moved) == sum(n.op_type == "MatMul" for n in body)
+    assert len({n.inputs[0] for n in moved}) == 1 and moved[0].inputs[0].graph is g
     assert not Hoist().run(g, PassContext()).changed
-    feeds = {"image": example_input()}
-    want = Runner(conformer, "onnxruntime")(feeds)
+    feeds = {"image": example_input(SMALL["width"])}
+    want = Runner(original, "onnxruntime")(feeds)
     after = to_onnx(g).SerializeToString()
     for backend in ("onnxruntime", "torch"):
         got = Runner(after, backend)(feeds)
@@ -271,5 +271,5 @@ def test_the_conformer_cross_attention_projections_run_once(conformer: bytes) ->
 
 def test_generated_graphs_with_loops_keep_every_property() -> None:
     ops = ["Loop", "If", "Add", "Mul", "Relu", "Neg", "MatMul", "Reshape", "Transpose", "Cast"]
-    summary = check_pass(Hoist, max_examples=40, ops=ops, max_ops=6, torch=True)
-    assert summary.changed > 0
+    summary = check_pass(Hoist, max_examples=60, ops=ops, max_ops=6, torch=True)
+    assert summary.changed >= 10, summary
