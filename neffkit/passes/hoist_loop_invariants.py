@@ -185,18 +185,19 @@ def _move(nodes: list[Node], body: Graph, loop: Node, outer: Graph) -> int:
             copies[v] = c
         return c
 
-    # body constants read by moving nodes (or inside their subgraphs) -> outer copies
+    # body constants read by moving nodes (or inside their subgraphs) -> outer copies; each
+    # constant once: its first reader rewires every moving use of it
     for node in nodes:
         graphs = regions.get(node)
         reads = [*_inputs(node), *(_free_values(graphs) if graphs else ())]
         for v in reads:
-            if v.graph is not body or not v.is_initializer:
+            if v.graph is not body or not v.is_initializer or v in copies:
                 continue
             c = outer_copy(v)
             for user, i in v.uses:
                 if user in moving or user.graph in inner_all:
                     user.set_input(i, c)
-            for g in graphs or ():
+            for g in inner_all:
                 if v in g.outputs:
                     g.replace_output(v, c)
     for node in nodes:

@@ -158,6 +158,70 @@ def test_an_if_whose_branch_reads_a_carried_value_stays() -> None:
     check_rewrite(Hoist(), loop("", body + "  t_out = MatMul (t, z)"), None)
 
 
+def test_an_if_with_a_random_op_in_a_branch_stays() -> None:
+    body = IF.replace("p = Relu (%s)", "p = RandomUniformLike (%s)") % ("c", "w")
+    check_rewrite(Hoist(), loop("", body + "  t_out = MatMul (t, z)"), None, numeric=False)
+
+
+def test_a_body_constant_read_inside_a_moving_if_and_by_a_staying_node() -> None:
+    # the If moves and reads an outer copy of k; the body keeps k for the node that stays
+    branches = """z = If (c) <
+            then_branch = g1 () => (float[4] p) { p = Relu (k) },
+            else_branch = g2 () => (float[4] q) { q = Identity (k) }
+        >"""
+    text = """m (float[2,4] x) => (float[2,4] y) %s {
+    n = Constant <value = int64 {2}> ()
+    c = Constant <value = bool {1}> ()
+    %s
+    y = Loop (n, c, x) <body = b (int64 i, bool c_in, float[2,4] t) => (bool c_out,
+        float[2,4] t_out) <float[4] k = {1, -2, 3, -4}> {
+        c_out = Identity (c_in)
+        %s
+        s = Add (t, z)
+        t_out = Mul (s, k)
+    }>
+}"""
+    check_rewrite(
+        Hoist(),
+        H + text % ("", "", branches),
+        H + text % ("<float[4] k = {1, -2, 3, -4}>", branches, ""),
+    )
+
+
+def test_a_long_invariant_chain_moves_in_linear_time() -> None:
+    import time
+
+    from onnx import TensorProto
+
+    from neffkit.ir.core import Graph, Node, Value
+    from neffkit.ir.tensor import Tensor
+    from neffkit.ir.types import TensorType
+
+    g = Graph("m", opset_imports={"": 17})
+    w = g.add_input(Value("w", TensorType(TensorProto.FLOAT, (4,))))
+    x = g.add_input(Value("x", TensorType(TensorProto.FLOAT, (4,))))
+    n = g.add_initializer(Value("n", const=Tensor(np.array(2, np.int64))))
+    body = Graph("body")
+    body.add_input(Value("i", TensorType(TensorProto.INT64, ())))
+    c_in = body.add_input(Value("c_in", TensorType(TensorProto.BOOL, ())))
+    t = body.add_input(Value("t", TensorType(TensorProto.FLOAT, (4,))))
+    v = w
+    for _ in range(50_000):
+        v = body.append(Node("Neg", [v])).outputs[0]
+    out = body.append(Node("Add", [t, v])).outputs[0]
+    body.set_outputs([c_in, out])
+    loop = Node("Loop", [n, None, x], outputs=[Value("y", TensorType(TensorProto.FLOAT, (4,)))])
+    loop.set_attr("body", body)
+    g.append(loop)
+    g.add_output(loop.outputs[0])
+    start = time.perf_counter()
+    result = Hoist().run(g, PassContext())
+    assert time.perf_counter() - start < 5  # about 0.3 s
+    assert result.stats == {"nodes_hoisted": 50_000, "loops": 1}
+    assert len(body) == 1 and len(g) == 50_001
+    verify(g)
+
+
 # -- zero-trip loops: what may run although the loop does not -------------------------------
 
 ZERO = """m (float[2,4] x, float[4,4] w) => (float[2,4] y) {
