@@ -2,10 +2,11 @@
 
 Before / after::
 
-    y = Loop (m, c, t0) <body = b (i, c_in, t) => (c_out, t_out) {
-        k = MatMul (mem, w)            k = MatMul (mem, w)        (now before the Loop)
-        s = MatMul (t, k)      ->      y = Loop (m, c, t0) <body = b (i, c_in, t) => ... {
-        ...                                s = MatMul (t, k)   (k: a captured outer value)
+    y = Loop (n, c, t0) <body = ... {         k = MatMul (mem, w)
+        k = MatMul (mem, w)                   y = Loop (n, c, t0) <body = ... {
+        s = MatMul (t, k)            ->           s = MatMul (t, k)     (k: captured)
+        ...                                       ...
+    }>                                        }>
 
 A body node is invariant when it is pure (``neffkit.passes.base.is_pure``: no Random* op, no
 Dropout, no custom-domain op; for a node holding subgraphs, every node inside them too) and
