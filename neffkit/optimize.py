@@ -38,7 +38,7 @@ from neffkit.verify import verify as verify_models
 #: are inside the group: rewrites create untyped values and equal constants that the next
 #: round's fold, simplify and cse can only use once typed and merged (rerunning shape-infer
 #: on a fully typed graph returns at once).
-_REDUCE = "(shape-infer,dedup,fold,simplify,cse,dce){max-iter=8}"
+_REDUCE = "(shape-infer,dedup,fold,simplify,hoist,cse,dce){max-iter=8}"
 
 DEFAULT_PIPELINES: dict[str, str] = {
     "torch": _REDUCE,
