@@ -116,7 +116,7 @@ def _selects_to_where(body: Graph) -> int:
         scalar = Node("Reshape", [cond, shape], outputs=[Value(f"{cond.name}_scalar")])
         body.insert_before(node, scalar)
         b = scalar.outputs[0]
-        if _static_type(then_v)[0] == TensorProto.BOOL:  # type: ignore[index]  # checked
+        if then_v.dtype == TensorProto.BOOL or _const_dtype(then_v) == TensorProto.BOOL:
             # onnxruntime has no bool Where: Or(And(b, t), And(Not(b), f)), as exact
             not_b = Node("Not", [b], outputs=[Value(f"{cond.name}_not")])
             pick_t = Node("And", [b, then_v], outputs=[Value("then_picked")])
@@ -165,12 +165,21 @@ def _selected(node: Node) -> tuple[Value, Value] | None:
     return t, f
 
 
+def _const_dtype(v: Value) -> int | None:
+    """The element type of ``v`` when it is a Constant node's output, else None."""
+    p = v.producer
+    if p is not None and p.op_type == "Constant" and isinstance(p.attr("value"), Tensor):
+        return int(p.attr("value").dtype)
+    return None
+
+
 def _static_type(v: Value) -> tuple[int, tuple[int, ...]] | None:
     """``(dtype, shape)`` of ``v`` when both are known (its type, or its constant's)."""
     t = v.type
     if isinstance(t, TensorType) and t.shape is not None:
-        if all(isinstance(d, int) for d in t.shape):
-            return t.dtype, tuple(int(d) for d in t.shape)  # type: ignore[arg-type]
+        dims = [d for d in t.shape if isinstance(d, int)]
+        if len(dims) == len(t.shape):
+            return t.dtype, tuple(dims)
     p = v.producer
     const = v.const
     if const is None and p is not None and p.op_type == "Constant" and p.domain == "":
