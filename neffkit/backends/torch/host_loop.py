@@ -8,8 +8,9 @@ traced with ``torch.jit.trace`` on the example inputs (a compiled unit has one s
 accelerator compiler needs); the loop itself is the torch backend's ``LoopModule``, scripted.
 
 A traced step is only kept when it is right: the body has no control flow (trace would bake in
-one branch) and the traced step matches the eager one on the second iteration, whose carried
-values may have other shapes than the first's. Otherwise the step is scripted, and the module
+one branch), no shape operand computed from data (trace would bake in its first value), and the
+traced step matches the eager one on the second iteration, whose carried values may have other
+shapes than the first's. Otherwise the step is scripted, and the module
 says so (``pad-loop`` gives a growing loop one static shape).
 
 The host loop is lowered only by ``to_torchscript``; the eager backend runs the Loop as usual.
@@ -36,6 +37,41 @@ from neffkit.ir.core import Graph, Node, Value
 HOST_LOOP_KEY = "neffkit.host_loop/"
 STEP_UNIT = "step"
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+#: Inputs (by op) that fix an output's shape or a loop's length: the lowering reads them into
+#: Python values, which a trace records as constants. They must be constants or computed from
+#: shapes alone (fixed once the step has one shape) for a traced step to stay right.
+_SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "Slice": (1, 2, 3, 4),
+    "Reshape": (1,),
+    "Expand": (1,),
+    "Tile": (1,),
+    "Range": (0, 1, 2),
+    "ConstantOfShape": (0,),
+    "Pad": (1, 2, 3),
+    "TopK": (1,),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "OneHot": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Split": (1,),
+    "ReduceSum": (1,),
+    "ReduceMean": (1,),
+    "ReduceMax": (1,),
+    "ReduceMin": (1,),
+    "ReduceProd": (1,),
+    "ReduceL1": (1,),
+    "ReduceL2": (1,),
+    "ReduceLogSum": (1,),
+    "ReduceLogSumExp": (1,),
+    "ReduceSumSquare": (1,),
+    "CenterCropPad": (1,),
+    "Trilu": (1,),
+    "NonZero": (0,),
+    "NonMaxSuppression": (2, 3, 4),
+    "Compress": (1,),
+    "Unique": (0,),
+}
 
 
 def marked_loops(graph: Graph) -> list[Node]:
@@ -185,6 +221,10 @@ def _step_unit(
     control = next((n for n in body.all_nodes() if n.op_type in _CONTROL_FLOW), None)
     if control is not None:
         return step_gm, "scripted", f"the body has control flow: {control.op_type} '{control.name}'"
+    baked = _data_fixing_a_shape(body)
+    if baked is not None:
+        why = f"{baked.op_type} '{baked.name}' takes a shape from values, not from shapes"
+        return step_gm, "scripted", why
     caps = [env[v] for v in captures]
     carried = [_initial(v, env) for v in loop.inputs[2:]]
     first = [torch.tensor(0, dtype=torch.int64), torch.tensor(True), *carried]
@@ -205,6 +245,27 @@ def _step_unit(
     if not same:
         return step_gm, "scripted", "the step's shapes change between iterations: see pad-loop"
     return traced, "traced", ""
+
+
+def _data_fixing_a_shape(body: Graph) -> Node | None:
+    """The first node of ``body`` whose shape operand is computed from data (the loop's
+    inputs, captured values, or any value not derived from shapes and constants), else None."""
+    from_shapes: set[Value] = set()
+    for node in body:
+        ins = node.inputs
+        for i in _SHAPE_OPERANDS.get(node.op_type, ()):
+            v = ins[i] if i < len(ins) else None
+            if v is not None and not _is_const(v) and v not in from_shapes:
+                return node
+        if node.op_type in ("Shape", "Size") or all(
+            v is None or _is_const(v) or v in from_shapes for v in ins
+        ):
+            if node.op_type not in _CONTROL_FLOW and node.op_type not in _RANDOM:
+                from_shapes.update(node.outputs)
+    return None
+
+
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
 
 
 def _initial(v: Value | None, env: dict[Value, Any]) -> torch.Tensor:
