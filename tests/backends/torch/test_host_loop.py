@@ -193,3 +193,17 @@ def test_conformer_host_loop_round_trips_through_a_file(conformer, tmp_path) -> 
     for seed in (0, 1):
         x = example_input(32, seed)
         np.testing.assert_array_equal(loaded(torch.from_numpy(x))[0].numpy(), ort([x])[0])
+
+
+def test_neffkit_convert_writes_and_checks_a_host_loop_module(tmp_path, capsys) -> None:
+    from neffkit.cli import main
+
+    model, out = tmp_path / "split.onnx", tmp_path / "split.pt"
+    neffkit.save(_split(STATIC), str(model))
+    assert main(["convert", str(model), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "host-loop: host loop 'host_loop_0': encoder traced, step traced" in printed
+    assert "all 3 outputs agree on 2 input sets" in printed
+    loaded = torch.jit.load(str(out))
+    feeds = [{"x": np.array([3.0, -1.0, 2.0], np.float32), "limit": np.full(3, 1.0, np.float32)}]
+    _check_against_onnxruntime(neffkit.load(str(model)), loaded, feeds)
