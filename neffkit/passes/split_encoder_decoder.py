@@ -24,6 +24,7 @@ no control flow and ``torch.jit.trace`` keeps its meaning. Loops inside subgraph
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -71,11 +72,14 @@ class SplitEncoderDecoder(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         props = graph.meta.metadata_props
         taken = {n.name for n in graph.all_nodes() if n.name}
+        names = Counter(n.name for n in graph.all_nodes())
         marked = selects = 0
         for node in graph:
             if node.op_type != "Loop" or node.domain != "":
                 continue
-            if not node.name:
+            if not node.name or names[node.name] > 1:
+                # the key names one node: a shared name gets a fresh one
+                names[node.name] -= 1
                 node.name = _fresh("host_loop", taken)
             # If(b){Identity(t)}{Identity(f)} -> Where(b, t, f): the step gets no control flow
             selects += _selects_to_where(node.attr("body"))

@@ -8,9 +8,11 @@ import pytest
 
 import neffkit
 from neffkit.examples import example_input, export_conformer_onnx
+from neffkit.examples.conformer import EOS_ID
 from neffkit.execution import Runner
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.serde import to_onnx
+from neffkit.ir.tensor import Tensor
 from neffkit.ir.text import parse, print_graph
 from neffkit.passes.base import PassContext
 from neffkit.passes.registry import get_pass
@@ -49,6 +51,16 @@ def test_keeps_the_name_a_loop_has() -> None:
     before = COUNTER.replace("y = Loop", "[decode] y = Loop")
     g = check_rewrite(SplitEncoderDecoder(), before, before)
     assert g.meta.metadata_props == {HOST_LOOP_KEY + "decode": "step"}
+
+
+def test_a_loop_sharing_its_name_gets_its_own() -> None:
+    before = COUNTER.replace("y = Loop", "[same] y = Loop").replace(
+        "float[2] y) {", "float[2] y) {\n    [same] x2 = Relu (x)"
+    )
+    after = before.replace("[same] y = Loop", "[host_loop_0] y = Loop")
+    # onnxruntime refuses two nodes of one name: no numbers before the pass
+    g = check_rewrite(SplitEncoderDecoder(), before, after, numeric=False)
+    assert g.meta.metadata_props == {HOST_LOOP_KEY + "host_loop_0": "step"}
 
 
 def test_marking_survives_the_onnx_round_trip() -> None:
@@ -189,17 +201,28 @@ def conformer() -> neffkit.Graph:
     return neffkit.load(export_conformer_onnx(width=32, max_len=20, **small))
 
 
+def with_eos_bias(graph: neffkit.Graph, bias: float) -> neffkit.Graph:
+    """A copy of the Conformer whose EOS logit bias is ``bias`` (larger: shorter outputs)."""
+    g = clone_graph(graph)
+    v = g.initializers["decoder.out.bias"]
+    assert v.const is not None
+    arr = v.const.numpy().copy()
+    arr[EOS_ID] = bias
+    v.const = Tensor(arr)
+    return g
+
+
 def test_conformer_outputs_unchanged_on_onnxruntime_and_torch(conformer) -> None:
-    original = Runner(conformer, "onnxruntime")
-    split = clone_graph(conformer)
-    result = SplitEncoderDecoder().run(split, PassContext())
-    assert result.stats == {"host_loops": 1, "if_to_where": 1}
-    ort, torch_ = Runner(split, "onnxruntime"), Runner(split, "torch")
-    lengths = set()
-    for seed in range(2):
-        x = example_input(32, seed)
-        want = original([x])[0]
-        lengths.add(want.shape[1])
-        np.testing.assert_array_equal(ort([x])[0], want)
-        np.testing.assert_array_equal(torch_([x])[0], want)
-    assert lengths
+    lengths = []
+    # EOS at the first step, a middle one, later, and never (all 20 steps run)
+    for bias in (8.0, 3.0, 2.0, -4.0):
+        original = with_eos_bias(conformer, bias)
+        split = clone_graph(original)
+        result = SplitEncoderDecoder().run(split, PassContext())
+        assert result.stats == {"host_loops": 1, "if_to_where": 1}
+        x = example_input(32, 0)
+        want = Runner(original, "onnxruntime")([x])[0]
+        lengths.append(want.shape[1])
+        np.testing.assert_array_equal(Runner(split, "onnxruntime")([x])[0], want)
+        np.testing.assert_array_equal(Runner(split, "torch")([x])[0], want)
+    assert lengths == [1, 4, 14, 20]

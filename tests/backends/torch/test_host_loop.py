@@ -17,6 +17,7 @@ from neffkit.ir.clone import clone_graph
 from neffkit.ir.text import parse
 from neffkit.passes.base import PassContext
 from neffkit.passes.split_encoder_decoder import SplitEncoderDecoder
+from tests.passes.test_split_encoder_decoder import with_eos_bias
 
 # encoder (Mul, Relu) -> Loop with a static-shaped state and an exit -> epilogue (Neg)
 STATIC = """
@@ -177,8 +178,10 @@ def conformer() -> neffkit.Graph:
     return neffkit.load(export_conformer_onnx(width=32, max_len=20, **small))
 
 
-def test_conformer_host_loop_round_trips_through_a_file(conformer, tmp_path) -> None:
-    g = clone_graph(conformer)
+@pytest.mark.parametrize("bias", [3.0, -4.0])  # EOS after 4 steps; never (20 steps run)
+def test_conformer_host_loop_round_trips_through_a_file(conformer, tmp_path, bias) -> None:
+    original = with_eos_bias(conformer, bias)
+    g = clone_graph(original)
     SplitEncoderDecoder().run(g, PassContext())
     x = example_input(32, 0)
     module, how = to_torchscript(g, {"image": x})
@@ -189,7 +192,7 @@ def test_conformer_host_loop_round_trips_through_a_file(conformer, tmp_path) -> 
     path = tmp_path / "conformer.pt"
     torch.jit.save(module, str(path))
     loaded = torch.jit.load(str(path))
-    ort = Runner(conformer, "onnxruntime")
+    ort = Runner(original, "onnxruntime")
     for seed in (0, 1):
         x = example_input(32, seed)
         np.testing.assert_array_equal(loaded(torch.from_numpy(x))[0].numpy(), ort([x])[0])
