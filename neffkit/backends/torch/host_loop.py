@@ -225,7 +225,7 @@ def _step_unit(
     if baked is not None:
         why = f"{baked.op_type} '{baked.name}' takes a shape from values, not from shapes"
         return step_gm, "scripted", why
-    caps = [env[v] for v in captures]
+    caps = [_initial(v, env) for v in captures]
     carried = [_initial(v, env) for v in loop.inputs[2:]]
     first = [torch.tensor(0, dtype=torch.int64), torch.tensor(True), *carried]
     traced = _trace(step_gm, (first, caps), "step")
@@ -269,12 +269,18 @@ _RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Rando
 
 
 def _initial(v: Value | None, env: dict[Value, Any]) -> torch.Tensor:
+    """The example value the loop reads as ``v``: computed by the encoder, or a constant."""
     if v is None:
         raise BackendError("a host loop needs every loop-carried initial value")
     hit = env.get(v)
     if hit is not None:
         return hit
-    assert v.const is not None
+    return _const(v)
+
+
+def _const(v: Value) -> torch.Tensor:
+    if v.const is None:
+        raise BackendError(f"the host loop reads '{v.name}', which the encoder does not compute")
     return torch.from_numpy(v.const.numpy().copy())
 
 
@@ -308,8 +314,7 @@ def _assemble(
             return None
         if v not in env:
             name = f"const_{len(env)}"
-            assert v.const is not None
-            root.register_buffer(name, torch.from_numpy(v.const.numpy().copy()))
+            root.register_buffer(name, _const(v))
             env[v] = g.get_attr(name)
         return env[v]
 
