@@ -80,6 +80,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     log.info("TorchScript module made in %.2f s", time.perf_counter() - t0)
     if how == "script":
         print(f"{model}: scripted with torch.jit.script (control flow kept)")
+    elif how.startswith("host-loop"):
+        print(f"{model}: {how}")
     else:
         print(
             f"{model}: could not be scripted; traced with torch.jit.trace on the example "

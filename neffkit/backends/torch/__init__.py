@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from neffkit.backends.torch.convert import from_carrier, to_numpy, to_torch
+from neffkit.backends.torch.host_loop import marked_loops, to_host_loop
 from neffkit.backends.torch.lowering import lower_graph
 from neffkit.backends.torch.registry import supported_ops
 from neffkit.errors import BackendError, first_line
@@ -246,9 +247,18 @@ def to_torchscript(
     Scripting keeps control flow (Loop, If) data-dependent; tracing, the fallback, bakes in the
     path the example inputs take, so it needs ``example_inputs``.
 
+    A model whose Loop ``split`` marked as a host loop becomes a scripted host loop calling the
+    traced encoder and step (``host_loop``); that needs ``example_inputs`` too.
+
     Returns:
-        The TorchScript module and how it was made (``"script"`` or ``"trace"``).
+        The TorchScript module and how it was made (``"script"``, ``"trace"``, or
+        ``"host-loop: ..."`` saying which units were traced).
     """
+    if marked_loops(graph):
+        if example_inputs is None:
+            raise BackendError("a host-loop model needs example inputs to trace its units with")
+        module, report = to_host_loop(graph, prepare_inputs(graph, example_inputs))
+        return module, f"host-loop: {report}"
     gm = compile(graph)
     try:
         return torch.jit.script(gm), "script"
