@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 #: Names the docs use for things that do not exist on purpose: the example pass of
-#: writing-a-pass.md and the backend a new-backend paragraph would add.
+#: writing-a-pass.md and the backend a new-backend paragraph would add; and the metadata key
+#: `split` writes (`neffkit.host_loop/<loop>`), which is a string, not a module.
 _ILLUSTRATIONS = {
     "neffkit.backends.neuron",
+    "neffkit.host_loop",
     "neffkit.passes.collapse_repeats",
     "neffkit/passes/collapse_repeats.py",
     "tests/passes/test_collapse_repeats.py",

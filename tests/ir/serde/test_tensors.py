@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import neffkit
 from neffkit.errors import FrontendError
-from neffkit.frontends.sparse import MAX_DENSE_BYTES, sparse_to_dense
+from neffkit.ir.serde.tensors import MAX_DENSE_BYTES, sparse_to_dense
 from tests.helpers import save_model
 
 N = 8
