@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from neffkit.cli import convert, fuzz, inspect, optimize, run, verify
+from neffkit.cli import convert, fuzz, inspect, optimize, run, tune, verify
 from neffkit.cli.io import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -31,7 +31,7 @@ from neffkit.cli.options import RAW
 __all__ = ["EXIT_ERROR", "EXIT_INTERNAL", "EXIT_MISMATCH", "EXIT_OK", "build_parser", "main"]
 
 #: The command modules, in the order ``neffkit --help`` lists their commands.
-_COMMANDS = (inspect, convert, verify, run, optimize, fuzz)
+_COMMANDS = (inspect, convert, verify, run, optimize, fuzz, tune)
 
 _MAIN_EPILOG = """\
 commands:
@@ -44,6 +44,7 @@ commands:
   convert   ONNX -> TorchScript (.pt), checked against onnxruntime
   verify    compare two models (or a model and a .pt) on the same inputs
   run       run a model on random or given inputs and show / save the outputs
+  tune-partitions  pick decoder partition boundaries for observed output lengths
 
 exit status: 0 ok, 1 numbers differ (verify, convert, optimize) or fuzz found failures,
              2 bad input or error, 3 internal error

@@ -98,12 +98,13 @@ class DecoderLoop:
         """A unit that takes the body's inputs and returns the carried values, computing
         nothing: what one call costs on a backend before any step runs."""
         g = self.body.graph
-        outputs = [helper.make_empty_tensor_value_info(f"{i.name}.out") for i in g.input[2:]]
-        nodes = [helper.make_node("Identity", [i.name], [f"{i.name}.out"]) for i in g.input[2:]]
+        carried = g.input[2 : 2 + len(self.carried)]
+        outputs = [helper.make_empty_tensor_value_info(f"{i.name}.out") for i in carried]
+        nodes = [helper.make_node("Identity", [i.name], [f"{i.name}.out"]) for i in carried]
         graph = helper.make_graph(nodes, "call_overhead", [], outputs)
         graph.input.extend(copy.deepcopy(g.input))
         _type_inputs(graph, feeds)
-        for o, i in zip(graph.output, graph.input[2:], strict=True):
+        for o, i in zip(graph.output, graph.input[2:], strict=False):
             o.type.CopyFrom(i.type)
         return _model_like(self.model, graph)
 
@@ -238,6 +239,7 @@ def _probe(
     if missing:
         raise NeffkitError(f"the loop reads {missing[0]!r}, which the outer graph does not compute")
     graph.set_outputs([by_name[n] for n in names])
+    PassManager("dce", rollback=False).run(graph)  # the loop itself need not run
     feeds = inputs if inputs is not None else random_inputs(graph)
     results = Runner(graph, "onnxruntime", check=False)(feeds)
     return {n: np.asarray(x) for n, x in zip(names, results, strict=True)}

@@ -31,12 +31,15 @@ def tune(
     lengths: Sequence[int],
     objective: Objective | None = None,
     target: str = "torch",
+    *,
+    max_partitions: int | None = None,
 ) -> TuneResult:
-    """The best boundaries under ``costs`` for ``lengths``, the host loop and the full unroll
-    priced alike, and the pipeline text for ``target`` that builds the chosen form."""
+    """The best boundaries under ``costs`` for ``lengths`` (at most ``max_partitions``
+    partitions), the host loop and the full unroll priced alike, and the pipeline text for
+    ``target`` that builds the chosen form."""
     objective = objective or Objective()
     big_t = costs.max_len
-    chosen = choose_boundaries(costs, lengths, objective)
+    chosen = choose_boundaries(costs, lengths, objective, max_partitions=max_partitions)
     return TuneResult(
         costs=costs,
         objective=objective,
