@@ -116,6 +116,8 @@ def cmd_tune_partitions(args: argparse.Namespace) -> int:
     from neffkit.tune.measure import find_loop, measure_costs, positions_to_measure
 
     objective = parse_objective(args.objective)
+    if args.simulate:
+        parse_simulate(args.simulate, 1)  # refused before any work
     for name in ("max_len", "max_partitions", "positions", "repeats"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -128,15 +130,12 @@ def cmd_tune_partitions(args: argparse.Namespace) -> int:
     if args.output:
         refuse_overwrite(args.output, files_read(args.model, graph, args.inputs), "the pipeline")
     inputs = read_inputs(graph, args, args.model)
+    if args.max_len:  # refused before the model runs
+        _check_longest(lengths, args.max_len, args.lengths)
     _say(f"finding the decoder loop of {args.model}")
     loop = find_loop(graph, inputs)
     max_len = args.max_len or _default_max_len(loop.trip_count, lengths)
-    longest = max(lengths)
-    if longest > max_len:
-        raise NeffkitError(
-            f"{args.lengths}: a length of {longest} exceeds the {max_len} steps the loop runs "
-            "(--max-len)"
-        )
+    _check_longest(lengths, max_len, args.lengths)
     target = args.backend if args.backend in DEFAULT_PIPELINES else "torch"
     if args.simulate:
         costs = parse_simulate(args.simulate, max_len)
@@ -161,6 +160,14 @@ def cmd_tune_partitions(args: argparse.Namespace) -> int:
         files.write_text(args.output, result.pipeline + "\n")
         print(f"wrote {args.output}")
     return EXIT_OK
+
+
+def _check_longest(lengths: list[int], max_len: int, where: str) -> None:
+    longest = max(lengths)
+    if longest > max_len:
+        raise NeffkitError(
+            f"{where}: a length of {longest} exceeds the {max_len} steps the loop runs (--max-len)"
+        )
 
 
 def _default_max_len(trip_count: int | None, lengths: list[int]) -> int:
