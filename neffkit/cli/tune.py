@@ -41,12 +41,12 @@ position computed (step t costs per-step + t * per-position); with dear calls th
 move later and the partitions get fewer.
 
 example:
-  neffkit example conformer -o conformer.onnx
   neffkit tune-partitions conformer.onnx --lengths lengths.txt -o pipeline.txt
   neffkit tune-partitions conformer.onnx --lengths lengths.txt --positions 8 --objective p99
   neffkit tune-partitions conformer.onnx --lengths lengths.json \\
       --simulate overhead=2ms,per-position=0.01ms --max-partitions 4
   neffkit optimize conformer.onnx --passes "$(cat pipeline.txt)" -o conformer.tuned.onnx
+  (conformer.onnx: neffkit example conformer -o conformer.onnx)
 """
 
 
