@@ -6,9 +6,10 @@ status 2 and one line on stderr, ``neffkit: error: <message>``; ``--debug`` adds
 
 This module builds the parser and runs the command; each command family has its module
 (:mod:`~neffkit.cli.inspect`, :mod:`~neffkit.cli.convert`, :mod:`~neffkit.cli.verify`,
-:mod:`~neffkit.cli.run`, :mod:`~neffkit.cli.optimize`, :mod:`~neffkit.cli.fuzz`) with a
-``register(add)`` that adds its subparsers, and they share :mod:`neffkit.cli.io` (exit
-statuses, output checks, inputs, error reports) and :mod:`neffkit.cli.options`.
+:mod:`~neffkit.cli.run`, :mod:`~neffkit.cli.optimize`, :mod:`~neffkit.cli.fuzz`,
+:mod:`~neffkit.cli.tune`) with a ``register(add)`` that adds its subparsers, and they share
+:mod:`neffkit.cli.io` (exit statuses, output checks, inputs, error reports) and
+:mod:`neffkit.cli.options`.
 """
 
 from __future__ import annotations
