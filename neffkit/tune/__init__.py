@@ -14,7 +14,7 @@ unroll; the optimizer weighs both against everything in between.
 
 from __future__ import annotations
 
-from neffkit.tune.costs import CostModel, interpolate, parse_simulate, simulated
+from neffkit.tune.costs import CostModel, interpolate, padded, parse_simulate, simulated
 from neffkit.tune.lengths import LengthsError, parse_lengths, read_lengths
 from neffkit.tune.plan import (
     Objective,
@@ -36,6 +36,7 @@ __all__ = [
     "evaluate",
     "format_result",
     "interpolate",
+    "padded",
     "parse_lengths",
     "parse_objective",
     "parse_simulate",

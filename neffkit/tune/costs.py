@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from neffkit.errors import NeffkitError
 
-__all__ = ["CostModel", "interpolate", "parse_simulate", "simulated"]
+__all__ = ["CostModel", "interpolate", "padded", "parse_simulate", "simulated"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,12 @@ def simulated(overhead: float, per_position: float, max_len: int, fixed: float =
     if fixed:
         label += f", per step {_ms(fixed)}"
     return CostModel(overhead, steps, label)
+
+
+def padded(costs: CostModel) -> CostModel:
+    """The costs of the padded host loop (``pad-loop``): every step computes over all
+    ``max_len`` positions, so every step costs what the last one does."""
+    return CostModel(costs.overhead, (costs.steps[-1],) * costs.max_len, costs.source)
 
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from neffkit.optimize import DEFAULT_PIPELINES
-from neffkit.tune.costs import CostModel
+from neffkit.tune.costs import CostModel, padded
 from neffkit.tune.plan import Objective, Plan, choose_boundaries, evaluate, quantile
 
 __all__ = ["TuneResult", "format_result", "pipeline_text", "tune"]
@@ -24,6 +24,18 @@ class TuneResult:
     host_loop: Plan
     full_unroll: Plan
     pipeline: str
+    padded_host_loop: Plan | None = None
+
+    def variants(self) -> list[tuple[str, Plan]]:
+        """(name, plan) of the tuned cut and the forms it is weighed against, as printed."""
+        out = [
+            ("tuned", self.chosen),
+            ("host loop (a call a step)", self.host_loop),
+            ("full unroll (one call)", self.full_unroll),
+        ]
+        if self.padded_host_loop is not None:
+            out.append(("padded host loop (steps at max length)", self.padded_host_loop))
+        return out
 
 
 def tune(
@@ -35,8 +47,9 @@ def tune(
     max_partitions: int | None = None,
 ) -> TuneResult:
     """The best boundaries under ``costs`` for ``lengths`` (at most ``max_partitions``
-    partitions), the host loop and the full unroll priced alike, and the pipeline text for
-    ``target`` that builds the chosen form."""
+    partitions), the host loop, the full unroll and the padded host loop (every step priced
+    as the last) priced alike, and the pipeline text for ``target`` that builds the chosen
+    form."""
     objective = objective or Objective()
     big_t = costs.max_len
     chosen = choose_boundaries(costs, lengths, objective, max_partitions=max_partitions)
@@ -48,6 +61,7 @@ def tune(
         host_loop=evaluate(costs, range(1, big_t + 1), lengths),
         full_unroll=evaluate(costs, [big_t], lengths),
         pipeline=pipeline_text(chosen.boundaries, target),
+        padded_host_loop=evaluate(padded(costs), range(1, big_t + 1), lengths),
     )
 
 
@@ -88,11 +102,7 @@ def format_result(result: TuneResult) -> str:
     header = ["variant", "boundaries", "calls/req", "steps/req", "wasted/req", "mean ms"]
     header += [f"p{p:g} ms" for p in pcts]
     rows = [header]
-    variants = [
-        ("tuned", result.chosen),
-        ("host loop (a call a step)", result.host_loop),
-        ("full unroll (one call)", result.full_unroll),
-    ]
+    variants = result.variants()
     for name, plan in variants:
         row = [name, _bounds(plan.boundaries), f"{plan.calls:.2f}", f"{plan.steps:.1f}"]
         row += [f"{plan.wasted:.1f}", f"{plan.mean * 1e3:.3f}"]
