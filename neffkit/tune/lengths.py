@@ -18,6 +18,8 @@ class LengthsError(NeffkitError):
 def read_lengths(path: str | os.PathLike) -> list[int]:
     """The output lengths in ``path``: one integer per line (``#`` comments), or a JSON list.
 
+    Each length is the number of decoder steps one observed request ran, its EOS included.
+
     Raises:
         LengthsError: the file cannot be read, or an entry is not a positive integer (the
             message names the file and the line).
@@ -52,7 +54,22 @@ def _parse_json(text: str, where: str) -> list[int]:
         raise LengthsError(f"{where}:{e.lineno}: not valid JSON: {e.msg}") from e
     if not isinstance(items, list) or not items:
         raise LengthsError(f"{where}: expected a non-empty JSON list of integers")
-    return [_positive(x, f"{where}: entry {i}") for i, x in enumerate(items)]
+    lines = _entry_lines(text)
+    return [_positive(x, f"{where}:{line}") for x, line in zip(items, lines, strict=True)]
+
+
+def _entry_lines(text: str) -> list[int]:
+    """The line of each entry of the (valid) JSON list ``text``."""
+    decoder = json.JSONDecoder()
+    lines = []
+    at = text.index("[") + 1
+    while True:
+        while text[at] in " \t\r\n,":
+            at += 1
+        if text[at] == "]":
+            return lines
+        lines.append(text.count("\n", 0, at) + 1)
+        _, at = decoder.raw_decode(text, at)
 
 
 def _positive(item: object, where: str) -> int:

@@ -28,8 +28,9 @@ def test_json_list(tmp_path):
         ("-4\n", r"f\.txt:1: a length must be at least 1"),
         ("# nothing\n\n", r"f\.txt: no lengths"),
         ("[1, 2,\n 3", r"f\.txt:2: not valid JSON"),
-        ("[1, true]", r"f\.txt: entry 1: expected a positive integer, got True"),
-        ("[1, 2.5]", r"f\.txt: entry 1: expected a positive integer, got 2\.5"),
+        ("[1, true]", r"f\.txt:1: expected a positive integer, got True"),
+        ("[1,\n 2,\n\n 2.5]", r"f\.txt:4: expected a positive integer, got 2\.5"),
+        ('[1, "2", [3]]', r"f\.txt:1: expected a positive integer, got \[3\]"),
         ("[]", r"f\.txt: expected a non-empty JSON list"),
     ],
 )
