@@ -61,7 +61,7 @@ def _parse_json(text: str, where: str) -> list[int]:
 def _entry_lines(text: str) -> list[int]:
     """The line of each entry of the (valid) JSON list ``text``."""
     decoder = json.JSONDecoder()
-    lines = []
+    lines: list[int] = []
     at = text.index("[") + 1
     while True:
         while text[at] in " \t\r\n,":

@@ -41,6 +41,9 @@ log = logging.getLogger("neffkit.tune")
 
 Progress = Callable[[str], None]
 
+#: calls of one unit further apart than this (slowest over fastest) make the costs suspect
+_NOISY = 3.0
+
 
 @dataclass
 class DecoderLoop:
@@ -182,13 +185,14 @@ def measure_costs(
     say(f"stepping the decoder {max_len} times on onnxruntime for the values at each step")
     states = loop.states(max_len)
     first = loop.feeds(1, states[0])
-    overhead = _time_unit(loop.state_unit(first), first, backend, device, repeats)
+    overhead, spread = _time_unit(loop.state_unit(first), first, backend, device, repeats)
     say(f"call overhead on {backend}: {overhead * 1e3:.3f} ms")
     measured: dict[int, float] = {}
     for t in chosen:
         feeds = loop.feeds(t, states[t - 1])
         step = _specialized(loop.static_body(feeds), pipeline)
-        total = _time_unit(step, feeds, backend, device, repeats)
+        total, varied = _time_unit(step, feeds, backend, device, repeats)
+        spread = max(spread, varied)
         measured[t] = max(total - overhead, 0.0)
         say(f"step {t}/{max_len}: {total * 1e3:.3f} ms a call, {measured[t] * 1e3:.3f} ms compute")
     how = f"measured on {backend}, median of {repeats} calls"
@@ -196,6 +200,13 @@ def measure_costs(
         how += f", each step static-shaped and run through {pipeline}"
     if len(chosen) < max_len:
         how += f"; {len(chosen)} of {max_len} positions measured, the rest interpolated linearly"
+    if spread > _NOISY:
+        warning = (
+            f"NOISY: the calls of one unit took up to {spread:.1f}x the time of its fastest "
+            "(a busy machine?); rerun on an idle one or with more --repeats"
+        )
+        say(warning)
+        how += f"; {warning}"
     return CostModel(overhead, interpolate(measured, max_len), how)
 
 
@@ -214,7 +225,9 @@ def _time_unit(
     backend: str,
     device: Any,
     n: int,
-) -> float:
+) -> tuple[float, float]:
+    """The median time of ``n`` calls of ``unit`` after two warm-up calls, and how far apart
+    the calls were (slowest over fastest)."""
     runner = Runner(unit, backend, device=device, check=False)
     for _ in range(2):
         runner(feeds)
@@ -223,7 +236,7 @@ def _time_unit(
         start = time.perf_counter()
         runner(feeds)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), max(times) / max(min(times), 1e-9)
 
 
 def _probe(

@@ -158,3 +158,17 @@ def test_positions_to_measure():
     assert positions_to_measure(5, 9) == [1, 2, 3, 4, 5]
     with pytest.raises(NeffkitError, match="at least 2"):
         positions_to_measure(75, 1)
+
+
+def test_noisy_timings_are_flagged(monkeypatch):
+    """Calls of one unit far apart (a busy machine) make the costs suspect: the output says so."""
+    from neffkit.tune import measure
+
+    loop = find_loop(_loop_model(), X)
+    monkeypatch.setattr(measure, "_time_unit", lambda *args: (1e-3, 5.0))
+    seen = []
+    costs = measure_costs(loop, "onnxruntime", 3, repeats=1, progress=seen.append)
+    assert "NOISY: the calls of one unit took up to 5.0x the time of its fastest" in costs.source
+    assert any(s.startswith("NOISY") for s in seen)
+    monkeypatch.setattr(measure, "_time_unit", lambda *args: (1e-3, 1.5))
+    assert "NOISY" not in measure_costs(loop, "onnxruntime", 3, repeats=1).source
