@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("frontends", "backends"),
     ("execution", "dims"),
     ("passes",),
-    ("optimize", "verify", "report", "testing", "examples"),
+    ("optimize", "verify", "report", "testing", "examples", "tune"),
     ("api", "cli", "__init__", "__main__"),
 ]
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
