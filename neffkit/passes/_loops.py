@@ -1,0 +1,221 @@
+"""Reading an ONNX ``Loop`` and copying its body: the pieces the loop passes share.
+
+``LoopParts`` names the parts of a ``Loop`` node (trip count, condition, carried values, the
+body's inputs and outputs); ``copy_body`` pastes one copy of a body into another graph with
+the body's inputs bound to given values; ``Emitter`` adds nodes and small constants at one
+place of a graph. Bodies read outer values directly (neffkit's IR keeps captures as plain
+references), so a copy keeps every captured reference as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import AttributeProto
+
+from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.tensor import Tensor
+from neffkit.ir.types import TensorType
+from neffkit.passes._fold_eval import constant_tensor
+
+
+@dataclass(frozen=True)
+class LoopParts:
+    """The parts of one ``Loop`` node, by their role in the ONNX spec."""
+
+    node: Node
+    body: Graph
+    trip: Value | None  # M, the trip count (None: omitted)
+    cond: Value | None  # the initial condition (None: omitted, the body's cond_out is ignored)
+    inits: tuple[Value, ...]  # v_initial
+    iter_in: Value  # the body's iteration number input
+    cond_in: Value  # the body's condition input
+    state_in: tuple[Value, ...]  # the body's carried inputs
+    cond_out: Value
+    state_out: tuple[Value, ...]
+    scan_out: tuple[Value, ...]
+
+
+def read_loop(node: Node) -> LoopParts | str:
+    """The parts of a ``Loop`` node, or a sentence saying why it cannot be read."""
+    body = node.attr("body")
+    if not isinstance(body, Graph):
+        return "has no body graph"
+    ins = node.inputs
+    k = len(ins) - 2
+    if k < 0 or len(body.inputs) != k + 2 or len(body.outputs) < k + 1:
+        return f"has {len(ins)} inputs for a body of {len(body.inputs)} inputs"
+    if any(v is None for v in ins[2:]):
+        return "has an omitted carried value"
+    outs = body.outputs
+    return LoopParts(
+        node=node,
+        body=body,
+        trip=ins[0],
+        cond=ins[1],
+        inits=tuple(v for v in ins[2:] if v is not None),
+        iter_in=body.inputs[0],
+        cond_in=body.inputs[1],
+        state_in=tuple(body.inputs[2:]),
+        cond_out=outs[0],
+        state_out=tuple(outs[1 : k + 1]),
+        scan_out=tuple(outs[k + 1 :]),
+    )
+
+
+def const_array(v: Value | None, overridable: bool = False) -> np.ndarray | None:
+    """The value of an initializer or ``Constant`` output (None: not constant, or fed)."""
+    if v is None:
+        return None
+    p = v.producer
+    if p is None:
+        if v.const is None or overridable:
+            return None
+        g = v.graph
+        if g is not None and v in g.inputs:  # a subgraph or IR v3 input may be fed
+            return None
+        return v.const.numpy()
+    if p.op_type != "Constant" or p.domain != "":
+        return None
+    t = constant_tensor(p)
+    return None if t is None else t.numpy()
+
+
+def static_int(v: Value | None) -> int | None:
+    """A constant integer scalar (or one-element tensor), else None."""
+    a = const_array(v)
+    if a is None or a.size != 1 or a.dtype.kind not in "iu":
+        return None
+    return int(a.reshape(()))
+
+
+def is_true(v: Value | None) -> bool:
+    """True when ``v`` is a constant whose single element is true."""
+    a = const_array(v)
+    return a is not None and a.size == 1 and a.dtype == np.bool_ and bool(a.reshape(()))
+
+
+def static_shape(v: Value) -> tuple[int, ...] | None:
+    """The shape of ``v`` when every dim is a known integer (declared or constant)."""
+    shape = v.shape
+    if shape is None:
+        a = const_array(v)
+        return None if a is None else tuple(a.shape)
+    if not all(isinstance(d, int) for d in shape):
+        return None
+    return tuple(int(d) for d in shape)  # type: ignore[arg-type] # ints, checked above
+
+
+def step_type(v: Value) -> TensorType | None:
+    """The type of a body value for one copy: dtype and rank kept, symbolic dims unknown.
+
+    A symbol in a body names a dim that may differ from iteration to iteration (tokens grow),
+    so copies must not share it.
+    """
+    t = v.type
+    if not isinstance(t, TensorType):
+        return None
+    if t.shape is None:
+        return TensorType(t.dtype, None)
+    return TensorType(t.dtype, tuple(d if isinstance(d, int) else None for d in t.shape))
+
+
+class Emitter:
+    """Adds nodes before ``anchor`` (or at the end of ``graph``) and caches small constants."""
+
+    def __init__(self, graph: Graph, anchor: Node | None) -> None:
+        self.graph = graph
+        self.anchor = anchor
+        self.added = 0
+        self._consts: dict[tuple[str, bytes, tuple[int, ...]], Value] = {}
+
+    def node(self, op: str, inputs: list[Value | None], **attrs: object) -> Value:
+        """Adds one single-output node and returns its output."""
+        n = Node(op, inputs)
+        for key, value in attrs.items():
+            n.set_attr(key, value)
+        return self.add(n).outputs[0]
+
+    def add(self, node: Node) -> Node:
+        """Links ``node`` at the emitter's place."""
+        self.added += 1
+        if self.anchor is None:
+            return self.graph.append(node)
+        return self.graph.insert_before(self.anchor, node)
+
+    def const(self, array: np.ndarray, hint: str) -> Value:
+        """An initializer of this graph holding ``array`` (one per distinct value)."""
+        key = (array.dtype.str, array.tobytes(), array.shape)
+        v = self._consts.get(key)
+        if v is None:
+            v = self.graph.add_initializer(Value(hint, const=Tensor(array)))
+            self._consts[key] = v
+        return v
+
+
+def copy_body(
+    body: Graph, em: Emitter, vmap: dict[Value, Value], tag: str, shared: dict[Value, Value]
+) -> None:
+    """Pastes the body's nodes at ``em``'s place; ``vmap`` binds its inputs and grows.
+
+    ``shared`` maps the body's initializers to constants of the target graph (made once per
+    loop, since every copy reads the same tensors). Values the body does not define (captured
+    outer values) stay as they are.
+    """
+    for v, c in shared.items():
+        vmap[v] = c
+    for node in body:
+        em.add(_copy_node(node, vmap, tag))
+
+
+def _copy_node(node: Node, vmap: dict[Value, Value], tag: str) -> Node:
+    inputs = [None if v is None else vmap.get(v, v) for v in node.inputs]
+    outputs = []
+    for v in node.outputs:
+        c = Value(f"{v.name}_{tag}" if v.name else "", step_type(v))
+        vmap[v] = c
+        outputs.append(c)
+    attrs: dict[str, Attr] = {}
+    for name, a in node.attributes.items():
+        if a.type == AttributeProto.GRAPH:
+            attrs[name] = Attr(name, a.type, _copy_graph(a.value, vmap, tag))
+        elif a.type == AttributeProto.GRAPHS:
+            attrs[name] = Attr(name, a.type, [_copy_graph(g, vmap, tag) for g in a.value])
+        else:
+            attrs[name] = a  # immutable: shared
+    n = Node(
+        node.op_type,
+        inputs,
+        domain=node.domain,
+        attributes=attrs,
+        outputs=outputs,
+        name=f"{node.name}_{tag}" if node.name else "",
+        overload=node.overload,
+    )
+    n.doc_string = node.doc_string
+    return n
+
+
+def _copy_graph(graph: Graph, vmap: dict[Value, Value], tag: str) -> Graph:
+    """A copy of a nested subgraph (an If branch, an inner Loop body) inside a copied body."""
+    new = Graph(graph.name, opset_imports=graph.opset_imports)
+    new.doc_string = graph.doc_string
+    for v in graph.initializers.values():
+        c = Value(v.name, v.type, const=v.const)
+        vmap[v] = new.add_initializer(c)
+    for v in graph.inputs:
+        c = vmap.get(v)
+        if c is None:
+            c = vmap[v] = Value(v.name, v.type)
+        if c not in new.inputs:
+            new.add_input(c)
+    for node in graph:
+        new.append(_copy_node(node, vmap, tag))
+    new.set_outputs([vmap.get(v, v) for v in graph.outputs], graph.output_names)
+    return new
+
+
+def body_size(body: Graph) -> int:
+    """Nodes in the body, nested subgraphs included."""
+    return sum(1 for _ in body.all_nodes())

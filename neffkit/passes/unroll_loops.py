@@ -1,0 +1,348 @@
+"""``unroll``: replaces a ``Loop`` of bounded trip count by straight-line copies of its body.
+
+Before / after (a loop of 2 steps, carried ``x``, no exit condition)::
+
+    y = Loop (two, "", x) <body = b (int64 i, bool c, float[4] v)      x_s0 = Add (x, one)
+        => (bool c, float[4] w) { w = Add (v, one) }>              ->   y = Add (x_s0, one)
+
+Each copy gets its iteration number as a constant, so after ``shape-infer`` and ``fold`` each
+copy has static shapes: step t of a decoder computes over exactly its t tokens.
+
+**Bound.** The trip count M when it is a constant; ``max-trip=N`` caps it (and bounds a loop
+whose M is not constant): the user promises the loop never runs more than N iterations, and a
+loop that would is cut after N. A loop with neither is left alone and counted in the stats.
+
+**Early exit, exactly.** Every copy is computed (as the seed's unrolled decoder did): exiting
+early inside one straight-line graph costs either control flow per step or wasted steps, and
+this pass chooses wasted steps so that the steps stay one static graph. Step t's copy reads
+step t-1's results unconditionally. Beside the steps runs a chain of scalar booleans,
+``running_t = running_{t-1} and cond_out_{t-1}`` (``and t < M`` when M is not constant), from
+which the loop's outputs are picked:
+
+* a carried value whose shape is the same every step (the initial value's static shape is the
+  body output's declared shape) is frozen with ``Where(running_t, step_{t+1}, acc_t)``: no
+  control flow at all;
+* a carried value that may change shape (tokens ``[1, t]`` -> ``[1, t+1]``) cannot go through
+  ``Where``; the number of steps that ran, ``n = sum(running_t)``, picks the step's value with
+  a balanced tree of ``If`` nodes whose leaves are ``Identity`` (depth log2(N), N-1 ``If``
+  nodes, no computation inside them);
+* a scan output is the ``Concat`` of the steps' slices, cut to ``n`` rows by a ``Slice``.
+
+A loop with no condition (or a condition that is constant true, or passed through unchanged)
+needs none of this: its last copy's values are the outputs.
+
+Loops in ``If`` branches and loops whose bodies read outer values are handled (copies read
+the same outer values); nested loops are unrolled inside-out. ``max-nodes`` refuses a loop
+whose copies would add more nodes than that (left alone, logged as a warning, counted).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from onnx import TensorProto
+
+from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.types import TensorType
+from neffkit.passes._loops import (
+    Emitter,
+    LoopParts,
+    body_size,
+    copy_body,
+    is_true,
+    read_loop,
+    static_int,
+    static_shape,
+    step_type,
+)
+from neffkit.passes.base import Pass, PassContext, PassResult, all_graphs_postorder, option
+from neffkit.passes.registry import register
+
+log = logging.getLogger("neffkit.passes.unroll")
+
+
+@dataclass
+class Steps:
+    """What ``emit_steps`` made: the carried values after each step, and who ran."""
+
+    chain: list[list[Value]]  # chain[j]: carried values after j steps (chain[0]: the start)
+    running: list[Value | None]  # running[j]: whether step j runs (None: known true)
+    last: Value | None  # whether the last step ran (None: known true)
+    cond: Value  # the last step's cond_out (the next step's cond_in)
+    scans: list[list[Value]]  # scans[j]: the scan outputs of step j
+    watch_cond: bool  # whether cond_out decides (False: no loop condition, or passed through)
+
+    def after(self, em: Emitter) -> Value | None:
+        """Whether a step after the last would run, M aside (None: known true)."""
+        if not self.watch_cond or is_true(self.cond):
+            return self.last
+        return conj(em, self.last, scalar(em, self.cond))
+
+
+def bound(parts: LoopParts, max_trip: int) -> int | None:
+    """How many copies to make: M when constant, capped by ``max_trip`` (0: no cap)."""
+    m = static_int(parts.trip)
+    if m is not None:
+        m = max(m, 0)
+        return min(m, max_trip) if max_trip else m
+    return max_trip or None
+
+
+def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
+    """Why this loop is left alone, or None."""
+    if trips is None:
+        return "its trip count is not a constant and no max-trip bounds it"
+    if (parts.node.graph is not None and (parts.node.graph.root.opset("") or 0) < 11) or False:
+        return "the model's opset is below 11"
+    if trips == 0 and parts.scan_out:
+        return "it runs no step and has scan outputs (their shape is unknown)"
+    added = body_size(parts.body) * trips
+    if added > max_nodes:
+        return f"{trips} copies of its {body_size(parts.body)}-node body exceed max-nodes={max_nodes}"
+    return None
+
+
+def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:
+    """The body's initializers, each added once to ``graph`` for all copies to read."""
+    shared: dict[Value, Value] = {}
+    for v in parts.body.initializers.values():
+        shared[v] = graph.add_initializer(Value(v.name, v.type, const=v.const))
+    return shared
+
+
+def scalar(em: Emitter, v: Value) -> Value:
+    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors)."""
+    if static_shape(v) == ():
+        return v
+    out = em.node("Reshape", [v, em.const(np.zeros(0, np.int64), "scalar_shape")])
+    out.type = TensorType(v.dtype or TensorProto.BOOL, ())
+    return out
+
+
+def conj(em: Emitter, a: Value | None, b: Value) -> Value:
+    """``a and b``; None stands for a known true."""
+    if a is None:
+        return b
+    out = em.node("And", [a, b])
+    out.type = TensorType(TensorProto.BOOL, ())
+    return out
+
+
+def initial_running(parts: LoopParts, em: Emitter) -> Value | None:
+    """Whether the first step runs, the trip count aside (None: known true)."""
+    if parts.cond is None or is_true(parts.cond):
+        return None
+    return scalar(em, parts.cond)
+
+
+def initial_cond(parts: LoopParts, em: Emitter) -> Value:
+    """The first step's cond_in: the loop's condition, or true when it has none."""
+    if parts.cond is not None or not parts.cond_in.is_used:
+        return parts.cond or parts.cond_in  # an unread cond_in needs no value
+    return em.const(np.array(True), "true")
+
+
+def emit_steps(
+    parts: LoopParts,
+    em: Emitter,
+    span: range,
+    state: list[Value],
+    running: Value | None,
+    cond: Value,
+    shared: dict[Value, Value],
+    trip: Value | None,
+) -> Steps:
+    """Pastes the steps of ``span`` at ``em``'s place, starting from ``state``.
+
+    ``trip`` is M when it is not a constant (each step then also checks ``t < M``).
+    """
+    chain = [list(state)]
+    runs: list[Value | None] = []
+    scans: list[list[Value]] = []
+    watch_cond = parts.cond is not None and parts.cond_out is not parts.cond_in
+    for t in span:
+        if t != span.start and watch_cond and not is_true(cond):
+            running = conj(em, running, scalar(em, cond))  # the previous step's cond_out
+        vmap: dict[Value, Value] = {parts.cond_in: cond}
+        if parts.iter_in.is_used or trip is not None:
+            index = vmap[parts.iter_in] = em.const(np.array(t, np.int64), f"iter_{t}")
+        if trip is not None:
+            less = em.node("Less", [index, trip])
+            running = conj(em, running, scalar(em, less))
+        runs.append(running)
+        vmap.update(zip(parts.state_in, chain[-1]))
+        copy_body(parts.body, em, vmap, f"s{t}", shared)
+        chain.append([vmap.get(v, v) for v in parts.state_out])
+        scans.append([vmap.get(v, v) for v in parts.scan_out])
+        cond = vmap.get(parts.cond_out, parts.cond_out)
+    return Steps(chain, runs, running, cond, scans, watch_cond)
+
+
+def same_shape_every_step(parts: LoopParts, k: int) -> bool:
+    """True when carried value k provably keeps one shape: the initial value's static shape
+    is the one the body declares for its output (or the body passes it through)."""
+    out = parts.state_out[k]
+    if out is parts.state_in[k]:
+        return True
+    start = static_shape(parts.inits[k])
+    return start is not None and static_shape(out) == start
+
+
+def steps_run(em: Emitter, runs: list[Value | None]) -> Value:
+    """n, the number of steps that ran, as an int64 scalar (``running`` is monotone)."""
+    known = sum(1 for r in runs if r is None)
+    total: Value = em.const(np.array(known, np.int64), f"steps_{known}")
+    for r in runs:
+        if r is not None:
+            one = em.node("Cast", [r], to=TensorProto.INT64)
+            total = em.node("Add", [total, one])
+            total.type = TensorType(TensorProto.INT64, ())
+    return total
+
+
+def select_by_count(
+    em: Emitter, count: Value, chain: list[list[Value]], lo: int, hi: int, leaf: bool
+) -> list[Value]:
+    """``chain[count]``, among ``chain[lo..hi]``, by a balanced tree of ``If`` nodes."""
+    if lo == hi:
+        if not leaf:
+            return list(chain[lo])
+        outs = []
+        for v in chain[lo]:
+            c = em.node("Identity", [v])
+            c.type = v.type
+            outs.append(c)
+        return outs
+    mid = (lo + hi) // 2
+    le = em.node("Less", [count, em.const(np.array(mid + 1, np.int64), f"steps_{mid + 1}")])
+    branches = []
+    for name, a, b in ((f"steps_{lo}_to_{mid}", lo, mid), (f"steps_{mid + 1}_to_{hi}", mid + 1, hi)):
+        sub = Graph(name)
+        for v in select_by_count(Emitter(sub, None), count, chain, a, b, True):
+            sub.add_output(v)
+        branches.append(sub)
+    node = Node("If", [le], num_outputs=len(chain[lo]))
+    node.set_attr("then_branch", branches[0])
+    node.set_attr("else_branch", branches[1])
+    em.add(node)
+    for v, first in zip(node.outputs, chain[lo]):
+        v.type = _loose(first.type)
+    return list(node.outputs)
+
+
+def _loose(t: object) -> TensorType | None:
+    """The dtype and rank of ``t`` with every dim unknown (steps differ in shape)."""
+    if not isinstance(t, TensorType):
+        return None
+    return TensorType(t.dtype, None if t.shape is None else (None,) * len(t.shape))
+
+
+def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value]:
+    """The loop's outputs from the steps: carried values frozen at the exit, scans cut.
+
+    ``cut=False`` when every step is known to run.
+    """
+    chain, runs = steps.chain, steps.running
+    count = steps_run(em, runs) if cut else None
+    finals = list(chain[-1])
+    growing = []
+    for k in range(len(finals)):
+        if count is None:
+            continue
+        if not same_shape_every_step(parts, k):
+            growing.append(k)
+            continue
+        acc = chain[0][k]
+        for t, r in enumerate(runs):
+            # running_t ? step t's result : the value frozen before it
+            acc = chain[t + 1][k] if r is None else em.node("Where", [r, chain[t + 1][k], acc])
+        finals[k] = acc
+    if growing and count is not None:
+        picked = [[row[k] for k in growing] for row in chain]
+        for k, v in zip(growing, select_by_count(em, count, picked, 0, len(chain) - 1, False)):
+            finals[k] = v
+    return finals + [stack_scans(em, steps, j, count) for j in range(len(parts.scan_out))]
+
+
+def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value:
+    """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows."""
+    opset = em.graph.root.opset("") or 0
+    zero = em.const(np.zeros(1, np.int64), "axis_0")
+    rows = []
+    for step in steps.scans:
+        if opset >= 13:
+            rows.append(em.node("Unsqueeze", [step[j], zero]))
+        else:
+            rows.append(em.node("Unsqueeze", [step[j]], axes=[0]))
+    stacked = em.node("Concat", list(rows), axis=0)
+    if count is None:
+        return stacked
+    end = em.node("Reshape", [count, em.const(np.ones(1, np.int64), "one_dim")])
+    return em.node("Slice", [stacked, zero, end, zero])
+
+
+def replace_loop(node: Node, em: Emitter, results: list[Value]) -> None:
+    """Rewires the loop's readers to ``results`` and removes the loop."""
+    for out, new in zip(node.outputs, results):
+        if new.producer is None or new.is_graph_output or new.graph is not em.graph:
+            new = em.node("Identity", [new])  # an output slot needs a value of its own
+        if new.type is None and out.type is not None:
+            new.type = out.type
+        out.replace_all_uses_with(new)
+    graph = node.graph
+    assert graph is not None  # the loop is in the graph being rewritten
+    graph.remove(node)
+    for out, new in zip(node.outputs, results):
+        if out.name and new.producer is not None and not new.name.startswith(out.name):
+            new.name = out.name
+
+
+def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:
+    """M as a scalar, when the copies must check ``t < M`` at run time."""
+    if parts.trip is None or static_int(parts.trip) is not None:
+        return None
+    return scalar(em, parts.trip)
+
+
+@register
+@dataclass(frozen=True)
+class UnrollLoops(Pass):
+    """Unrolls every ``Loop`` with a constant or ``max-trip`` bound, innermost first."""
+
+    name: ClassVar[str] = "unroll"
+    description: ClassVar[str] = "replace bounded Loops by straight-line copies of their body"
+
+    max_trip: int = option(0, "unroll loops without a constant trip count to this many steps")
+    max_nodes: int = option(1_000_000, "leave a loop alone whose copies would add more nodes")
+
+    def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        stats = {"loops_unrolled": 0, "steps": 0, "nodes_added": 0, "loops_left": 0}
+        for g in list(all_graphs_postorder(graph)):
+            for node in [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]:
+                parts = read_loop(node)
+                trips = None if isinstance(parts, str) else bound(parts, self.max_trip)
+                reason = parts if isinstance(parts, str) else why_not(parts, trips, self.max_nodes)
+                if reason is not None or isinstance(parts, str) or trips is None:
+                    stats["loops_left"] += 1
+                    level = logging.WARNING if "max-nodes" in str(reason) else logging.INFO
+                    log.log(level, "unroll: Loop '%s' left alone: %s", node.name, reason)
+                    continue
+                em = Emitter(g, node)
+                shared = shared_constants(parts, g)
+                running = initial_running(parts, em)
+                trip = trip_operand(parts, em)
+                steps = emit_steps(
+                    parts, em, range(trips), list(parts.inits), running,
+                    initial_cond(parts, em), shared, trip,
+                )  # fmt: skip
+                cut = any(r is not None for r in steps.running)
+                replace_loop(node, em, finish(parts, em, steps, cut))
+                stats["loops_unrolled"] += 1
+                stats["steps"] += trips
+                stats["nodes_added"] += em.added
+                log.info("unroll: Loop '%s': %d steps, %d nodes", node.name, trips, em.added)
+        changed = stats["loops_unrolled"] > 0
+        return PassResult(changed, {k: v for k, v in stats.items() if v})
