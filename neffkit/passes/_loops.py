@@ -130,9 +130,9 @@ class Emitter:
         self.added = 0
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], Value] = {}
 
-    def node(self, op: str, inputs: list[Value | None], **attrs: object) -> Value:
-        """Adds one single-output node and returns its output."""
-        n = Node(op, inputs)
+    def node(self, op: str, inputs: list[Value | None], hint: str = "", **attrs: object) -> Value:
+        """Adds one single-output node and returns its output (named ``hint``)."""
+        n = Node(op, inputs, outputs=[Value(hint or op.lower())])
         for key, value in attrs.items():
             n.set_attr(key, value)
         return self.add(n).outputs[0]
@@ -171,11 +171,6 @@ def copy_body(
 
 def _copy_node(node: Node, vmap: dict[Value, Value], tag: str) -> Node:
     inputs = [None if v is None else vmap.get(v, v) for v in node.inputs]
-    outputs = []
-    for v in node.outputs:
-        c = Value(f"{v.name}_{tag}" if v.name else "", step_type(v))
-        vmap[v] = c
-        outputs.append(c)
     attrs: dict[str, Attr] = {}
     for name, a in node.attributes.items():
         if a.type == AttributeProto.GRAPH:
@@ -184,16 +179,18 @@ def _copy_node(node: Node, vmap: dict[Value, Value], tag: str) -> Node:
             attrs[name] = Attr(name, a.type, [_copy_graph(g, vmap, tag) for g in a.value])
         else:
             attrs[name] = a  # immutable: shared
-    n = Node(
+    n = Node.restore(  # the decoder's fast constructor: a copy needs no checks
         node.op_type,
+        node.domain,
+        f"{node.name}_{tag}" if node.name else "",
         inputs,
-        domain=node.domain,
-        attributes=attrs,
-        outputs=outputs,
-        name=f"{node.name}_{tag}" if node.name else "",
-        overload=node.overload,
+        attrs,
+        [(f"{v.name}_{tag}" if v.name else "", step_type(v)) for v in node.outputs],
+        node.overload,
+        node.doc_string,
     )
-    n.doc_string = node.doc_string
+    for v, c in zip(node.outputs, n.outputs):
+        vmap[v] = c
     return n
 
 
@@ -219,3 +216,65 @@ def _copy_graph(graph: Graph, vmap: dict[Value, Value], tag: str) -> Graph:
 def body_size(body: Graph) -> int:
     """Nodes in the body, nested subgraphs included."""
     return sum(1 for _ in body.all_nodes())
+
+
+def counted_bound(parts: LoopParts) -> int | None:
+    """An upper bound on the iterations a counter in the exit condition allows, else None.
+
+    Reads ``cond_out = And(..., Less(counter, L), ...)`` where the counter is the iteration
+    number, or a carried integer that starts at a constant c0 and grows by a constant s > 0
+    each step (``c_out = Add(c_in, s)``), as ``for``/``while`` loops exported from PyTorch
+    read. Exact: the loop cannot run more steps than returned, whatever else the condition
+    says.
+    """
+    if parts.cond is None:
+        return None  # cond_out is ignored without a loop condition
+    best: int | None = None
+    stack = [parts.cond_out]
+    while stack:
+        v = stack.pop()
+        p = v.producer
+        if p is None or p.domain != "" or p.graph is not parts.body:
+            continue
+        if p.op_type == "And":
+            stack.extend(x for x in p.inputs if x is not None)
+            continue
+        if p.op_type == "Less" and len(p.inputs) == 2:
+            counter, limit = p.inputs
+        elif p.op_type == "Greater" and len(p.inputs) == 2:
+            limit, counter = p.inputs
+        else:
+            continue
+        n = _steps_below(parts, counter, static_int(limit))
+        if n is not None:
+            best = n if best is None else min(best, n)
+    return best
+
+
+def _steps_below(parts: LoopParts, counter: Value | None, limit: int | None) -> int | None:
+    """How many steps run at most while ``counter < limit`` is checked after each step."""
+    if counter is None or limit is None or abs(limit) > 2**40:
+        return None
+    if counter is parts.iter_in:  # step i runs, then stops when i >= limit
+        return max(1, limit + 1)
+    for k, (v_in, v_out) in enumerate(zip(parts.state_in, parts.state_out)):
+        grows = _growth(v_in, v_out)
+        if grows is None or counter not in (v_in, v_out):
+            continue
+        start = static_int(parts.inits[k])
+        if start is None or abs(start) > 2**40:
+            return None
+        steps = -((start - limit) // grows)  # ceil((limit - start) / grows)
+        # after step i the counter reads start + (i + 1) * grows (v_out) or start + i * grows
+        return max(1, steps if counter is v_out else steps + 1)
+    return None
+
+
+def _growth(v_in: Value, v_out: Value) -> int | None:
+    """s when ``v_out = Add(v_in, s)`` with a constant integer s > 0, else None."""
+    p = v_out.producer
+    if p is None or p.op_type != "Add" or p.domain != "" or len(p.inputs) != 2:
+        return None
+    a, b = p.inputs
+    step = static_int(b) if a is v_in else static_int(a) if b is v_in else None
+    return step if step is not None and 0 < step < 2**40 else None

@@ -45,6 +45,7 @@ from typing import ClassVar
 import numpy as np
 from onnx import TensorProto
 
+from neffkit._gc import paused_gc
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import TensorType
 from neffkit.passes._loops import (
@@ -52,6 +53,7 @@ from neffkit.passes._loops import (
     LoopParts,
     body_size,
     copy_body,
+    counted_bound,
     is_true,
     read_loop,
     static_int,
@@ -83,12 +85,12 @@ class Steps:
 
 
 def bound(parts: LoopParts, max_trip: int) -> int | None:
-    """How many copies to make: M when constant, capped by ``max_trip`` (0: no cap)."""
-    m = static_int(parts.trip)
-    if m is not None:
-        m = max(m, 0)
-        return min(m, max_trip) if max_trip else m
-    return max_trip or None
+    """How many copies to make: the least of M (when constant), the bound a counter in the
+    exit condition proves (``counted_bound``), and ``max_trip`` (0: none), or None."""
+    known = [b for b in (static_int(parts.trip), counted_bound(parts)) if b is not None]
+    if max_trip:
+        known.append(max_trip)
+    return max(min(known), 0) if known else None
 
 
 def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
@@ -126,7 +128,7 @@ def conj(em: Emitter, a: Value | None, b: Value) -> Value:
     """``a and b``; None stands for a known true."""
     if a is None:
         return b
-    out = em.node("And", [a, b])
+    out = em.node("And", [a, b], "running")
     out.type = TensorType(TensorProto.BOOL, ())
     return out
 
@@ -197,8 +199,8 @@ def steps_run(em: Emitter, runs: list[Value | None]) -> Value:
     total: Value = em.const(np.array(known, np.int64), f"steps_{known}")
     for r in runs:
         if r is not None:
-            one = em.node("Cast", [r], to=TensorProto.INT64)
-            total = em.node("Add", [total, one])
+            one = em.node("Cast", [r], "ran", to=TensorProto.INT64)
+            total = em.node("Add", [total, one], "steps_run")
             total.type = TensorType(TensorProto.INT64, ())
     return total
 
@@ -246,11 +248,14 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
     ``cut=False`` when every step is known to run.
     """
     chain, runs = steps.chain, steps.running
-    count = steps_run(em, runs) if cut else None
+    needs_count = bool(parts.scan_out) or not all(
+        same_shape_every_step(parts, k) for k in range(len(parts.state_out))
+    )
+    count = steps_run(em, runs) if cut and needs_count else None
     finals = list(chain[-1])
     growing = []
     for k in range(len(finals)):
-        if count is None:
+        if not cut:
             continue
         if not same_shape_every_step(parts, k):
             growing.append(k)
@@ -258,7 +263,7 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
         acc = chain[0][k]
         for t, r in enumerate(runs):
             # running_t ? step t's result : the value frozen before it
-            acc = chain[t + 1][k] if r is None else em.node("Where", [r, chain[t + 1][k], acc])
+            acc = chain[t + 1][k] if r is None else em.node("Where", [r, chain[t + 1][k], acc], "frozen")
         finals[k] = acc
     if growing and count is not None:
         picked = [[row[k] for k in growing] for row in chain]
@@ -277,10 +282,10 @@ def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value
             rows.append(em.node("Unsqueeze", [step[j], zero]))
         else:
             rows.append(em.node("Unsqueeze", [step[j]], axes=[0]))
-    stacked = em.node("Concat", list(rows), axis=0)
+    stacked = em.node("Concat", list(rows), "stacked", axis=0)
     if count is None:
         return stacked
-    end = em.node("Reshape", [count, em.const(np.ones(1, np.int64), "one_dim")])
+    end = em.node("Reshape", [count, em.const(np.ones(1, np.int64), "one_dim")], "rows")
     return em.node("Slice", [stacked, zero, end, zero])
 
 
@@ -289,8 +294,8 @@ def replace_loop(node: Node, em: Emitter, results: list[Value]) -> None:
     for out, new in zip(node.outputs, results):
         if new.producer is None or new.is_graph_output or new.graph is not em.graph:
             new = em.node("Identity", [new])  # an output slot needs a value of its own
-        if new.type is None and out.type is not None:
-            new.type = out.type
+        if out.type is not None:
+            new.type = out.type  # the loop's declared type holds for the final value
         out.replace_all_uses_with(new)
     graph = node.graph
     assert graph is not None  # the loop is in the graph being rewritten
@@ -319,6 +324,10 @@ class UnrollLoops(Pass):
     max_nodes: int = option(1_000_000, "leave a loop alone whose copies would add more nodes")
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
+        with paused_gc():  # tens of thousands of new nodes that all stay alive
+            return self._run(graph)
+
+    def _run(self, graph: Graph) -> PassResult:
         stats = {"loops_unrolled": 0, "steps": 0, "nodes_added": 0, "loops_left": 0}
         for g in list(all_graphs_postorder(graph)):
             for node in [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]:
