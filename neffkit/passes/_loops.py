@@ -199,14 +199,13 @@ def _copy_graph(graph: Graph, vmap: dict[Value, Value], tag: str) -> Graph:
     new = Graph(graph.name, opset_imports=graph.opset_imports)
     new.doc_string = graph.doc_string
     for v in graph.initializers.values():
-        c = Value(v.name, v.type, const=v.const)
-        vmap[v] = new.add_initializer(c)
+        vmap[v] = new.add_initializer(Value(v.name, v.type, const=v.const))
     for v in graph.inputs:
-        c = vmap.get(v)
-        if c is None:
-            c = vmap[v] = Value(v.name, v.type)
-        if c not in new.inputs:
-            new.add_input(c)
+        copy = vmap.get(v)
+        if copy is None:
+            copy = vmap[v] = Value(v.name, v.type)
+        if copy not in new.inputs:  # an IR v3 input that is also an initializer
+            new.add_input(copy)
     for node in graph:
         new.append(_copy_node(node, vmap, tag))
     new.set_outputs([vmap.get(v, v) for v in graph.outputs], graph.output_names)

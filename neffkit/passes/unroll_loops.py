@@ -58,7 +58,6 @@ from neffkit.passes._loops import (
     read_loop,
     static_int,
     static_shape,
-    step_type,
 )
 from neffkit.passes.base import Pass, PassContext, PassResult, all_graphs_postorder, option
 from neffkit.passes.registry import register
@@ -97,13 +96,14 @@ def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
     """Why this loop is left alone, or None."""
     if trips is None:
         return "its trip count is not a constant and no max-trip bounds it"
-    if (parts.node.graph is not None and (parts.node.graph.root.opset("") or 0) < 11) or False:
+    graph = parts.node.graph
+    if graph is not None and (graph.opset("") or 0) < 11:
         return "the model's opset is below 11"
     if trips == 0 and parts.scan_out:
         return "it runs no step and has scan outputs (their shape is unknown)"
-    added = body_size(parts.body) * trips
-    if added > max_nodes:
-        return f"{trips} copies of its {body_size(parts.body)}-node body exceed max-nodes={max_nodes}"
+    size = body_size(parts.body)
+    if size * trips > max_nodes:
+        return f"{trips} copies of its {size}-node body exceed max-nodes={max_nodes}"
     return None
 
 
@@ -221,7 +221,10 @@ def select_by_count(
     mid = (lo + hi) // 2
     le = em.node("Less", [count, em.const(np.array(mid + 1, np.int64), f"steps_{mid + 1}")])
     branches = []
-    for name, a, b in ((f"steps_{lo}_to_{mid}", lo, mid), (f"steps_{mid + 1}_to_{hi}", mid + 1, hi)):
+    for name, a, b in (
+        (f"steps_{lo}_to_{mid}", lo, mid),
+        (f"steps_{mid + 1}_to_{hi}", mid + 1, hi),
+    ):
         sub = Graph(name)
         for v in select_by_count(Emitter(sub, None), count, chain, a, b, True):
             sub.add_output(v)
@@ -262,8 +265,9 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
             continue
         acc = chain[0][k]
         for t, r in enumerate(runs):
+            step = chain[t + 1][k]
             # running_t ? step t's result : the value frozen before it
-            acc = chain[t + 1][k] if r is None else em.node("Where", [r, chain[t + 1][k], acc], "frozen")
+            acc = step if r is None else em.node("Where", [r, step, acc], "frozen")
         finals[k] = acc
     if growing and count is not None:
         picked = [[row[k] for k in growing] for row in chain]

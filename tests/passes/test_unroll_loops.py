@@ -63,36 +63,34 @@ def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
         + """m (float[4] x, bool c0) => (float[4] y) {
         n = Constant <value = int64 {3}> ()
         y = Loop (n, c0, x) <body = b (int64 i, bool c, float[4] v) => (bool co, float[4] w) {
-            k = Constant <value = int64 {%d}> ()
+            k = Constant <value = int64 {K}> ()
             co = Less (i, k)
             w = Add (v, x)
         }>
     }"""
-        % k
-    )
+    ).replace("{K}", f"{{{k}}}")
     after = (
         H
         + """m (float[4] x, bool c0) => (float[4] y)
         <int64 iter_0 = {0}, int64 iter_1 = {1}, int64 iter_2 = {2}, bool co_s0, float[4] w_s0,
          bool running, bool co_s1, float[4] w_s1, bool running__1, bool co_s2, float[4] w_s2> {
         n = Constant <value = int64 {3}> ()
-        k_s0 = Constant <value = int64 {%d}> ()
+        k_s0 = Constant <value = int64 {K}> ()
         co_s0 = Less (iter_0, k_s0)
         w_s0 = Add (x, x)
         running = And (c0, co_s0)
-        k_s1 = Constant <value = int64 {%d}> ()
+        k_s1 = Constant <value = int64 {K}> ()
         co_s1 = Less (iter_1, k_s1)
         w_s1 = Add (w_s0, x)
         running__1 = And (running, co_s1)
-        k_s2 = Constant <value = int64 {%d}> ()
+        k_s2 = Constant <value = int64 {K}> ()
         co_s2 = Less (iter_2, k_s2)
         w_s2 = Add (w_s1, x)
         frozen = Where (c0, w_s0, x)
         frozen__2 = Where (running, w_s1, frozen)
         y = Where (running__1, w_s2, frozen__2)
     }"""
-        % (k, k, k)
-    )
+    ).replace("{K}", f"{{{k}}}")
     g = check_rewrite(Unroll(), before, after)
     x = np.arange(4, dtype=np.float32)
     for c0 in (True, False):  # a false initial condition runs no step
@@ -283,7 +281,7 @@ def test_max_trip_bounds_a_dynamic_trip_count(n: int) -> None:
 
 def test_max_nodes_refuses_a_large_unroll() -> None:
     text = _body_loop("n", "", "co = Identity (c)  w = Add (v, x)")
-    text = text.replace("y = Loop", 'n = Constant <value = int64 {1000}> ()\n    y = Loop')
+    text = text.replace("y = Loop", "n = Constant <value = int64 {1000}> ()\n    y = Loop")
     g = parse(text)
     result = Unroll(max_nodes=100).run(g, PassContext())
     assert not result.changed and result.stats == {"loops_left": 1}
@@ -327,7 +325,7 @@ def test_a_100_step_unroll_of_a_1000_node_body_is_near_linear() -> None:
         f"w{k + 1} = Add (w{k}, x)" for k in range(998)
     )
     text = _body_loop("n", "", body + "  w = Identity (w998)")
-    text = text.replace("y = Loop", 'n = Constant <value = int64 {100}> ()\n    y = Loop')
+    text = text.replace("y = Loop", "n = Constant <value = int64 {100}> ()\n    y = Loop")
     g = parse(text)
     start = time.perf_counter()
     result = Unroll().run(g, PassContext())
