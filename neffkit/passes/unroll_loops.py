@@ -116,10 +116,15 @@ def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:
 
 
 def scalar(em: Emitter, v: Value) -> Value:
-    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors)."""
-    if static_shape(v) == ():
+    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors).
+
+    Only a constant or a graph input is trusted to be rank 0 already: a body's declared
+    output types are not checked by runtimes, and ``Equal([1, 1], x)`` declared ``bool``
+    happens.
+    """
+    if v.producer is None and static_shape(v) == ():
         return v
-    out = em.node("Reshape", [v, em.const(np.zeros(0, np.int64), "scalar_shape")])
+    out = em.node("Reshape", [v, em.const(np.zeros(0, np.int64), "scalar_shape")], "scalar")
     out.type = TensorType(v.dtype or TensorProto.BOOL, ())
     return out
 

@@ -56,7 +56,9 @@ def test_a_static_count_becomes_straight_line_copies_reading_the_outer_value() -
     assert not any(n.op_type == "Loop" for n in g)
 
 
-@pytest.mark.parametrize("k", [0, 1, 2, 3])  # exit after the first, a middle, the last step; none
+# exit after the first, a middle, the last step; none. The Identity hides the limit from the
+# counter analysis (which would unroll only k + 1 steps: see the test after this one).
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
 def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
     before = (
         H
@@ -64,7 +66,8 @@ def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
         n = Constant <value = int64 {3}> ()
         y = Loop (n, c0, x) <body = b (int64 i, bool c, float[4] v) => (bool co, float[4] w) {
             k = Constant <value = int64 {K}> ()
-            co = Less (i, k)
+            hidden = Identity (k)
+            co = Less (i, hidden)
             w = Add (v, x)
         }>
     }"""
@@ -72,23 +75,30 @@ def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
     after = (
         H
         + """m (float[4] x, bool c0) => (float[4] y)
-        <int64 iter_0 = {0}, int64 iter_1 = {1}, int64 iter_2 = {2}, bool co_s0, float[4] w_s0,
-         bool running, bool co_s1, float[4] w_s1, bool running__1, bool co_s2, float[4] w_s2> {
-        n = Constant <value = int64 {3}> ()
-        k_s0 = Constant <value = int64 {K}> ()
-        co_s0 = Less (iter_0, k_s0)
-        w_s0 = Add (x, x)
-        running = And (c0, co_s0)
-        k_s1 = Constant <value = int64 {K}> ()
-        co_s1 = Less (iter_1, k_s1)
-        w_s1 = Add (w_s0, x)
-        running__1 = And (running, co_s1)
-        k_s2 = Constant <value = int64 {K}> ()
-        co_s2 = Less (iter_2, k_s2)
-        w_s2 = Add (w_s1, x)
-        frozen = Where (c0, w_s0, x)
-        frozen__2 = Where (running, w_s1, frozen)
-        y = Where (running__1, w_s2, frozen__2)
+       <int64 iter_0 =  {0}, int64[0] scalar_shape =  {}, int64 iter_1 =  {1}, int64 iter_2 =
+        {2}, bool co_s0, float[4] w_s0, bool scalar, bool running, bool co_s1, float[4] w_s1,
+        bool scalar__1, bool running__2, bool co_s2, float[4] w_s2>
+    {
+       n = Constant <value: tensor = int64 {3}> ()
+       k_s0 = Constant <value: tensor = int64 {K}> ()
+       hidden_s0 = Identity (k_s0)
+       co_s0 = Less (iter_0, hidden_s0)
+       w_s0 = Add (x, x)
+       scalar = Reshape (co_s0, scalar_shape)
+       running = And (c0, scalar)
+       k_s1 = Constant <value: tensor = int64 {K}> ()
+       hidden_s1 = Identity (k_s1)
+       co_s1 = Less (iter_1, hidden_s1)
+       w_s1 = Add (w_s0, x)
+       scalar__1 = Reshape (co_s1, scalar_shape)
+       running__2 = And (running, scalar__1)
+       k_s2 = Constant <value: tensor = int64 {K}> ()
+       hidden_s2 = Identity (k_s2)
+       co_s2 = Less (iter_2, hidden_s2)
+       w_s2 = Add (w_s1, x)
+       frozen = Where (c0, w_s0, x)
+       frozen__3 = Where (running, w_s1, frozen)
+       y = Where (running__2, w_s2, frozen__3)
     }"""
     ).replace("{K}", f"{{{k}}}")
     g = check_rewrite(Unroll(), before, after)
@@ -97,6 +107,59 @@ def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
         got = Runner(g, "onnxruntime")({"x": x, "c0": np.array(c0)})[0]
         steps = min(k + 1, 3) if c0 else 0
         np.testing.assert_array_equal(got, x * (steps + 1))
+
+
+def test_a_counter_in_the_exit_condition_bounds_a_while_loop() -> None:
+    # m = 2, 4, 6 after steps 0, 1, 2: m < 5 fails after the third step, so 3 copies suffice
+    before = (
+        H
+        + """m (float[4] x) => (float[4] y, int64 count) {
+        t = Constant <value = bool {1}> ()
+        zero = Constant <value = int64 {0}> ()
+        y, count = Loop (, t, x, zero) <body = b (int64 i, bool c, float[4] v, int64 n)
+                                        => (bool co, float[4] w, int64 m) {
+            two = Constant <value = int64 {2}> ()
+            five = Constant <value = int64 {5}> ()
+            m = Add (n, two)
+            w = Add (v, x)
+            co = Less (m, five)
+        }>
+    }"""
+    )
+    after = (
+        H
+        + """m (float[4] x) => (float[4] y, int64 count)
+       <int64[0] scalar_shape =  {}, int64 m_s0, float[4] w_s0, bool co_s0, bool scalar, int64
+        m_s1, float[4] w_s1, bool co_s1, bool scalar__1, bool running, int64 m_s2, float[4] w_s2,
+        bool co_s2>
+    {
+       t = Constant <value: tensor = bool {1}> ()
+       zero = Constant <value: tensor = int64 {0}> ()
+       two_s0 = Constant <value: tensor = int64 {2}> ()
+       five_s0 = Constant <value: tensor = int64 {5}> ()
+       m_s0 = Add (zero, two_s0)
+       w_s0 = Add (x, x)
+       co_s0 = Less (m_s0, five_s0)
+       scalar = Reshape (co_s0, scalar_shape)
+       two_s1 = Constant <value: tensor = int64 {2}> ()
+       five_s1 = Constant <value: tensor = int64 {5}> ()
+       m_s1 = Add (m_s0, two_s1)
+       w_s1 = Add (w_s0, x)
+       co_s1 = Less (m_s1, five_s1)
+       scalar__1 = Reshape (co_s1, scalar_shape)
+       running = And (scalar, scalar__1)
+       two_s2 = Constant <value: tensor = int64 {2}> ()
+       five_s2 = Constant <value: tensor = int64 {5}> ()
+       m_s2 = Add (m_s1, two_s2)
+       w_s2 = Add (w_s1, x)
+       co_s2 = Less (m_s2, five_s2)
+       frozen = Where (scalar, w_s1, w_s0)
+       y = Where (running, w_s2, frozen)
+       frozen__2 = Where (scalar, m_s1, m_s0)
+       count = Where (running, m_s2, frozen__2)
+    }"""
+    )
+    check_rewrite(Unroll(), before, after)
 
 
 def test_scan_outputs_are_stacked_and_cut_to_the_steps_that_ran() -> None:
@@ -116,27 +179,30 @@ def test_scan_outputs_are_stacked_and_cut_to_the_steps_that_ran() -> None:
     )
     after = (
         H
-        + """m (float[4] x, float s) => (float[4] y, float[N, 4] ys)
-        <int64 steps_1 = {1}, int64[1] axis_0 = {0}, int64[1] one_dim = {1}, float[4] w_s0,
-         float[4] z_s0, bool co_s0, float[4] w_s1, float[4] z_s1, bool co_s1, int64 steps_run> {
-        n = Constant <value = int64 {2}> ()
-        t = Constant <value = bool {1}> ()
-        w_s0 = Mul (x, x)
-        z_s0 = Add (w_s0, s)
-        m_s0 = ReduceMax <keepdims = 0> (w_s0)
-        co_s0 = Less (m_s0, s)
-        w_s1 = Mul (w_s0, x)
-        z_s1 = Add (w_s1, s)
-        m_s1 = ReduceMax <keepdims = 0> (w_s1)
-        co_s1 = Less (m_s1, s)
-        ran = Cast <to = 7> (co_s0)
-        steps_run = Add (steps_1, ran)
-        y = Where (co_s0, w_s1, w_s0)
-        unsqueeze = Unsqueeze (z_s0, axis_0)
-        unsqueeze__1 = Unsqueeze (z_s1, axis_0)
-        stacked = Concat <axis = 0> (unsqueeze, unsqueeze__1)
-        rows = Reshape (steps_run, one_dim)
-        ys = Slice (stacked, axis_0, rows, axis_0)
+        + """m (float[4] x, float s) => (float[4] y, float[N,4] ys)
+       <int64[0] scalar_shape =  {}, int64 steps_1 =  {1}, int64[1] axis_0 =  {0}, int64[1]
+        one_dim =  {1}, float[4] w_s0, float[4] z_s0, bool co_s0, bool scalar, float[4] w_s1,
+        float[4] z_s1, bool co_s1, int64 steps_run>
+    {
+       n = Constant <value: tensor = int64 {2}> ()
+       t = Constant <value: tensor = bool {1}> ()
+       w_s0 = Mul (x, x)
+       z_s0 = Add (w_s0, s)
+       m_s0 = ReduceMax <keepdims: int = 0> (w_s0)
+       co_s0 = Less (m_s0, s)
+       scalar = Reshape (co_s0, scalar_shape)
+       w_s1 = Mul (w_s0, x)
+       z_s1 = Add (w_s1, s)
+       m_s1 = ReduceMax <keepdims: int = 0> (w_s1)
+       co_s1 = Less (m_s1, s)
+       ran = Cast <to: int = 7> (scalar)
+       steps_run = Add (steps_1, ran)
+       y = Where (scalar, w_s1, w_s0)
+       unsqueeze = Unsqueeze (z_s0, axis_0)
+       unsqueeze__1 = Unsqueeze (z_s1, axis_0)
+       stacked = Concat <axis: int = 0> (unsqueeze, unsqueeze__1)
+       rows = Reshape (steps_run, one_dim)
+       ys = Slice (stacked, axis_0, rows, axis_0)
     }"""
     )
     g = check_rewrite(Unroll(), before, after)
@@ -162,36 +228,34 @@ def test_a_growing_carried_value_is_picked_by_the_steps_run() -> None:
     )
     after = (
         H
-        + """m (int64[1, 1] start) => (int64[1, N] tokens)
-        <int64 steps_1 = {1}, int64 steps_2 = {2}, int64[1, ?] tw_s0, bool co_s0,
-         int64[1, ?] tw_s1, bool co_s1, int64 steps_run> {
-        n = Constant <value = int64 {2}> ()
-        t = Constant <value = bool {1}> ()
-        last_s0 = ReduceMax <keepdims = 1> (start)
-        tw_s0 = Concat <axis = 1> (start, last_s0)
-        co_s0 = Not (t)
-        last_s1 = ReduceMax <keepdims = 1> (tw_s0)
-        tw_s1 = Concat <axis = 1> (tw_s0, last_s1)
-        co_s1 = Not (co_s0)
-        ran = Cast <to = 7> (co_s0)
-        steps_run = Add (steps_1, ran)
-        less = Less (steps_run, steps_2)
-        tokens = If (less) <
-            then_branch = steps_0_to_1 () => (int64[?, ?] v__3) <int64 steps_1__1 = {1}> {
-                less__2 = Less (steps_run, steps_1__1)
-                v__3 = If (less__2) <
-                    then_branch = steps_0_to_0 () => (int64[1, 1] identity) {
-                        identity = Identity (start)
-                    },
-                    else_branch = steps_1_to_1 () => (int64[1, ?] identity__4) {
-                        identity__4 = Identity (tw_s0)
-                    }
-                >
-            },
-            else_branch = steps_2_to_2 () => (int64[1, ?] identity__5) {
-                identity__5 = Identity (tw_s1)
-            }
-        >
+        + """m (int64[1,1] start) => (int64[1,N] tokens)
+       <int64[0] scalar_shape =  {}, int64 steps_1 =  {1}, int64 steps_2 =  {2}, int64[1,?]
+        tw_s0, bool co_s0, bool scalar, int64[1,?] tw_s1, bool co_s1, int64 steps_run>
+    {
+       n = Constant <value: tensor = int64 {2}> ()
+       t = Constant <value: tensor = bool {1}> ()
+       last_s0 = ReduceMax <keepdims: int = 1> (start)
+       tw_s0 = Concat <axis: int = 1> (start, last_s0)
+       co_s0 = Not (t)
+       scalar = Reshape (co_s0, scalar_shape)
+       last_s1 = ReduceMax <keepdims: int = 1> (tw_s0)
+       tw_s1 = Concat <axis: int = 1> (tw_s0, last_s1)
+       co_s1 = Not (co_s0)
+       ran = Cast <to: int = 7> (scalar)
+       steps_run = Add (steps_1, ran)
+       less = Less (steps_run, steps_2)
+       tokens = If (less) <then_branch: graph = steps_0_to_1 () => (int64[?,?] v__3)
+          <int64 steps_1__1 =  {1}>
+    {
+          less__2 = Less (steps_run, steps_1__1)
+          v__3 = If (less__2) <then_branch: graph = steps_0_to_0 () => (int64[1,1] identity) {
+             identity = Identity (start)
+          }, else_branch: graph = steps_1_to_1 () => (int64[1,?] identity__4) {
+             identity__4 = Identity (tw_s0)
+          }>
+       }, else_branch: graph = steps_2_to_2 () => (int64[1,?] identity__5) {
+          identity__5 = Identity (tw_s1)
+       }>
     }"""
     )
     g = check_rewrite(Unroll(), before, after)
