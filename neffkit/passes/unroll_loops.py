@@ -1,9 +1,12 @@
 """``unroll``: replaces a ``Loop`` of bounded trip count by straight-line copies of its body.
 
-Before / after (a loop of 2 steps, carried ``x``, no exit condition)::
+Before / after (two steps, no exit condition; ``dce`` then drops the unread ``co`` copies)::
 
-    y = Loop (two, "", x) <body = b (int64 i, bool c, float[4] v)      x_s0 = Add (x, one)
-        => (bool c, float[4] w) { w = Add (v, one) }>              ->   y = Add (x_s0, one)
+    y = Loop (two, "", x) <body = b (int64 i,              f_s0 = Cast <to = 1> (iter_0)
+            bool c, float[4] v) => (bool co, float[4] w) {   w_s0 = Add (x, f_s0)
+        co = Identity (c)                               ->   f_s1 = Cast <to = 1> (iter_1)
+        f = Cast <to = 1> (i)                                y = Add (w_s0, f_s1)
+        w = Add (v, f) }>
 
 Each copy gets its iteration number as a constant, so after ``shape-infer`` and ``fold`` each
 copy has static shapes: step t of a decoder computes over exactly its t tokens.
