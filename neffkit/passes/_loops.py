@@ -124,10 +124,12 @@ def step_type(v: Value) -> TensorType | None:
 class Emitter:
     """Adds nodes before ``anchor`` (or at the end of ``graph``) and caches small constants."""
 
-    def __init__(self, graph: Graph, anchor: Node | None) -> None:
+    def __init__(self, graph: Graph, anchor: Node | None, opset: int | None = None) -> None:
         self.graph = graph
+        # a branch being built has no parent yet: its emitter is told the model's opset
+        self.opset = opset if opset is not None else graph.opset("") or 0
         self.anchor = anchor
-        self.added = 0
+        self._added = [0]  # shared with the emitters of the branches this one builds
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], Value] = {}
 
     def node(self, op: str, inputs: list[Value | None], hint: str = "", **attrs: object) -> Value:
@@ -137,9 +139,20 @@ class Emitter:
             n.set_attr(key, value)
         return self.add(n).outputs[0]
 
+    @property
+    def added(self) -> int:
+        """Nodes added by this emitter and the branch emitters made by ``child``."""
+        return self._added[0]
+
+    def child(self, graph: Graph) -> Emitter:
+        """An emitter appending to ``graph`` (a branch being built), counted with this one."""
+        em = Emitter(graph, None, self.opset)
+        em._added = self._added
+        return em
+
     def add(self, node: Node) -> Node:
         """Links ``node`` at the emitter's place."""
-        self.added += 1
+        self._added[0] += 1
         if self.anchor is None:
             return self.graph.append(node)
         return self.graph.insert_before(self.anchor, node)

@@ -193,7 +193,7 @@ def select_by_count(
         (f"steps_{mid + 1}_to_{hi}", mid + 1, hi),
     ):
         sub = Graph(name)
-        for v in select_by_count(Emitter(sub, None), count, chain, a, b, True):
+        for v in select_by_count(em.child(sub), count, chain, a, b, True):
             sub.add_output(v)
         branches.append(sub)
     node = Node("If", [le], num_outputs=len(chain[lo]))
@@ -245,11 +245,10 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
 
 def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value:
     """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows."""
-    opset = em.graph.root.opset("") or 0
     zero = em.const(np.zeros(1, np.int64), "axis_0")
     rows = []
     for step in steps.scans:
-        if opset >= 13:
+        if em.opset >= 13:
             rows.append(em.node("Unsqueeze", [step[j], zero]))
         else:
             rows.append(em.node("Unsqueeze", [step[j]], axes=[0]))
@@ -281,3 +280,71 @@ def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:
     if parts.trip is None or static_int(parts.trip) is not None:
         return None
     return scalar(em, parts.trip)
+
+
+#: ``doc_string`` of a graph that is one compiled unit: a partition's straight-line steps.
+PARTITION_MARK = "neffkit:partition"
+#: ``doc_string`` of an ``If`` that stays on the host: it runs the next partition or stops.
+GATE_MARK = "neffkit:partition-gate"
+
+
+def emit_partitions(
+    parts: LoopParts,
+    em: Emitter,
+    spans: list[range],
+    state: list[Value],
+    running: Value | None,
+    cond: Value,
+    shared: dict[Value, Value],
+    trip: Value | None,
+) -> list[Value]:
+    """The loop's outputs, its steps cut into ``spans``: each later span runs inside the
+    then-branch of an ``If`` taken only while the loop still runs at the span's start.
+
+    A span's steps are straight-line (one compiled unit); when the loop stops inside span p,
+    the gate after it takes its else-branch, which picks the outputs from span p's steps
+    (``finish``); when it goes on, span p + 1 starts from span p's last step.
+    """
+    steps = emit_steps(parts, em, spans[0], state, running, cond, shared, trip)
+    cut = any(r is not None for r in steps.running)
+    if len(spans) == 1:
+        return finish(parts, em, steps, cut)
+    go = steps.after(em)
+    if go is None:
+        go = em.const(np.array(True), "true")
+    nxt = spans[1]
+    then = Graph(f"partition_{nxt.start}_to_{nxt.stop - 1}")
+    then.doc_string = f"{PARTITION_MARK} steps={nxt.start}-{nxt.stop - 1}"
+    tem = em.child(then)
+    rest = emit_partitions(parts, tem, spans[1:], steps.chain[-1], None, steps.cond, shared, trip)
+    k = len(parts.state_out)
+    for j in range(len(parts.scan_out)):  # every step of this span ran: all its rows
+        mine = stack_scans(tem, steps, j, None)
+        rest[k + j] = tem.node("Concat", [mine, rest[k + j]], "stacked", axis=0)
+    stop = Graph(f"stop_in_{spans[0].start}_to_{spans[0].stop - 1}")
+    picked = finish(parts, em.child(stop), steps, cut)
+    for sub, values in ((then, rest), (stop, picked)):
+        sem = em.child(sub)
+        for v in values:
+            sub.add_output(v if v.graph is sub and v.producer is not None else _copy(sem, v))
+    gate = Node("If", [go], num_outputs=len(rest), name=f"partition_gate_{nxt.start}")
+    gate.doc_string = GATE_MARK
+    gate.set_attr("then_branch", then)
+    gate.set_attr("else_branch", stop)
+    em.add(gate)
+    for v, first in zip(gate.outputs, picked):
+        v.type = _loose(first.type)
+    return list(gate.outputs)
+
+
+def _copy(em: Emitter, v: Value) -> Value:
+    """``Identity(v)``: a branch output must be a value of the branch."""
+    out = em.node("Identity", [v])
+    out.type = v.type
+    return out
+
+
+def partition_spans(trips: int, boundaries: list[int]) -> list[range]:
+    """The steps of each partition: ``boundaries`` below ``trips``, then ``trips``."""
+    ends = sorted({b for b in boundaries if 0 < b < trips} | {trips})
+    return [range(a, b) for a, b in zip([0, *ends[:-1]], ends)]

@@ -46,14 +46,15 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from neffkit._gc import paused_gc
+from neffkit.errors import NeffkitError
 from neffkit.ir.core import Graph
 from neffkit.passes._loops import Emitter, read_loop
 from neffkit.passes._unroll_steps import (
     bound,
-    emit_steps,
-    finish,
+    emit_partitions,
     initial_cond,
     initial_running,
+    partition_spans,
     replace_loop,
     shared_constants,
     trip_operand,
@@ -76,6 +77,10 @@ class UnrollLoops(Pass):
     max_trip: int = option(0, "unroll loops without a constant trip count to this many steps")
     max_nodes: int = option(1_000_000, "leave a loop alone whose copies would add more nodes")
 
+    def spans(self, trips: int) -> list[range]:
+        """The steps of each straight-line piece: one piece, every step."""
+        return [range(trips)]
+
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         with paused_gc():  # tens of thousands of new nodes that all stay alive
             return self._run(graph)
@@ -96,15 +101,57 @@ class UnrollLoops(Pass):
                 shared = shared_constants(parts, g)
                 running = initial_running(parts, em)
                 trip = trip_operand(parts, em)
-                steps = emit_steps(
-                    parts, em, range(trips), list(parts.inits), running,
+                spans = self.spans(trips)
+                results = emit_partitions(
+                    parts, em, spans, list(parts.inits), running,
                     initial_cond(parts, em), shared, trip,
                 )  # fmt: skip
-                cut = any(r is not None for r in steps.running)
-                replace_loop(node, em, finish(parts, em, steps, cut))
+                replace_loop(node, em, results)
                 stats["loops_unrolled"] += 1
+                if len(spans) > 1:
+                    stats["partitions"] = stats.get("partitions", 0) + len(spans)
                 stats["steps"] += trips
                 stats["nodes_added"] += em.added
                 log.info("unroll: Loop '%s': %d steps, %d nodes", node.name, trips, em.added)
         changed = stats["loops_unrolled"] > 0
         return PassResult(changed, {k: v for k, v in stats.items() if v})
+
+
+@register
+@dataclass(frozen=True)
+class PartitionUnroll(UnrollLoops):
+    """Unrolls bounded ``Loop``s into partitions chained by ``If`` gates (early stop)."""
+
+    name: ClassVar[str] = "partition-unroll"
+    description: ClassVar[str] = (
+        "unroll bounded Loops into partitions; the next runs only while the loop goes on"
+    )
+
+    boundaries: str = option("", "steps at which partitions end, separated by '+' (25+50+75)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.ends()  # refuses bad text before anything runs
+
+    def ends(self) -> list[int]:
+        """The boundaries as integers, increasing.
+
+        Raises:
+            NeffkitError: a boundary that is not a positive integer, or out of order.
+        """
+        if not self.boundaries.strip():
+            return []
+        try:
+            ends = [int(b) for b in self.boundaries.split("+")]
+        except ValueError:
+            ends = []
+        if not ends or any(b <= 0 for b in ends) or ends != sorted(set(ends)):
+            raise NeffkitError(
+                f"partition-unroll: boundaries must be increasing positive step counts "
+                f"separated by '+' (25+50+75), got {self.boundaries!r}"
+            )
+        return ends
+
+    def spans(self, trips: int) -> list[range]:
+        """One piece per partition: the boundaries below the bound, then the bound."""
+        return partition_spans(trips, self.ends())
