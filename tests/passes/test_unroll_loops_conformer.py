@@ -12,7 +12,7 @@ from neffkit.examples.conformer import EOS_ID, build_conformer_ocr, export_confo
 from neffkit.execution import Runner
 from neffkit.frontends.onnx import load
 from neffkit.ir.core import Graph
-from neffkit.passes import PassContext, get_pass, parse_pipeline
+from neffkit.passes import PassContext, parse_pipeline
 from neffkit.passes.manager import PassManager
 
 MAX_LEN = 12
@@ -33,11 +33,20 @@ def _images() -> list[np.ndarray]:
     return [(s * rng.standard_normal((1, 1, 32, 128))).astype(np.float32) for s in (0.1, 2.0)]
 
 
-@pytest.mark.parametrize(("eos_bias", "lengths"), [(4.0, {1}), (-0.5, {2, MAX_LEN})])
-def test_unrolled_conformer_matches_the_loop(eos_bias: float, lengths: set[int]) -> None:
+@pytest.mark.parametrize(
+    ("spec", "eos_bias", "lengths"),
+    [
+        ("unroll", 4.0, {1}),
+        ("unroll", -0.5, {2, MAX_LEN}),
+        # stops inside the second partition (2 tokens), or runs through all four
+        ("partition-unroll{boundaries=1+2+6}", -0.5, {2, MAX_LEN}),
+    ],
+)
+def test_unrolled_conformer_matches_the_loop(spec: str, eos_bias: float, lengths: set[int]) -> None:
     rolled = _small_conformer(eos_bias)
     unrolled = _small_conformer(eos_bias)
-    result = get_pass("unroll")().run(unrolled, PassContext())
+    (unroll,) = parse_pipeline(spec).items
+    result = unroll.run(unrolled, PassContext())
     assert result.stats["steps"] == MAX_LEN  # the counter in the exit condition bounds it
     assert not any(n.op_type == "Loop" for n in unrolled.all_nodes())
     reference = Runner(rolled, "onnxruntime")
