@@ -74,7 +74,7 @@ class UnrollLoops(Pass):
     name: ClassVar[str] = "unroll"
     description: ClassVar[str] = "replace bounded Loops by straight-line copies of their body"
 
-    max_trip: int = option(0, "unroll loops without a constant trip count to this many steps")
+    max_trip: int = option(0, "at most this many steps (a promise for unbounded loops; 0: none)")
     max_nodes: int = option(1_000_000, "leave a loop alone whose copies would add more nodes")
 
     def spans(self, trips: int) -> list[range]:
