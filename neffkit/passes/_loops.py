@@ -15,7 +15,7 @@ import numpy as np
 from onnx import AttributeProto
 
 from neffkit.ir.core import Attr, Graph, Node, Value
-from neffkit.ir.tensor import Tensor
+from neffkit.ir.tensor import Tensor, onnx_dtype
 from neffkit.ir.types import TensorType
 from neffkit.passes._fold_eval import constant_tensor
 
@@ -96,6 +96,14 @@ def is_true(v: Value | None) -> bool:
     return a is not None and a.size == 1 and a.dtype == np.bool_ and bool(a.reshape(()))
 
 
+def dtype_of(v: Value) -> int | None:
+    """The ONNX element type of ``v`` (declared, or read from a constant), else None."""
+    if v.dtype is not None:
+        return v.dtype
+    a = const_array(v)
+    return None if a is None else onnx_dtype(a.dtype)
+
+
 def static_shape(v: Value) -> tuple[int, ...] | None:
     """The shape of ``v`` when every dim is a known integer (declared or constant)."""
     shape = v.shape
@@ -130,6 +138,7 @@ class Emitter:
         self.opset = opset if opset is not None else graph.opset("") or 0
         self.anchor = anchor
         self._added = [0]  # shared with the emitters of the branches this one builds
+        self.prefix = ""  # of the copies' names: two loops of one graph copy apart
         self._consts: dict[tuple[str, bytes, tuple[int, ...]], Value] = {}
 
     def node(self, op: str, inputs: list[Value | None], hint: str = "", **attrs: object) -> Value:
@@ -148,6 +157,7 @@ class Emitter:
         """An emitter appending to ``graph`` (a branch being built), counted with this one."""
         em = Emitter(graph, None, self.opset)
         em._added = self._added
+        em.prefix = self.prefix
         return em
 
     def add(self, node: Node) -> Node:

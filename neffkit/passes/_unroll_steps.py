@@ -21,6 +21,7 @@ from neffkit.passes._loops import (
     body_size,
     copy_body,
     counted_bound,
+    dtype_of,
     is_true,
     static_int,
     static_shape,
@@ -143,21 +144,42 @@ def emit_steps(
             running = conj(em, running, scalar(em, less))
         runs.append(running)
         vmap.update(zip(parts.state_in, chain[-1]))
-        copy_body(parts.body, em, vmap, f"s{t}", shared)
+        copy_body(parts.body, em, vmap, f"{em.prefix}s{t}", shared)
         chain.append([vmap.get(v, v) for v in parts.state_out])
         scans.append([vmap.get(v, v) for v in parts.scan_out])
         cond = vmap.get(parts.cond_out, parts.cond_out)
     return Steps(chain, runs, running, cond, scans, watch_cond)
 
 
+#: Element types onnxruntime's CPU ``Where`` takes (bool goes through uint8).
+_WHERE_TYPES = frozenset(
+    {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT32, TensorProto.INT64}
+    | {TensorProto.UINT8, TensorProto.STRING, TensorProto.BOOL}
+)
+
+
 def same_shape_every_step(parts: LoopParts, k: int) -> bool:
-    """True when carried value k provably keeps one shape: the initial value's static shape
-    is the one the body declares for its output (or the body passes it through)."""
+    """True when carried value k can be frozen by ``Where``: it provably keeps one shape (the
+    initial value's static shape is the one the body declares for its output, or the body
+    passes it through) and runtimes have a ``Where`` for its element type."""
     out = parts.state_out[k]
     if out is parts.state_in[k]:
         return True
     start = static_shape(parts.inits[k])
-    return start is not None and static_shape(out) == start
+    if start is None or static_shape(out) != start:
+        return False
+    return dtype_of(parts.inits[k]) in _WHERE_TYPES
+
+
+def freeze(em: Emitter, running: Value, step: Value, frozen: Value) -> Value:
+    """``running ? step : frozen``, for every element type in ``_WHERE_TYPES``."""
+    if dtype_of(step) != TensorProto.BOOL and dtype_of(frozen) != TensorProto.BOOL:
+        return em.node("Where", [running, step, frozen], "frozen")
+    # bool [running ? step : frozen] -> Cast(Where(running, Cast(step, u8), Cast(frozen, u8)))
+    a = em.node("Cast", [step], "as_u8", to=TensorProto.UINT8)
+    b = em.node("Cast", [frozen], "as_u8", to=TensorProto.UINT8)
+    picked = em.node("Where", [running, a, b], "frozen")
+    return em.node("Cast", [picked], "frozen", to=TensorProto.BOOL)
 
 
 def steps_run(em: Emitter, runs: list[Value | None]) -> Value:
@@ -234,7 +256,7 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
         for t, r in enumerate(runs):
             step = chain[t + 1][k]
             # running_t ? step t's result : the value frozen before it
-            acc = step if r is None else em.node("Where", [r, step, acc], "frozen")
+            acc = step if r is None else freeze(em, r, step, acc)
         finals[k] = acc
     if growing and count is not None:
         picked = [[row[k] for k in growing] for row in chain]
@@ -309,10 +331,13 @@ def emit_partitions(
     cut = any(r is not None for r in steps.running)
     if len(spans) == 1:
         return finish(parts, em, steps, cut)
+    nxt = spans[1]
     go = steps.after(em)
+    if trip is not None:  # and the next step is below M
+        less = em.node("Less", [em.const(np.array(nxt.start, np.int64), f"iter_{nxt.start}"), trip])
+        go = conj(em, go, scalar(em, less))
     if go is None:
         go = em.const(np.array(True), "true")
-    nxt = spans[1]
     then = Graph(f"partition_{nxt.start}_to_{nxt.stop - 1}")
     then.doc_string = f"{PARTITION_MARK} steps={nxt.start}-{nxt.stop - 1}"
     tem = em.child(then)
@@ -327,7 +352,8 @@ def emit_partitions(
         sem = em.child(sub)
         for v in values:
             sub.add_output(v if v.graph is sub and v.producer is not None else _copy(sem, v))
-    gate = Node("If", [go], num_outputs=len(rest), name=f"partition_gate_{nxt.start}")
+    name = f"{parts.node.name}/partition_gate_{nxt.start}" if parts.node.name else ""
+    gate = Node("If", [go], num_outputs=len(rest), name=name)
     gate.doc_string = GATE_MARK
     gate.set_attr("then_branch", then)
     gate.set_attr("else_branch", stop)
@@ -335,6 +361,16 @@ def emit_partitions(
     for v, first in zip(gate.outputs, picked):
         v.type = _loose(first.type)
     return list(gate.outputs)
+
+
+def can_stop_early(parts: LoopParts, trip: Value | None) -> bool:
+    """False when every step up to the bound is known to run (no condition that decides,
+    and a constant trip count): then steps need no running chain and no gates."""
+    if trip is not None:
+        return True
+    if parts.cond is None or parts.cond_out is parts.cond_in:
+        return False
+    return not is_true(parts.cond_out)
 
 
 def _copy(em: Emitter, v: Value) -> Value:

@@ -51,6 +51,7 @@ from neffkit.ir.core import Graph
 from neffkit.passes._loops import Emitter, read_loop
 from neffkit.passes._unroll_steps import (
     bound,
+    can_stop_early,
     emit_partitions,
     initial_cond,
     initial_running,
@@ -88,7 +89,8 @@ class UnrollLoops(Pass):
     def _run(self, graph: Graph) -> PassResult:
         stats = {"loops_unrolled": 0, "steps": 0, "nodes_added": 0, "loops_left": 0}
         for g in list(all_graphs_postorder(graph)):
-            for node in [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]:
+            loops = [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]
+            for index, node in enumerate(loops):
                 parts = read_loop(node)
                 trips = None if isinstance(parts, str) else bound(parts, self.max_trip)
                 reason = parts if isinstance(parts, str) else why_not(parts, trips, self.max_nodes)
@@ -98,10 +100,13 @@ class UnrollLoops(Pass):
                     log.log(level, "unroll: Loop '%s' left alone: %s", node.name, reason)
                     continue
                 em = Emitter(g, node)
+                em.prefix = f"l{index}" if index else ""  # node names stay unique in g
                 shared = shared_constants(parts, g)
                 running = initial_running(parts, em)
                 trip = trip_operand(parts, em)
                 spans = self.spans(trips)
+                if not can_stop_early(parts, trip):  # every step runs: no gate gains anything
+                    spans = [range(trips)]
                 results = emit_partitions(
                     parts, em, spans, list(parts.inits), running,
                     initial_cond(parts, em), shared, trip,

@@ -13,7 +13,7 @@ from neffkit.ir.text import parse
 from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, parse_pipeline
 from neffkit.passes._unroll_steps import GATE_MARK, PARTITION_MARK
-from neffkit.testing import check_rewrite
+from neffkit.testing import check_pass, check_rewrite
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
@@ -47,7 +47,7 @@ def test_two_partitions_and_the_gate_between_them() -> None:
         top_s0 = ReduceMax <keepdims = 0> (w_s0)
         co_s0 = Less (top_s0, lim)
         scalar = Reshape (co_s0, scalar_shape)
-        [partition_gate_1] y = If (scalar) <
+        y = If (scalar) <
             then_branch = partition_1_to_1 () => (float[4] w_s1) <bool co_s1> {
                 w_s1 = Add (w_s0, x)
                 top_s1 = ReduceMax <keepdims = 0> (w_s1)
@@ -129,3 +129,10 @@ def test_a_loop_without_a_bound_is_left_alone() -> None:
     }"""
     )
     check_rewrite(_pass("partition-unroll{boundaries=1}"), text, None)
+
+
+@pytest.mark.parametrize("spec", ["unroll", "partition-unroll{boundaries=1+2}"])
+def test_generated_loops_keep_every_property(spec: str) -> None:
+    ops = ["Loop", "If", "Add", "Mul", "Concat", "Relu", "Less", "And", "Where", "Cast", "Slice"]
+    summary = check_pass(spec, max_examples=120, torch=True, ops=ops)
+    assert summary.changed  # some generated loops were unrolled, not only left alone
