@@ -35,8 +35,16 @@ A loop with no condition (or a condition that is constant true, or passed throug
 needs none of this: its last copy's values are the outputs.
 
 Loops in ``If`` branches and loops whose bodies read outer values are handled (copies read
-the same outer values); nested loops are unrolled inside-out. ``max-nodes`` refuses a loop
-whose copies would add more nodes than that (left alone, logged as a warning, counted).
+the same outer values); nested loops are unrolled inside-out (an inner loop whose bound
+depends on the outer iteration number is left alone in the copies; ``fold`` then a second
+``unroll`` unrolls them). ``max-nodes`` refuses a loop whose copies would add more nodes than
+that (left alone, logged as a warning, counted).
+
+``partition-unroll{boundaries=25+50+75}`` cuts the same steps into partitions: the first
+takes the loop's place, each later one is the then-branch of an ``If`` gate taken only while
+the loop still runs, whose else-branch picks the outputs of the partition that just ran.
+Partition graphs carry the ``doc_string`` ``neffkit:partition steps=A-B`` (compiled units),
+gates ``neffkit:partition-gate`` (host control flow).
 """
 
 from __future__ import annotations
