@@ -59,9 +59,7 @@ def register(cls: type[Pass]) -> type[Pass]:
         )
     other = _REGISTERED.get(cls.name)
     if other is not None and _where(other) != _where(cls):
-        raise NeffkitError(
-            f"two passes are named '{cls.name}': {_where(other)} and {_where(cls)}"
-        )
+        raise NeffkitError(f"two passes are named '{cls.name}': {_where(other)} and {_where(cls)}")
     _REGISTERED[cls.name] = cls
     return cls
 
