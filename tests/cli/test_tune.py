@@ -6,7 +6,7 @@ import pytest
 
 from neffkit.cli import main
 from neffkit.examples.conformer import export_conformer_onnx
-from tests.cli.helpers import error_line
+from tests.helpers import error_line
 
 #: skewed like the issue's requests: most short, a tail to the Conformer's 75 steps
 SKEWED = [n for n in range(1, 76) for _ in range(max(1, round(100 * 0.85**n)))]
