@@ -20,6 +20,8 @@ _EXPORTS = {
     "check_rewrite": "neffkit.testing.rewrite",
     "graphs": "neffkit.testing.strategies",
     "random_feeds": "neffkit.testing.strategies",
+    "loop_graphs": "neffkit.testing.strategies",
+    "loop_features": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",
     "CheckSummary": "neffkit.testing.properties",

@@ -43,7 +43,16 @@ from neffkit.execution.inputs import random_inputs
 from neffkit.ir.core import Graph
 from neffkit.testing import strategies_nn, strategies_ops
 from neffkit.testing.builder import BOOL, Builder, Catalog, build_graph, generation_stats
-from neffkit.testing.strategies_control import CONTROL_OPS, PLANT_GENS, PLANTS, gen_if, gen_loop
+from neffkit.testing.strategies_control import (
+    CONTROL_OPS,
+    LOOP_FEATURES,
+    PLANT_GENS,
+    PLANTS,
+    gen_if,
+    gen_loop,
+    gen_required_loop,
+    loop_features,
+)
 from neffkit.testing.strategies_ops import OpSpec
 
 __all__ = [
@@ -53,9 +62,12 @@ __all__ = [
     "OPS",
     "PLANTS",
     "Builder",
+    "LOOP_FEATURES",
     "GraphOptions",
     "generation_stats",
     "graphs",
+    "loop_features",
+    "loop_graphs",
     "random_feeds",
 ]
 
@@ -95,6 +107,8 @@ class GraphOptions:
         max_numel: ops that grow tensors (Tile, Expand, broadcasting) stay under this.
         max_depth: nesting of Loop / If bodies.
         plants: True (all of :data:`PLANTS`), False, or the names of the patterns to plant.
+        loops: every graph has a ``Loop`` (drawn first, at the top level or inside an ``If``
+            branch), with the decoder-like options of :data:`LOOP_FEATURES` drawn as usual.
 
     Raises:
         ValueError: an unknown op, dtype or plant, or no drawable op for the dtypes.
@@ -110,6 +124,7 @@ class GraphOptions:
     max_numel: int = 256
     max_depth: int = 1
     plants: bool | Iterable[str] = True
+    loops: bool = False
 
     def __post_init__(self) -> None:
         dts = tuple(self.dtypes)
@@ -148,9 +163,19 @@ def graphs(**options: Any) -> st.SearchStrategy[Graph]:
     return _graph(GraphOptions(**options))
 
 
+def loop_graphs(**options: Any) -> st.SearchStrategy[Graph]:
+    """:func:`graphs` whose every graph has a ``Loop`` (``loops=True``; ``max_depth`` 2 unless
+    given, so some loops nest or sit in ``If`` branches): what loop passes are fuzzed with.
+
+    Raises:
+        ValueError: invalid options (see :class:`GraphOptions`).
+    """
+    return graphs(**{"loops": True, "max_depth": 2, **options})
+
+
 @st.composite
 def _graph(draw: Callable[[st.SearchStrategy[Any]], Any], opts: GraphOptions) -> Graph:
-    return build_graph(draw, opts, CATALOG)
+    return build_graph(draw, opts, CATALOG, gen_required_loop if opts.loops else None)
 
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
