@@ -87,7 +87,7 @@ def gen_loop(b: Builder) -> None:
     axis = b.integer(0, len(grown.shape) - 1) if grown is not None else 0
     runtime = b.integer(0, 3) == 3
     want_scan = b.flip()
-    cond_input = bounded and not want_scan and b.integer(0, 3) == 3
+    cond_input = bounded and b.integer(0, 3) == 3
     nested = b.depth + 1 < b.opts.max_depth and b.integer(0, 7) == 7
     gtype: list[tuple[int, Sequence[Dim]]] = []
     if grown is not None:
@@ -129,8 +129,8 @@ def gen_loop(b: Builder) -> None:
     else:
         cond_out = _exit(sub, exit_kind, it, cond_in, outs)
     sub.graph.set_outputs([cond_out, *outs, *scans])
-    if runtime:  # at least one iteration when there are scans: see the module's notes
-        m = b.emit1("Min", [_count(b, int(bool(scans))), b.const(i64(trips))], I64, ())
+    if runtime:  # may be 0: then no iteration runs
+        m = b.emit1("Min", [_count(b), b.const(i64(trips))], I64, ())
     else:
         m = b.const(np.asarray(trips, np.int64))
     cond_init: Value | None = None
@@ -208,8 +208,8 @@ def _named(b: Builder, shape: Sequence[Dim]) -> tuple[Dim, ...]:
     return tuple(b.name("n") if d is None else d for d in shape)
 
 
-def _count(b: Builder, plus: int) -> Value:
-    """``ReduceSum(x > 0) + plus`` as an int64 scalar; ``x`` is mostly a numeric graph input
+def _count(b: Builder) -> Value:
+    """``ReduceSum(x > 0)`` as an int64 scalar; ``x`` is mostly a numeric graph input
     (so that the count differs from feed to feed), else any numeric value in scope."""
     root = b
     while root.outer is not None:
@@ -218,8 +218,7 @@ def _count(b: Builder, plus: int) -> Value:
     x = b.choice(inputs) if inputs and b.integer(0, 3) < 3 else b.pick(NUMERIC)
     pos = b.emit1("Greater", [x, b.const(np.zeros((), np_dtype(x.dtype)))], BOOL, x.shape)
     ints = b.emit1("Cast", [pos], I64, x.shape, to=I64)
-    n = b.emit1("ReduceSum", [ints], I64, (), keepdims=0)
-    return b.emit1("Add", [n, b.const(i64(plus))], I64, ()) if plus else n
+    return b.emit1("ReduceSum", [ints], I64, (), keepdims=0)
 
 
 def _exit(sub: Builder, kind: int, it: Value, cond_in: Value, outs: list[Value]) -> Value:
@@ -227,7 +226,7 @@ def _exit(sub: Builder, kind: int, it: Value, cond_in: Value, outs: list[Value])
     in scope (often a captured one), a carried value's sum against a threshold, or the
     decoder's ``cond_in and ArgMax(logits) != EOS``."""
     if kind == 1:
-        return sub.emit1("Less", [it, _count(sub, 0)], BOOL, ())
+        return sub.emit1("Less", [it, _count(sub)], BOOL, ())
     if kind == 2:
         nums = [v for v in outs if v.dtype in NUMERIC and static(v)]
         x = nums[sub.integer(0, len(nums) - 1)] if nums and sub.flip() else sub.pick(NUMERIC)
