@@ -16,11 +16,13 @@ fewer ops, smaller shapes, earlier operands and plainer constants::
 
 Besides ops, the draws plant what passes look for: duplicated constants, repeated
 subexpressions, dead nodes and dead ``If`` branches, no-op copy chains, transpose pairs and
-constant or shape-only subexpressions. Ops and guards: ``strategies_ops``, ``strategies_nn``;
-``Loop``, ``If`` and plants: ``strategies_control``; the :class:`~neffkit.testing.builder.Builder`
-they draw into: :mod:`neffkit.testing.builder`. This module assembles them (:data:`CATALOG`);
-none of them imports it. A step whose first choice is 0 adds nothing, so shrinking (which
-zeroes a step's choices) removes unneeded ops.
+constant or shape-only subexpressions. ``Loop`` nodes may be decoder-like (values growing along
+an axis, data-dependent exits, scan outputs, run-time trip counts, nested loops);
+``loop_graphs()`` (``graphs(loops=True)``) puts one in every graph. Ops and guards:
+``strategies_ops``, ``strategies_nn``; ``Loop``, ``If`` and plants: ``strategies_control``; the
+:class:`~neffkit.testing.builder.Builder` they draw into: :mod:`neffkit.testing.builder`. This
+module assembles them (:data:`CATALOG`); none of them imports it. A step whose first choice is 0
+adds nothing, so shrinking (which zeroes a step's choices) removes unneeded ops.
 
 Numeric guards, so that onnxruntime comparisons are meaningful: divisors of float ``Div`` and
 ``Reciprocal`` inputs are ``Abs(x) + 0.5`` (or constants at least 0.25 away from zero), integer

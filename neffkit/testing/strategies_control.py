@@ -1,6 +1,7 @@
 """Control flow and planted patterns for the graph strategies: ``If`` / ``Loop`` with drawn
-bodies, and the patterns passes look for (constant copies, repeats, dead code, no-op copies,
-transpose pairs, constant and shape-only subexpressions)."""
+bodies (loops with the decoder-like options of :data:`LOOP_FEATURES`), and the patterns passes
+look for (constant copies, repeats, dead code, no-op copies, transpose pairs, constant and
+shape-only subexpressions)."""
 
 from __future__ import annotations
 
