@@ -136,7 +136,7 @@ def gen_loop(b: Builder) -> None:
         m = b.const(np.asarray(trips, np.int64))
     cond_init: Value | None = None
     if cond_input:  # may be false: then no iteration runs
-        x = b.pick(NUMERIC)
+        x = b.pick(NUMERIC - {I32})  # as gen_if's ReduceMax
         r = b.emit1("ReduceMax", [x], x.dtype, (), keepdims=0)
         cond_init = b.emit1("Greater", [r, b.const(np.zeros((), np_dtype(x.dtype)))], BOOL, ())
     elif bounded:
