@@ -131,7 +131,7 @@ def gen_loop(b: Builder) -> None:
         cond_out = _exit(sub, exit_kind, it, cond_in, outs)
     sub.graph.set_outputs([cond_out, *outs, *scans])
     if runtime:  # may be 0: then no iteration runs
-        m = b.emit1("Min", [_count(b), b.const(i64(trips))], I64, ())
+        m = b.emit1("Min", [_count(b)[0], b.const(i64(trips))], I64, ())
     else:
         m = b.const(np.asarray(trips, np.int64))
     cond_init: Value | None = None
@@ -209,37 +209,68 @@ def _named(b: Builder, shape: Sequence[Dim]) -> tuple[Dim, ...]:
     return tuple(b.name("n") if d is None else d for d in shape)
 
 
-def _count(b: Builder) -> Value:
-    """``ReduceSum(x > 0)`` as an int64 scalar; ``x`` is mostly a numeric graph input
-    (so that the count differs from feed to feed), else any numeric value in scope."""
-    root = b
-    while root.outer is not None:
-        root = root.outer
-    inputs = [v for v in root.graph.inputs if v.dtype in NUMERIC]
-    x = b.choice(inputs) if inputs and b.integer(0, 3) < 3 else b.pick(NUMERIC)
+def _count(b: Builder) -> tuple[Value, int]:
+    """``ReduceSum(x > 0)`` as an int64 scalar, ``x`` mostly a value the inputs reach; and the
+    number of elements of ``x`` (the largest count)."""
+    x = _fed(b, NUMERIC, b.pool)
     pos = b.emit1("Greater", [x, b.const(np.zeros((), np_dtype(x.dtype)))], BOOL, x.shape)
     ints = b.emit1("Cast", [pos], I64, x.shape, to=I64)
-    return b.emit1("ReduceSum", [ints], I64, (), keepdims=0)
+    return b.emit1("ReduceSum", [ints], I64, (), keepdims=0), numel(x.shape)
+
+
+def _fed(b: Builder, dtypes: frozenset[int], among: list[Value], wide: bool = False) -> Value:
+    """Three times in four a value of ``among`` (newest first) that the graph's or the body's
+    inputs reach, so that what is computed from it changes with the feeds; else any operand.
+    ``wide``: of rank 1 or more, the last dim at least 2."""
+
+    def fits(v: Value) -> bool:
+        return not wide or (len(v.shape) >= 1 and int(v.shape[-1] or 0) >= 2)
+
+    memo: dict[int, bool] = {}
+    cands = [
+        v
+        for v in reversed(among)
+        if v.dtype in dtypes and static(v) and fits(v) and _reached(v, memo)
+    ]
+    if cands and b.integer(0, 3) < 3:
+        return b.choice(cands)
+    return b.pick(dtypes, pred=fits, fresh=lambda: (max(2, b.dim()),))
+
+
+def _reached(v: Value, memo: dict[int, bool]) -> bool:
+    """True when an input (of the graph or of a body) reaches ``v``: not a constant expression."""
+    if id(v) not in memo:
+        p = v.producer
+        if p is None:
+            memo[id(v)] = not v.is_initializer
+        else:
+            memo[id(v)] = bool(p.subgraphs) or any(
+                _reached(x, memo) for x in p.inputs if x is not None
+            )
+    return memo[id(v)]
 
 
 def _exit(sub: Builder, kind: int, it: Value, cond_in: Value, outs: list[Value]) -> Value:
     """A data-dependent ``cond_out``: the iteration number against a count read from a value
     in scope (often a captured one), a carried value's sum against a threshold, or the
     decoder's ``cond_in and ArgMax(logits) != EOS``."""
-    if kind == 1:
-        return sub.emit1("Less", [it, _count(sub)], BOOL, ())
+    if kind == 1:  # it * K < count, K spreading the count's range over the trip count
+        n, size = _count(sub)
+        k = max(1, size // 2)
+        scaled = sub.emit1("Mul", [it, sub.const(i64(k))], I64, ())
+        return sub.emit1("Less", [scaled, n], BOOL, ())
     if kind == 2:
-        nums = [v for v in outs if v.dtype in NUMERIC and static(v)]
-        x = nums[sub.integer(0, len(nums) - 1)] if nums and sub.flip() else sub.pick(NUMERIC)
+        x = _fed(sub, NUMERIC, outs if sub.flip() else sub.pool)
         s = sub.emit1("ReduceSum", [x], x.dtype, (), keepdims=0)
         thr = sub.const(sub.values(x.dtype, ()))
         return sub.emit1("Less", [s, thr], BOOL, ())
-    logits = sub.pick(FLOATS, 1)
-    r = len(logits.shape)
-    am = sub.emit1("ArgMax", [logits], I64, logits.shape[:-1], axis=r - 1, keepdims=0)
-    if r > 1:
-        am = sub.emit1("ReduceMax", [am], I64, (), keepdims=0)
-    eos = sub.const(i64(sub.integer(0, logits.shape[-1] - 1)))
+    logits = _fed(sub, FLOATS, outs if sub.flip() else sub.pool, wide=True)
+    d = numel(logits.shape[-1:])
+    rows = sub.emit1("Reshape", [logits, sub.const(i64([-1, d]))], logits.dtype,
+                     (numel(logits.shape) // d, d))  # fmt: skip
+    first = sub.emit1("Gather", [rows, sub.const(i64(0))], logits.dtype, (d,), axis=0)
+    am = sub.emit1("ArgMax", [first], I64, (), axis=0, keepdims=0)  # the next token
+    eos = sub.const(i64(sub.integer(0, d - 1)))
     stop = sub.emit1("Equal", [am, eos], BOOL, ())
     go = sub.emit1("Not", [stop], BOOL, ())
     return sub.emit1("And", [cond_in, go], BOOL, ())
