@@ -101,7 +101,7 @@ def test_exits_depend_on_the_inputs_and_hit_the_first_and_last_step() -> None:
     some run no iteration."""
     firsts = lasts = varied = zeros = 0
 
-    @settings(max_examples=300, **SETTINGS)
+    @settings(max_examples=600, **SETTINGS)
     @given(loop_graphs(max_ops=2, max_depth=1))
     def run(graph: Graph) -> None:
         nonlocal firsts, lasts, varied, zeros
@@ -109,7 +109,7 @@ def test_exits_depend_on_the_inputs_and_hit_the_first_and_last_step() -> None:
         feats = loop_features(node)
         if "grow" not in feats:
             return
-        runs = _iterations(graph, node, range(6))
+        runs = _iterations(graph, node, range(12))
         if feats & {"runtime-trips", "cond-input"}:
             zeros += 0 in runs
         elif "exit" in feats:
