@@ -24,6 +24,8 @@ _EXPORTS = {
     "graphs": "neffkit.testing.strategies",
     "model_text": "neffkit.testing.text",
     "random_feeds": "neffkit.testing.strategies",
+    "loop_graphs": "neffkit.testing.strategies",
+    "loop_features": "neffkit.testing.strategies",
     "GraphOptions": "neffkit.testing.strategies",
     "check_pass": "neffkit.testing.properties",
     "CheckSummary": "neffkit.testing.properties",

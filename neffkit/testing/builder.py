@@ -52,6 +52,7 @@ __all__ = [
     "generation_stats",
     "i64",
     "numel",
+    "static",
 ]
 
 F32 = TensorProto.FLOAT
@@ -86,6 +87,16 @@ def broadcasts(a: Sequence[int], b: Sequence[int]) -> bool:
 def numel(shape: Sequence[int]) -> int:
     """Number of elements of a static shape."""
     return math.prod(int(d) for d in shape)
+
+
+def static(v: Value) -> bool:
+    """True when ``v`` has a tensor type with only int dims (what the pool holds: values whose
+    dims grow in a Loop, or count its iterations, are never picked as operands)."""
+    return isinstance(v.type, TensorType) and v.type.is_static
+
+
+def _dim(d: Any) -> int | str | None:
+    return d if d is None or isinstance(d, str) else int(d)
 
 
 def i64(values: Sequence[int] | int) -> np.ndarray:
@@ -163,14 +174,20 @@ def generation_stats() -> dict[str, int]:
 
 
 def build_graph(
-    draw: Callable[[st.SearchStrategy[Any]], Any], opts: Limits, catalog: Catalog
+    draw: Callable[[st.SearchStrategy[Any]], Any],
+    opts: Limits,
+    catalog: Catalog,
+    first: Generator | None = None,
 ) -> Graph:
-    """Draws a top-level graph (opset 18): one graph input, ``min_ops`` to ``max_ops`` steps,
-    then graph outputs. ``draw`` is a ``st.composite`` function's first argument."""
+    """Draws a top-level graph (opset 18): one graph input, ``first`` (an op every graph must
+    have), ``min_ops`` to ``max_ops`` steps, then graph outputs. ``draw`` is a
+    ``st.composite`` function's first argument."""
     _STATS["started"] += 1
     graph = Graph("g", opset_imports={"": 18})
     b = Builder(draw, opts, graph, catalog)
     b.fresh(b.dtype(set(opts.dtype_codes)), b.shape(1))
+    if first is not None:
+        first(b)
     b.steps(opts.min_ops, opts.max_ops)
     b.finish()
     _STATS["finished"] += 1
@@ -382,12 +399,12 @@ class Builder:
         attrs: dict[str, Any] | None = None,
     ) -> list[Value]:
         """Appends ``op`` with outputs of the given (dtype, shape) types; returns the outputs."""
-        outs = [Value(self.name(), TensorType(dt, tuple(int(d) for d in s))) for dt, s in types]
+        outs = [Value(self.name(), TensorType(dt, tuple(map(_dim, s)))) for dt, s in types]
         node = Node(op, list(inputs), outputs=outs)
         for key, value in (attrs or {}).items():
             node.set_attr(key, value)
         self.graph.append(node)
-        self.pool.extend(outs)
+        self.pool.extend(v for v in outs if static(v))
         self.produced.extend(outs)
         return outs
 
@@ -437,7 +454,7 @@ class Builder:
 
     def finish(self) -> None:
         """Makes graph outputs: the last unread value, some other unread ones, a few more."""
-        dead = self.dead | {v for v in self.produced if not numel(v.shape)}
+        dead = self.dead | {v for v in self.produced if static(v) and not numel(v.shape)}
         leaves = [v for v in self.produced if not v.num_uses and v not in dead]
         chosen = [v for v in leaves[:-1] if self.flip()] + leaves[-1:]
         live = [v for v in self.produced if v not in dead and v not in chosen]
@@ -453,7 +470,9 @@ class Builder:
         """A builder for a new body graph (of a Loop or If) with the given inputs."""
         sub = Builder(self.draw, self.opts, Graph(name), self.catalog, outer=self)
         for dt, shape in inputs:
-            sub.pool.append(sub.graph.add_input(Value(self.name("b"), TensorType(dt, shape))))
+            v = sub.graph.add_input(Value(self.name("b"), TensorType(dt, shape)))
+            if static(v):
+                sub.pool.append(v)
         return sub
 
     def transform(self, v: Value) -> Value:

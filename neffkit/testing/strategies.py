@@ -16,11 +16,13 @@ fewer ops, smaller shapes, earlier operands and plainer constants::
 
 Besides ops, the draws plant what passes look for: duplicated constants, repeated
 subexpressions, dead nodes and dead ``If`` branches, no-op copy chains, transpose pairs and
-constant or shape-only subexpressions. Ops and guards: ``strategies_ops``, ``strategies_nn``;
-``Loop``, ``If`` and plants: ``strategies_control``; the :class:`~neffkit.testing.builder.Builder`
-they draw into: :mod:`neffkit.testing.builder`. This module assembles them (:data:`CATALOG`);
-none of them imports it. A step whose first choice is 0 adds nothing, so shrinking (which
-zeroes a step's choices) removes unneeded ops.
+constant or shape-only subexpressions. ``Loop`` nodes may be decoder-like (values growing along
+an axis, data-dependent exits, scan outputs, run-time trip counts, nested loops);
+``loop_graphs()`` (``graphs(loops=True)``) puts one in every graph. Ops and guards:
+``strategies_ops``, ``strategies_nn``; ``Loop``, ``If`` and plants: ``strategies_control``; the
+:class:`~neffkit.testing.builder.Builder` they draw into: :mod:`neffkit.testing.builder`. This
+module assembles them (:data:`CATALOG`); none of them imports it. A step whose first choice is 0
+adds nothing, so shrinking (which zeroes a step's choices) removes unneeded ops.
 
 Numeric guards, so that onnxruntime comparisons are meaningful: divisors of float ``Div`` and
 ``Reciprocal`` inputs are ``Abs(x) + 0.5`` (or constants at least 0.25 away from zero), integer
@@ -43,7 +45,16 @@ from neffkit.execution.inputs import random_inputs
 from neffkit.ir.core import Graph
 from neffkit.testing import strategies_nn, strategies_ops
 from neffkit.testing.builder import BOOL, Builder, Catalog, build_graph, generation_stats
-from neffkit.testing.strategies_control import CONTROL_OPS, PLANT_GENS, PLANTS, gen_if, gen_loop
+from neffkit.testing.strategies_control import (
+    CONTROL_OPS,
+    LOOP_FEATURES,
+    PLANT_GENS,
+    PLANTS,
+    gen_if,
+    gen_loop,
+    gen_required_loop,
+    loop_features,
+)
 from neffkit.testing.strategies_ops import OpSpec
 
 __all__ = [
@@ -53,9 +64,12 @@ __all__ = [
     "OPS",
     "PLANTS",
     "Builder",
+    "LOOP_FEATURES",
     "GraphOptions",
     "generation_stats",
     "graphs",
+    "loop_features",
+    "loop_graphs",
     "random_feeds",
 ]
 
@@ -95,6 +109,8 @@ class GraphOptions:
         max_numel: ops that grow tensors (Tile, Expand, broadcasting) stay under this.
         max_depth: nesting of Loop / If bodies.
         plants: True (all of :data:`PLANTS`), False, or the names of the patterns to plant.
+        loops: every graph has a ``Loop`` (drawn first, at the top level or inside an ``If``
+            branch), with the decoder-like options of :data:`LOOP_FEATURES` drawn as usual.
 
     Raises:
         ValueError: an unknown op, dtype or plant, or no drawable op for the dtypes.
@@ -110,6 +126,7 @@ class GraphOptions:
     max_numel: int = 256
     max_depth: int = 1
     plants: bool | Iterable[str] = True
+    loops: bool = False
 
     def __post_init__(self) -> None:
         dts = tuple(self.dtypes)
@@ -148,9 +165,19 @@ def graphs(**options: Any) -> st.SearchStrategy[Graph]:
     return _graph(GraphOptions(**options))
 
 
+def loop_graphs(**options: Any) -> st.SearchStrategy[Graph]:
+    """:func:`graphs` whose every graph has a ``Loop`` (``loops=True``; ``max_depth`` 2 unless
+    given, so some loops nest or sit in ``If`` branches): what loop passes are fuzzed with.
+
+    Raises:
+        ValueError: invalid options (see :class:`GraphOptions`).
+    """
+    return graphs(**{"loops": True, "max_depth": 2, **options})
+
+
 @st.composite
 def _graph(draw: Callable[[st.SearchStrategy[Any]], Any], opts: GraphOptions) -> Graph:
-    return build_graph(draw, opts, CATALOG)
+    return build_graph(draw, opts, CATALOG, gen_required_loop if opts.loops else None)
 
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

@@ -13,8 +13,10 @@ from typing import List, Optional  # noqa: UP035 - TorchScript reads typing anno
 import torch
 
 from neffkit.backends.torch.context import LoweringContext
+from neffkit.backends.torch.helpers.dtypes import torch_dtype
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
+from neffkit.ir.types import TensorType
 
 
 class LoopModule(torch.nn.Module):
@@ -22,12 +24,21 @@ class LoopModule(torch.nn.Module):
 
     n_carried: int
     n_scan: int
+    empties: List[torch.Tensor]  # noqa: UP006
 
-    def __init__(self, body: torch.nn.Module, n_carried: int, n_scan: int) -> None:
+    def __init__(
+        self,
+        body: torch.nn.Module,
+        n_carried: int,
+        n_scan: int,
+        empties: Optional[List[torch.Tensor]] = None,  # noqa: UP006, UP045
+    ) -> None:
         super().__init__()
         self.body = body
         self.n_carried = n_carried
         self.n_scan = n_scan
+        # what a scan output is when no iteration ran: [0, *row shape] of the row's dtype
+        self.empties = list(empties) if empties is not None else []
         self.register_buffer("anchor", torch.zeros(0), persistent=False)
 
     def forward(
@@ -61,6 +72,8 @@ class LoopModule(torch.nn.Module):
         for j in range(self.n_scan):
             if len(scans[j]) > 0:
                 result.append(torch.stack(scans[j], 0))
+            elif j < len(self.empties):
+                result.append(self.empties[j].to(dev))
             else:
                 result.append(torch.zeros([0], device=dev))
         return result
@@ -158,9 +171,10 @@ def loop(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         raise Unsupported("Loop body has fewer outputs than loop-carried values")
     body_module, captures = ctx.lower_subgraph(body)
     caps = [ctx.value(v) for v in captures]
+    empties = [_empty_scan(v.type) for v in body.outputs[1 + n_carried :]]
     result = _call_module(
         ctx,
-        LoopModule(body_module, n_carried, n_scan),
+        LoopModule(body_module, n_carried, n_scan, empties),
         "loop",
         args[0],
         args[1],
@@ -168,6 +182,15 @@ def loop(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         caps,
     )
     return _outputs(ctx, result, len(node.outputs))
+
+
+def _empty_scan(row: object) -> torch.Tensor:
+    """The scan output of a Loop that ran no iteration: ``[0, *row shape]`` (``[0]`` when the
+    row's shape is unknown) of the row's dtype (float32 when unknown)."""
+    if not isinstance(row, TensorType):
+        return torch.zeros([0])
+    shape = [0, *row.shape] if row.is_static and row.shape is not None else [0]
+    return torch.zeros(shape, dtype=torch_dtype(row.dtype))
 
 
 @lowers("If")
