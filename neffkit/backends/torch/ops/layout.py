@@ -209,7 +209,7 @@ def tile(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Tile(x, repeats) -> x.repeat(repeats)
     if ctx.opset < 6:
         raise Unsupported("Tile-1 (tiles and axis inputs)")
-    return ctx.method("repeat", args[0], ints_arg(ctx, 1, args))
+    return ctx.method("repeat", args[0], ints_arg(ctx, 1, args, symbolic=True))
 
 
 def _pad_pairs(rank: int, pads: list[int], axes: list[int] | None) -> list[list[int]]:
