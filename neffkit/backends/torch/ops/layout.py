@@ -91,7 +91,21 @@ def transpose(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         if r is None:
             return ctx.call(reverse_dims, args[0])
         perm = list(reversed(range(r)))
-    return ctx.method("permute", args[0], list(perm))
+    perm = [int(p) for p in perm]
+    n = len(perm)
+    out = node.outputs[0]
+    if (
+        n >= 3
+        and perm[-2:] != [n - 2, n - 1]
+        and all(u[0].op_type == "MatMul" and u[1] == 1 for u in out.uses)
+    ):
+        # A key transposed for q @ k^T: permute, then swap the last two dims, so the swap
+        # reads as one (inductor's attention fusion takes any permute before a MatMul for
+        # k.transpose(-2, -1) and would read the wrong key).
+        head = perm[:-2] + [perm[-1], perm[-2]]
+        x = args[0] if head == list(range(n)) else ctx.method("permute", args[0], head)
+        return ctx.method("transpose", x, -2, -1)
+    return ctx.method("permute", args[0], perm)
 
 
 @lowers("Concat")
