@@ -78,7 +78,9 @@ def constant_of_shape(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
 def range_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Range(start, limit, delta) -> torch.arange(start, limit, delta) in the inputs' dtype
     consts = [ctx.input_constant(i) for i in range(3)]
-    dt = node.inputs[0].dtype
+    dt = node.inputs[0].dtype or node.outputs[0].dtype
+    if dt is None:
+        dt = next((onnx_dtype(c.dtype) for c in consts if c is not None), None)
     if any(c is None for c in consts) and dt in (TP.INT64, TP.INT32):
         # Range(0, x.size(1), 1) -> torch.arange(0, x.size(1), 1): a size, not a tensor read
         known = [ctx.known_ints(node.inputs[i]) for i in range(3)]
