@@ -103,8 +103,8 @@ def lower_graph(
         track(ctx, node)
     outs = [read_value(v, env, ctx) for v in graph.outputs]
     g.output(list(outs) if list_io else tuple(outs))
-    _drop_dead_code(g, root)
     gm = fx.GraphModule(root, g, class_name=class_name)
+    _drop_dead_code(gm)
     quiet_call(gm)
     return gm
 
@@ -120,14 +120,16 @@ def quiet_call(gm: fx.GraphModule) -> None:
     type(gm).__call__ = torch.nn.Module.__call__
 
 
-def _drop_dead_code(g: fx.Graph, root: torch.nn.Module) -> None:
+def _drop_dead_code(gm: fx.GraphModule) -> None:
     """Removes unused pure nodes (shape tensors whose sizes went to torch as Python ints,
     constants folded into literals) and the buffers only they read."""
-    g.eliminate_dead_code()
-    read = {n.target for n in g.nodes if n.op == "get_attr"}
-    for name, _ in list(root.named_buffers(recurse=False)):
+    if not gm.graph.eliminate_dead_code():
+        return
+    gm.recompile()
+    read = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in list(gm.named_buffers(recurse=False)):
         if name not in read:
-            delattr(root, name)
+            delattr(gm, name)
 
 
 def _named(r: Any, v: Value, ctx: LoweringContext) -> Any:
