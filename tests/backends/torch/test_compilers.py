@@ -18,7 +18,8 @@ import torch
 import neffkit
 from bench import models
 from neffkit.backends import onnxruntime as ort_backend
-from neffkit.backends.torch import compile as lower, prepare_inputs, to_numpy
+from neffkit.backends.torch import compile as lower
+from neffkit.backends.torch import prepare_inputs, to_numpy
 from neffkit.execution.compare import compare_all
 
 # Helpers that read a tensor back into Python at run time (data-dependent for the compilers).
