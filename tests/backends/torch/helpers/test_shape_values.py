@@ -60,16 +60,17 @@ def test_sizes_of_a_dynamic_dim_are_read_as_python_ints() -> None:
             np.testing.assert_array_equal(g, w)
 
 
-def test_a_dynamic_dim_exports_and_compiles_without_data_dependent_guards() -> None:
+def test_a_dynamic_dim_exports_compiles_and_scripts_without_data_dependent_guards() -> None:
     gm = tb.compile(load(onnx.parser.parse_model(_DYNAMIC)))
     x = torch.randn(1, 5, 8)
     dim = torch.export.Dim("n", min=2, max=64)
     ep = torch.export.export(gm, (x,), dynamic_shapes=({1: dim},))
     compiled = torch.compile(gm, backend="eager", fullgraph=True, dynamic=True)
+    scripted = torch.jit.script(gm)  # neffkit convert's TorchScript keeps the sizes dynamic too
     for n in (3, 6):
         x = torch.randn(1, n, 8)
         want = gm(x)
-        for got in (ep.module()(x), compiled(x)):
+        for got in (ep.module()(x), compiled(x), scripted(x)):
             for w, g in zip(want, got):
                 torch.testing.assert_close(g, w, rtol=0, atol=0)
 
