@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch._functorch.config
+import torch._inductor.config
 
 import neffkit
 from bench import models
@@ -103,7 +105,12 @@ def test_inductor_fuses_attention_with_a_float_scale(optimized) -> None:
     args = tuple(prepare_inputs(graph, feeds))
     torch._dynamo.reset()
     counters.clear()
-    with torch.no_grad(), warnings.catch_warnings():
+    # the graph caches would skip the pattern passes (and the count) on a second run
+    no_cache = (
+        torch._inductor.config.patch(fx_graph_cache=False),
+        torch._functorch.config.patch(enable_autograd_cache=False),
+    )
+    with torch.no_grad(), warnings.catch_warnings(), no_cache[0], no_cache[1]:
         warnings.simplefilter("ignore")
         outs = torch.compile(gm, fullgraph=True)(*args)
     assert counters["inductor"]["fuse_attention"] >= 1
