@@ -2,6 +2,7 @@
 latency (median and p99) against the eager module and onnxruntime, and max error.
 
     python bench/compilers.py [--models a,b] [--compilers trace,export,compile] [--size small]
+                              [--runs 50] [--name compilers]
 
 Each model is optimized for torch (``neffkit.optimize(..., target="torch")``), lowered, and handed
 to ``torch.jit.trace``, ``torch.export.export`` (run through ``.module()``) and
@@ -177,6 +178,7 @@ def main() -> int:
     p.add_argument("--compilers", default=",".join(COMPILERS))
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--name", default="compilers", help="results file name under bench/results")
     a = p.parse_args()
     import torch
 
@@ -189,7 +191,7 @@ def main() -> int:
         print(f"== {name}", flush=True)
         rows.append(bench_model(name, builders[name], compilers, a.runs))
         md = markdown(rows, compilers, a.size, a.runs)
-        write_results("compilers", {"size": a.size, "runs": a.runs, "rows": rows}, md)
+        write_results(a.name, {"size": a.size, "runs": a.runs, "rows": rows}, md)
     print(markdown(rows, compilers, a.size, a.runs))
     return 0
 

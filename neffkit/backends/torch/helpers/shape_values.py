@@ -15,6 +15,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from onnx import TensorProto as TP
 
 from neffkit.backends.torch.context import LoweringContext
@@ -41,7 +42,10 @@ def track(ctx: LoweringContext, node: Node) -> None:
     out = node.outputs[0]
     if out.dtype is not None and out.dtype not in _INTS:
         return
-    got = fn(ctx, node)
+    try:
+        got = fn(ctx, node)
+    except (TypeError, ValueError, IndexError):
+        return  # a malformed shape computation: the lowering proper reports it, or runs it
     if got is not None and len(got[0]) <= _LIMIT:
         ctx.set_ints(out, got[0], got[1])
 
@@ -97,17 +101,13 @@ def _gather(ctx: LoweringContext, node: Node) -> Known | None:
 def _unsqueeze(ctx: LoweringContext, node: Node) -> Known | None:
     # Unsqueeze(scalar, [0]) -> [scalar]
     data = _input(ctx, node, 0)
-    axes = node.attr("axes", None) if ctx.opset < 13 else ctx.constant(node.inputs[1])
-    if (
-        data is None
-        or not data[1]
-        or axes is None
-        or [int(a) for a in list(axes)]
-        not in (
-            [0],
-            [-1],
-        )
-    ):
+    if ctx.opset < 13:
+        axes = node.attr("axes", None)
+    else:
+        axes = ctx.constant(node.inputs[1]) if len(node.inputs) > 1 else None
+    if data is None or not data[1] or axes is None:
+        return None
+    if [int(a) for a in np.asarray(axes).reshape(-1)] not in ([0], [-1]):
         return None
     return data[0], False
 

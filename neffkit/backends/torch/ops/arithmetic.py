@@ -94,7 +94,8 @@ def _with_scalar(ctx: LoweringContext, node: Node, args: list[Arg]) -> Any:
         rank = rank_of(other)
         if c.ndim and (rank is None or rank < c.ndim):
             continue
-        x = c.reshape(-1)[0].item()
+        # float() / int(): a bfloat16 element's .item() is no Python number
+        x = float(c.reshape(-1)[0]) if dt in FLOAT_TYPES else int(c.reshape(-1)[0])
         operands = (args[0], x) if i == 1 else (x, args[1])
         return ctx.call(_OPERATORS[node.op_type], *operands)
     return None
