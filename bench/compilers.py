@@ -102,11 +102,12 @@ def bench_model(name: str, build: Callable[[], onnx.ModelProto], compilers: list
 
     model = build()
     feeds = models.inputs_for(model)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     want = sess.run(None, feeds)
-    row: dict[str, Any] = {"model": name}
+    row: dict[str, Any] = {"model": name, "load_average": load, "cpus": os.cpu_count()}
     row["ort_ms"], row["ort_p99_ms"] = _latency(lambda: sess.run(None, feeds), runs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -165,6 +166,14 @@ def markdown(rows: list[dict[str, Any]], compilers: list[str], size: str, runs: 
             f"| {r['model']} | {r['ort_ms']:.2f} ({r['ort_p99_ms']:.2f}) | "
             f"{r['eager_ms']:.2f} ({r['eager_p99_ms']:.2f}) | " + " | ".join(cells) + " |"
         )
+    loads = [r["load_average"] for r in rows if r.get("load_average") is not None]
+    if loads:
+        lines += [
+            "",
+            f"Load average when each model started: {min(loads):.1f} to {max(loads):.1f} on "
+            f"{rows[0]['cpus']} CPUs; on a shared machine the latencies are upper bounds and a "
+            "row's columns were measured minutes apart.",
+        ]
     fails = [(r["model"], c, r[c]["error"]) for r in rows for c in compilers if "error" in r[c]]
     if fails:
         lines += ["", "Failures:", ""]
