@@ -153,12 +153,14 @@ def slice_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         axes: Any = node.attr("axes", None)
         steps: Any = None
     else:
-        starts = ints_arg(ctx, 1, args)
-        ends = ints_arg(ctx, 2, args)
+        # bounds from shapes may hold run-time sizes (x.size(1)): Python ints, never tensors
+        starts = ints_arg(ctx, 1, args, symbolic=True)
+        ends = ints_arg(ctx, 2, args, symbolic=True)
         axes = ints_arg(ctx, 3, args) if has_input(node, 3) else None
         steps = ints_arg(ctx, 4, args) if has_input(node, 4) else None
     static = all(isinstance(v, list | tuple | type(None)) for v in (starts, ends, axes, steps))
-    if not static:
+    sizes = any(not isinstance(b, int) for v in (starts, ends) if static for b in v)
+    if not static or sizes:
         return ctx.call(slice_dynamic, x, _clamp(starts), _clamp(ends), axes, steps)
     n = len(starts)
     axes = list(axes) if axes is not None else list(range(n))
@@ -206,7 +208,7 @@ def _clamp(v: Any) -> Any:
     """Slice bounds clamped to +-2**62 (same meaning; TorchScript cannot parse INT64_MIN)."""
     if not isinstance(v, list | tuple):
         return v
-    return [max(min(int(b), _BIG), -_BIG) for b in v]
+    return [max(min(int(b), _BIG), -_BIG) if isinstance(b, int) else b for b in v]
 
 
 def _positive_slice(s: int, e: int, st: int) -> slice:

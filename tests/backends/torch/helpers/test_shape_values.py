@@ -20,7 +20,7 @@ RUNTIME_READS = ("int_list", "range_dynamic", ".item()", ".tolist()")
 
 _DYNAMIC = """
 <ir_version: 9, opset_import: ["" : 17]>
-g (float[1,N,8] x) => (int64[N] r, float[1,N,2,4] y, float[N,8] t, float[1,N] z) {
+g (float[1,N,8] x) => (int64[N] r, float[1,N,2,4] y, float[N,8] t, float[1,N] z, float[1,N,8] c) {
     zero = Constant <value = int64 {0}> ()
     one = Constant <value = int64 {1}> ()
     axes = Constant <value = int64[1] {0}> ()
@@ -39,6 +39,8 @@ g (float[1,N,8] x) => (int64[N] r, float[1,N,2,4] y, float[N,8] t, float[1,N] z)
     n2 = Mul (nn, head)
     zs = Concat <axis = 0> (head, n2)
     z = ConstantOfShape <value = float[1] {0.5}> (zs)
+    x2 = Concat <axis = 1> (x, x)
+    c = Slice (x2, nn, n2, head)
 }
 """
 
