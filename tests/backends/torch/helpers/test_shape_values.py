@@ -162,3 +162,24 @@ def test_a_key_transposed_for_matmul_is_permuted_then_transposed() -> None:
     (want,) = _reference(_ATTENTION, feeds)
     (got,) = tb.run(graph, feeds, module=gm)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+_RESIZE = """
+<ir_version: 9, opset_import: ["" : 17]>
+g (float[1,2,3,3] x) => (float[1,2,6,6] y) {
+    s = Shape <end = 2> (x)
+    hw = Constant <value = int64[2] {6, 6}> ()
+    sizes = Concat <axis = 0> (s, hw)
+    y = Resize <mode = "nearest"> (x, , , sizes)
+}
+"""
+
+
+def test_resize_sizes_from_a_static_shape_are_literals() -> None:
+    graph = load(onnx.parser.parse_model(_RESIZE))
+    gm = tb.compile(graph)
+    assert not any(r in gm.code for r in RUNTIME_READS), gm.code
+    x = np.arange(18, dtype=np.float32).reshape(1, 2, 3, 3)
+    (want,) = _reference(_RESIZE, {"x": x})
+    (got,) = tb.run(graph, [x], module=gm)
+    np.testing.assert_array_equal(got, want)
