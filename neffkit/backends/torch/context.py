@@ -43,6 +43,11 @@ class LoweringContext:
         self._buffers: dict[int, fx.Node] = {}
         self._names: set[str] = set()
         self.env: dict[Value, Any] = {}
+        # Integer values of rank 0 or 1 whose elements are known while lowering, each a Python
+        # int or an fx node holding a run-time size (``x.size(1)``): what Shape, Gather, Concat
+        # ... of shapes compute. Consumers read them through ``known_ints`` so sizes reach torch
+        # as Python ints (SymInts under torch.compile/export), never as tensors read at run time.
+        self.ints: dict[Value, tuple[list[Any], bool]] = {}
         self._lower_graph = lower_graph
 
     # -- facts about the node being lowered -------------------------------------------------
@@ -61,8 +66,8 @@ class LoweringContext:
         if value is None:
             return None
         if value.const is not None and value.producer is None:
-            if value in value.graph.inputs if value.graph is not None else False:
-                return None  # an IR v3 initializer that is also an input may be overridden
+            # An IR v3 initializer that is also a graph input counts too: the lowered module
+            # takes no argument for it (``lower_graph`` reads it from a buffer), so it is fixed.
             return value.const.numpy()
         p = value.producer
         if p is not None and p.op_type == "Constant" and p.domain == "":
@@ -74,6 +79,25 @@ class LoweringContext:
         assert self.node is not None
         ins = self.node.inputs
         return self.constant(ins[index]) if index < len(ins) else None
+
+    def known_ints(self, value: Value | None) -> tuple[list[Any], bool] | None:
+        """The elements of an integer value of rank <= 1 known while lowering, and whether it is
+        0-d: Python ints (constants, static dims) or fx nodes of run-time sizes; else None."""
+        if value is None:
+            return None
+        hit = self.ints.get(value)
+        if hit is not None:
+            return hit
+        c = self.constant(value)
+        if c is None or c.ndim > 1 or c.dtype.kind not in "iu" or c.size > 64:
+            return None
+        return [int(e) for e in c.reshape(-1)], c.ndim == 0
+
+    def set_ints(self, value: Value, elements: list[Any], scalar: bool) -> None:
+        """Records the known elements of ``value`` (see ``known_ints``)."""
+        if scalar and len(elements) != 1:
+            return
+        self.ints[value] = (list(elements), scalar)
 
     # -- emitting ---------------------------------------------------------------------------
 

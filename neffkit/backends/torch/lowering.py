@@ -21,6 +21,7 @@ import torch.fx as fx
 from neffkit.backends.torch.context import LoweringContext, read_value
 from neffkit.backends.torch.convert import from_carrier, py_name, to_numpy, to_torch
 from neffkit.backends.torch.helpers.sequences import input_type_expr
+from neffkit.backends.torch.helpers.shape_values import track
 from neffkit.backends.torch.registry import Unsupported, as_list, lookup
 from neffkit.errors import BackendError, describe_node
 from neffkit.ir.core import Graph, Value
@@ -99,9 +100,11 @@ def lower_graph(
                     )
         for v, r in zip(node.outputs, result):
             env[v] = _named(r, v, ctx)
+        track(ctx, node)
     outs = [read_value(v, env, ctx) for v in graph.outputs]
     g.output(list(outs) if list_io else tuple(outs))
     gm = fx.GraphModule(root, g, class_name=class_name)
+    _drop_dead_code(gm)
     quiet_call(gm)
     return gm
 
@@ -115,6 +118,18 @@ def quiet_call(gm: fx.GraphModule) -> None:
     puts it back).
     """
     type(gm).__call__ = torch.nn.Module.__call__
+
+
+def _drop_dead_code(gm: fx.GraphModule) -> None:
+    """Removes unused pure nodes (shape tensors whose sizes went to torch as Python ints,
+    constants folded into literals) and the buffers only they read."""
+    if not gm.graph.eliminate_dead_code():
+        return
+    gm.recompile()
+    read = {n.target for n in gm.graph.nodes if n.op == "get_attr"}
+    for name, _ in list(gm.named_buffers(recurse=False)):
+        if name not in read:
+            delattr(gm, name)
 
 
 def _named(r: Any, v: Value, ctx: LoweringContext) -> Any:

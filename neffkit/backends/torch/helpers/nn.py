@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from onnx import TensorProto
 
 from neffkit.backends.torch.context import LoweringContext
-from neffkit.backends.torch.helpers.shapes import rank_of
+from neffkit.backends.torch.helpers.shapes import const_ints, rank_of
 from neffkit.backends.torch.registry import Arg, Unsupported
 from neffkit.ir.core import Node, Value
 
@@ -256,4 +256,8 @@ def list_input(ctx: LoweringContext, args: list[Arg], i: int, kind: type) -> Arg
     c = ctx.input_constant(i)
     if c is not None:
         return [kind(v) for v in np.asarray(c).reshape(-1)]
+    if kind is int:  # sizes computed from static shapes (Shape -> Slice -> Concat ...)
+        known = const_ints(ctx, i)
+        if known is not None:
+            return known
     return ctx.call(float_list if kind is float else int_list, args[i])

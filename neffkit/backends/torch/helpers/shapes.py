@@ -29,18 +29,39 @@ def torch_dtype(elem_type: int) -> torch.dtype:
 
 
 def const_ints(ctx: LoweringContext, i: int) -> list[int] | None:
-    """Input ``i`` as a list of Python ints when it is known while lowering, else None."""
+    """Input ``i`` as a list of Python ints when it is known while lowering (a constant, or a
+    shape computation over static dims), else None."""
     c = ctx.input_constant(i)
-    if c is None:
+    if c is not None:
+        return [int(v) for v in np.asarray(c).reshape(-1)]
+    known = sym_ints(ctx, i)
+    if known is None or not all(isinstance(e, int) for e in known):
         return None
-    return [int(v) for v in np.asarray(c).reshape(-1)]
+    return known
 
 
-def ints_arg(ctx: LoweringContext, i: int, args: list[Arg]) -> Any:
-    """Input ``i`` as a static list when constant, else an emitted ``int_list(t)`` call."""
+def sym_ints(ctx: LoweringContext, i: int) -> list[Any] | None:
+    """Input ``i`` as a list of Python ints and fx nodes of run-time sizes (``x.size(1)``) when
+    it is a shape computation the lowering followed, else None."""
+    assert ctx.node is not None
+    ins = ctx.node.inputs
+    known = ctx.known_ints(ins[i]) if i < len(ins) else None
+    return None if known is None else list(known[0])
+
+
+def ints_arg(ctx: LoweringContext, i: int, args: list[Arg], *, symbolic: bool = False) -> Any:
+    """Input ``i`` as a static list when known, else an emitted ``int_list(t)`` call.
+
+    With ``symbolic`` the list may hold fx nodes of run-time sizes (for torch calls that take
+    ``List[int]``: under torch.compile and export they are SymInts, not tensor reads).
+    """
     c = const_ints(ctx, i)
     if c is not None:
         return c
+    if symbolic:
+        known = sym_ints(ctx, i)
+        if known is not None:
+            return known
     return ctx.call(int_list, args[i])
 
 

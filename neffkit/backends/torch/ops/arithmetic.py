@@ -9,6 +9,7 @@ stores but barely computes with) go through int64, with order-preserving keys fo
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from neffkit.backends.torch.helpers.dtypes import (
     uint64_from_key,
     uint64_key,
 )
+from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Lowered, lowers, lowers_call
 from neffkit.ir.core import Node
 
@@ -61,17 +63,63 @@ def _widened(
     return ctx.method("to", ctx.call(fn, *wide, **kw), torch_dtype(dt))
 
 
+# Element types whose one-element constants become Python numbers of the same value (a float32
+# scale is the float of its float32 value): the result keeps the tensor operand's dtype.
+_SCALAR_TYPES = {TP.FLOAT, TP.DOUBLE, TP.FLOAT16, TP.BFLOAT16, TP.INT32, TP.INT64}
+_OPERATORS = {
+    "Add": operator.add,
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Div": operator.truediv,
+}
+
+
+def _with_scalar(ctx: LoweringContext, node: Node, args: list[Arg]) -> Any:
+    """``x * 0.125`` for a binary op with one one-element constant operand, else None.
+
+    Torch's compilers see the constant as a Python number, not a 0-d tensor (inductor's
+    attention fusion needs a float ``scale``); it is used only where it cannot change the
+    result's shape: 0-d, or of a rank the other operand's known rank covers.
+    """
+    dt = in_dtype(node)
+    if dt not in _SCALAR_TYPES or in_dtype(node, 1) != dt or len(args) < 2:
+        return None
+    if node.op_type == "Div" and dt not in FLOAT_TYPES:
+        return None  # integer Div truncates toward zero; Python's / and // do not
+    consts = [ctx.input_constant(0), ctx.input_constant(1)]
+    for i in (1, 0):
+        c, other = consts[i], node.inputs[1 - i]
+        if c is None or c.size != 1 or consts[1 - i] is not None:
+            continue
+        rank = rank_of(other)
+        if c.ndim and (rank is None or rank < c.ndim):
+            continue
+        # float() / int(): a bfloat16 element's .item() is no Python number
+        x = float(c.reshape(-1)[0]) if dt in FLOAT_TYPES else int(c.reshape(-1)[0])
+        operands = (args[0], x) if i == 1 else (x, args[1])
+        return ctx.call(_OPERATORS[node.op_type], *operands)
+    return None
+
+
 @lowers("Add", "Sub", "Mul")
 def add_sub_mul(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # Add(a, b) -> torch.add(a, b); uint16/32/64 through int64
+    # Add(a, b) -> torch.add(a, b); Mul(x, c) -> x * 0.5 for a one-element constant c;
+    # uint16/32/64 through int64
+    scalar = _with_scalar(ctx, node, args)
+    if scalar is not None:
+        return scalar
     fn = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul}[node.op_type]
     return _widened(ctx, in_dtype(node), args[:2], fn)
 
 
 @lowers("Div")
 def div(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
-    # Div(a, b) -> torch.div(a, b); integers truncate toward zero (C-style)
+    # Div(a, b) -> torch.div(a, b); Div(x, c) -> x / 8.0 for a one-element float constant c;
+    # integers truncate toward zero (C-style)
     dt = in_dtype(node)
+    scalar = _with_scalar(ctx, node, args)
+    if scalar is not None:
+        return scalar
     if dt in FLOAT_TYPES:
         return ctx.call(torch.div, args[0], args[1])
     if dt == TP.UINT64:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from onnx import TensorProto as TP
 from torch import Tensor
 
 from neffkit.backends.torch.context import LoweringContext
@@ -69,7 +70,7 @@ def constant_of_shape(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
         raise Unsupported("complex ConstantOfShape")
     else:
         v = int(v)
-    dims = ints_arg(ctx, 0, args)
+    dims = ints_arg(ctx, 0, args, symbolic=True)
     return ctx.call(torch.full, dims, v, dtype=dtype, device=device_of(ctx, args[0]))
 
 
@@ -77,7 +78,19 @@ def constant_of_shape(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowe
 def range_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Range(start, limit, delta) -> torch.arange(start, limit, delta) in the inputs' dtype
     consts = [ctx.input_constant(i) for i in range(3)]
-    dt = node.inputs[0].dtype
+    dt = node.inputs[0].dtype or node.outputs[0].dtype
+    if dt is None:
+        dt = next((onnx_dtype(c.dtype) for c in consts if c is not None), None)
+    if any(c is None for c in consts) and dt in (TP.INT64, TP.INT32):
+        # Range(0, x.size(1), 1) -> torch.arange(0, x.size(1), 1): a size, not a tensor read
+        known = [ctx.known_ints(node.inputs[i]) for i in range(3)]
+        if all(k is not None and k[1] for k in known):
+            s, e, d = (k[0][0] for k in known if k is not None)
+            if isinstance(d, int) and d != 0:
+                dtype = torch_dtype(dt)
+                dev = device_of(ctx, args[0])
+                y = ctx.call(torch.arange, s, e, d, dtype=torch.int64, device=dev)
+                return y if dtype == torch.int64 else ctx.method("to", y, dtype)
     if any(c is None for c in consts) or dt is None:
         return ctx.call(range_dynamic, *args[:3])
     dtype = torch_dtype(dt)

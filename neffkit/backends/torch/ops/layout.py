@@ -91,7 +91,21 @@ def transpose(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         if r is None:
             return ctx.call(reverse_dims, args[0])
         perm = list(reversed(range(r)))
-    return ctx.method("permute", args[0], list(perm))
+    perm = [int(p) for p in perm]
+    n = len(perm)
+    out = node.outputs[0]
+    if (
+        n >= 3
+        and perm[-2:] != [n - 2, n - 1]
+        and all(u[0].op_type == "MatMul" and u[1] == 1 for u in out.uses)
+    ):
+        # A key transposed for q @ k^T: permute, then swap the last two dims, so the swap
+        # reads as one (inductor's attention fusion takes any permute before a MatMul for
+        # k.transpose(-2, -1) and would read the wrong key).
+        head = perm[:-2] + [perm[-1], perm[-2]]
+        x = args[0] if head == list(range(n)) else ctx.method("permute", args[0], head)
+        return ctx.method("transpose", x, -2, -1)
+    return ctx.method("permute", args[0], perm)
 
 
 @lowers("Concat")
@@ -139,12 +153,14 @@ def slice_(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         axes: Any = node.attr("axes", None)
         steps: Any = None
     else:
-        starts = ints_arg(ctx, 1, args)
-        ends = ints_arg(ctx, 2, args)
+        # bounds from shapes may hold run-time sizes (x.size(1)): Python ints, never tensors
+        starts = ints_arg(ctx, 1, args, symbolic=True)
+        ends = ints_arg(ctx, 2, args, symbolic=True)
         axes = ints_arg(ctx, 3, args) if has_input(node, 3) else None
         steps = ints_arg(ctx, 4, args) if has_input(node, 4) else None
     static = all(isinstance(v, list | tuple | type(None)) for v in (starts, ends, axes, steps))
-    if not static:
+    sizes = any(not isinstance(b, int) for v in (starts, ends) if static for b in v)
+    if not static or sizes:
         return ctx.call(slice_dynamic, x, _clamp(starts), _clamp(ends), axes, steps)
     n = len(starts)
     axes = list(axes) if axes is not None else list(range(n))
@@ -192,7 +208,7 @@ def _clamp(v: Any) -> Any:
     """Slice bounds clamped to +-2**62 (same meaning; TorchScript cannot parse INT64_MIN)."""
     if not isinstance(v, list | tuple):
         return v
-    return [max(min(int(b), _BIG), -_BIG) for b in v]
+    return [max(min(int(b), _BIG), -_BIG) if isinstance(b, int) else b for b in v]
 
 
 def _positive_slice(s: int, e: int, st: int) -> slice:
@@ -209,7 +225,7 @@ def tile(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # Tile(x, repeats) -> x.repeat(repeats)
     if ctx.opset < 6:
         raise Unsupported("Tile-1 (tiles and axis inputs)")
-    return ctx.method("repeat", args[0], ints_arg(ctx, 1, args))
+    return ctx.method("repeat", args[0], ints_arg(ctx, 1, args, symbolic=True))
 
 
 def _pad_pairs(rank: int, pads: list[int], axes: list[int] | None) -> list[list[int]]:

@@ -21,6 +21,7 @@ from neffkit.backends.torch.helpers.shapes import (
     ints_arg,
     rank_of,
     static_shape,
+    sym_ints,
 )
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
 from neffkit.ir.core import Node
@@ -105,7 +106,10 @@ def reshape(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     allowzero = bool(node.attr("allowzero", 0))
     dims = list(node.attr("shape", [])) if ctx.opset < 5 else const_ints(ctx, 1)
     if dims is None:
-        return ctx.call(reshape_dynamic, x, ctx.call(int_list, args[1]), allowzero)
+        # [1, x.size(1), 4, 8]: sizes as Python ints (a run-time size of 0 still copies)
+        known_dims = sym_ints(ctx, 1)
+        shape_arg = known_dims if known_dims is not None else ctx.call(int_list, args[1])
+        return ctx.call(reshape_dynamic, x, shape_arg, allowzero)
     if not allowzero and 0 in dims:
         known = static_shape(node.inputs[0])
         dims = [
@@ -182,4 +186,6 @@ def expand(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         except ValueError as e:
             raise Unsupported(f"Expand of {list(known)} to {dims}: {e}") from e
         return ctx.method("expand", x, out)
+    if dims is None:
+        dims = sym_ints(ctx, 1)  # sizes as Python ints (SymInts under torch.compile)
     return ctx.call(expand_to, x, dims if dims is not None else ctx.call(int_list, args[1]))

@@ -105,6 +105,22 @@ def test_constant_shapes_emit_static_lists() -> None:
     assert w.shape == (1, 3, 226, 226)
 
 
-def test_runtime_shape_uses_helper() -> None:
+def test_runtime_shape_reads_sizes_not_the_shape_tensor() -> None:
+    # Shape -> Gather -> Concat is followed while lowering: x.size(0), never int_list(tensor)
     code = tb.compile(load(_dynamic_reshape_model())).code
-    assert "int_list" in code
+    assert "x.size(0)" in code and "int_list" not in code
+
+
+def test_shape_given_as_input_uses_helper() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 13]>
+        g (float[2, 6] x, int64[2] s) => (float[3, 4] y) {
+            y = Reshape(x, s)
+        }
+        """
+    )
+    gm = tb.compile(load(model))
+    assert "int_list" in gm.code
+    x = torch.randn(2, 6)
+    assert torch.equal(gm(x, torch.tensor([3, 4]))[0], x.reshape(3, 4))
