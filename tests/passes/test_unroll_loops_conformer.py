@@ -68,3 +68,38 @@ def test_every_step_has_static_token_shapes_after_shape_inference() -> None:
     assert {(1, t + 2) for t in range(MAX_LEN)} <= tokens
     loose = [v for n in graph for v in n.outputs if n.op_type != "If" and not v.type.is_static]
     assert [v.name for v in loose] == ["tokens"]  # only the output, cut to the steps run
+
+
+def test_after_unroll_dedup_and_cse_every_weight_and_step_invariant_computation_exists_once() -> (
+    None
+):
+    graph = _small_conformer(-0.5)
+    PassManager(parse_pipeline("hoist,unroll,(shape-infer,dedup,fold,simplify,cse,dce)")).run(graph)
+    weights = [
+        v.const.numpy().tobytes()
+        for g in graph.all_graphs()
+        for v in g.initializers.values()
+        if v.const is not None and v.const.nbytes > 64
+    ]
+    assert weights and len(weights) == len(set(weights))  # one copy of each weight
+    computations = [
+        (
+            n.op_type,
+            n.domain,
+            tuple(id(v) for v in n.inputs),
+            tuple(sorted((k, repr(a.value)) for k, a in n.attributes.items() if not n.subgraphs)),
+        )
+        for n in graph.all_nodes()
+        if not n.subgraphs
+    ]
+    # the cross-attention keys and values of the encoder output, and every other computation
+    # that does not depend on the step, exist once, not once a step
+    assert len(computations) == len(set(computations))
+    # the export names the cross-attention projections q (Add), k (Add_1), v (Add_2), out (Add_3)
+    per_name: dict[str, int] = {}
+    for n in graph.all_nodes():
+        if n.op_type == "Gemm" and "/cross_attn/" in n.name:
+            base = n.name.split("/cross_attn/")[1].split("_s")[0]
+            per_name[base] = per_name.get(base, 0) + 1
+    assert per_name["Add_1"] == per_name["Add_2"] == 1  # keys and values: once, not per step
+    assert per_name["Add"] >= MAX_LEN - 1  # the queries read the step's token: once a step
