@@ -95,11 +95,8 @@ def test_after_unroll_dedup_and_cse_every_weight_and_step_invariant_computation_
     # the cross-attention keys and values of the encoder output, and every other computation
     # that does not depend on the step, exist once, not once a step
     assert len(computations) == len(set(computations))
-    # the export names the cross-attention projections q (Add), k (Add_1), v (Add_2), out (Add_3)
-    per_name: dict[str, int] = {}
-    for n in graph.all_nodes():
-        if n.op_type == "Gemm" and "/cross_attn/" in n.name:
-            base = n.name.split("/cross_attn/")[1].split("_s")[0]
-            per_name[base] = per_name.get(base, 0) + 1
-    assert per_name["Add_1"] == per_name["Add_2"] == 1  # keys and values: once, not per step
-    assert per_name["Add"] >= MAX_LEN - 1  # the queries read the step's token: once a step
+    # and the step-invariant work is really shared: without cse each step has its own copy
+    copies = _small_conformer(-0.5)
+    PassManager(parse_pipeline("unroll,(shape-infer,dedup,fold,simplify,dce)")).run(copies)
+    gemms = sum(n.op_type == "Gemm" for n in graph.all_nodes())
+    assert gemms < sum(n.op_type == "Gemm" for n in copies.all_nodes())
