@@ -350,13 +350,22 @@ class TempFiles:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            with _deferred_signals():
-                for path in self.paths:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                self.paths.clear()
+            try:
+                with _deferred_signals():
+                    self._remove_tracked()
+            except BaseException:
+                # a signal that lands before the held-back section begins (while the context
+                # manager is being entered) skips its body: remove the files anyway
+                self._remove_tracked()
+                raise
         finally:
             self._signals.__exit__(None, None, None)
+
+    def _remove_tracked(self) -> None:
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self.paths.clear()
 
 
 def fsync_dir(folder: PathLike) -> None:
