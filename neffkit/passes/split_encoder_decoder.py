@@ -34,28 +34,9 @@ from onnx import TensorProto
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import TensorType
+from neffkit.ir.units import STEP_UNIT, host_loop_key
 from neffkit.passes.base import Pass, PassContext, PassResult
 from neffkit.passes.registry import register
-
-#: ``metadata_props`` key prefix: ``neffkit.host_loop/<Loop node name>`` -> ``"step"``.
-HOST_LOOP_KEY = "neffkit.host_loop/"
-#: The value of a host-loop entry: the Loop's body is the compiled step unit.
-STEP_UNIT = "step"
-
-
-def host_loop_key(node: Node) -> str:
-    """The ``metadata_props`` key that marks ``node`` (a named Loop) as a host loop."""
-    return HOST_LOOP_KEY + node.name
-
-
-def host_loops(graph: Graph) -> list[Node]:
-    """The top-level Loop nodes of ``graph`` that ``split`` marked as host loops, in order."""
-    props = graph.root.meta.metadata_props
-    return [
-        n
-        for n in graph.root
-        if n.op_type == "Loop" and n.domain == "" and props.get(host_loop_key(n)) == STEP_UNIT
-    ]
 
 
 @register

@@ -14,13 +14,10 @@ from neffkit.ir.clone import clone_graph
 from neffkit.ir.serde import to_onnx
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.text import parse, print_graph
+from neffkit.ir.units import HOST_LOOP_KEY, host_loops
 from neffkit.passes.base import PassContext
 from neffkit.passes.registry import get_pass
-from neffkit.passes.split_encoder_decoder import (
-    HOST_LOOP_KEY,
-    SplitEncoderDecoder,
-    host_loops,
-)
+from neffkit.passes.split_encoder_decoder import SplitEncoderDecoder
 from neffkit.testing import check_rewrite
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'

@@ -32,10 +32,8 @@ from neffkit.backends.torch.ops.control_flow import LoopModule
 from neffkit.errors import BackendError, first_line
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.units import host_loops
 
-#: ``metadata_props`` key prefix ``split`` writes (``neffkit.passes.split_encoder_decoder``).
-HOST_LOOP_KEY = "neffkit.host_loop/"
-STEP_UNIT = "step"
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 #: Inputs (by op) that fix an output's shape or a loop's length: the lowering reads them into
 #: Python values, which a trace records as constants. They must be constants or computed from
@@ -76,15 +74,7 @@ _SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 
 def marked_loops(graph: Graph) -> list[Node]:
     """The top-level Loop nodes marked as host loops in the model's metadata, in order."""
-    props = graph.meta.metadata_props
-    return [
-        n
-        for n in graph
-        if n.op_type == "Loop"
-        and n.domain == ""
-        and n.name
-        and props.get(HOST_LOOP_KEY + n.name) == STEP_UNIT
-    ]
+    return host_loops(graph)
 
 
 class HostLoopReport:
