@@ -37,7 +37,6 @@ from onnx import AttributeProto
 
 import neffkit.passes._pad_rules  # noqa: F401 - fills the rule tables
 from neffkit.ir.core import Attr, Graph, Node, Value
-from neffkit.ir.tensor import np_dtype
 from neffkit.ir.types import TensorType
 from neffkit.passes._loops import (
     Emitter,
@@ -96,7 +95,7 @@ class PadLoop(Pass):
         if not growing:
             return False
         sizes = {_growth_size(parts, j, axis) for j, axis in growing.items()}
-        starts = {static_shape(parts.inits[j])[axis] for j, axis in growing.items()}  # type: ignore[index]
+        starts = {_init_dims(parts, j)[axis] for j, axis in growing.items()}
         if len(sizes) != 1 or len(starts) != 1:
             raise Refused("its growing values grow by different amounts or from different lengths")
         (k,), (l0,) = sizes, starts
@@ -132,11 +131,12 @@ def _growing(parts: LoopParts) -> dict[int, int]:
             continue
         if reads.index(v_in) != 0:
             raise Refused(f"carried value '{v_in.name}' grows at its front (only appending pads)")
-        shape = static_shape(parts.inits[j])
-        if shape is None:
-            raise Refused(f"carried value '{v_in.name}' grows but its initial shape is not static")
+        shape = _init_dims(parts, j)
         axis = p.attr("axis")
-        out[j] = axis + len(shape) if axis < 0 else axis
+        axis = axis + len(shape) if axis < 0 else axis
+        if not 0 <= axis < len(shape) or not isinstance(shape[axis], int):
+            raise Refused(f"carried value '{v_in.name}' grows from a length that is not static")
+        out[j] = axis
     return out
 
 
@@ -167,6 +167,17 @@ def _growth_size(parts: LoopParts, j: int, axis: int) -> int:
     return total
 
 
+def _init_dims(parts: LoopParts, j: int) -> list[int | str | None]:
+    """The dims of carried value ``j``'s initial value (its type, or its constant's shape)."""
+    init = parts.inits[j]
+    shape = static_shape(init)
+    if shape is not None:
+        return list(shape)
+    if isinstance(init.type, TensorType) and init.type.shape is not None:
+        return list(init.type.shape)
+    raise Refused(f"the rank of carried value '{parts.state_in[j].name}' is not known")
+
+
 def _carried_type(parts: LoopParts, j: int, axis: int | None, p: int) -> TensorType:
     init = parts.inits[j]
     declared = parts.state_in[j].type
@@ -174,7 +185,8 @@ def _carried_type(parts: LoopParts, j: int, axis: int | None, p: int) -> TensorT
     if dtype is None:
         raise Refused(f"carried value '{parts.state_in[j].name}' has no known element type")
     if axis is not None:
-        shape = list(static_shape(init) or ())
+        # unknown dims get a name of their own: the body's values then relate to them
+        shape = [f"pad_dim{j}_{a}" if d is None else d for a, d in enumerate(_init_dims(parts, j))]
         shape[axis] = p
         return TensorType(dtype, shape)
     if isinstance(declared, TensorType) and declared.shape is not None:
@@ -210,11 +222,13 @@ def _replace(
     em = Emitter(g, node)
     inits: list[Value | None] = list(parts.inits)
     for j, axis in growing.items():
-        t = types[j]
-        shape = [int(d) for d in t.shape or () if isinstance(d, int)]
-        shape[axis] = p - l0
-        zeros = em.const(np.zeros(shape, _np(t.dtype)), "pad_zeros")
-        inits[j] = em.node("Concat", [inits[j], zeros], "pad_buffer", axis=axis)
+        rank = len(types[j].shape or ())
+        pads = np.zeros(2 * rank, np.int64)
+        pads[rank + axis] = p - l0  # zeros after the initial positions, along the time axis
+        if (g.root.opset("") or 0) >= 11:
+            inits[j] = em.node("Pad", [inits[j], em.const(pads, "pad_pads")], "pad_buffer")
+        else:
+            inits[j] = em.node("Pad", [inits[j]], "pad_buffer", pads=pads.tolist())
     length0 = em.const(np.array(l0, np.int64), "pad_len0")
     k = len(parts.inits)
     outs = [Value(v.name) for v in node.outputs[:k]] + [Value("pad_len_final")]
@@ -244,7 +258,3 @@ def _replace(
         new.type = old.type
         old.replace_all_uses_with(new)
     g.remove(node)
-
-
-def _np(dtype: int) -> np.dtype:
-    return np_dtype(dtype)

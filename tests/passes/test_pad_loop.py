@@ -155,6 +155,20 @@ EXIT = """
 """
 
 
+def test_a_symbolic_batch_stays_symbolic() -> None:
+    # the batch is a symbol everywhere: the walk relates dims through it, not through numbers
+    before = (
+        _decoder(BODIES["causal"])
+        .replace("float[1,1,4] x", "float[B,1,4] x")
+        .replace("float[1,?,4]", "float[B,?,4]")
+    )
+    feeds = _feeds()
+    feeds["x"] = np.random.default_rng(1).standard_normal((3, 1, 4)).astype(np.float32)
+    g = _same(before, feeds)
+    body = [n for n in g if n.op_type == "Loop"][0].attr("body")
+    assert body.inputs[2].shape == ("B", 6, 4)
+
+
 @pytest.mark.parametrize(("thr", "steps"), [(-100.0, 1), (-1.0, 2), (0.0, 3), (100.0, 5)])
 def test_early_exit_keeps_the_steps_that_ran(thr: float, steps: int) -> None:
     # the exit reads the new row: after the first step, a middle one, or never (5 steps)
@@ -188,11 +202,11 @@ def test_text_before_and_after() -> None:
     after = (
         H
         + """m (float[1,1] x) => (float[1,?] y)
-        <float[1,2] pad_zeros = {0,0}, int64 pad_len0 = {1}, int64[1] pad_one = {1},
+        <int64[4] pad_pads = {0,0,0,2}, int64 pad_len0 = {1}, int64[1] pad_one = {1},
          int64[1] pad_zero = {0}, int64 n, float[1,3] pad_buffer, float[1,3] y__1,
          int64 pad_len_final, int64[1] reshape> {
         n = Constant <value = int64 {2}> ()
-        pad_buffer = Concat <axis = 1> (x, pad_zeros)
+        pad_buffer = Pad (x, pad_pads)
         y__1, pad_len_final = Loop (n, , pad_buffer, pad_len0) <body = b (int64 i, bool c,
             float[1,3] t, int64 pad_len) => (bool co, float[1,3] t2, int64 pad_len_next)
             <int64[1,3] pad_const = {0,1,2}, int64 pad_const_1 = {1}, int64 k, int64 pad_add,
