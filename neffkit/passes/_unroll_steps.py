@@ -255,6 +255,8 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
         acc = chain[0][k]
         for t, r in enumerate(runs):
             step = chain[t + 1][k]
+            if step is acc:
+                continue  # passed through unchanged: nothing to pick (and no Where to type)
             # running_t ? step t's result : the value frozen before it
             acc = step if r is None else freeze(em, r, step, acc)
         finals[k] = acc

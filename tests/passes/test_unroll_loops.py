@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from onnx import TensorProto
 
 from neffkit.execution import Runner
 from neffkit.ir.text import parse
@@ -107,6 +108,64 @@ def test_an_early_exit_freezes_the_carried_value(k: int) -> None:
         got = Runner(g, "onnxruntime")({"x": x, "c0": np.array(c0)})[0]
         steps = min(k + 1, 3) if c0 else 0
         np.testing.assert_array_equal(got, x * (steps + 1))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "np_dtype"), [("int16", np.int16), ("uint64", np.uint64), ("float", np.float32)]
+)
+def test_a_carried_value_passed_through_needs_no_freezing(dtype: str, np_dtype: type) -> None:
+    # u goes out as it came in: every step holds p, so the loop's q is p whatever the exit.
+    # It was frozen with Where(running, p, p), which onnxruntime has no int16 / uint64 kernel
+    # for: the unrolled model of a valid one did not load.
+    before = (
+        H
+        + """m (float[4] x, T[3] p) => (float[4] y, T[3] q) {
+        n = Constant <value = int64 {2}> ()
+        t = Constant <value = bool {1}> ()
+        y, q = Loop (n, t, x, p) <body = b (int64 i, bool c, float[4] v, T[3] u)
+                                => (bool co, float[4] w, T[3] u) {
+            s = ReduceSum <keepdims = 0> (v)
+            zero = Constant <value = float {0.0}> ()
+            co = Less (s, zero)
+            w = Neg (v)
+        }>
+    }"""
+    ).replace("T[", f"{dtype}[")
+    after = (
+        H
+        + """m (float[4] x, T[3] p) => (float[4] y, T[3] q)
+        <int64[0] scalar_shape =  {}, bool co_s0, float[4] w_s0, bool scalar, bool co_s1,
+        float[4] w_s1> {
+       n = Constant <value: tensor = int64 {2}> ()
+       t = Constant <value: tensor = bool {1}> ()
+       s_s0 = ReduceSum <keepdims: int = 0> (x)
+       zero_s0 = Constant <value: tensor = float {0}> ()
+       co_s0 = Less (s_s0, zero_s0)
+       w_s0 = Neg (x)
+       scalar = Reshape (co_s0, scalar_shape)
+       s_s1 = ReduceSum <keepdims: int = 0> (w_s0)
+       zero_s1 = Constant <value: tensor = float {0}> ()
+       co_s1 = Less (s_s1, zero_s1)
+       w_s1 = Neg (w_s0)
+       y = Where (scalar, w_s1, w_s0)
+       q = Identity (p)
+    }"""
+    ).replace("T[", f"{dtype}[")
+    g = check_rewrite(Unroll(), before, after)
+    p = np.array([3, 0, 9]).astype(np_dtype)
+    for sign in (1.0, -1.0):  # one step runs; both run
+        x = np.arange(1, 5, dtype=np.float32) * sign
+        y, q = Runner(g, "onnxruntime")({"x": x, "p": p})
+        np.testing.assert_array_equal(y, -x if sign > 0 else x)
+        np.testing.assert_array_equal(q, p)
+    partitioned = parse(before)
+    get_pass("partition-unroll")(boundaries="1").run(partitioned, PassContext())
+    assert not any(
+        n.op_type == "Where" and n.outputs[0].dtype != TensorProto.FLOAT
+        for n in partitioned.all_nodes()
+    )
+    y, q = Runner(partitioned, "onnxruntime")({"x": -np.ones(4, np.float32), "p": p})
+    np.testing.assert_array_equal(q, p)
 
 
 def test_a_counter_in_the_exit_condition_bounds_a_while_loop() -> None:
