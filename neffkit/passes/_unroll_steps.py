@@ -64,10 +64,28 @@ def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
         return "the model's opset is below 11"
     if trips == 0 and parts.scan_out:
         return "it runs no step and has scan outputs (their shape is unknown)"
+    if parts.cond is None and not _forwards_true(parts):
+        # Loop(M, "", ...): the spec ignores cond_out; onnxruntime (and the torch backend)
+        # stop on it. No unrolled graph can agree with both.
+        return (
+            "it has no condition input but its body computes cond_out, which the ONNX spec "
+            "ignores and onnxruntime stops on"
+        )
     size = body_size(parts.body)
     if size * trips > max_nodes:
         return f"{trips} copies of its {size}-node body exceed max-nodes={max_nodes}"
     return None
+
+
+def _forwards_true(parts: LoopParts) -> bool:
+    """True when cond_out is cond_in or a constant true, through ``Identity`` nodes (then,
+    with no condition input, it is true on every step by the spec and by onnxruntime)."""
+    v = parts.cond_out
+    p = v.producer
+    while p is not None and p.op_type == "Identity" and p.domain == "" and p.inputs[0] is not None:
+        v = p.inputs[0]
+        p = v.producer
+    return v is parts.cond_in or is_true(v)
 
 
 def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:

@@ -379,6 +379,28 @@ def test_nested_loops_unroll_inside_out() -> None:
     np.testing.assert_array_equal(Runner(g, "onnxruntime")({"x": x})[0], 5 * x)
 
 
+def test_a_computed_exit_without_a_condition_input_is_left_alone() -> None:
+    # Loop(M, "", x) whose body computes cond_out: the spec ignores it (4 steps, 104) but
+    # onnxruntime stops on it (1 step, 101). Unrolled by the spec it disagreed with
+    # onnxruntime; by onnxruntime, with the spec: it is left alone.
+    text = _body_loop(
+        "n",
+        "",
+        "one = Constant <value = float {1.0}> ()  w = Add (v, one)"
+        "  s = ReduceSum <keepdims = 0> (w)  lim = Constant <value = float {20.0}> ()"
+        "  co = Less (s, lim)",
+        "(float[4] x, int64 n)",
+    )
+    g = parse(text)
+    assert Unroll(max_trip=4).run(g, PassContext()).stats == {"loops_left": 1}
+    assert get_pass("partition-unroll")(max_trip=4, boundaries="2").run(g, PassContext()).stats == {
+        "loops_left": 1
+    }
+    for cond_out in ("co = Identity (c)", "co = Constant <value = bool {1}> ()"):  # for loops
+        bounded = parse(text.replace("co = Less (s, lim)", cond_out))
+        assert Unroll(max_trip=4).run(bounded, PassContext()).stats["loops_unrolled"] == 1
+
+
 def test_a_loop_without_a_bound_is_left_alone_and_reported() -> None:
     text = _body_loop("n", "", "co = Identity (c)  w = Add (v, x)", "(float[4] x, int64 n)")
     check_rewrite(Unroll(), text, None)
