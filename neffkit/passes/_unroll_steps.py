@@ -96,8 +96,9 @@ def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:
     return shared
 
 
-def scalar(em: Emitter, v: Value) -> Value:
-    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors).
+def scalar(em: Emitter, v: Value, dtype: int = TensorProto.BOOL) -> Value:
+    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors) of ``dtype``, the
+    type the spec gives it (bool for a condition, int64 for M; ``v`` may have no type).
 
     Only a constant or a graph input is trusted to be rank 0 already: a body's declared
     output types are not checked by runtimes, and ``Equal([1, 1], x)`` declared ``bool``
@@ -106,7 +107,7 @@ def scalar(em: Emitter, v: Value) -> Value:
     if v.producer is None and static_shape(v) == ():
         return v
     out = em.node("Reshape", [v, em.const(np.zeros(0, np.int64), "scalar_shape")], "scalar")
-    out.type = TensorType(v.dtype or TensorProto.BOOL, ())
+    out.type = TensorType(dtype, ())
     return out
 
 
@@ -321,7 +322,7 @@ def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:
     """M as a scalar, when the copies must check ``t < M`` at run time."""
     if parts.trip is None or static_int(parts.trip) is not None:
         return None
-    return scalar(em, parts.trip)
+    return scalar(em, parts.trip, TensorProto.INT64)
 
 
 #: ``doc_string`` of a graph that is one compiled unit: a partition's straight-line steps.

@@ -424,6 +424,30 @@ def test_max_trip_bounds_a_dynamic_trip_count(n: int) -> None:
             np.testing.assert_array_equal(Runner(g, backend)(feeds)[0], want)
 
 
+def test_a_trip_count_of_no_declared_type_is_read_as_int64() -> None:
+    # M and the condition computed by Casts whose outputs carry no type (as in the onnx
+    # backend tests' expanded Range): M's scalar copy was typed bool, so the unrolled model
+    # did not load in onnxruntime (output arg of type bool, expected int64)
+    text = _body_loop(
+        "n", "c0", "co = Identity (c)  f = Cast <to = 1> (i)  w = Add (v, f)",
+        "(float[4] x, float k)",
+    ).replace(
+        "    y = Loop",
+        "    n = Cast <to = 7> (k)\n    c0 = Cast <to = 9> (k)\n    y = Loop",
+    )  # fmt: skip
+    for partitions in ("", "2"):
+        g = parse(text)
+        assert (
+            get_pass("partition-unroll")(max_trip=4, boundaries=partitions)
+            .run(g, PassContext())
+            .changed
+        )
+        x = np.zeros(4, np.float32)
+        for k in (0.0, 1.0, 3.0):
+            got = Runner(g, "onnxruntime")({"x": x, "k": np.array(k, np.float32)})[0]
+            np.testing.assert_array_equal(got, x + k * (k - 1) / 2)
+
+
 def test_max_nodes_refuses_a_large_unroll() -> None:
     text = _body_loop("n", "", "co = Identity (c)  w = Add (v, x)")
     text = text.replace("y = Loop", "n = Constant <value = int64 {1000}> ()\n    y = Loop")
