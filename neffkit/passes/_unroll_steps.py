@@ -152,6 +152,7 @@ def emit_steps(
     runs: list[Value | None] = []
     scans: list[list[Value]] = []
     watch_cond = parts.cond is not None and parts.cond_out is not parts.cond_in
+    last = last_index(em, trip) if trip is not None and parts.iter_in.is_used else None
     for t in span:
         if t != span.start and watch_cond and not is_true(cond):
             running = conj(em, running, scalar(em, cond))  # the previous step's cond_out
@@ -159,8 +160,15 @@ def emit_steps(
         if parts.iter_in.is_used or trip is not None:
             index = vmap[parts.iter_in] = em.const(np.array(t, np.int64), f"iter_{t}")
         if trip is not None:
-            less = em.node("Less", [index, trip])
-            running = conj(em, running, scalar(em, less))
+            below_m = scalar(em, em.node("Less", [index, trip]))
+            running = conj(em, running, below_m)
+        if last is not None:
+            # steps from M on run too (their results are dropped); their iteration number
+            # stays at M - 1 so that what the body indexes by it stays in range (a step past
+            # the end read x[M:M+1], empty, and Where broadcast that into the frozen value)
+            clamped = em.node("Where", [below_m, index, last], "iter")
+            clamped.type = TensorType(TensorProto.INT64, ())
+            vmap[parts.iter_in] = clamped
         runs.append(running)
         vmap.update(zip(parts.state_in, chain[-1]))
         copy_body(parts.body, em, vmap, f"{em.prefix}s{t}", shared)
@@ -316,6 +324,18 @@ def replace_loop(node: Node, em: Emitter, results: list[Value]) -> None:
     for out, new in zip(node.outputs, results):
         if out.name and new.producer is not None and not new.name.startswith(out.name):
             new.name = out.name
+
+
+def last_index(em: Emitter, trip: Value) -> Value:
+    """``max(M - 1, 0)``: the last iteration number of a loop of run-time trip count M (as
+    ``Where``: integer ``Max`` needs opset 12)."""
+    one = em.const(np.array(1, np.int64), "one")
+    zero = em.const(np.array(0, np.int64), "zero")
+    below = em.node("Sub", [trip, one], "last_step")
+    runs = em.node("Less", [zero, trip], "runs")
+    out = em.node("Where", [runs, below, zero], "last_step")
+    out.type = TensorType(TensorProto.INT64, ())
+    return out
 
 
 def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:

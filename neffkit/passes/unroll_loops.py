@@ -22,7 +22,8 @@ early inside one straight-line graph costs either control flow per step or waste
 this pass chooses wasted steps so that the steps stay one static graph. Step t's copy reads
 step t-1's results unconditionally. Beside the steps runs a chain of scalar booleans,
 ``running_t = running_{t-1} and cond_out_{t-1}`` (``and t < M`` when M is not constant), from
-which the loop's outputs are picked:
+which the loop's outputs are picked (with a run-time M, the steps from M on see the
+iteration number ``max(M - 1, 0)``, so that what the body indexes by it stays in range):
 
 * a carried value whose shape is the same every step (the initial value's static shape is the
   body output's declared shape) is frozen with ``Where(running_t, step_{t+1}, acc_t)``: no

@@ -14,7 +14,7 @@ from neffkit.execution import Runner
 from neffkit.ir.text import parse
 from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, get_pass
-from neffkit.testing import check_rewrite
+from neffkit.testing import check_rewrite, run_checked
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 Unroll = get_pass("unroll")
@@ -446,6 +446,46 @@ def test_a_trip_count_of_no_declared_type_is_read_as_int64() -> None:
         for k in (0.0, 1.0, 3.0):
             got = Runner(g, "onnxruntime")({"x": x, "k": np.array(k, np.float32)})[0]
             np.testing.assert_array_equal(got, x + k * (k - 1) / 2)
+
+
+SLICE_BY_STEP = (
+    H
+    + """m (float[5] x, int64 n) => (float[1] y, float[?,1] ys) {
+    t = Constant <value = bool {1}> ()
+    z = Constant <value = float[1] {0.0}> ()
+    y, ys = Loop (n, t, z) <body = b (int64 i, bool c, float[1] v) => (bool co, float[1] w,
+                                                                      float[1] s) {
+        co = Identity (c)
+        one = Constant <value = int64 {1}> ()
+        e = Add (i, one)
+        zero = Constant <value = int64[1] {0}> ()
+        st = Unsqueeze (i, zero)
+        en = Unsqueeze (e, zero)
+        sl = Slice (x, st, en)
+        w = Add (v, sl)
+        s = Identity (w)
+    }>
+}"""
+)
+
+
+@pytest.mark.parametrize(
+    "pipeline", ["unroll{max-trip=8}", "partition-unroll{max-trip=8,boundaries=2}"]
+)
+def test_steps_past_a_run_time_trip_count_index_in_range(pipeline: str) -> None:
+    # the onnx backend test loop11's pattern: x[i:i+1] summed, M fed. Steps i >= M run too;
+    # they read x[M-1:M] now. They read x[i:i+1] before, empty for i >= 5, and the Where that
+    # freezes y broadcast it: y came out empty whenever M < 8.
+    g = parse(SLICE_BY_STEP)
+    run_checked(pipeline, g, feeds={"x": np.arange(1, 6, dtype=np.float32), "n": np.array(3)})
+    x = np.arange(1, 6, dtype=np.float32)
+    for n in (0, 1, 3, 5):
+        feeds = {"x": x, "n": np.array(n, np.int64)}
+        want = Runner(parse(SLICE_BY_STEP), "onnxruntime")(feeds)
+        for backend in ("onnxruntime", "torch"):
+            got = Runner(g, backend)(feeds)
+            for a, b in zip(got, want):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_max_nodes_refuses_a_large_unroll() -> None:
