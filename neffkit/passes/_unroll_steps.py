@@ -14,7 +14,7 @@ import numpy as np
 from onnx import TensorProto
 
 from neffkit.ir.core import Graph, Node, Value
-from neffkit.ir.types import TensorType
+from neffkit.ir.types import OpaqueType, TensorType
 from neffkit.passes._loops import (
     Emitter,
     LoopParts,
@@ -71,10 +71,42 @@ def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
             "it has no condition input but its body computes cond_out, which the ONNX spec "
             "ignores and onnxruntime stops on"
         )
+    opaque = _non_tensor(parts)
+    if opaque is not None:
+        return opaque
     size = body_size(parts.body)
     if size * trips > max_nodes:
         return f"{trips} copies of its {size}-node body exceed max-nodes={max_nodes}"
     return None
+
+
+def _non_tensor(parts: LoopParts) -> str | None:
+    """Why the loop's sequence or optional carried values stop it from being unrolled, or None.
+
+    A step's copy binds the body's input to the previous step's output, so the two must be of
+    one kind (an ``optional(seq)`` input fed a ``seq`` output is not); and only tensors are
+    picked at an exit (``Identity`` of a sequence needs opset 14, of an optional 16).
+    """
+    for v_in, v_out in zip(parts.state_in, parts.state_out):
+        a, b = v_in.type, v_out.type
+        if not isinstance(a, OpaqueType) and not isinstance(b, OpaqueType):
+            continue
+        kind_a = a.proto.WhichOneof("value") if isinstance(a, OpaqueType) else "tensor_type"
+        kind_b = b.proto.WhichOneof("value") if isinstance(b, OpaqueType) else "tensor_type"
+        if a is not None and b is not None and kind_a != kind_b:
+            return f"its carried value '{v_in.name}' comes in as {kind_a}, out as {kind_b}"
+        if _may_stop(parts):
+            return f"it may stop early and carries '{v_in.name}', not a tensor"
+    return None
+
+
+def _may_stop(parts: LoopParts) -> bool:
+    """False when every step up to the bound is known to run."""
+    if parts.trip is not None and static_int(parts.trip) is None:
+        return True
+    if parts.cond is None:
+        return False
+    return not (is_true(parts.cond) and (_forwards_true(parts)))
 
 
 def _forwards_true(parts: LoopParts) -> bool:

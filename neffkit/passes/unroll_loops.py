@@ -15,7 +15,8 @@ copy has static shapes: step t of a decoder computes over exactly its t tokens.
 whose M is not constant): the user promises the loop never runs more than N iterations, and a
 loop that would is cut after N. A loop with neither is left alone and counted in the stats,
 as is a loop with no condition input whose body computes ``cond_out`` anyway (the spec
-ignores it, onnxruntime stops on it: no unrolled graph agrees with both).
+ignores it, onnxruntime stops on it: no unrolled graph agrees with both), or one carrying a
+sequence or optional value that may stop early (only tensors are picked at the exit).
 
 **Early exit, exactly.** Every copy is computed (as the seed's unrolled decoder did): exiting
 early inside one straight-line graph costs either control flow per step or wasted steps, and

@@ -4,6 +4,7 @@ numbers against onnxruntime and the torch backend, and scaling."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -486,6 +487,60 @@ def test_steps_past_a_run_time_trip_count_index_in_range(pipeline: str) -> None:
             got = Runner(g, backend)(feeds)
             for a, b in zip(got, want):
                 np.testing.assert_array_equal(a, b)
+
+
+SEQUENCE_LOOP = (
+    H
+    + """m (float[2] x, int64 k) => (seq(float) out) {
+    n = Constant <value = int64 {3}> ()
+    e = SequenceEmpty <dtype = 1> ()
+    t = Constant <value = bool {1}> ()
+    out = Loop (n, t, e) <body = b (int64 i, bool c, seq(float) s) => (bool co, seq(float) s2) {
+        co = Identity (c)
+        s2 = SequenceInsert (s, x)
+    }>
+}"""
+)
+
+
+def test_a_sequence_carried_through_every_step_unrolls() -> None:
+    g = parse(SEQUENCE_LOOP)
+    assert Unroll().run(g, PassContext()).stats["loops_unrolled"] == 1
+    feeds = {"x": np.arange(2, dtype=np.float32), "k": np.array(1)}
+    got = Runner(g, "onnxruntime")(feeds)[0]
+    assert len(got) == 3 and all(np.array_equal(a, feeds["x"]) for a in got)
+
+
+@pytest.mark.parametrize(
+    "change", [("co = Identity (c)", "co = Less (i, k)"), ("Loop (n,", "Loop (k,")]
+)
+def test_a_sequence_carried_past_a_possible_exit_is_left_alone(change, caplog) -> None:
+    # the exit would pick a step's sequence with Identity (opset 14) in If branches: the
+    # unrolled model of onnx's test_loop13_seq did not load (opset 11)
+    g = parse(SEQUENCE_LOOP.replace(*change))
+    with caplog.at_level(logging.INFO, logger="neffkit.passes.unroll"):
+        assert Unroll(max_trip=3).run(g, PassContext()).stats == {"loops_left": 1}
+    assert "it may stop early and carries 's', not a tensor" in caplog.text
+
+
+def test_a_carried_value_optional_in_and_sequence_out_is_left_alone(caplog) -> None:
+    # as onnx's test_loop16_seq_none: the body reads optional(seq) and returns seq; step
+    # t + 1's copy fed a seq to OptionalHasElement (the model did not load)
+    text = (
+        SEQUENCE_LOOP.replace("seq(float) s)", "optional(seq(float)) s)")
+        .replace(
+            "s2 = SequenceInsert (s, x)",
+            "s1 = OptionalGetElement (s)\n        s2 = SequenceInsert (s1, x)",
+        )
+        .replace(
+            "e = SequenceEmpty <dtype = 1> ()",
+            "e0 = SequenceEmpty <dtype = 1> ()\n    e = Optional (e0)",
+        )
+    )
+    g = parse(text)
+    with caplog.at_level(logging.INFO, logger="neffkit.passes.unroll"):
+        assert Unroll().run(g, PassContext()).stats == {"loops_left": 1}
+    assert "comes in as optional_type, out as sequence_type" in caplog.text
 
 
 def test_max_nodes_refuses_a_large_unroll() -> None:
