@@ -15,6 +15,7 @@ import numpy as np
 from onnx import AttributeProto
 
 from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.shape_operands import SHAPE_OPERANDS
 from neffkit.ir.tensor import Tensor, onnx_dtype
 from neffkit.ir.types import TensorType
 from neffkit.passes._fold_eval import constant_tensor
@@ -300,3 +301,55 @@ def _growth(v_in: Value, v_out: Value) -> int | None:
     a, b = p.inputs
     step = static_int(b) if a is v_in else static_int(a) if b is v_in else None
     return step if step is not None and 0 < step < 2**40 else None
+
+
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
+
+
+def stable_carried(parts: LoopParts, fixed: list[int]) -> set[int]:
+    """Which carried values of ``fixed`` (one shape on every step that runs) keep that shape
+    on the steps that run past the loop's exit too.
+
+    Those steps still compute, on what the steps before them left. A body value keeps its
+    shape there when it follows from such shapes alone: no subgraph and no custom op computes
+    it, and every shape operand (``SHAPE_OPERANDS``: a Slice's bounds, a Reshape's target ...)
+    is the same on every step (a constant, an outer value, or computed from those and from
+    shapes). ``while k < len(x): v = v + x[k:k+1]`` fails this: past the exit ``x[k:k+1]`` is
+    empty, and so is ``v``.
+    """
+    body = parts.body
+    keep = set(fixed)
+    while True:
+        shaped = _stable_shapes(parts, keep)
+        lost = {k for k in keep if not _in(parts.state_out[k], body, shaped)}
+        if not lost:
+            return keep
+        keep -= lost  # its input then changes shape on the later steps: look again
+
+
+def _in(v: Value, body: Graph, values: set[Value]) -> bool:
+    """True when ``v`` is in ``values``, an outer value, or a constant of the body."""
+    return v.graph is not body or v in values or (v.is_initializer and v not in body.inputs)
+
+
+def _stable_shapes(parts: LoopParts, carried: set[int]) -> set[Value]:
+    """Body values of one shape on every step, given the carried inputs that have one."""
+    body = parts.body
+    shaped = {parts.iter_in, parts.cond_in} | {parts.state_in[k] for k in carried}
+    same: set[Value] = set()  # values equal on every step
+    for node in body:
+        ins = [v for v in node.inputs if v is not None]
+        if node.subgraphs or node.domain not in ("", "ai.onnx"):
+            continue
+        if not all(_in(v, body, shaped) for v in ins):
+            continue
+        operands = [node.inputs[i] for i in SHAPE_OPERANDS.get(node.op_type, ())
+                    if i < len(node.inputs)]  # fmt: skip
+        if not all(v is None or _in(v, body, same) for v in operands):
+            continue
+        shaped.update(node.outputs)
+        if node.op_type in ("Shape", "Size") or (
+            node.op_type not in _RANDOM and all(_in(v, body, same) for v in ins)
+        ):
+            same.update(node.outputs)
+    return shaped

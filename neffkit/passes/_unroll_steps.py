@@ -23,6 +23,7 @@ from neffkit.passes._loops import (
     counted_bound,
     dtype_of,
     is_true,
+    stable_carried,
     static_int,
     static_shape,
 )
@@ -299,16 +300,16 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
     ``cut=False`` when every step is known to run.
     """
     chain, runs = steps.chain, steps.running
-    needs_count = bool(parts.scan_out) or not all(
-        same_shape_every_step(parts, k) for k in range(len(parts.state_out))
-    )
+    n = len(parts.state_out)
+    fixed = stable_carried(parts, [k for k in range(n) if same_shape_every_step(parts, k)])
+    needs_count = bool(parts.scan_out) or len(fixed) < n
     count = steps_run(em, runs) if cut and needs_count else None
     finals = list(chain[-1])
     growing = []
     for k in range(len(finals)):
         if not cut:
             continue
-        if not same_shape_every_step(parts, k):
+        if k not in fixed:  # its shape may change on a step, maybe one past the exit
             growing.append(k)
             continue
         acc = chain[0][k]

@@ -27,8 +27,9 @@ which the loop's outputs are picked (with a run-time M, the steps from M on see 
 iteration number ``max(M - 1, 0)``, so that what the body indexes by it stays in range):
 
 * a carried value whose shape is the same every step (the initial value's static shape is the
-  body output's declared shape) is frozen with ``Where(running_t, step_{t+1}, acc_t)``: no
-  control flow at all;
+  body output's declared shape, and no step-dependent value fixes it: ``_loops.stable_carried``,
+  since steps past the exit run too) is frozen with ``Where(running_t, step_{t+1}, acc_t)``:
+  no control flow at all;
 * a carried value that may change shape (tokens ``[1, t]`` -> ``[1, t+1]``) cannot go through
   ``Where``; the number of steps that ran, ``n = sum(running_t)``, picks the step's value with
   a balanced tree of ``If`` nodes whose leaves are ``Identity`` (depth log2(N), N-1 ``If``

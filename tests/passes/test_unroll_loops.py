@@ -489,6 +489,45 @@ def test_steps_past_a_run_time_trip_count_index_in_range(pipeline: str) -> None:
                 np.testing.assert_array_equal(a, b)
 
 
+WHILE_IN_RANGE = (
+    H
+    + """m (float[3] x) => (float[1] y, int64 kk) {
+    n = Constant <value = int64 {5}> ()
+    t = Constant <value = bool {1}> ()
+    z = Constant <value = float[1] {0.0}> ()
+    k0 = Constant <value = int64 {0}> ()
+    y, kk = Loop (n, t, z, k0) <body = b (int64 i, bool c, float[1] v, int64 k)
+                               => (bool co, float[1] w, int64 k2) {
+        one = Constant <value = int64 {1}> ()
+        zero = Constant <value = int64[1] {0}> ()
+        k2 = Add (k, one)
+        st = Unsqueeze (k, zero)
+        en = Unsqueeze (k2, zero)
+        sl = Slice (x, st, en)
+        w = Add (v, sl)
+        len = Size (x)
+        co = Less (k2, len)
+    }>
+}"""
+)
+
+
+@pytest.mark.parametrize("pipeline", ["unroll", "partition-unroll{boundaries=2}"])
+def test_a_value_sliced_by_a_carried_index_keeps_its_shape_past_the_exit(pipeline) -> None:
+    # while k < len(x): v += x[k:k+1]. The steps after the exit (3 of 5 run) slice x[3:4],
+    # empty; v froze with Where(running, v_t, frozen), which broadcast [0] against [1]: y came
+    # out empty (partitioned: an error). v's shape rests on a Slice bound that changes with
+    # the step, so the steps run pick v by their count (If tree), exact for any shape.
+    g = parse(WHILE_IN_RANGE)
+    run_checked(pipeline, g, feeds={"x": np.arange(1, 4, dtype=np.float32)})
+    y, kk = Runner(g, "onnxruntime")({"x": np.arange(1, 4, dtype=np.float32)})
+    np.testing.assert_array_equal(y, np.array([6.0], np.float32))
+    assert kk == 3
+    # the counter's Add keeps one shape on every step: it is still frozen by Where
+    frozen = [n for n in g.all_nodes() if n.op_type == "Where"]
+    assert frozen and all(n.outputs[0].dtype != TensorProto.FLOAT for n in frozen)
+
+
 SEQUENCE_LOOP = (
     H
     + """m (float[2] x, int64 k) => (seq(float) out) {
