@@ -9,6 +9,7 @@ references), so a copy keeps every captured reference as it is.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -320,20 +321,21 @@ def stable_carried(parts: LoopParts, fixed: list[int]) -> set[int]:
     body = parts.body
     keep = set(fixed)
     while True:
-        shaped = _stable_shapes(parts, keep)
-        lost = {k for k in keep if not _in(parts.state_out[k], body, shaped)}
+        shaped = stable_shapes(parts, keep)
+        lost = {k for k in keep if not among(parts.state_out[k], body, shaped)}
         if not lost:
             return keep
         keep -= lost  # its input then changes shape on the later steps: look again
 
 
-def _in(v: Value, body: Graph, values: set[Value]) -> bool:
+def among(v: Value, body: Graph, values: set[Value]) -> bool:
     """True when ``v`` is in ``values``, an outer value, or a constant of the body."""
     return v.graph is not body or v in values or (v.is_initializer and v not in body.inputs)
 
 
-def _stable_shapes(parts: LoopParts, carried: set[int]) -> set[Value]:
-    """Body values of one shape on every step, given the carried inputs that have one."""
+def stable_shapes(parts: LoopParts, carried: Collection[int]) -> set[Value]:
+    """Body values of one shape on every step (those past the loop's exit included), given
+    the carried values (by index) whose inputs have one (``stable_carried``)."""
     body = parts.body
     shaped = {parts.iter_in, parts.cond_in} | {parts.state_in[k] for k in carried}
     same: set[Value] = set()  # values equal on every step
@@ -341,15 +343,15 @@ def _stable_shapes(parts: LoopParts, carried: set[int]) -> set[Value]:
         ins = [v for v in node.inputs if v is not None]
         if node.subgraphs or node.domain not in ("", "ai.onnx"):
             continue
-        if not all(_in(v, body, shaped) for v in ins):
+        if not all(among(v, body, shaped) for v in ins):
             continue
         operands = [node.inputs[i] for i in SHAPE_OPERANDS.get(node.op_type, ())
                     if i < len(node.inputs)]  # fmt: skip
-        if not all(v is None or _in(v, body, same) for v in operands):
+        if not all(v is None or among(v, body, same) for v in operands):
             continue
         shaped.update(node.outputs)
         if node.op_type in ("Shape", "Size") or (
-            node.op_type not in _RANDOM and all(_in(v, body, same) for v in ins)
+            node.op_type not in _RANDOM and all(among(v, body, same) for v in ins)
         ):
             same.update(node.outputs)
     return shaped

@@ -8,6 +8,7 @@ and its trade-offs are in ``neffkit.passes.unroll_loops``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +19,14 @@ from neffkit.ir.types import OpaqueType, TensorType
 from neffkit.passes._loops import (
     Emitter,
     LoopParts,
+    among,
     body_size,
     copy_body,
     counted_bound,
     dtype_of,
     is_true,
     stable_carried,
+    stable_shapes,
     static_int,
     static_shape,
 )
@@ -255,10 +258,19 @@ def steps_run(em: Emitter, runs: list[Value | None]) -> Value:
 
 
 def select_by_count(
-    em: Emitter, count: Value, chain: list[list[Value]], lo: int, hi: int, leaf: bool
+    em: Emitter,
+    count: Value,
+    chain: list[list[Value]],
+    lo: int,
+    hi: int,
+    leaf: bool,
+    make: Callable[[Emitter, int], list[Value]] | None = None,
 ) -> list[Value]:
-    """``chain[count]``, among ``chain[lo..hi]``, by a balanced tree of ``If`` nodes."""
+    """``chain[count]``, among ``chain[lo..hi]``, by a balanced tree of ``If`` nodes (or what
+    ``make`` builds for that count in its branch; ``chain`` then only gives the types)."""
     if lo == hi:
+        if make is not None:
+            return make(em, lo)
         if not leaf:
             return list(chain[lo])
         outs = []
@@ -275,7 +287,7 @@ def select_by_count(
         (f"steps_{mid + 1}_to_{hi}", mid + 1, hi),
     ):
         sub = Graph(name)
-        for v in select_by_count(em.child(sub), count, chain, a, b, True):
+        for v in select_by_count(em.child(sub), count, chain, a, b, True, make):
             sub.add_output(v)
         branches.append(sub)
     node = Node("If", [le], num_outputs=len(chain[lo]))
@@ -324,11 +336,20 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
         picked = [[row[k] for k in growing] for row in chain]
         for k, v in zip(growing, select_by_count(em, count, picked, 0, len(chain) - 1, False)):
             finals[k] = v
-    return finals + [stack_scans(em, steps, j, count) for j in range(len(parts.scan_out))]
+    shaped = stable_shapes(parts, fixed)
+    scans = [among(v, parts.body, shaped) for v in parts.scan_out]
+    return finals + [stack_scans(em, steps, j, count, scans[j]) for j in range(len(scans))]
 
 
-def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value:
-    """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows."""
+def stack_scans(
+    em: Emitter, steps: Steps, j: int, count: Value | None, stable: bool = True
+) -> Value:
+    """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows.
+
+    ``stable=False``: a row's shape may change on the steps past the exit, where ``Concat``
+    would fail; the rows of the steps that ran are then stacked inside the branch of a tree
+    of ``If`` nodes picked by ``count``.
+    """
     zero = em.const(np.zeros(1, np.int64), "axis_0")
     rows = []
     for step in steps.scans:
@@ -336,6 +357,16 @@ def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value
             rows.append(em.node("Unsqueeze", [step[j], zero]))
         else:
             rows.append(em.node("Unsqueeze", [step[j]], axes=[0]))
+    if count is not None and not stable:
+
+        def ran(sub: Emitter, k: int) -> list[Value]:
+            # the first k rows; none: row 0 cut to no rows (the runtimes' empty scan)
+            if k == 0:
+                return [sub.node("Slice", [rows[0], zero, zero, zero])]
+            return [sub.node("Concat", rows[:k], "stacked", axis=0)]
+
+        types = [[rows[0]]] * (len(rows) + 1)
+        return select_by_count(em, count, types, 0, len(rows), False, ran)[0]
     stacked = em.node("Concat", list(rows), "stacked", axis=0)
     if count is None:
         return stacked

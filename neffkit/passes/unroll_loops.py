@@ -34,7 +34,9 @@ iteration number ``max(M - 1, 0)``, so that what the body indexes by it stays in
   ``Where``; the number of steps that ran, ``n = sum(running_t)``, picks the step's value with
   a balanced tree of ``If`` nodes whose leaves are ``Identity`` (depth log2(N), N-1 ``If``
   nodes, no computation inside them);
-* a scan output is the ``Concat`` of the steps' slices, cut to ``n`` rows by a ``Slice``.
+* a scan output is the ``Concat`` of the steps' slices, cut to ``n`` rows by a ``Slice`` (when
+  a slice may change shape past the exit, the rows that ran are stacked in the branch of an
+  ``If`` tree picked by ``n``).
 
 A loop with no condition (or a condition that is constant true, or passed through unchanged)
 needs none of this: its last copy's values are the outputs.

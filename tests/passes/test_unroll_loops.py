@@ -528,6 +528,31 @@ def test_a_value_sliced_by_a_carried_index_keeps_its_shape_past_the_exit(pipelin
     assert frozen and all(n.outputs[0].dtype != TensorProto.FLOAT for n in frozen)
 
 
+@pytest.mark.parametrize("pipeline", ["unroll", "partition-unroll{boundaries=1}"])
+def test_scan_rows_that_change_shape_past_the_exit_are_stacked_as_they_ran(pipeline) -> None:
+    # ys gets x[k:k+2] each step; past the exit x[2:4] has one element, not two, and the
+    # Concat of every step's row failed at run time. Those rows are now stacked in the
+    # branch of an If tree picked by the steps run: only rows that ran are concatenated.
+    text = (
+        WHILE_IN_RANGE.replace("float[1] y, int64 kk)", "float[1] y, int64 kk, float[?,2] ys)")
+        .replace("y, kk = Loop", "y, kk, ys = Loop")
+        .replace("int64 k2) {", "int64 k2, float[2] pair) {")
+        .replace(
+            "co = Less (k2, len)",
+            "two = Constant <value = int64 {2}> ()\n        k3 = Add (k, two)\n"
+            "        en2 = Unsqueeze (k3, zero)\n        pair = Slice (x, st, en2)\n"
+            "        co = Less (k3, len)",
+        )
+    )
+    g = parse(text)
+    x = np.arange(1, 4, dtype=np.float32)
+    run_checked(pipeline, g, feeds={"x": x})
+    y, kk, ys = Runner(g, "onnxruntime")({"x": x})
+    np.testing.assert_array_equal(ys, np.array([[1, 2], [2, 3]], np.float32))
+    np.testing.assert_array_equal(y, np.array([3.0], np.float32))
+    assert kk == 2
+
+
 SEQUENCE_LOOP = (
     H
     + """m (float[2] x, int64 k) => (seq(float) out) {
