@@ -39,7 +39,8 @@ iteration number ``max(M - 1, 0)``, so that what the body indexes by it stays in
   ``If`` tree picked by ``n``).
 
 A loop with no condition (or a condition that is constant true, or passed through unchanged)
-needs none of this: its last copy's values are the outputs.
+needs none of this: its last copy's values are the outputs. A step past the exit that raises
+(``x[k]`` with k past the end) makes the unrolled graph fail: such bodies need ``split``.
 
 Loops in ``If`` branches and loops whose bodies read outer values are handled (copies read
 the same outer values); nested loops are unrolled inside-out (an inner loop whose bound
