@@ -134,8 +134,17 @@ def step_type(v: Value) -> TensorType | None:
 class Emitter:
     """Adds nodes before ``anchor`` (or at the end of ``graph``) and caches small constants."""
 
-    def __init__(self, graph: Graph, anchor: Node | None, opset: int | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        anchor: Node | None,
+        opset: int | None = None,
+        names: set[str] | None = None,
+    ) -> None:
         self.graph = graph
+        # node names taken in ``graph``: onnxruntime refuses a graph with two nodes of one
+        # name, and a copy's name (``w_s0``) may be one the graph already has
+        self._names = names if names is not None else {n.name for n in graph if n.name}
         # a branch being built has no parent yet: its emitter is told the model's opset
         self.opset = opset if opset is not None else graph.opset("") or 0
         self.anchor = anchor
@@ -163,8 +172,10 @@ class Emitter:
         return em
 
     def add(self, node: Node) -> Node:
-        """Links ``node`` at the emitter's place."""
+        """Links ``node`` at the emitter's place (renamed when its name is taken there)."""
         self._added[0] += 1
+        if node.name:
+            node.name = _free_name(node.name, self._names)
         if self.anchor is None:
             return self.graph.append(node)
         return self.graph.insert_before(self.anchor, node)
@@ -177,6 +188,17 @@ class Emitter:
             v = self.graph.add_initializer(Value(hint, const=Tensor(array)))
             self._consts[key] = v
         return v
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2`` ... when taken; recorded as taken."""
+    free = name
+    i = 0
+    while free in taken:
+        i += 1
+        free = f"{name}_{i}"
+    taken.add(free)
+    return free
 
 
 def copy_body(

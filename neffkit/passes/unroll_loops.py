@@ -106,6 +106,7 @@ class UnrollLoops(Pass):
         stats = {"loops_unrolled": 0, "steps": 0, "nodes_added": 0, "loops_left": 0}
         for g in list(all_graphs_postorder(graph)):
             loops = [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]
+            names = {n.name for n in g if n.name} if loops else set()
             for index, node in enumerate(loops):
                 parts = read_loop(node)
                 trips = None if isinstance(parts, str) else bound(parts, self.max_trip)
@@ -115,7 +116,7 @@ class UnrollLoops(Pass):
                     level = logging.WARNING if "max-nodes" in str(reason) else logging.INFO
                     log.log(level, "unroll: Loop '%s' left alone: %s", node.name, reason)
                     continue
-                em = Emitter(g, node)
+                em = Emitter(g, node, names=names)
                 em.prefix = f"l{index}" if index else ""  # node names stay unique in g
                 shared = shared_constants(parts, g)
                 running = initial_running(parts, em)

@@ -553,6 +553,32 @@ def test_scan_rows_that_change_shape_past_the_exit_are_stacked_as_they_ran(pipel
     assert kk == 2
 
 
+@pytest.mark.parametrize("pipeline", ["unroll", "partition-unroll{boundaries=1}"])
+def test_copies_named_like_nodes_the_graph_has_get_other_names(pipeline) -> None:
+    # the body's "w" is copied as "w_s0", "w_s1"; the graph already has nodes of those names
+    # (and one named like the partition gate). onnxruntime refuses a graph with two nodes of
+    # one name: the unrolled model did not load.
+    g = parse(
+        _body_loop(
+            "n",
+            "c0",
+            "co = Less (i, k)  w = Add (v, x)",
+            "(float[4] x, bool c0, int64 k)",
+        ).replace("    y = Loop", "    n = Constant <value = int64 {3}> ()\n    y = Loop")
+    )
+    loop = next(n for n in g if n.op_type == "Loop")
+    loop.name = "L"
+    next(n for n in g if n.op_type == "Constant").name = "w_s0"
+    for n in loop.attr("body"):
+        n.name = {"Add": "w", "Less": "L/partition_gate_1"}[n.op_type]
+    feeds = {"x": np.ones(4, np.float32), "c0": np.array(True), "k": np.array(1)}
+    run_checked(pipeline, g, feeds=feeds)
+    for sub in g.all_graphs():
+        names = [n.name for n in sub if n.name]
+        assert len(names) == len(set(names)), names
+    assert "w_s0_1" in [n.name for n in g]
+
+
 SEQUENCE_LOOP = (
     H
     + """m (float[2] x, int64 k) => (seq(float) out) {
