@@ -175,7 +175,7 @@ class Emitter:
         """Links ``node`` at the emitter's place (renamed when its name is taken there)."""
         self._added[0] += 1
         if node.name:
-            node.name = _free_name(node.name, self._names)
+            node.name = free_name(node.name, self._names)
         if self.anchor is None:
             return self.graph.append(node)
         return self.graph.insert_before(self.anchor, node)
@@ -190,7 +190,7 @@ class Emitter:
         return v
 
 
-def _free_name(name: str, taken: set[str]) -> str:
+def free_name(name: str, taken: set[str]) -> str:
     """``name``, or ``name_1``, ``name_2`` ... when taken; recorded as taken."""
     free = name
     i = 0
