@@ -16,6 +16,7 @@ from onnx import TensorProto
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import OpaqueType, TensorType
+from neffkit.ir.units import host_loop_key
 from neffkit.passes._loops import (
     Emitter,
     LoopParts,
@@ -385,6 +386,8 @@ def replace_loop(node: Node, em: Emitter, results: list[Value]) -> None:
     graph = node.graph
     assert graph is not None  # the loop is in the graph being rewritten
     graph.remove(node)
+    if graph.root is graph and node.name:  # split's mark of it, if any, names no loop now
+        graph.meta.metadata_props.pop(host_loop_key(node), None)
     for out, new in zip(node.outputs, results):
         if out.name and new.producer is not None and not new.name.startswith(out.name):
             new.name = out.name

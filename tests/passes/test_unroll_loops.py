@@ -579,6 +579,20 @@ def test_copies_named_like_nodes_the_graph_has_get_other_names(pipeline) -> None
     assert "w_s0_1" in [n.name for n in g]
 
 
+def test_unrolling_a_loop_split_marked_drops_its_mark() -> None:
+    # split marks the loop by name in the model's metadata; once unrolled, the mark named
+    # no node, and a loop later given that name would have been taken for a host loop
+    g = parse(
+        _body_loop("n", "", "co = Identity (c)  w = Add (v, x)").replace(
+            "    y = Loop", "    n = Constant <value = int64 {2}> ()\n    y = Loop"
+        )
+    )
+    get_pass("split")().run(g, PassContext())
+    assert g.meta.metadata_props
+    assert Unroll().run(g, PassContext()).changed
+    assert not g.meta.metadata_props
+
+
 SEQUENCE_LOOP = (
     H
     + """m (float[2] x, int64 k) => (seq(float) out) {
