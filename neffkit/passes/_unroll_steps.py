@@ -364,7 +364,8 @@ def stack_scans(
             # the first k rows; none: row 0 cut to no rows (the runtimes' empty scan)
             if k == 0:
                 return [sub.node("Slice", [rows[0], zero, zero, zero])]
-            return [sub.node("Concat", rows[:k], "stacked", axis=0)]
+            first: list[Value | None] = list(rows[:k])
+            return [sub.node("Concat", first, "stacked", axis=0)]
 
         types = [[rows[0]]] * (len(rows) + 1)
         return select_by_count(em, count, types, 0, len(rows), False, ran)[0]
