@@ -80,7 +80,9 @@ def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
     if opaque is not None:
         return opaque
     size = body_size(parts.body)
-    if size * trips > max_nodes:
+    # a step adds at least one node (its counter, its exit test): an empty body with M = 1e9
+    # must not pass as costing nothing (the copies were made, for ever)
+    if max(size, 1) * trips > max_nodes:
         return f"{trips} copies of its {size}-node body exceed max-nodes={max_nodes}"
     return None
 

@@ -647,6 +647,22 @@ def test_a_carried_value_optional_in_and_sequence_out_is_left_alone(caplog) -> N
     assert "comes in as optional_type, out as sequence_type" in caplog.text
 
 
+def test_max_nodes_counts_a_step_of_an_empty_body_as_one_node() -> None:
+    # the body passes everything through: 0 nodes a copy, so a billion copies passed
+    # max-nodes and the pass ran for ever
+    text = (
+        H
+        + """m (float[4] x, bool b) => (float[4] y) {
+        n = Constant <value = int64 {1000000000}> ()
+        y = Loop (n, b, x) <body = g (int64 i, bool c, float[4] v) => (bool c, float[4] v) {}>
+    }"""
+    )
+    g = parse(text)
+    assert Unroll().run(g, PassContext()).stats == {"loops_left": 1}
+    few = parse(text.replace("1000000000", "3"))
+    run_checked(Unroll(), few, feeds={"x": np.ones(4, np.float32), "b": np.array(False)})
+
+
 def test_max_nodes_refuses_a_large_unroll() -> None:
     text = _body_loop("n", "", "co = Identity (c)  w = Add (v, x)")
     text = text.replace("y = Loop", "n = Constant <value = int64 {1000}> ()\n    y = Loop")
