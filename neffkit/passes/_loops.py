@@ -9,12 +9,14 @@ references), so a copy keeps every captured reference as it is.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
 from onnx import AttributeProto
 
 from neffkit.ir.core import Attr, Graph, Node, Value
+from neffkit.ir.shape_operands import SHAPE_OPERANDS
 from neffkit.ir.tensor import Tensor, onnx_dtype
 from neffkit.ir.types import TensorType
 from neffkit.passes._fold_eval import constant_tensor
@@ -132,8 +134,17 @@ def step_type(v: Value) -> TensorType | None:
 class Emitter:
     """Adds nodes before ``anchor`` (or at the end of ``graph``) and caches small constants."""
 
-    def __init__(self, graph: Graph, anchor: Node | None, opset: int | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        anchor: Node | None,
+        opset: int | None = None,
+        names: set[str] | None = None,
+    ) -> None:
         self.graph = graph
+        # node names taken in ``graph``: onnxruntime refuses a graph with two nodes of one
+        # name, and a copy's name (``w_s0``) may be one the graph already has
+        self._names = names if names is not None else {n.name for n in graph if n.name}
         # a branch being built has no parent yet: its emitter is told the model's opset
         self.opset = opset if opset is not None else graph.opset("") or 0
         self.anchor = anchor
@@ -161,8 +172,10 @@ class Emitter:
         return em
 
     def add(self, node: Node) -> Node:
-        """Links ``node`` at the emitter's place."""
+        """Links ``node`` at the emitter's place (renamed when its name is taken there)."""
         self._added[0] += 1
+        if node.name:
+            node.name = free_name(node.name, self._names)
         if self.anchor is None:
             return self.graph.append(node)
         return self.graph.insert_before(self.anchor, node)
@@ -175,6 +188,17 @@ class Emitter:
             v = self.graph.add_initializer(Value(hint, const=Tensor(array)))
             self._consts[key] = v
         return v
+
+
+def free_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2`` ... when taken; recorded as taken."""
+    free = name
+    i = 0
+    while free in taken:
+        i += 1
+        free = f"{name}_{i}"
+    taken.add(free)
+    return free
 
 
 def copy_body(
@@ -300,3 +324,56 @@ def _growth(v_in: Value, v_out: Value) -> int | None:
     a, b = p.inputs
     step = static_int(b) if a is v_in else static_int(a) if b is v_in else None
     return step if step is not None and 0 < step < 2**40 else None
+
+
+_RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike"})
+
+
+def stable_carried(parts: LoopParts, fixed: list[int]) -> set[int]:
+    """Which carried values of ``fixed`` (one shape on every step that runs) keep that shape
+    on the steps that run past the loop's exit too.
+
+    Those steps still compute, on what the steps before them left. A body value keeps its
+    shape there when it follows from such shapes alone: no subgraph and no custom op computes
+    it, and every shape operand (``SHAPE_OPERANDS``: a Slice's bounds, a Reshape's target ...)
+    is the same on every step (a constant, an outer value, or computed from those and from
+    shapes). ``while k < len(x): v = v + x[k:k+1]`` fails this: past the exit ``x[k:k+1]`` is
+    empty, and so is ``v``.
+    """
+    body = parts.body
+    keep = set(fixed)
+    while True:
+        shaped = stable_shapes(parts, keep)
+        lost = {k for k in keep if not among(parts.state_out[k], body, shaped)}
+        if not lost:
+            return keep
+        keep -= lost  # its input then changes shape on the later steps: look again
+
+
+def among(v: Value, body: Graph, values: set[Value]) -> bool:
+    """True when ``v`` is in ``values``, an outer value, or a constant of the body."""
+    return v.graph is not body or v in values or (v.is_initializer and v not in body.inputs)
+
+
+def stable_shapes(parts: LoopParts, carried: Collection[int]) -> set[Value]:
+    """Body values of one shape on every step (those past the loop's exit included), given
+    the carried values (by index) whose inputs have one (``stable_carried``)."""
+    body = parts.body
+    shaped = {parts.iter_in, parts.cond_in} | {parts.state_in[k] for k in carried}
+    same: set[Value] = set()  # values equal on every step
+    for node in body:
+        ins = [v for v in node.inputs if v is not None]
+        if node.subgraphs or node.domain not in ("", "ai.onnx"):
+            continue
+        if not all(among(v, body, shaped) for v in ins):
+            continue
+        operands = [node.inputs[i] for i in SHAPE_OPERANDS.get(node.op_type, ())
+                    if i < len(node.inputs)]  # fmt: skip
+        if not all(v is None or among(v, body, same) for v in operands):
+            continue
+        shaped.update(node.outputs)
+        if node.op_type in ("Shape", "Size") or (
+            node.op_type not in _RANDOM and all(among(v, body, same) for v in ins)
+        ):
+            same.update(node.outputs)
+    return shaped

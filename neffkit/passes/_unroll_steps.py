@@ -8,21 +8,26 @@ and its trade-offs are in ``neffkit.passes.unroll_loops``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from onnx import TensorProto
 
 from neffkit.ir.core import Graph, Node, Value
-from neffkit.ir.types import TensorType
+from neffkit.ir.types import OpaqueType, TensorType
+from neffkit.ir.units import host_loop_key
 from neffkit.passes._loops import (
     Emitter,
     LoopParts,
+    among,
     body_size,
     copy_body,
     counted_bound,
     dtype_of,
     is_true,
+    stable_carried,
+    stable_shapes,
     static_int,
     static_shape,
 )
@@ -64,10 +69,62 @@ def why_not(parts: LoopParts, trips: int | None, max_nodes: int) -> str | None:
         return "the model's opset is below 11"
     if trips == 0 and parts.scan_out:
         return "it runs no step and has scan outputs (their shape is unknown)"
+    if parts.cond is None and not _forwards_true(parts):
+        # Loop(M, "", ...): the spec ignores cond_out; onnxruntime (and the torch backend)
+        # stop on it. No unrolled graph can agree with both.
+        return (
+            "it has no condition input but its body computes cond_out, which the ONNX spec "
+            "ignores and onnxruntime stops on"
+        )
+    opaque = _non_tensor(parts)
+    if opaque is not None:
+        return opaque
     size = body_size(parts.body)
-    if size * trips > max_nodes:
+    # a step adds at least one node (its counter, its exit test): an empty body with M = 1e9
+    # must not pass as costing nothing (the copies were made, for ever)
+    if max(size, 1) * trips > max_nodes:
         return f"{trips} copies of its {size}-node body exceed max-nodes={max_nodes}"
     return None
+
+
+def _non_tensor(parts: LoopParts) -> str | None:
+    """Why the loop's sequence or optional carried values stop it from being unrolled, or None.
+
+    A step's copy binds the body's input to the previous step's output, so the two must be of
+    one kind (an ``optional(seq)`` input fed a ``seq`` output is not); and only tensors are
+    picked at an exit (``Identity`` of a sequence needs opset 14, of an optional 16).
+    """
+    for v_in, v_out in zip(parts.state_in, parts.state_out):
+        a, b = v_in.type, v_out.type
+        if not isinstance(a, OpaqueType) and not isinstance(b, OpaqueType):
+            continue
+        kind_a = a.proto.WhichOneof("value") if isinstance(a, OpaqueType) else "tensor_type"
+        kind_b = b.proto.WhichOneof("value") if isinstance(b, OpaqueType) else "tensor_type"
+        if a is not None and b is not None and kind_a != kind_b:
+            return f"its carried value '{v_in.name}' comes in as {kind_a}, out as {kind_b}"
+        if _may_stop(parts):
+            return f"it may stop early and carries '{v_in.name}', not a tensor"
+    return None
+
+
+def _may_stop(parts: LoopParts) -> bool:
+    """False when every step up to the bound is known to run."""
+    if parts.trip is not None and static_int(parts.trip) is None:
+        return True
+    if parts.cond is None:
+        return False
+    return not (is_true(parts.cond) and (_forwards_true(parts)))
+
+
+def _forwards_true(parts: LoopParts) -> bool:
+    """True when cond_out is cond_in or a constant true, through ``Identity`` nodes (then,
+    with no condition input, it is true on every step by the spec and by onnxruntime)."""
+    v = parts.cond_out
+    p = v.producer
+    while p is not None and p.op_type == "Identity" and p.domain == "" and p.inputs[0] is not None:
+        v = p.inputs[0]
+        p = v.producer
+    return v is parts.cond_in or is_true(v)
 
 
 def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:
@@ -78,8 +135,9 @@ def shared_constants(parts: LoopParts, graph: Graph) -> dict[Value, Value]:
     return shared
 
 
-def scalar(em: Emitter, v: Value) -> Value:
-    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors).
+def scalar(em: Emitter, v: Value, dtype: int = TensorProto.BOOL) -> Value:
+    """``v`` as a rank-0 tensor (cond and M may come as one-element tensors) of ``dtype``, the
+    type the spec gives it (bool for a condition, int64 for M; ``v`` may have no type).
 
     Only a constant or a graph input is trusted to be rank 0 already: a body's declared
     output types are not checked by runtimes, and ``Equal([1, 1], x)`` declared ``bool``
@@ -88,7 +146,7 @@ def scalar(em: Emitter, v: Value) -> Value:
     if v.producer is None and static_shape(v) == ():
         return v
     out = em.node("Reshape", [v, em.const(np.zeros(0, np.int64), "scalar_shape")], "scalar")
-    out.type = TensorType(v.dtype or TensorProto.BOOL, ())
+    out.type = TensorType(dtype, ())
     return out
 
 
@@ -133,6 +191,7 @@ def emit_steps(
     runs: list[Value | None] = []
     scans: list[list[Value]] = []
     watch_cond = parts.cond is not None and parts.cond_out is not parts.cond_in
+    last = last_index(em, trip) if trip is not None and parts.iter_in.is_used else None
     for t in span:
         if t != span.start and watch_cond and not is_true(cond):
             running = conj(em, running, scalar(em, cond))  # the previous step's cond_out
@@ -140,8 +199,15 @@ def emit_steps(
         if parts.iter_in.is_used or trip is not None:
             index = vmap[parts.iter_in] = em.const(np.array(t, np.int64), f"iter_{t}")
         if trip is not None:
-            less = em.node("Less", [index, trip])
-            running = conj(em, running, scalar(em, less))
+            below_m = scalar(em, em.node("Less", [index, trip]))
+            running = conj(em, running, below_m)
+        if last is not None:
+            # steps from M on run too (their results are dropped); their iteration number
+            # stays at M - 1 so that what the body indexes by it stays in range (a step past
+            # the end read x[M:M+1], empty, and Where broadcast that into the frozen value)
+            clamped = em.node("Where", [below_m, index, last], "iter")
+            clamped.type = TensorType(TensorProto.INT64, ())
+            vmap[parts.iter_in] = clamped
         runs.append(running)
         vmap.update(zip(parts.state_in, chain[-1]))
         copy_body(parts.body, em, vmap, f"{em.prefix}s{t}", shared)
@@ -195,10 +261,19 @@ def steps_run(em: Emitter, runs: list[Value | None]) -> Value:
 
 
 def select_by_count(
-    em: Emitter, count: Value, chain: list[list[Value]], lo: int, hi: int, leaf: bool
+    em: Emitter,
+    count: Value,
+    chain: list[list[Value]],
+    lo: int,
+    hi: int,
+    leaf: bool,
+    make: Callable[[Emitter, int], list[Value]] | None = None,
 ) -> list[Value]:
-    """``chain[count]``, among ``chain[lo..hi]``, by a balanced tree of ``If`` nodes."""
+    """``chain[count]``, among ``chain[lo..hi]``, by a balanced tree of ``If`` nodes (or what
+    ``make`` builds for that count in its branch; ``chain`` then only gives the types)."""
     if lo == hi:
+        if make is not None:
+            return make(em, lo)
         if not leaf:
             return list(chain[lo])
         outs = []
@@ -215,7 +290,7 @@ def select_by_count(
         (f"steps_{mid + 1}_to_{hi}", mid + 1, hi),
     ):
         sub = Graph(name)
-        for v in select_by_count(em.child(sub), count, chain, a, b, True):
+        for v in select_by_count(em.child(sub), count, chain, a, b, True, make):
             sub.add_output(v)
         branches.append(sub)
     node = Node("If", [le], num_outputs=len(chain[lo]))
@@ -240,21 +315,23 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
     ``cut=False`` when every step is known to run.
     """
     chain, runs = steps.chain, steps.running
-    needs_count = bool(parts.scan_out) or not all(
-        same_shape_every_step(parts, k) for k in range(len(parts.state_out))
-    )
+    n = len(parts.state_out)
+    fixed = stable_carried(parts, [k for k in range(n) if same_shape_every_step(parts, k)])
+    needs_count = bool(parts.scan_out) or len(fixed) < n
     count = steps_run(em, runs) if cut and needs_count else None
     finals = list(chain[-1])
     growing = []
     for k in range(len(finals)):
         if not cut:
             continue
-        if not same_shape_every_step(parts, k):
+        if k not in fixed:  # its shape may change on a step, maybe one past the exit
             growing.append(k)
             continue
         acc = chain[0][k]
         for t, r in enumerate(runs):
             step = chain[t + 1][k]
+            if step is acc:
+                continue  # passed through unchanged: nothing to pick (and no Where to type)
             # running_t ? step t's result : the value frozen before it
             acc = step if r is None else freeze(em, r, step, acc)
         finals[k] = acc
@@ -262,11 +339,20 @@ def finish(parts: LoopParts, em: Emitter, steps: Steps, cut: bool) -> list[Value
         picked = [[row[k] for k in growing] for row in chain]
         for k, v in zip(growing, select_by_count(em, count, picked, 0, len(chain) - 1, False)):
             finals[k] = v
-    return finals + [stack_scans(em, steps, j, count) for j in range(len(parts.scan_out))]
+    shaped = stable_shapes(parts, fixed)
+    scans = [among(v, parts.body, shaped) for v in parts.scan_out]
+    return finals + [stack_scans(em, steps, j, count, scans[j]) for j in range(len(scans))]
 
 
-def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value:
-    """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows."""
+def stack_scans(
+    em: Emitter, steps: Steps, j: int, count: Value | None, stable: bool = True
+) -> Value:
+    """Scan output j: the steps' slices stacked on a new axis 0, cut to ``count`` rows.
+
+    ``stable=False``: a row's shape may change on the steps past the exit, where ``Concat``
+    would fail; the rows of the steps that ran are then stacked inside the branch of a tree
+    of ``If`` nodes picked by ``count``.
+    """
     zero = em.const(np.zeros(1, np.int64), "axis_0")
     rows = []
     for step in steps.scans:
@@ -274,6 +360,17 @@ def stack_scans(em: Emitter, steps: Steps, j: int, count: Value | None) -> Value
             rows.append(em.node("Unsqueeze", [step[j], zero]))
         else:
             rows.append(em.node("Unsqueeze", [step[j]], axes=[0]))
+    if count is not None and not stable:
+
+        def ran(sub: Emitter, k: int) -> list[Value]:
+            # the first k rows; none: row 0 cut to no rows (the runtimes' empty scan)
+            if k == 0:
+                return [sub.node("Slice", [rows[0], zero, zero, zero])]
+            first: list[Value | None] = list(rows[:k])
+            return [sub.node("Concat", first, "stacked", axis=0)]
+
+        types = [[rows[0]]] * (len(rows) + 1)
+        return select_by_count(em, count, types, 0, len(rows), False, ran)[0]
     stacked = em.node("Concat", list(rows), "stacked", axis=0)
     if count is None:
         return stacked
@@ -292,16 +389,30 @@ def replace_loop(node: Node, em: Emitter, results: list[Value]) -> None:
     graph = node.graph
     assert graph is not None  # the loop is in the graph being rewritten
     graph.remove(node)
+    if graph.root is graph and node.name:  # split's mark of it, if any, names no loop now
+        graph.meta.metadata_props.pop(host_loop_key(node), None)
     for out, new in zip(node.outputs, results):
         if out.name and new.producer is not None and not new.name.startswith(out.name):
             new.name = out.name
+
+
+def last_index(em: Emitter, trip: Value) -> Value:
+    """``max(M - 1, 0)``: the last iteration number of a loop of run-time trip count M (as
+    ``Where``: integer ``Max`` needs opset 12)."""
+    one = em.const(np.array(1, np.int64), "one")
+    zero = em.const(np.array(0, np.int64), "zero")
+    below = em.node("Sub", [trip, one], "last_step")
+    runs = em.node("Less", [zero, trip], "runs")
+    out = em.node("Where", [runs, below, zero], "last_step")
+    out.type = TensorType(TensorProto.INT64, ())
+    return out
 
 
 def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:
     """M as a scalar, when the copies must check ``t < M`` at run time."""
     if parts.trip is None or static_int(parts.trip) is not None:
         return None
-    return scalar(em, parts.trip)
+    return scalar(em, parts.trip, TensorProto.INT64)
 
 
 #: ``doc_string`` of a graph that is one compiled unit: a partition's straight-line steps.

@@ -38,6 +38,7 @@ from typing import ClassVar
 import numpy as np
 
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.passes._loops import free_name
 from neffkit.passes.base import Pass, PassContext, PassResult, all_graphs_postorder, is_pure, option
 from neffkit.passes.registry import register
 
@@ -93,6 +94,7 @@ class HoistLoopInvariants(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         moved = loops = copied = 0
+        names: dict[Graph, set[str]] = {}  # node names taken in each graph nodes move to
         # Bodies before the graphs that hold them: what leaves an inner body can then leave
         # the enclosing one in the same run.
         for body in list(all_graphs_postorder(graph)):
@@ -105,7 +107,11 @@ class HoistLoopInvariants(Pass):
             nodes = _invariant_nodes(body, speculate)
             if not nodes:
                 continue
-            copied += _move(nodes, body, loop, loop.graph)
+            outer = loop.graph
+            taken = names.get(outer)
+            if taken is None:
+                taken = names[outer] = {n.name for n in outer if n.name}
+            copied += _move(nodes, body, loop, outer, taken)
             moved += len(nodes)
             loops += 1
         stats = {"nodes_hoisted": moved, "loops": loops, "constants_copied": copied}
@@ -171,8 +177,12 @@ def _inputs(node: Node) -> Iterator[Value]:
             yield v
 
 
-def _move(nodes: list[Node], body: Graph, loop: Node, outer: Graph) -> int:
-    """Moves ``nodes`` before ``loop`` in ``outer``; returns how many constants were copied."""
+def _move(nodes: list[Node], body: Graph, loop: Node, outer: Graph, taken: set[str]) -> int:
+    """Moves ``nodes`` before ``loop`` in ``outer``; returns how many constants were copied.
+
+    A moved node whose name ``outer`` already has (``taken``) gets a free one: onnxruntime
+    refuses a graph with two nodes of one name.
+    """
     moving = set(nodes)
     regions: dict[Node, set[Graph]] = {n: _inner_graphs(n) for n in nodes if n in body.holders}
     inner_all = set().union(*regions.values()) if regions else set()
@@ -203,6 +213,8 @@ def _move(nodes: list[Node], body: Graph, loop: Node, outer: Graph) -> int:
                     g.replace_output(v, c)
     for node in nodes:
         body.remove(node, safe=False)  # its outputs keep their readers; its input uses drop
+        if node.name:
+            node.name = free_name(node.name, taken)
         outer.insert_before(loop, node)
         node.set_inputs(list(node.inputs))  # the uses ``remove`` dropped
         graphs = regions.get(node)

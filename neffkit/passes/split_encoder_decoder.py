@@ -122,7 +122,8 @@ def _selects_to_where(body: Graph) -> int:
 
 def _selected(node: Node) -> tuple[Value, Value] | None:
     """``(t, f)`` when ``node`` is ``If(b){Identity(t)}{Identity(f)}`` with one output and
-    ``t``, ``f`` of one static tensor type defined outside the branches, else None."""
+    ``t``, ``f`` of one static tensor type (of an element type in ``_SELECTABLE``) defined
+    outside the branches, else None."""
     if node.op_type != "If" or node.domain != "" or len(node.outputs) != 1:
         return None
     if node.inputs[0] is None or node.outputs[0].is_graph_output:
@@ -145,7 +146,7 @@ def _selected(node: Node) -> tuple[Value, Value] | None:
         picked.append(src)
     t, f = picked
     tt, ft = _static_type(t), _static_type(f)
-    if tt is None or tt != ft:
+    if tt is None or tt != ft or tt[0] not in _SELECTABLE:
         return None
     return t, f
 
@@ -163,6 +164,15 @@ def _outside(v: Value, body: Graph) -> Value:
     if g.parent is None or g.parent.graph is not body:
         return v
     return body.add_initializer(Value(v.name, v.type, const=v.const))
+
+
+#: Element types a select can take: those onnxruntime's CPU ``Where`` implements (opsets 9 to
+#: 16; not int16, uint16, uint64, bfloat16, whose model would not load), and bool (And/Or).
+_SELECTABLE = frozenset(
+    {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8}
+    | {TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.UINT32}
+    | {TensorProto.STRING, TensorProto.BOOL}
+)
 
 
 def _const_dtype(v: Value) -> int | None:

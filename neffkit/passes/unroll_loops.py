@@ -13,26 +13,34 @@ copy has static shapes: step t of a decoder computes over exactly its t tokens.
 
 **Bound.** The trip count M when it is a constant; ``max-trip=N`` caps it (and bounds a loop
 whose M is not constant): the user promises the loop never runs more than N iterations, and a
-loop that would is cut after N. A loop with neither is left alone and counted in the stats.
+loop that would is cut after N. A loop with neither is left alone and counted in the stats,
+as is a loop with no condition input whose body computes ``cond_out`` anyway (the spec
+ignores it, onnxruntime stops on it: no unrolled graph agrees with both), or one carrying a
+sequence or optional value that may stop early (only tensors are picked at the exit).
 
 **Early exit, exactly.** Every copy is computed (as the seed's unrolled decoder did): exiting
 early inside one straight-line graph costs either control flow per step or wasted steps, and
 this pass chooses wasted steps so that the steps stay one static graph. Step t's copy reads
 step t-1's results unconditionally. Beside the steps runs a chain of scalar booleans,
 ``running_t = running_{t-1} and cond_out_{t-1}`` (``and t < M`` when M is not constant), from
-which the loop's outputs are picked:
+which the loop's outputs are picked (with a run-time M, the steps from M on see the
+iteration number ``max(M - 1, 0)``, so that what the body indexes by it stays in range):
 
 * a carried value whose shape is the same every step (the initial value's static shape is the
-  body output's declared shape) is frozen with ``Where(running_t, step_{t+1}, acc_t)``: no
-  control flow at all;
+  body output's declared shape, and no step-dependent value fixes it: ``_loops.stable_carried``,
+  since steps past the exit run too) is frozen with ``Where(running_t, step_{t+1}, acc_t)``:
+  no control flow at all;
 * a carried value that may change shape (tokens ``[1, t]`` -> ``[1, t+1]``) cannot go through
   ``Where``; the number of steps that ran, ``n = sum(running_t)``, picks the step's value with
   a balanced tree of ``If`` nodes whose leaves are ``Identity`` (depth log2(N), N-1 ``If``
   nodes, no computation inside them);
-* a scan output is the ``Concat`` of the steps' slices, cut to ``n`` rows by a ``Slice``.
+* a scan output is the ``Concat`` of the steps' slices, cut to ``n`` rows by a ``Slice`` (when
+  a slice may change shape past the exit, the rows that ran are stacked in the branch of an
+  ``If`` tree picked by ``n``).
 
 A loop with no condition (or a condition that is constant true, or passed through unchanged)
-needs none of this: its last copy's values are the outputs.
+needs none of this: its last copy's values are the outputs. A step past the exit that raises
+(``x[k]`` with k past the end) makes the unrolled graph fail: such bodies need ``split``.
 
 Loops in ``If`` branches and loops whose bodies read outer values are handled (copies read
 the same outer values); nested loops are unrolled inside-out (an inner loop whose bound
@@ -98,6 +106,7 @@ class UnrollLoops(Pass):
         stats = {"loops_unrolled": 0, "steps": 0, "nodes_added": 0, "loops_left": 0}
         for g in list(all_graphs_postorder(graph)):
             loops = [n for n in g.holders if n.op_type == "Loop" and n.domain == ""]
+            names = {n.name for n in g if n.name} if loops else set()
             for index, node in enumerate(loops):
                 parts = read_loop(node)
                 trips = None if isinstance(parts, str) else bound(parts, self.max_trip)
@@ -107,7 +116,7 @@ class UnrollLoops(Pass):
                     level = logging.WARNING if "max-nodes" in str(reason) else logging.INFO
                     log.log(level, "unroll: Loop '%s' left alone: %s", node.name, reason)
                     continue
-                em = Emitter(g, node)
+                em = Emitter(g, node, names=names)
                 em.prefix = f"l{index}" if index else ""  # node names stay unique in g
                 shared = shared_constants(parts, g)
                 running = initial_running(parts, em)

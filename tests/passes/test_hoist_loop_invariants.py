@@ -8,9 +8,10 @@ import pytest
 
 from neffkit.execution.compare import compare_all, explain
 from neffkit.execution.runner import Runner
+from neffkit.ir.text import parse
 from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, get_pass, parse_pipeline
-from neffkit.testing import check_pass, check_rewrite
+from neffkit.testing import check_pass, check_rewrite, run_checked
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
 Hoist = get_pass("hoist")
@@ -186,6 +187,18 @@ def test_a_body_constant_read_inside_a_moving_if_and_by_a_staying_node() -> None
         H + text % ("", "", branches),
         H + text % ("<float[4] k = {1, -2, 3, -4}>", branches, ""),
     )
+
+
+def test_a_moved_node_named_like_an_outer_node_gets_a_free_name() -> None:
+    # body and outer graph may each have a node "a"; moved out, two nodes of one graph had
+    # one name, which onnxruntime refuses (the hoisted model did not load)
+    g = parse(loop("a = Neg (x)", "k = Transpose (w)  t_out = MatMul (t, k)"))
+    next(n for n in g if n.op_type == "Neg").name = "a"
+    body = next(n for n in g if n.op_type == "Loop").attr("body")
+    next(n for n in body if n.op_type == "Transpose").name = "a"
+    feeds = {"x": np.ones((2, 4), np.float32), "w": np.eye(4, dtype=np.float32)}
+    run_checked(Hoist(), g, feeds=feeds)
+    assert [n.name for n in g if n.name] == ["a", "a_1"]
 
 
 def test_a_long_invariant_chain_moves_in_linear_time() -> None:

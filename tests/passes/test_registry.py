@@ -3,6 +3,7 @@ whether the pass comes from ``@register`` or from an installed package's entry p
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from typing import ClassVar
@@ -126,3 +127,24 @@ def test_unregister_removes_a_registered_pass_and_keeps_the_builtins() -> None:
     with pytest.raises(NeffkitError, match="built in"):
         registry.unregister("dce")
     assert registry.get_pass("dce").name == "dce"
+
+
+@pytest.mark.parametrize("name", sorted(registry.BUILTIN))
+def test_every_builtin_name_imports_and_registers_a_pass_of_that_name(name: str) -> None:
+    # a name reserved for a module that does not exist would make `neffkit passes` and the
+    # docs disagree with BUILTIN; the module must exist and define that very pass
+    module = importlib.import_module(registry.BUILTIN[name])
+    cls = registry.get_pass(name)
+    assert cls.name == name
+    assert cls.__module__ == module.__name__
+    assert name in registry.available()
+
+
+def test_neffkit_passes_lists_every_builtin_name(capsys: pytest.CaptureFixture) -> None:
+    from neffkit.cli import main
+
+    assert main(["passes"]) == 0
+    listed = {
+        line.split()[0] for line in capsys.readouterr().out.splitlines() if line[:1].isalnum()
+    }
+    assert set(registry.BUILTIN) <= listed

@@ -164,6 +164,42 @@ m (float[2] x, bool[1] s) => (float[2] y) {
             np.testing.assert_array_equal(Runner(g, backend)(feeds)[0], ref)
 
 
+SELECT_TYPED = (
+    HEADER
+    + """
+m (T[3] p, T[3] q, bool[1] s) => (T[3] y) {
+    n = Constant <value = int64 {3}> ()
+    c = Constant <value = bool {1}> ()
+    y = Loop (n, c, p) <body = g (int64 i, bool ci, T[3] v) => (bool co, T[3] w) {
+        co = Identity (ci)
+        r = If (s) <then_branch = th () => (T[3] o1) { o1 = Identity (v) },
+                    else_branch = el () => (T[3] o2) { o2 = Identity (q) }>
+        w = Identity (r)
+    }>
+}
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "selects"),
+    [("int16", False), ("uint16", False), ("uint64", False), ("int8", True), ("uint32", True)],
+)
+def test_an_if_selecting_a_type_without_an_onnxruntime_where_stays(dtype, selects) -> None:
+    # Where of int16 / uint16 / uint64 has no onnxruntime kernel: the model would not load
+    before = SELECT_TYPED.replace("T[", f"{dtype}[")
+    g = parse(before)
+    result = SplitEncoderDecoder().run(g, PassContext())
+    assert result.stats.get("if_to_where", 0) == int(selects)
+    ops = [n.op_type for n in host_loops(g)[0].attr("body")]
+    assert ("Where" in ops) is selects and ("If" in ops) is not selects
+    p, q = np.array([1, 0, 7]), np.array([0, 3, 1])
+    for s in (True, False):
+        feeds = {"p": p.astype(dtype), "q": q.astype(dtype), "s": np.array([s])}
+        want = Runner(parse(before), "onnxruntime")(feeds)
+        np.testing.assert_array_equal(Runner(g, "onnxruntime")(feeds)[0], want[0])
+
+
 def _printed_after(before: str) -> str:
     """The expected text: the loop named, the If replaced by Reshape + Where."""
     g = parse(before)

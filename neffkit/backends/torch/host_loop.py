@@ -32,44 +32,10 @@ from neffkit.backends.torch.ops.control_flow import LoopModule
 from neffkit.errors import BackendError, first_line
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.shape_operands import SHAPE_OPERANDS
 from neffkit.ir.units import host_loops
 
 _CONTROL_FLOW = frozenset({"If", "Loop", "Scan", "SequenceMap"})
-#: Inputs (by op) that fix an output's shape or a loop's length: the lowering reads them into
-#: Python values, which a trace records as constants. They must be constants or computed from
-#: shapes alone (fixed once the step has one shape) for a traced step to stay right.
-_SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
-    "Slice": (1, 2, 3, 4),
-    "Reshape": (1,),
-    "Expand": (1,),
-    "Tile": (1,),
-    "Range": (0, 1, 2),
-    "ConstantOfShape": (0,),
-    "Pad": (1, 2, 3),
-    "TopK": (1,),
-    "Resize": (1, 2, 3),
-    "Upsample": (1,),
-    "OneHot": (1,),
-    "Squeeze": (1,),
-    "Unsqueeze": (1,),
-    "Split": (1,),
-    "ReduceSum": (1,),
-    "ReduceMean": (1,),
-    "ReduceMax": (1,),
-    "ReduceMin": (1,),
-    "ReduceProd": (1,),
-    "ReduceL1": (1,),
-    "ReduceL2": (1,),
-    "ReduceLogSum": (1,),
-    "ReduceLogSumExp": (1,),
-    "ReduceSumSquare": (1,),
-    "CenterCropPad": (1,),
-    "Trilu": (1,),
-    "NonZero": (0,),
-    "NonMaxSuppression": (2, 3, 4),
-    "Compress": (1,),
-    "Unique": (0,),
-}
 
 
 def marked_loops(graph: Graph) -> list[Node]:
@@ -239,11 +205,15 @@ def _step_unit(
 
 def _data_fixing_a_shape(body: Graph) -> Node | None:
     """The first node of ``body`` whose shape operand is computed from data (the loop's
-    inputs, captured values, or any value not derived from shapes and constants), else None."""
+    inputs, captured values, or any value not derived from shapes and constants), else None.
+
+    The lowering reads shape operands (``SHAPE_OPERANDS``) into Python values, which a trace
+    records as constants: they must be constants or computed from shapes alone (fixed once
+    the step has one shape) for a traced step to stay right."""
     from_shapes: set[Value] = set()
     for node in body:
         ins = node.inputs
-        for i in _SHAPE_OPERANDS.get(node.op_type, ()):
+        for i in SHAPE_OPERANDS.get(node.op_type, ()):
             v = ins[i] if i < len(ins) else None
             if v is not None and not _is_const(v) and v not in from_shapes:
                 return node

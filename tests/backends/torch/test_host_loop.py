@@ -126,6 +126,25 @@ def test_a_growing_step_that_reshapes_by_its_own_shape_stays_traced() -> None:
     _check_against_onnxruntime(g, module, [{"x": x}])
 
 
+def test_a_step_whose_trace_disagrees_on_the_second_iteration_is_scripted() -> None:
+    # Cast(Shape(v)) used as data, not as a shape operand: no control flow and no shape operand
+    # from data, so only the second-iteration check can see that the trace bakes the first
+    # iteration's length (torch.tensor(v.shape) is a constant in a trace) into x * len(v)
+    g = _split(
+        GROWING.replace(
+            "w = Concat <axis = 0> (v, x)",
+            "n = Shape (v)\n        nf = Cast <to = 1> (n)\n        xs = Mul (x, nf)\n"
+            "        w = Concat <axis = 0> (v, xs)",
+        )
+    )
+    x = np.array([1.5], np.float32)
+    module, how = to_torchscript(g, {"x": x})
+    assert how.endswith("step scripted (the step's shapes change between iterations: see pad-loop)")
+    got = module(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_array_equal(got, np.array([1.5, 1.5, 3.0, 4.5], np.float32))
+    np.testing.assert_array_equal(got, Runner(g, "onnxruntime")({"x": x})[0])
+
+
 def test_a_step_sliced_by_the_loop_counter_is_scripted() -> None:
     # shapes stay static, but the slice's end is the loop counter: a trace would fix it at 0
     text = (
