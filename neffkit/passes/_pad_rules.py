@@ -22,7 +22,6 @@ from neffkit.passes._pad_forms import (
     Elem,
     Forms,
     Padded,
-    X,
     broadcast_elems,
     const,
     original,
