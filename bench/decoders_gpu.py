@@ -1,0 +1,480 @@
+"""Bench: the embedded Conformer's greedy decoder on CUDA, host loop against captured graphs.
+
+Run it on a machine with a CUDA GPU, from the repository root, with the Python that holds a
+CUDA torch (``python3`` on this project's GPU machines: torch, onnx and onnxruntime are there,
+nothing else is needed; neffkit is imported from the checkout)::
+
+    PYTHONUNBUFFERED=1 python3 bench/decoders_gpu.py; cp bench/results/decoders_gpu.* "$OUT"/
+
+It takes about 3 minutes on an H100/H200 (export 5 s, passes 5 s, lowering the unrolled graph
+about 30 s, torch.compile of the step about 60 s, timing about 1 minute), and stops measuring a
+variant after ``--budget`` seconds (default 20) even when fewer than ``--requests`` ran.
+Without a GPU, ``python bench/decoders_gpu.py --device cpu --quick`` runs every code path but
+the CUDA-graph capture (the captured units run eagerly from their static inputs) and writes
+``bench/results/decoders_gpu_cpu_smoke.{json,md}`` instead: CPU numbers are never written
+under the GPU name.
+
+The model is ``neffkit example conformer`` (image ``[1, 1, 32, 128]``, 75 greedy steps, batch 1,
+fp32, TF32 off). Every variant's tokens are checked against onnxruntime on the CPU:
+
+- (a) ``split`` + the default pipeline: the unpadded step, called per token from Python;
+- (b) ``pad-loop{max-len=75},split`` + default: the padded step (one static shape), per token;
+- (c) the same step replayed from one captured CUDA graph per step (copy-in, replay);
+- (d) ``pad-loop,split,unroll`` + default: the whole model up to the final ``Slice`` to the
+  length as one captured graph, the slice on the host;
+- (e) ``torch.compile(mode="reduce-overhead", fullgraph=True)`` of the padded step, per step;
+- (f) partitions of the padded steps (``--boundaries``, default 25+50+75), each one captured
+  graph of its steps, the host reading the loop's condition at each boundary. The bench builds
+  them from the padded step rather than from ``partition-unroll``'s nested ``If`` branches,
+  which the torch backend does not yet hand out as separate units.
+
+``split`` turns the step's ``If`` into a select, which capture needs (an ``If`` reads its
+condition on the host). Per variant: build time (passes, lowering), capture or compile time,
+request and per-step latency (median of the requests), steps computed and unit calls per
+request. The floor is the weights' read time: the bytes of the step's constants over the
+bandwidth of a large device copy (bytes read plus written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import decoder_units as du  # noqa: E402
+from bench.common import write_results  # noqa: E402
+
+VARIANTS = {
+    "a": "eager host loop, unpadded step",
+    "b": "eager host loop, padded step",
+    "c": "padded step, one CUDA graph per step",
+    "d": "full unroll, one CUDA graph",
+    "e": "torch.compile reduce-overhead step",
+    "f": "partitions, one CUDA graph each",
+}
+
+
+class Bench:
+    """Builds the units once and measures each variant; a failing variant is recorded."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import torch
+
+        self.torch = torch
+        self.args = args
+        self.device = torch.device(args.device)
+        self.rows: list[dict[str, Any]] = []
+        self.units: dict[str, Any] = {}
+        self.builds: dict[str, dict[str, Any]] = {}
+        self.encoder_fns: dict[str, Callable[[], list[Any]]] = {}
+        self.encoder_ms: dict[str, float] = {}
+        self.encoder_capture_s: dict[str, float] = {}
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def prepare(self) -> None:
+        """Exports the model, computes onnxruntime's tokens and builds the three graphs."""
+        import onnxruntime as ort
+
+        from neffkit.examples.conformer import example_input, export_conformer_onnx
+        from neffkit.optimize import default_pipeline, optimize
+
+        t = time.perf_counter()
+        proto = export_conformer_onnx()
+        self.export_s = time.perf_counter() - t
+        self.image_np = example_input()
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.want = sess.run(None, {"image": self.image_np})[0]
+        self.image = self.torch.from_numpy(self.image_np).to(self.device)
+        default = default_pipeline("torch")
+        pad = f"pad-loop{{max-len={self.args.max_len}}},split"
+        self.pipelines = {
+            "unpadded": f"split,{default}",
+            "padded": f"{pad},{default}",
+            "unrolled": f"{pad},unroll,{default}",
+        }
+        for key, text in self.pipelines.items():
+            info: dict[str, Any] = {"pipeline": text}
+            self.builds[key] = info
+            try:
+                t = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    graph, _ = optimize(proto, text, verify=False)
+                info["passes_s"] = time.perf_counter() - t
+                info["nodes"] = len(graph)
+                t = time.perf_counter()
+                if key == "unrolled":
+                    self.units[key] = du.cut_static_prefix(graph, self.device)
+                else:
+                    self.units[key] = du.cut_at_loop(graph, self.device, self.args.max_len)
+                info["lower_s"] = time.perf_counter() - t
+            except Exception as e:  # noqa: BLE001 - the variants that need it record it
+                info["error"] = _error(e)
+                traceback.print_exc()
+            print(f"built {key}: {info}", flush=True)
+
+    def need(self, key: str) -> Any:
+        if key not in self.units:
+            raise RuntimeError(f"the {key} graph was not built: {self.builds[key].get('error')}")
+        return self.units[key]
+
+    def timed(self, fn: Callable[[], Any], n: int) -> list[float]:
+        """Up to ``n`` timings of ``fn`` in ms (synchronized), fewer past ``--budget`` seconds."""
+        out: list[float] = []
+        stop = time.perf_counter() + self.args.budget
+        while len(out) < n and (len(out) < 3 or time.perf_counter() < stop):
+            self.sync()
+            t = time.perf_counter()
+            fn()
+            self.sync()
+            out.append((time.perf_counter() - t) * 1e3)
+        return out
+
+    def tokens_equal(self, tokens: Any) -> bool:
+        got = tokens[0] if isinstance(tokens, list | tuple) else tokens
+        got = got.detach().cpu().numpy()
+        return got.shape == self.want.shape and bool(np.array_equal(got, self.want))
+
+    # -- encoders ----------------------------------------------------------------------------
+
+    def encoder(self, key: str, form: str) -> Callable[[], list[Any]]:
+        """The ``key`` graph's encoder, eager or replayed from one captured graph; its time
+        alone is measured on first use (``encoder_ms``)."""
+        name = f"{key}/{form}"
+        if name not in self.encoder_fns:
+            units = self.need(key)
+            if form == "eager":
+                fn: Callable[[], list[Any]] = lambda: list(units.encoder(self.image))  # noqa: E731
+            else:
+                t = time.perf_counter()
+                replay = du.Replay(lambda x: list(units.encoder(x)), [self.image])
+                self.encoder_capture_s[key] = time.perf_counter() - t
+                fn = lambda: replay([self.image])  # noqa: E731
+            self.encoder_fns[name] = fn
+            self.encoder_ms[name] = _median(self.timed(fn, self.args.step_reps))
+        return self.encoder_fns[name]
+
+    # -- variants ----------------------------------------------------------------------------
+
+    def step_forms(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        return {
+            "a": lambda: self.host_loop("unpadded", "eager", "eager"),
+            "b": lambda: self.host_loop("padded", "eager", "eager"),
+            "c": lambda: self.host_loop("padded", "captured", "captured"),
+            "d": self.unrolled,
+            "e": lambda: self.host_loop("padded", "captured", "compiled"),
+            "f": self.partitions,
+        }
+
+    def example_state(self, units: Any) -> list[Any]:
+        enc = list(units.encoder(self.image))
+        cond, carried, caps = units.start(enc)
+        return [units.iteration(0), cond, *carried, *caps]
+
+    def host_loop(self, key: str, encoder: str, form: str) -> dict[str, Any]:
+        """A host loop over one unit call per step (eager, captured or compiled)."""
+        torch = self.torch
+        units = self.need(key)
+        res: dict[str, Any] = {"graph": key, "encoder": f"{key}/{encoder}"}
+        res["body_nodes"] = units.body_nodes
+        example = self.example_state(units)
+        n_in = 2 + units.n_carried
+        flat = du.flat_step(units.step, n_in)
+        res["host_reads"] = (
+            du.host_reads(units.step, lambda m: du.flat_step(m, n_in), example) or "none"
+        )
+        t = time.perf_counter()
+        if form == "eager":
+            state: dict[str, Any] = {}
+
+            def step(args: list[Any]) -> list[Any]:
+                if args[n_in] is not None:
+                    state["caps"] = args[n_in:]
+                return units.step(list(args[:n_in]), state["caps"])
+
+        elif form == "captured":
+            step = du.Replay(flat, example)
+        else:
+            torch._dynamo.reset()
+            compiled = torch.compile(flat, mode="reduce-overhead", fullgraph=True)
+            caps_held: dict[str, Any] = {}
+
+            def step(args: list[Any]) -> list[Any]:
+                if args[n_in] is not None:
+                    caps_held["caps"] = args[n_in:]
+                if self.device.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
+                # a replayed output is overwritten by the next replay: the loop keeps copies
+                return [o.clone() for o in compiled(*args[:n_in], *caps_held["caps"])]
+
+            for _ in range(3):  # compile, warm up, record the graph
+                step(example)
+            self.sync()
+        if form != "eager":
+            res["capture_s" if form == "captured" else "compile_s"] = time.perf_counter() - t
+        res["step_ms"] = _median(self.timed(lambda: step(example), self.args.step_reps))
+        enc = self.encoder(key, encoder)
+
+        def request() -> tuple[Any, int, int]:
+            out, steps = du.run_host_loop(units, enc(), step)
+            return out, steps + 1, steps
+
+        return self.measure(res, request)
+
+    def unrolled(self) -> dict[str, Any]:
+        """The unrolled model's static prefix as one captured graph, the rest on the host."""
+        pre = self.need("unrolled")
+        # the encoder subtracted for ms/step: the padded model's, captured (the same nodes)
+        res: dict[str, Any] = {"graph": "unrolled", "encoder": "padded/captured"}
+        res["cut_at"] = pre.cut
+        self.encoder("padded", "captured")
+        res["host_reads"] = du.host_reads(pre.prefix, lambda m: m, [self.image]) or "none"
+        t = time.perf_counter()
+        replay = du.Replay(lambda x: list(pre.prefix(x)), [self.image])
+        self.sync()
+        res["capture_s"] = time.perf_counter() - t
+
+        def request() -> tuple[Any, int, int]:
+            # the full unroll computes every step up to the bound, whatever the output length
+            return pre.epilogue(*replay([self.image])), 1, self.args.max_len
+
+        return self.measure(res, request)
+
+    def partitions(self) -> dict[str, Any]:
+        """Partitions of the padded steps, each one captured graph; the host stops between."""
+        units = self.need("padded")
+        bounds = [b for b in _boundaries(self.args.boundaries) if b < units.trip] + [units.trip]
+        starts = [0, *bounds[:-1]]
+        sizes = [b - s for s, b in zip(starts, bounds)]
+        res: dict[str, Any] = {"graph": "padded", "encoder": "padded/captured"}
+        res["boundaries"] = bounds
+        example = self.example_state(units)
+        res["host_reads"] = (
+            du.host_reads(
+                units.step, lambda m: du.partition_fn(m, sizes[0], units.n_carried), example
+            )
+            or "none"
+        )
+        t = time.perf_counter()
+        parts = [
+            (s, du.Replay(du.partition_fn(units.step, size, units.n_carried), example))
+            for s, size in zip(starts, sizes)
+        ]
+        self.sync()
+        res["capture_s"] = time.perf_counter() - t
+        res["partition_ms"] = [
+            _median(self.timed(lambda p=p: p(example), max(3, self.args.step_reps // 10)))
+            for _, p in parts
+        ]
+        enc = self.encoder("padded", "captured")
+
+        def request() -> tuple[Any, int, int]:
+            out, ran = du.run_partitions(units, enc(), parts)
+            return out, ran + 1, sum(sizes[:ran])
+
+        return self.measure(res, request)
+
+    def measure(
+        self, res: dict[str, Any], request: Callable[[], tuple[Any, int, int]]
+    ) -> dict[str, Any]:
+        """Checks the tokens, then times whole requests (``request()`` gives the outputs, the
+        unit calls and the steps computed); per step = (request - encoder) / steps computed."""
+        out, calls, steps = request()
+        res["tokens_equal"] = self.tokens_equal(out)
+        res["unit_calls"], res["steps_computed"] = calls, steps
+        times = self.timed(request, self.args.requests)
+        res["requests_timed"] = len(times)
+        res["request_ms"] = _median(times)
+        res["request_p90_ms"] = float(np.percentile(times, 90))
+        enc_ms = self.encoder_ms[res["encoder"]]
+        res["decoder_ms_per_step"] = (res["request_ms"] - enc_ms) / max(1, steps)
+        return res
+
+    def run(self) -> None:
+        self.prepare()
+        forms = self.step_forms()
+        for key in self.args.variants.split(","):
+            row: dict[str, Any] = {"variant": key, "name": VARIANTS[key]}
+            print(f"== ({key}) {VARIANTS[key]}", flush=True)
+            try:
+                with warnings.catch_warnings(), self.torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    row.update(forms[key]())
+                row["ok"] = bool(row.get("tokens_equal"))
+            except Exception as e:  # noqa: BLE001 - a failing variant is a result
+                row["ok"] = False
+                row["error"] = _error(e)
+                traceback.print_exc()
+            print({k: v for k, v in row.items() if k != "host_reads"}, flush=True)
+            self.rows.append(row)
+
+    def floor(self) -> dict[str, Any]:
+        """The weights' read time: constant bytes over the bandwidth of a large device copy."""
+        torch = self.torch
+        nbytes = (64 if self.args.quick else 1024) << 20
+        src = torch.ones(nbytes // 4, dtype=torch.float32, device=self.device)
+        dst = torch.empty_like(src)
+        dst.copy_(src)
+        times = self.timed(lambda: dst.copy_(src), 10)
+        bw = 2 * nbytes / (_median(times) / 1e3)  # bytes read plus written per second
+        out: dict[str, Any] = {"copy_bytes": nbytes, "bandwidth_GBps": bw / 1e9}
+        if "padded" in self.units:
+            units = self.units["padded"]
+            step_b, enc_b = du.weight_bytes(units.step), du.weight_bytes(units.encoder)
+            out.update(
+                step_weight_bytes=step_b,
+                encoder_weight_bytes=enc_b,
+                floor_step_us=step_b / bw * 1e6,
+                floor_request_ms=(enc_b + units.trip * step_b) / bw * 1e3,
+            )
+        return out
+
+
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def _boundaries(text: str) -> list[int]:
+    return sorted({int(b) for b in text.split("+") if b.strip()})
+
+
+def _f(x: Any, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as Markdown: one row per variant, then the floor and the failures."""
+    cpu = data["device"] == "cpu"
+    title = "CPU smoke run (not GPU numbers)" if cpu else f"on {data['card']}"
+    cmd = "python bench/decoders_gpu.py --device cpu" + (" --quick" if data["quick"] else "")
+    lines = [
+        f"# Conformer decoder forms: host loop against captured graphs, {title}",
+        "",
+        f"`{cmd if cpu else 'python3 bench/decoders_gpu.py'}` on {data['card']}, torch "
+        f"{data['torch']}, batch 1, fp32 (TF32 off); {data['tokens']} tokens out, every "
+        "variant checked against onnxruntime on the CPU. Request = encoder + decoder + host "
+        "epilogue, median of the timed requests; decoder ms/step = (request - encoder) / steps "
+        "computed; step ms = one unit call alone on the first step's state (the step, or the "
+        "first partition). CPU runs use one thread.",
+        "",
+        "Encoder alone (ms): "
+        + ", ".join(f"{k} {_f(v)}" for k, v in data["encoder_ms"].items())
+        + ".",
+        "",
+        "| variant | tokens = ort | build s (passes + lower) | capture/compile s | request ms "
+        "(p90) | decoder ms/step | step ms | steps computed | unit calls |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in data["rows"]:
+        b = data["builds"].get(r.get("graph", ""), {})
+        build = (b.get("passes_s") or 0) + (b.get("lower_s") or 0) if b else None
+        cc = r.get("capture_s", r.get("compile_s"))
+        step = r.get("step_ms")
+        if step is None and r.get("partition_ms"):
+            step = r["partition_ms"][0]
+        if not r.get("ok") and "error" in r:
+            lines.append(f"| ({r['variant']}) {r['name']} | FAIL | | | | | | | |")
+            continue
+        lines.append(
+            f"| ({r['variant']}) {r['name']} | {r.get('tokens_equal')} | {_f(build, '.1f')} | "
+            f"{_f(cc, '.1f')} | {_f(r.get('request_ms'), '.2f')} "
+            f"({_f(r.get('request_p90_ms'), '.2f')}) | {_f(r.get('decoder_ms_per_step'))} | "
+            f"{_f(step)} | {r.get('steps_computed')} | {r.get('unit_calls')} |"
+        )
+    fl = data["floor"]
+    lines += [
+        "",
+        f"Floor: a {fl['copy_bytes'] >> 20} MiB device copy moves {fl['bandwidth_GBps']:.0f} GB/s"
+        " (read + written)",
+    ]
+    if "floor_step_us" in fl:
+        lines[-1] += (
+            f"; the padded step's {fl['step_weight_bytes'] / 1e6:.2f} MB of constants read once "
+            f"take {fl['floor_step_us']:.2f} us a step, {fl['floor_request_ms']:.3f} ms a request "
+            f"(encoder's {fl['encoder_weight_bytes'] / 1e6:.2f} MB included)."
+        )
+    lines += ["", "Pipelines:", ""]
+    lines += [
+        f"- {k}: `{b['pipeline']}` ({b.get('nodes', '?')} nodes)" for k, b in data["builds"].items()
+    ]
+    reads = [(r["variant"], r["host_reads"]) for r in data["rows"] if r.get("host_reads")]
+    lines += ["", "Host reads (a unit run on meta tensors: a failure there fails a capture):", ""]
+    lines += [f"- ({v}): {h}" for v, h in reads]
+    fails = [(r["variant"], r["error"]) for r in data["rows"] if "error" in r]
+    fails += [(k, b["error"]) for k, b in data["builds"].items() if "error" in b]
+    if fails:
+        lines += ["", "Failures:", ""]
+        lines += [f"- ({v}): {e}" for v, e in fails]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--quick", action="store_true", help="few repetitions: a smoke run")
+    p.add_argument("--requests", type=int, default=None, help="requests timed (default 30)")
+    p.add_argument("--step-reps", type=int, default=None, help="unit calls timed (default 200)")
+    p.add_argument("--budget", type=float, default=20.0, help="seconds of timing per variant")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--boundaries", default="25+50+75")
+    p.add_argument("--max-len", type=int, default=75)
+    a = p.parse_args()
+    a.requests = a.requests or (2 if a.quick else 30)
+    a.step_reps = a.step_reps or (5 if a.quick else 200)
+    import torch
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: run on a GPU machine, or with --device cpu for a smoke run")
+        return 1
+    if a.device == "cpu":
+        torch.set_num_threads(1)  # a smoke run on a shared machine: one thread, less noise
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    start = time.perf_counter()
+    bench = Bench(a)
+    bench.run()
+    data: dict[str, Any] = {
+        "device": a.device,
+        "card": torch.cuda.get_device_name(0) if a.device == "cuda" else "CPU",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "quick": a.quick,
+        "requests": a.requests,
+        "step_reps": a.step_reps,
+        "tokens": int(bench.want.shape[-1]),
+        "export_s": bench.export_s,
+        "encoder_ms": bench.encoder_ms,
+        "encoder_capture_s": bench.encoder_capture_s,
+        "builds": bench.builds,
+        "floor": bench.floor(),
+        "rows": bench.rows,
+    }
+    data["total_s"] = time.perf_counter() - start
+    md = markdown(data)
+    name = "decoders_gpu" if a.device == "cuda" else "decoders_gpu_cpu_smoke"
+    paths = write_results(name, data, md + f"\n\nWhole run: {data['total_s']:.0f} s.")
+    print(md)
+    print("wrote", *paths)
+    return 0 if all(r.get("ok") for r in bench.rows) else 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
