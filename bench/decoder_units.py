@@ -48,9 +48,12 @@ def _lower(graph: Graph, device: torch.device, **kwargs: Any) -> torch.fx.GraphM
 
 
 def weight_bytes(module: torch.nn.Module) -> int:
-    """Bytes of a lowered module's constants (its buffers and parameters, subgraphs included)."""
-    tensors = {id(t): t for t in [*module.buffers(), *module.parameters()]}
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+    """Bytes of a lowered module's constants (buffers and parameters, subgraphs included),
+    each tensor once even where several names hold it."""
+    seen: dict[tuple[int, int], int] = {}
+    for t in [*module.buffers(), *module.parameters()]:
+        seen[(t.data_ptr(), t.numel())] = t.numel() * t.element_size()
+    return sum(seen.values())
 
 
 @dataclass
@@ -111,7 +114,11 @@ def cut_at_loop(graph: Graph, device: torch.device, max_steps: int) -> HostLoop:
     if len(body.outputs) != 1 + n_carried:
         raise BackendError("the bench's host loop takes a Loop without scan outputs")
     trip = loop.inputs[0]
-    if trip is None or trip.const is None:
+    made = trip.producer if trip is not None else None
+    const = trip.const if trip is not None else None
+    if const is None and made is not None and made.op_type == "Constant":
+        const = made.attr("value")
+    if const is None:
         raise BackendError("the bench's host loop needs a constant trip count")
     captures = [v for v in free_values(body) if not _is_const(v)]
     runtime = [v for v in graph.inputs if v.const is None]
@@ -122,7 +129,7 @@ def cut_at_loop(graph: Graph, device: torch.device, max_steps: int) -> HostLoop:
     wanted = [*loop_ins, *captures, *sorted(read_after, key=lambda v: v.name)]
     crossing = list(dict.fromkeys(v for v in wanted if v in before))
     epi_inputs = list(loop.outputs) + [v for v in crossing if v in read_after]
-    n = min(int(trip.const.numpy().reshape(-1)[0]), max_steps)
+    n = min(int(const.numpy().reshape(-1)[0]), max_steps)
     return HostLoop(
         encoder=_lower(_encoder_graph(graph, k, crossing), device, class_name="Encoder"),
         step=_lower(body, device, captures=captures, list_io=True, class_name="Step"),
