@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import decoder_units as du  # noqa: E402
 from bench.common import write_results  # noqa: E402
+from bench.decoders_gpu_report import markdown  # noqa: E402
 
 VARIANTS = {
     "a": "eager host loop, unpadded step",
@@ -84,6 +85,9 @@ class Bench:
         self.encoder_fns: dict[str, Callable[[], list[Any]]] = {}
         self.encoder_ms: dict[str, float] = {}
         self.encoder_capture_s: dict[str, float] = {}
+        self.floor_data: dict[str, Any] = {}
+        self.export_s = 0.0
+        self.want = np.zeros((1, 0), np.int64)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -329,8 +333,14 @@ class Bench:
         res["decoder_ms_per_step"] = (res["request_ms"] - enc_ms) / max(1, steps)
         return res
 
-    def run(self) -> None:
+    def run(self, save: Callable[[], Any]) -> None:
+        """Builds, measures the floor, then each variant; ``save()`` after each (partial
+        results survive a run that is stopped)."""
         self.prepare()
+        try:
+            self.floor_data = self.floor()
+        except Exception as e:  # noqa: BLE001 - the variants still run
+            self.floor_data = {"error": _error(e)}
         forms = self.step_forms()
         for key in self.args.variants.split(","):
             row: dict[str, Any] = {"variant": key, "name": VARIANTS[key]}
@@ -346,6 +356,7 @@ class Bench:
                 traceback.print_exc()
             print({k: v for k, v in row.items() if k != "host_reads"}, flush=True)
             self.rows.append(row)
+            save()
 
     def floor(self) -> dict[str, Any]:
         """The weights' read time: constant bytes over the bandwidth of a large device copy."""
@@ -381,89 +392,6 @@ def _boundaries(text: str) -> list[int]:
     return sorted({int(b) for b in text.split("+") if b.strip()})
 
 
-def _f(x: Any, spec: str = ".3f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def markdown(data: dict[str, Any]) -> str:
-    """The results as Markdown: one row per variant, then the floor and the failures."""
-    cpu = data["device"] == "cpu"
-    title = "CPU smoke run (not GPU numbers)" if cpu else f"on {data['card']}"
-    cmd = "python bench/decoders_gpu.py --device cpu" + (" --quick" if data["quick"] else "")
-    lines = [
-        f"# Conformer decoder forms: host loop against captured graphs, {title}",
-        "",
-        f"`{cmd if cpu else 'python3 bench/decoders_gpu.py'}` on {data['card']}, torch "
-        f"{data['torch']}, batch 1, fp32 (TF32 off); {data['tokens']} tokens out, every "
-        "variant checked against onnxruntime on the CPU. Request = encoder + decoder + host "
-        "epilogue, median of the timed requests; decoder ms/step = (request - encoder) / steps "
-        "computed; step ms = one unit call alone on the first step's state (the step; for "
-        "partitions, the first partition's call over its steps). CPU runs use one thread.",
-        "",
-        "Encoder alone (ms): "
-        + ", ".join(f"{k} {_f(v)}" for k, v in data["encoder_ms"].items())
-        + ".",
-        "",
-        "| variant | tokens = ort | build s (passes + lower) | capture/compile s | request ms "
-        "(p90) | decoder ms/step | step ms | steps computed | unit calls |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in data["rows"]:
-        b = data["builds"].get(r.get("graph", ""), {})
-        build = (b.get("passes_s") or 0) + (b.get("lower_s") or 0) if b else None
-        cc = r.get("capture_s", r.get("compile_s"))
-        step = r.get("step_ms")
-        if step is None and r.get("partition_ms"):
-            step = r["partition_ms"][0] / r["partition_steps"][0]
-        if not r.get("ok") and "error" in r:
-            lines.append(f"| ({r['variant']}) {r['name']} | FAIL | | | | | | | |")
-            continue
-        lines.append(
-            f"| ({r['variant']}) {r['name']} | {r.get('tokens_equal')} | {_f(build, '.1f')} | "
-            f"{_f(cc, '.1f')} | {_f(r.get('request_ms'), '.2f')} "
-            f"({_f(r.get('request_p90_ms'), '.2f')}) | {_f(r.get('decoder_ms_per_step'))} | "
-            f"{_f(step)} | {r.get('steps_computed')} | {r.get('unit_calls')} |"
-        )
-    parts = [r for r in data["rows"] if r.get("partition_ms")]
-    for r in parts:
-        ms = ", ".join(f"{m:.2f}" for m in r["partition_ms"])
-        lines += [
-            "",
-            f"({r['variant']}) partition units of {r['partition_steps']} steps: {ms} ms a call",
-        ]
-    if cpu:
-        lines += [
-            "",
-            "On the CPU nothing is captured: (c), (d) and (f) run their units eagerly from their "
-            "static inputs, and (e) is inductor without CUDA graphs.",
-        ]
-    fl = data["floor"]
-    lines += [
-        "",
-        f"Floor: a {fl['copy_bytes'] >> 20} MiB device copy moves {fl['bandwidth_GBps']:.0f} GB/s"
-        " (read + written)",
-    ]
-    if "floor_step_us" in fl:
-        lines[-1] += (
-            f"; the padded step's {fl['step_weight_bytes'] / 1e6:.2f} MB of constants read once "
-            f"take {fl['floor_step_us']:.2f} us a step, {fl['floor_request_ms']:.3f} ms a request "
-            f"(encoder's {fl['encoder_weight_bytes'] / 1e6:.2f} MB included)."
-        )
-    lines += ["", "Pipelines:", ""]
-    lines += [
-        f"- {k}: `{b['pipeline']}` ({b.get('nodes', '?')} nodes)" for k, b in data["builds"].items()
-    ]
-    reads = [(r["variant"], r["host_reads"]) for r in data["rows"] if r.get("host_reads")]
-    lines += ["", "Host reads (a unit run on meta tensors: a failure there fails a capture):", ""]
-    lines += [f"- ({v}): {h}" for v, h in reads]
-    fails = [(r["variant"], r["error"]) for r in data["rows"] if "error" in r]
-    fails += [(k, b["error"]) for k, b in data["builds"].items() if "error" in b]
-    if fails:
-        lines += ["", "Failures:", ""]
-        lines += [f"- ({v}): {e}" for v, e in fails]
-    return "\n".join(lines)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -476,6 +404,9 @@ def main() -> int:
     p.add_argument("--max-len", type=int, default=75)
     p.add_argument("--model", default=None, help="a `neffkit example conformer` file to load")
     a = p.parse_args()
+    unknown = [v for v in a.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {','.join(VARIANTS)}")
     a.requests = a.requests or (2 if a.quick else 30)
     a.step_reps = a.step_reps or (5 if a.quick else 200)
     import torch
@@ -490,29 +421,38 @@ def main() -> int:
         torch.backends.cudnn.allow_tf32 = False
     start = time.perf_counter()
     bench = Bench(a)
-    bench.run()
-    data: dict[str, Any] = {
-        "device": a.device,
-        "card": torch.cuda.get_device_name(0) if a.device == "cuda" else "CPU",
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "quick": a.quick,
-        "requests": a.requests,
-        "step_reps": a.step_reps,
-        "tokens": int(bench.want.shape[-1]),
-        "export_s": bench.export_s,
-        "encoder_ms": bench.encoder_ms,
-        "encoder_capture_s": bench.encoder_capture_s,
-        "builds": bench.builds,
-        "floor": bench.floor(),
-        "rows": bench.rows,
-    }
-    data["total_s"] = time.perf_counter() - start
-    md = markdown(data)
     name = "decoders_gpu" if a.device == "cuda" else "decoders_gpu_cpu_smoke"
-    paths = write_results(name, data, md + f"\n\nWhole run: {data['total_s']:.0f} s.")
-    print(md)
-    print("wrote", *paths)
+
+    def save(final: bool = False) -> str:
+        data: dict[str, Any] = {
+            "device": a.device,
+            "card": torch.cuda.get_device_name(0) if a.device == "cuda" else "CPU",
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "quick": a.quick,
+            "requests": a.requests,
+            "step_reps": a.step_reps,
+            "tokens": int(bench.want.shape[-1]),
+            "export_s": bench.export_s,
+            "encoder_ms": bench.encoder_ms,
+            "encoder_capture_s": bench.encoder_capture_s,
+            "builds": bench.builds,
+            "floor": bench.floor_data,
+            "rows": bench.rows,
+            "total_s": time.perf_counter() - start,
+            "complete": final,
+        }
+        md = markdown(data)
+        if final:
+            md += f"\n\nWhole run: {data['total_s']:.0f} s."
+        else:
+            md += "\n\nPartial results: the run had not finished when this was written."
+        write_results(name, data, md)
+        return md
+
+    bench.run(save)
+    print(save(final=True))
+    print(f"wrote bench/results/{name}.json and .md")
     return 0 if all(r.get("ok") for r in bench.rows) else 2
 
 
