@@ -226,7 +226,7 @@ class Bench:
             state: dict[str, Any] = {}
 
             def step(args: list[Any]) -> list[Any]:
-                if args[n_in] is not None:
+                if len(args) == n_in or args[n_in] is not None:
                     state["caps"] = args[n_in:]
                 return units.step(list(args[:n_in]), state["caps"])
 
@@ -238,7 +238,7 @@ class Bench:
             caps_held: dict[str, Any] = {}
 
             def step(args: list[Any]) -> list[Any]:
-                if args[n_in] is not None:
+                if len(args) == n_in or args[n_in] is not None:
                     caps_held["caps"] = args[n_in:]
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
@@ -248,6 +248,9 @@ class Bench:
             for _ in range(3):  # compile, warm up, record the graph
                 step(example)
             self.sync()
+            # whether inductor kept CUDA graphs (cudagraph_skips says why not)
+            counters = torch._dynamo.utils.counters
+            res["inductor_counters"] = {k: dict(v) for k, v in counters.items() if v}
         if form != "eager":
             res["capture_s" if form == "captured" else "compile_s"] = time.perf_counter() - t
         # the captures are copied in once per request: a step alone is timed without them

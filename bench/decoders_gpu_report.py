@@ -57,6 +57,10 @@ def markdown(data: dict[str, Any]) -> str:
             f"({r['variant']}) partition units of {r['partition_steps']} steps: {ms} ms a call",
         ]
     for r in data["rows"]:
+        skips = r.get("inductor_counters", {}).get("inductor", {}).get("cudagraph_skips")
+        if "inductor_counters" in r:
+            kept = "skipped CUDA graphs" if skips else "kept CUDA graphs"
+            lines += ["", f"({r['variant']}) inductor {kept} (cudagraph_skips: {skips or 0})."]
         if r.get("cut_at"):
             lines += [
                 "",
