@@ -31,7 +31,9 @@ fp32, TF32 off). Every variant's tokens are checked against onnxruntime on the C
 - (f) partitions of the padded steps (``--boundaries``, default 25+50+75), each one captured
   graph of its steps, the host reading the loop's condition at each boundary. The bench builds
   them from the padded step rather than from ``partition-unroll``'s nested ``If`` branches,
-  which the torch backend does not yet hand out as separate units.
+  which the torch backend does not yet hand out as separate units;
+- (g) ``pad-loop,split,partition-unroll{boundaries=25+50+75}`` + default, the model the pass
+  makes lowered whole and run eagerly (its gate ``If``s read the condition on the host).
 
 ``split`` turns the step's ``If`` into a select, which capture needs (an ``If`` reads its
 condition on the host). Per variant: build time (passes, lowering), capture or compile time,
@@ -67,6 +69,7 @@ VARIANTS = {
     "d": "full unroll, one CUDA graph",
     "e": "torch.compile reduce-overhead step",
     "f": "partitions, one CUDA graph each",
+    "g": "partition-unroll graph, eager (gates on the host)",
 }
 
 
@@ -97,6 +100,7 @@ class Bench:
         """Exports the model, computes onnxruntime's tokens and builds the three graphs."""
         import onnxruntime as ort
 
+        from neffkit.backends.torch import compile as lower_model
         from neffkit.examples.conformer import example_input, export_conformer_onnx
         from neffkit.optimize import default_pipeline, optimize
 
@@ -124,6 +128,7 @@ class Bench:
             "unpadded": f"split,{default}",
             "padded": f"{pad},{default}",
             "unrolled": f"{pad},unroll,{default}",
+            "partitioned": f"{pad},partition-unroll{{boundaries={self.args.boundaries}}},{default}",
         }
         for key, text in self.pipelines.items():
             info: dict[str, Any] = {"pipeline": text}
@@ -138,6 +143,8 @@ class Bench:
                 t = time.perf_counter()
                 if key == "unrolled":
                     self.units[key] = du.cut_static_prefix(graph, self.device)
+                elif key == "partitioned":
+                    self.units[key] = lower_model(graph, self.device)
                 else:
                     self.units[key] = du.cut_at_loop(graph, self.device, self.args.max_len)
                 info["lower_s"] = time.perf_counter() - t
@@ -202,6 +209,7 @@ class Bench:
             "d": self.unrolled,
             "e": lambda: self.host_loop("padded", "captured", "compiled"),
             "f": self.partitions,
+            "g": self.partition_unroll,
         }
 
     def example_state(self, units: Any) -> list[Any]:
@@ -317,6 +325,22 @@ class Bench:
         def request() -> tuple[Any, int, int]:
             out, ran = du.run_partitions(units, enc(), parts)
             return out, ran + 1, sum(sizes[:ran])
+
+        return self.measure(res, request)
+
+    def partition_unroll(self) -> dict[str, Any]:
+        """``partition-unroll``'s own model, lowered whole: each gate ``If`` reads the loop's
+        condition on the host and runs the next partition's branch eagerly."""
+        module = self.need("partitioned")
+        res: dict[str, Any] = {"graph": "partitioned", "encoder": "padded/eager"}
+        self.encoder("padded", "eager")
+        bounds = _boundaries(self.args.boundaries)
+
+        def request() -> tuple[Any, int, int]:
+            out = module(self.image)
+            ran = int(out[0].shape[-1])  # one token a step (the last one EOS when it stopped)
+            computed = next((b for b in bounds if b >= ran), ran)
+            return out, 1, computed
 
         return self.measure(res, request)
 
