@@ -14,7 +14,7 @@ variant failed or gave other tokens (each failure is recorded in the results, an
 on). Should the export fail there, export here (``neffkit example conformer -o
 .gpu/conformer.onnx``), carry ``.gpu`` and add ``--model .gpu/conformer.onnx``.
 
-Without a GPU, ``python bench/decoders_gpu.py --device cpu --quick`` (about 20 s here, 1 minute
+Without a GPU, ``python bench/decoders_gpu.py --device cpu --quick`` (about 20 s here, 2 minutes
 with a cold inductor cache) runs every code path but the CUDA-graph capture (the captured units
 run eagerly from their static inputs) and writes ``bench/results/decoders_gpu_cpu_smoke.{json,
 md}`` instead: CPU numbers are never written under the GPU name.
