@@ -72,7 +72,9 @@ def test_a_traced_module_loads(tmp_path: Path) -> None:
     torch.testing.assert_close(load_archive(path)(x), net(x))  # type: ignore[operator]
 
 
-def test_a_pickled_module_is_refused_without_unpickling(tmp_path: Path, no_torch_load: None) -> None:
+def test_a_pickled_module_is_refused_without_unpickling(
+    tmp_path: Path, no_torch_load: None
+) -> None:
     path = tmp_path / "legacy.pt"
     torch.save(_Net(), str(path), _use_new_zipfile_serialization=False)
     with pytest.raises(FrontendError, match="a pickle .* neffkit does not unpickle"):
