@@ -70,7 +70,9 @@ def pipelines(rest: str) -> dict[str, str]:
     }
 
 
-def tune_boundaries(proto: Any, batch: int, train: list[int], positions: int) -> dict[str, Any]:
+def tune_boundaries(
+    proto: Any, batch: int, train: list[int], positions: int | None
+) -> dict[str, Any]:
     """The boundaries ``neffkit.tune`` picks at ``batch`` for the observed ``train`` lengths
     (a batch's length is its longest request's), costs measured on the torch backend."""
     from neffkit.optimize import DEFAULT_PIPELINES
@@ -209,7 +211,9 @@ def accounting(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=600, help="requests (a multiple of 8)")
-    ap.add_argument("--positions", type=int, default=10, help="step positions tune measures")
+    ap.add_argument(
+        "--positions", type=int, default=None, help="step positions tune measures (default: all)"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke check: 48 requests, 3 positions")
     ap.add_argument("--name", default="decoders", help="results name under bench/results")
     args = ap.parse_args()

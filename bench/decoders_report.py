@@ -208,7 +208,8 @@ def plots(data: dict[str, Any], per_length: dict[str, list[tuple[int, float]]]) 
         "Latency per request, per variant (torch backend, CPU, 1 thread)",
         names,
         series,
-        "ms per request",
+        "ms per request (log scale)",
+        log=True,
     )
     by_len: dict[str, list[tuple[float, float]]] = {}
     for name, points in per_length.items():

@@ -32,12 +32,28 @@ def _ticks(top: float, count: int = 5) -> list[float]:
     return [top * i / count for i in range(count + 1)]
 
 
+def _decades(low: float, top: float) -> list[float]:
+    n = round(math.log10(top / low))
+    return [low * 10**i for i in range(n + 1)]
+
+
+def _fraction(value: float, top: float, low: float | None) -> float:
+    """Where ``value`` sits on the y axis, 0 at the bottom and 1 at the top."""
+    if low is None:
+        return value / top
+    value = max(value, low)
+    return math.log10(value / low) / math.log10(top / low)
+
+
 def _num(x: float) -> str:
     return f"{x:g}" if abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
 
 
-def _frame(title: str, y_label: str, x_label: str, y_top: float) -> list[str]:
-    """The SVG header, title, y grid with ticks, and axis labels."""
+def _frame(
+    title: str, y_label: str, x_label: str, y_top: float, y_low: float | None = None
+) -> list[str]:
+    """The SVG header, title, y grid with ticks (by decade from ``y_low`` when given: a log
+    axis), and axis labels."""
     plot_h = _H - _TOP - _BOTTOM
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
@@ -45,8 +61,8 @@ def _frame(title: str, y_label: str, x_label: str, y_top: float) -> list[str]:
         f'<rect width="{_W}" height="{_H}" fill="white"/>',
         f'<text x="{_W / 2}" y="22" text-anchor="middle" font-size="15">{escape(title)}</text>',
     ]
-    for tick in _ticks(y_top):
-        y = _TOP + plot_h * (1 - tick / y_top)
+    for tick in _ticks(y_top) if y_low is None else _decades(y_low, y_top):
+        y = _TOP + plot_h * (1 - _fraction(tick, y_top, y_low))
         out.append(
             f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" stroke="#ddd"/>'
         )
@@ -88,11 +104,18 @@ def bar_chart(
     series: dict[str, Sequence[float | None]],
     y_label: str,
     x_label: str = "",
+    log: bool = False,
 ) -> str:
-    """Grouped bars: one group per ``groups`` entry, one bar per series (None: no bar)."""
-    values = [v for vs in series.values() for v in vs if v is not None]
+    """Grouped bars: one group per ``groups`` entry, one bar per series (None: no bar); ``log``
+    draws the y axis by decades (for values that span several)."""
+    values = [v for vs in series.values() for v in vs if v is not None and v > 0]
     y_top = _nice_max(max(values, default=1.0))
-    out = _frame(title, y_label, x_label, y_top)
+    y_low = None
+    if log:
+        y_top = 10 ** math.ceil(math.log10(max(values, default=1.0)))
+        y_low = 10 ** math.floor(math.log10(min(values, default=1.0)))
+        y_top = max(y_top, y_low * 10)
+    out = _frame(title, y_label, x_label, y_top, y_low)
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     group_w = plot_w / max(1, len(groups))
     bar_w = group_w * 0.8 / max(1, len(series))
@@ -102,7 +125,7 @@ def bar_chart(
             v = vs[g]
             if v is None:
                 continue
-            h = plot_h * v / y_top
+            h = plot_h * _fraction(v, y_top, y_low)
             x = x0 + s * bar_w
             out.append(
                 f'<rect x="{x:.1f}" y="{_TOP + plot_h - h:.1f}" width="{bar_w * 0.9:.1f}" '
