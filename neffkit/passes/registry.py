@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "unroll": "neffkit.passes.unroll_loops",
     "partition-unroll": "neffkit.passes.unroll_loops",
     "split": "neffkit.passes.split_encoder_decoder",
+    "pad-loop": "neffkit.passes.pad_loop",
     "dwconv": "neffkit.passes.rewrite_depthwise_conv",
 }
 

@@ -91,7 +91,7 @@ def _selects_to_where(body: Graph) -> int:
         picked = _selected(node)
         if picked is None:
             continue
-        then_v, else_v = picked
+        then_v, else_v = (_outside(v, body) for v in picked)
         cond = node.inputs[0]
         assert cond is not None
         # If(b){t}{f} -> Where(Reshape(b, []), t, f): b holds one element; a scalar condition
@@ -140,7 +140,7 @@ def _selected(node: Node) -> tuple[Value, Value] | None:
             src = out
         else:
             return None
-        if src is None or src.graph is branch:
+        if src is None or (src.graph is branch and not _branch_constant(src, branch)):
             return None
         picked.append(src)
     t, f = picked
@@ -148,6 +148,21 @@ def _selected(node: Node) -> tuple[Value, Value] | None:
     if tt is None or tt != ft:
         return None
     return t, f
+
+
+def _branch_constant(v: Value, branch: Graph) -> bool:
+    """True when ``v`` is an initializer of ``branch`` itself (a branch returning a constant)."""
+    return v.producer is None and v.const is not None and v not in branch.inputs
+
+
+def _outside(v: Value, body: Graph) -> Value:
+    """``v``, or, for a branch's own constant, a copy of it among the body's initializers."""
+    g = v.graph
+    if g is None or g is body or v.producer is not None or v.const is None:
+        return v
+    if g.parent is None or g.parent.graph is not body:
+        return v
+    return body.add_initializer(Value(v.name, v.type, const=v.const))
 
 
 def _const_dtype(v: Value) -> int | None:

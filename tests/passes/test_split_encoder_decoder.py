@@ -133,6 +133,37 @@ m (float[2] x, bool[1] s) => (float[2] y) {
     assert [n.op_type for n in body] == ["Identity", "Reshape", "Where", "Add"]
 
 
+def test_an_if_whose_branch_returns_its_own_constant_becomes_where() -> None:
+    # as the exporter writes the Conformer's exit test: one branch returns its own initializer
+    before = (
+        HEADER
+        + """
+m (float[2] x, bool[1] s) => (float[2] y) {
+    n = Constant <value = int64 {3}> ()
+    c = Constant <value = bool {1}> ()
+    z = Constant <value = float[2] {-1.0, 5.0}> ()
+    y = Loop (n, c, x) <body = g (int64 i, bool ci, float[2] v) => (bool co, float[2] w) {
+        co = Identity (ci)
+        r = If (s) <then_branch = th () => (float[2] o1) <float[2] o1 = {1.0, 2.0}> { },
+                    else_branch = el () => (float[2] o2) { o2 = Identity (z) }>
+        w = Add (v, r)
+    }>
+}
+"""
+    )
+    g = parse(before)
+    result = SplitEncoderDecoder().run(g, PassContext())
+    assert result.stats == {"host_loops": 1, "if_to_where": 1}
+    body = host_loops(g)[0].attr("body")
+    assert [n.op_type for n in body] == ["Identity", "Reshape", "Where", "Add"]
+    assert body.initializers["o1"].const.numpy().tolist() == [1.0, 2.0]
+    for s in (True, False):
+        feeds = {"x": np.ones(2, np.float32), "s": np.array([s])}
+        ref = Runner(parse(before), "onnxruntime")(feeds)[0]
+        for backend in ("onnxruntime", "torch"):
+            np.testing.assert_array_equal(Runner(g, backend)(feeds)[0], ref)
+
+
 def _printed_after(before: str) -> str:
     """The expected text: the loop named, the If replaced by Reshape + Where."""
     g = parse(before)
