@@ -386,18 +386,23 @@ def _export(
     model = onnx.load_from_string(buf.getvalue())
     _relax_loop_state_shapes(model.graph)
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model.SerializeToString())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _save(model, path)
     return model
+
+
+def _save(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` atomically (a temporary file in the folder, then a rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _model_and_image(
@@ -480,4 +485,25 @@ def export_conformer_batch_onnx(
         "tokens": {0: "batch", 1: "num_tokens"},
     }
     names = ["image", "max_tokens"]
-    return _export(model, (image, max_tokens), path, opset, names, ["tokens"], axes)
+    proto = _export(model, (image, max_tokens), None, opset, names, ["tokens"], axes)
+    _keep_batch_dim(proto.graph)
+    if path is not None:
+        _save(proto, path)
+    return proto
+
+
+def _keep_batch_dim(graph: onnx.GraphProto) -> None:
+    """Name the batch axis of the loop state ``batch`` in the decoder Loop's body, in place.
+
+    The exporter gives the body's outputs fresh dim names, so ``_relax_loop_state_shapes``
+    cannot tell that the state's leading axis (tokens ``[b, t]``, done ``[b]``) is the batch
+    every step and makes it unknown; shape inference inside the body then loses the batch
+    (and pad-loop refuses the loop). Every carried value of this model is batch-major.
+    """
+    (loop,) = [n for n in graph.node if n.op_type == "Loop"]
+    body = next(a.g for a in loop.attribute if a.name == "body")
+    for value in [*body.input[2:], *body.output[1:]]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 1:
+            dims[0].Clear()
+            dims[0].dim_param = "batch"

@@ -213,6 +213,13 @@ def test_batch_export_matches_torch(
         for i in model.graph.input
     ]
     assert dims == [["batch", 1, 32, SMALL_WIDTH], ["batch"]]
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    body = next(a.g for a in loop.attribute if a.name == "body")
+    state = [*body.input[2:], *body.output[1:]]  # tokens, done, counter in and out
+    leading = [
+        v.type.tensor_type.shape.dim[0].dim_param for v in state if v.type.tensor_type.shape.dim
+    ]
+    assert leading == ["batch"] * 4, "the loop state keeps its batch axis"
     out = model.graph.output[0]
     assert out.name == "tokens"
     assert [d.dim_param for d in out.type.tensor_type.shape.dim] == ["batch", "num_tokens"]
