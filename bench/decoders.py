@@ -2,13 +2,15 @@
 
 The model is ``neffkit example conformer --batched`` (``export_conformer_batch_onnx``: the
 embedded Conformer, d_model 144, image [b,1,32,128], up to 75 tokens, with a ``max_tokens``
-input so that a request decodes exactly the length asked for). Variants (pipelines below), each
-converted the way ``neffkit convert`` does (``to_torchscript``: one TorchScript module, the
-host loops scripted around their traced or scripted step, the rest scripted) and run on one
-thread after warm-up calls that take every path:
+input so that a request decodes exactly the length asked for), its batch dim fixed to the batch
+size served. Variants (pipelines below), each converted the way ``neffkit convert`` does
+(``to_torchscript``: one TorchScript module, the host loops scripted around their traced or
+scripted step, the rest scripted) and run on one thread after warm-up calls that take every
+path:
 
 - ``host-loop``: the default pipeline, then ``split`` (the step sees tokens grow every step);
-- ``host-loop-padded``: ``pad-loop{max-len=75}`` then ``split`` (one static step shape);
+- ``host-loop-padded``: the default pipeline, ``pad-loop{max-len=75}``, the default pipeline
+  again, then ``split`` (one static step shape);
 - ``unroll``: ``unroll`` then the default pipeline (one graph, all 75 steps computed);
 - ``partitions-tuned``: ``partition-unroll`` at the boundaries ``neffkit.tune`` picks (costs
   measured on the torch backend at that batch size, objective mean) for the lengths of a
@@ -64,10 +66,30 @@ def pipelines(rest: str) -> dict[str, str]:
     parts = "+".join(map(str, REFERENCE_BOUNDS))
     return {
         "host-loop": f"{rest},split",
-        "host-loop-padded": f"{rest},pad-loop{{max-len={MAX_LEN}}},split",
+        "host-loop-padded": f"{rest},pad-loop{{max-len={MAX_LEN}}},{rest},split",
         "unroll": f"unroll,{rest}",
         "partitions-25+50+75": f"partition-unroll{{boundaries={parts}}},{rest}",
     }
+
+
+def static_batch(proto: Any, batch: int) -> Any:
+    """A copy of the batched model with its ``batch`` dim fixed (in the loop body too): each
+    variant is built for one batch size, with static shapes, as a compiler for a fixed-shape
+    accelerator needs (``pad-loop`` on the Conformer needs them too)."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    stack = [out.graph]
+    while stack:
+        g = stack.pop()
+        for vi in [*g.input, *g.output, *g.value_info]:
+            for d in vi.type.tensor_type.shape.dim:
+                if d.dim_param == "batch":
+                    d.Clear()
+                    d.dim_value = batch
+        stack.extend(a.g for n in g.node for a in n.attribute if a.HasField("g"))
+    return out
 
 
 def tune_boundaries(
@@ -246,7 +268,8 @@ def main() -> int:
     per_length: dict[str, list[tuple[int, float]]] = {}
     for batch in BATCHES:
         print(f"== batch {batch}: tuning", flush=True)
-        tuned = tune_boundaries(proto, batch, train, args.positions)
+        fixed = static_batch(proto, batch)
+        tuned = tune_boundaries(fixed, batch, train, args.positions)
         print(f"   tuned boundaries {tuned['boundaries']} ({tuned['tune_s']:.0f} s)", flush=True)
         pipes = pipelines(rest)
         pipes["partitions-tuned"] = tuned["pipeline"]
@@ -257,7 +280,7 @@ def main() -> int:
         for name in VARIANTS:
             warm = warm_lengths(batch, bounds.get(name, []))
             try:
-                built[name] = build(proto, pipes[name], batch, warm)
+                built[name] = build(fixed, pipes[name], batch, warm)
             except Exception as e:  # noqa: BLE001 - a variant that cannot be built is a result
                 missing[name] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
                 print(f"   {name}: NOT BUILT: {missing[name]}", flush=True)
