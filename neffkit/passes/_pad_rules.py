@@ -545,6 +545,8 @@ def _reduce(pd: BodyPadder, node: Node) -> None:
     # mean over padded positions: the sum over the valid ones, divided by their count
     dims = pd.dims(x)
     others = [dims[a] for a in over if a not in hit]
+    if any(d in pd.symbols.values() or d >= 2**19 for d in others):
+        raise pd.refuse("it averages over the padded axis and a dim whose size is not static")
     sum_inputs = [nx]
     attrs: dict[str, Any] = {"keepdims": keep}
     if axes and pd.opset >= 13:

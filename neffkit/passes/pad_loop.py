@@ -241,7 +241,8 @@ def _replace(
         name=node.name,
     )
     loop.doc_string = node.doc_string
-    em.add(loop)
+    node.name = ""  # the padded loop keeps the name (a host-loop mark is keyed by it)
+    g.insert_before(node, loop)
     length = loop.outputs[k]
     length.type = TensorType(7, ())
     for j, old in enumerate(node.outputs[:k]):

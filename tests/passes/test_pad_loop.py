@@ -16,6 +16,7 @@ from neffkit.execution import Runner
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.ir.text import parse
+from neffkit.ir.units import host_loops
 from neffkit.passes import PassContext, get_pass, parse_pipeline
 from neffkit.passes.manager import PassManager
 from neffkit.testing import check_pass, check_rewrite, run_checked
@@ -343,3 +344,12 @@ def test_the_conformer_pads_exactly_and_its_host_loop_step_is_traced(
         out = out[0] if isinstance(out, tuple) else out
         np.testing.assert_array_equal(out.numpy(), want)
     assert seen == lengths
+
+
+def test_the_padded_loop_keeps_its_name_and_host_loop_mark() -> None:
+    before = _decoder(BODIES["attention"]).replace("    y = Loop", "    [decode] y = Loop")
+    g = parse(before)
+    PassManager(parse_pipeline("split,pad-loop")).run(g)
+    (loop,) = [n for n in g if n.op_type == "Loop"]
+    assert loop.name == "decode"
+    assert [n.name for n in host_loops(g)] == ["decode"]
