@@ -297,7 +297,10 @@ class BodyPadder:
             o = original(e, self.k, self.l0)
             if e[0] == "bad":
                 raise self.refuse(f"shape operand '{v.name}' depends on the padded length")
-            if o is None:  # world-independent, unknown
+            if e[0] == "sym":  # a symbolic dim: its stand-in size, the value kept at run time
+                sent.append(int(e[1]))  # type: ignore[call-overload]
+                flags.append(False)
+            elif o is None:  # world-independent, unknown
                 sent.append(None)
                 flags.append(False)
             elif o == (self.k, self.l0):
@@ -311,12 +314,12 @@ class BodyPadder:
                     f"shape operand '{v.name}' changes with the step but is not the padded length"
                 )
         dtype = self.dtype(v)
-        arr = np.array([s if s is not None else 0 for s in sent], np_dtype(dtype))
-        arr = arr.reshape(f.shape)
-        nv = self.constant(arr, "pad_shape")
-        if any(s is None for s in sent):
-            known = np.array([s is not None for s in sent], bool).reshape(f.shape)
-            nv = self.em.node("Where", [self.constant(known, "pad_known"), nv, self.data(v)])
+        runtime = [e[0] in ("sym", "x") for e in f.elems]  # read from the value at run time
+        fixed = [0 if r or s is None else s for r, s in zip(runtime, sent)]
+        nv = self.constant(np.array(fixed, np_dtype(dtype)).reshape(f.shape), "pad_shape")
+        if any(runtime):
+            keep = np.array([not r for r in runtime], bool).reshape(f.shape)
+            nv = self.em.node("Where", [self.constant(keep, "pad_known"), nv, self.data(v)])
         self.types[nv] = (dtype, f.shape)
         if all(s is not None for s in sent):
             self.known[nv] = [int(s) for s in sent]  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-#: One element of a form: ("aff", a, c, b), ("x",) (unknown, the same in both bodies: a
-#: symbolic batch dim, a product of such) or ("bad",) (differs between the bodies and is not
-#: affine: unusable).
+#: One element of a form: ("aff", a, c, b), ("sym", n) (a symbolic dim, the same in both
+#: bodies; n its sentinel size), ("x",) (unknown, the same in both bodies: a product of such)
+#: or ("bad",) (differs between the bodies and is not affine: unusable).
 Elem = tuple[object, ...]
 X: Elem = ("x",)
 BAD: Elem = ("bad",)
@@ -57,7 +57,7 @@ class Forms:
     @property
     def honest(self) -> bool:
         """True when the padded body computes the original values (no S, nothing bad)."""
-        return all(e[0] == "x" or (e[0] == "aff" and e[2] == 0) for e in self.elems)
+        return all(_honest(e) for e in self.elems)
 
     @property
     def bad(self) -> bool:
@@ -74,7 +74,7 @@ def original(e: Elem, k: int, l0: int) -> tuple[int, int] | None:
 
 
 def _honest(e: Elem) -> bool:
-    return e[0] == "x" or (e[0] == "aff" and e[2] == 0)
+    return e[0] in ("x", "sym") or (e[0] == "aff" and e[2] == 0)
 
 
 def add(p: Elem, q: Elem) -> Elem:
@@ -88,11 +88,15 @@ def neg(p: Elem) -> Elem:
     """The form of ``-p``."""
     if p[0] == "aff":
         return ("aff", -p[1], -p[2], -p[3])  # type: ignore[operator]
-    return p
+    return X if p[0] == "sym" else p
 
 
 def mul(p: Elem, q: Elem) -> Elem:
     """The form of ``p * q`` (affine when one side is a constant)."""
+    if p[0] == "sym" and q == const(1):
+        return p
+    if q[0] == "sym" and p == const(1):
+        return q
     if p[0] == "aff" and q[0] == "aff":
         if p[1] == 0 and p[2] == 0:
             p, q = q, p

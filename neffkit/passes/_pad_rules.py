@@ -22,7 +22,6 @@ from neffkit.passes._pad_forms import (
     Elem,
     Forms,
     Padded,
-    X,
     broadcast_elems,
     const,
     original,
@@ -743,7 +742,7 @@ def _f_shape(pd: BodyPadder, node: Node) -> bool:
         if a in pd.axes(x):
             elems.append(("aff", 0, 1, 0))
         elif d in names:
-            elems.append(X)
+            elems.append(("sym", d))
         else:
             elems.append(const(d))
     start = node.attr("start", 0)

@@ -95,7 +95,7 @@ class PadLoop(Pass):
         if not growing:
             return False
         sizes = {_growth_size(parts, j, axis) for j, axis in growing.items()}
-        starts = {_init_dims(parts, j)[axis] for j, axis in growing.items()}
+        starts = {int(_init_dims(parts, j)[axis] or 0) for j, axis in growing.items()}
         if len(sizes) != 1 or len(starts) != 1:
             raise Refused("its growing values grow by different amounts or from different lengths")
         (k,), (l0,) = sizes, starts

@@ -52,6 +52,27 @@ LAST = """
 """
 
 BODIES = {
+    # split into two heads of 2 and back, the shapes read from the data (as exported)
+    "heads": """
+        sh = Shape (t)
+        z0 = Constant <value = int64[1] {0}> ()
+        o1 = Constant <value = int64[1] {1}> ()
+        b = Gather <axis = 0> (sh, z0)
+        ln = Gather <axis = 0> (sh, o1)
+        two = Constant <value = int64[2] {2, 2}> ()
+        shp = Concat <axis = 0> (b, ln, two)
+        hd = Reshape (t, shp)
+        ht = Transpose <perm = [0, 2, 1, 3]> (hd)
+        htt = Transpose <perm = [0, 1, 3, 2]> (ht)
+        s = MatMul (ht, htt)
+        p = Softmax <axis = -1> (s)
+        c = MatMul (p, ht)
+        back = Transpose <perm = [0, 2, 1, 3]> (c)
+        four = Constant <value = int64[1] {4}> ()
+        flat = Concat <axis = 0> (b, ln, four)
+        h = Reshape (back, flat)
+"""
+    + LAST,
     # attention of every position over every position so far, then the last row
     "attention": """
         tt = Transpose <perm = [0, 2, 1]> (t)
@@ -156,10 +177,11 @@ EXIT = """
 """
 
 
-def test_a_symbolic_batch_stays_symbolic() -> None:
+@pytest.mark.parametrize("body", ["causal", "heads"])
+def test_a_symbolic_batch_stays_symbolic(body: str) -> None:
     # the batch is a symbol everywhere: the walk relates dims through it, not through numbers
     before = (
-        _decoder(BODIES["causal"])
+        _decoder(BODIES[body])
         .replace("float[1,1,4] x", "float[B,1,4] x")
         .replace("float[1,?,4]", "float[B,?,4]")
     )
