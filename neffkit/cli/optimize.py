@@ -53,10 +53,13 @@ _EXAMPLE_EPILOG = """\
 The Conformer OCR model is built in code with random weights (fixed seed): a convolutional
 front end for a 1x32xW text-line image, conformer encoder blocks (depthwise Conv1d of kernel
 15), and a transformer decoder that greedily emits up to 75 tokens and stops at EOS, exported
-with the greedy loop as an ONNX Loop.
+with the greedy loop as an ONNX Loop. --batched writes the same weights as a batched model
+whose requests stop at chosen lengths: image [batch,1,32,W] and max_tokens [batch] -> tokens
+[batch,num_tokens] (a sequence is done at EOS or at max_tokens tokens, then padded with EOS).
 
 example:
   neffkit example conformer -o conformer.onnx
+  neffkit example conformer --batched -o conformer_batch.onnx
   neffkit example conformer --part encoder --width 256 -o encoder.onnx
 """
 
@@ -124,6 +127,12 @@ def register(add: AddCommand) -> None:
     )
     s.add_argument("--width", type=int, default=128, help="image width (multiple of 4)")
     s.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
+    s.add_argument(
+        "--batched",
+        action="store_true",
+        help="the whole model with a symbolic batch and a max_tokens input (requests of "
+        "chosen lengths)",
+    )
     s.set_defaults(func=cmd_example)
 
 
@@ -211,8 +220,7 @@ def cmd_passes(args: argparse.Namespace) -> int:
         rule_set = getattr(cls, "rules", None)  # a pass that runs rewrite rules lists them
         if isinstance(rule_set, RuleSet):
             row["rules"] = [
-                {"name": r.name, "ops": list(r.ops), "pattern": r.pattern}
-                for r in rule_set.rules()
+                {"name": r.name, "ops": list(r.ops), "pattern": r.pattern} for r in rule_set.rules()
             ]
         rows.append(row)
     if args.json:
@@ -241,6 +249,7 @@ def cmd_example(args: argparse.Namespace) -> int:
     """``neffkit example``."""
     from neffkit import files
     from neffkit.examples import (
+        export_conformer_batch_onnx,
         export_conformer_onnx,
         export_decoder_step_onnx,
         export_encoder_onnx,
@@ -248,18 +257,23 @@ def cmd_example(args: argparse.Namespace) -> int:
 
     if args.width <= 0 or args.width % 4:
         raise NeffkitError(f"--width must be a positive multiple of 4, got {args.width}")
+    if args.batched and args.part != "full":
+        raise NeffkitError(
+            f"--batched writes the whole model; it cannot go with --part {args.part}"
+        )
     refuse_overwrite(args.output, {}, "the example model")
     export = {
-        "full": export_conformer_onnx,
+        "full": export_conformer_batch_onnx if args.batched else export_conformer_onnx,
         "encoder": export_encoder_onnx,
         "decoder-step": export_decoder_step_onnx,
     }[args.part]
+    part = "full, batched" if args.batched else args.part
     t = time.perf_counter()
     blob = export(None, width=args.width, seed=args.seed).SerializeToString()
     files.write_bytes(args.output, blob)
     size = len(blob)
     print(
-        f"wrote {args.output}: Conformer OCR ({args.part}, width {args.width}, seed {args.seed}), "
+        f"wrote {args.output}: Conformer OCR ({part}, width {args.width}, seed {args.seed}), "
         f"{size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s"
     )
     return EXIT_OK

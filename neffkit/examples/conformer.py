@@ -25,10 +25,13 @@ __all__ = [
     "ConformerDecoderStep",
     "ConformerEncoder",
     "ConformerOCR",
+    "ConformerOCRBatch",
     "build_conformer_decoder_step",
     "build_conformer_encoder",
     "build_conformer_ocr",
+    "build_conformer_ocr_batch",
     "example_input",
+    "export_conformer_batch_onnx",
     "export_conformer_onnx",
     "export_decoder_step_onnx",
     "export_encoder_onnx",
@@ -218,6 +221,44 @@ class ConformerOCR(nn.Module):
         return tokens[:, 1:]
 
 
+class ConformerOCRBatch(nn.Module):
+    """Images ``[b, 1, 32, W]``, ``max_tokens`` ``[b]`` -> greedy tokens ``[b, T]`` (BOS dropped).
+
+    Sequence i is done once it emits EOS or holds ``max_tokens[i]`` tokens; the loop stops when
+    every sequence is done (or after ``max_len`` steps), so T is the longest sequence's length.
+    A done sequence's tokens are EOS from then on (its row is padded with EOS). The same greedy
+    decode as :class:`ConformerOCR`: at batch 1 with ``max_tokens = max_len`` the tokens are equal.
+    It exists so that requests of chosen lengths can be served, batched (the random weights
+    never emit EOS of their own within ``max_len`` steps).
+    """
+
+    __constants__ = ["bos_id", "eos_id", "max_len"]
+
+    def __init__(
+        self, encoder: ConformerEncoder, decoder: ConformerDecoderStep, max_len: int
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.max_len = max_len
+        self.bos_id = BOS_ID
+        self.eos_id = EOS_ID
+
+    def forward(self, image: Tensor, max_tokens: Tensor) -> Tensor:
+        memory = self.encoder(image)
+        tokens = torch.full([image.size(0), 1], self.bos_id, dtype=torch.long, device=image.device)
+        done = max_tokens <= 0
+        for step in range(self.max_len):
+            # the slice ties the length to the loop counter (see ConformerOCR.forward)
+            logits = self.decoder(tokens[:, : step + 1], memory)
+            next_tok = logits.argmax(dim=-1).masked_fill(done, self.eos_id)  # [b]
+            tokens = torch.cat([tokens, next_tok.unsqueeze(1)], dim=1)
+            done = done | (next_tok == self.eos_id) | (max_tokens <= step + 1)
+            if bool(done.all()):
+                break
+        return tokens[:, 1:]
+
+
 def _randomize(model: nn.Module, gen: torch.Generator) -> None:
     """Give norms non-trivial affine params / BN stats (so folding matters) and damp EOS."""
     with torch.no_grad():
@@ -263,6 +304,12 @@ def build_conformer_ocr(
     return model.eval()
 
 
+def build_conformer_ocr_batch(**kwargs: int) -> ConformerOCRBatch:
+    """The batched, length-limited model with the weights of ``build_conformer_ocr(**kwargs)``."""
+    model = build_conformer_ocr(**kwargs)
+    return ConformerOCRBatch(model.encoder, model.decoder, model.max_len).eval()
+
+
 def build_conformer_encoder(**kwargs: int) -> ConformerEncoder:
     """The encoder of ``build_conformer_ocr(**kwargs)`` (same weights): image -> memory."""
     return build_conformer_ocr(**kwargs).encoder
@@ -273,10 +320,10 @@ def build_conformer_decoder_step(**kwargs: int) -> ConformerDecoderStep:
     return build_conformer_ocr(**kwargs).decoder
 
 
-def example_input(width: int = 128, seed: int = 0) -> np.ndarray:
-    """A deterministic float32 image ``[1, 1, 32, width]`` with pixels in [0, 1)."""
+def example_input(width: int = 128, seed: int = 0, batch: int = 1) -> np.ndarray:
+    """A deterministic float32 image ``[batch, 1, 32, width]`` with pixels in [0, 1)."""
     rng = np.random.default_rng(seed)
-    return rng.random((1, 1, IMAGE_HEIGHT, width), dtype=np.float32)
+    return rng.random((batch, 1, IMAGE_HEIGHT, width), dtype=np.float32)
 
 
 def _relax_loop_state_shapes(graph: onnx.GraphProto) -> None:
@@ -339,18 +386,23 @@ def _export(
     model = onnx.load_from_string(buf.getvalue())
     _relax_loop_state_shapes(model.graph)
     if path is not None:
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(model.SerializeToString())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _save(model, path)
     return model
+
+
+def _save(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write ``model`` to ``path`` atomically (a temporary file in the folder, then a rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model.SerializeToString())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _model_and_image(
@@ -409,3 +461,49 @@ def export_decoder_step_onnx(
     tokens = torch.full([1, 3], BOS_ID, dtype=torch.long)
     names, axes = ["tokens", "memory"], {"tokens": {1: "num_tokens"}}
     return _export(model.decoder, (tokens, memory), path, opset, names, ["logits"], axes)
+
+
+def export_conformer_batch_onnx(
+    path: str | os.PathLike | None = None,
+    *,
+    width: int = 128,
+    seed: int = 0,
+    opset: int = 17,
+    model: ConformerOCRBatch | None = None,
+    **kwargs: int,
+) -> onnx.ModelProto:
+    """Export :class:`ConformerOCRBatch` (greedy loop kept as an ONNX ``Loop``, symbolic batch):
+    ``image`` ``[batch, 1, 32, W]``, ``max_tokens`` ``[batch]`` -> ``tokens``
+    ``[batch, num_tokens]``."""
+    if model is None:
+        model = build_conformer_ocr_batch(width=width, seed=seed, **kwargs)
+    image = torch.from_numpy(example_input(width, seed, batch=2))
+    max_tokens = torch.tensor([3, model.max_len], dtype=torch.long)
+    axes = {
+        "image": {0: "batch"},
+        "max_tokens": {0: "batch"},
+        "tokens": {0: "batch", 1: "num_tokens"},
+    }
+    names = ["image", "max_tokens"]
+    proto = _export(model, (image, max_tokens), None, opset, names, ["tokens"], axes)
+    _keep_batch_dim(proto.graph)
+    if path is not None:
+        _save(proto, path)
+    return proto
+
+
+def _keep_batch_dim(graph: onnx.GraphProto) -> None:
+    """Name the batch axis of the loop state ``batch`` in the decoder Loop's body, in place.
+
+    The exporter gives the body's outputs fresh dim names, so ``_relax_loop_state_shapes``
+    cannot tell that the state's leading axis (tokens ``[b, t]``, done ``[b]``) is the batch
+    every step and makes it unknown; shape inference inside the body then loses the batch
+    (and pad-loop refuses the loop). Every carried value of this model is batch-major.
+    """
+    (loop,) = [n for n in graph.node if n.op_type == "Loop"]
+    body = next(a.g for a in loop.attribute if a.name == "body")
+    for value in [*body.input[2:], *body.output[1:]]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 1:
+            dims[0].Clear()
+            dims[0].dim_param = "batch"

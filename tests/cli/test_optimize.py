@@ -34,6 +34,17 @@ def test_example_writes_a_valid_model(tmp_path, capsys) -> None:
     assert os.listdir(tmp_path) == ["dec.onnx"]  # no temporary file left
 
 
+def test_example_batched_writes_the_batched_model(tmp_path, capsys) -> None:
+    out = tmp_path / "batch.onnx"
+    assert main(["example", "conformer", "--batched", "--width", "32", "-o", str(out)]) == 0
+    assert "Conformer OCR (full, batched, width 32, seed 0)" in capsys.readouterr().out
+    model = onnx.load(str(out))
+    assert [i.name for i in model.graph.input] == ["image", "max_tokens"]
+    assert [n.op_type for n in model.graph.node].count("Loop") == 1
+    assert main(["example", "conformer", "--batched", "--part", "encoder", "-o", str(out)]) == 2
+    assert "--batched writes the whole model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("width", ["30", "0", "-4"])
 def test_example_refuses_a_width_that_is_not_a_positive_multiple_of_4(
     width: str, tmp_path, capsys

@@ -12,10 +12,13 @@ from neffkit.examples import (
     BOS_ID,
     EOS_ID,
     ConformerOCR,
+    ConformerOCRBatch,
     build_conformer_decoder_step,
     build_conformer_encoder,
     build_conformer_ocr,
+    build_conformer_ocr_batch,
     example_input,
+    export_conformer_batch_onnx,
     export_conformer_onnx,
     export_decoder_step_onnx,
     export_encoder_onnx,
@@ -181,3 +184,95 @@ def test_stops_at_eos() -> None:
         None, {"image": image}
     )[0]
     np.testing.assert_array_equal(got[0], after)
+
+
+@pytest.fixture(scope="module")
+def small_batch_model() -> ConformerOCRBatch:
+    return build_conformer_ocr_batch(width=SMALL_WIDTH, seed=2)
+
+
+@pytest.fixture(scope="module")
+def small_batch_onnx(small_batch_model: ConformerOCRBatch) -> onnx.ModelProto:
+    return export_conformer_batch_onnx(model=small_batch_model, width=SMALL_WIDTH)
+
+
+def _run_batch(model: ConformerOCRBatch, image: np.ndarray, max_tokens: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(image), torch.tensor(max_tokens)).numpy()
+
+
+def test_batch_export_matches_torch(
+    small_batch_model: ConformerOCRBatch, small_batch_onnx: onnx.ModelProto
+) -> None:
+    model = small_batch_onnx
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node].count("Loop") == 1
+    assert [i.name for i in model.graph.input] == ["image", "max_tokens"]
+    dims = [
+        [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in model.graph.input
+    ]
+    assert dims == [["batch", 1, 32, SMALL_WIDTH], ["batch"]]
+    (loop,) = [n for n in model.graph.node if n.op_type == "Loop"]
+    body = next(a.g for a in loop.attribute if a.name == "body")
+    state = [*body.input[2:], *body.output[1:]]  # tokens, done, counter in and out
+    leading = [
+        v.type.tensor_type.shape.dim[0].dim_param for v in state if v.type.tensor_type.shape.dim
+    ]
+    assert leading == ["batch"] * 4, "the loop state keeps its batch axis"
+    out = model.graph.output[0]
+    assert out.name == "tokens"
+    assert [d.dim_param for d in out.type.tensor_type.shape.dim] == ["batch", "num_tokens"]
+    sess = _session(model)
+    for image, max_tokens in [
+        (example_input(SMALL_WIDTH, seed=4), [7]),
+        (example_input(SMALL_WIDTH, seed=5, batch=3), [5, 1, 12]),
+    ]:
+        want = _run_batch(small_batch_model, image, max_tokens)
+        got = sess.run(None, {"image": image, "max_tokens": np.array(max_tokens)})[0]
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, want)
+        assert got.shape == (len(max_tokens), max(max_tokens))
+
+
+def test_batch_rows_equal_their_single_runs_up_to_their_lengths(
+    small_batch_model: ConformerOCRBatch,
+) -> None:
+    images = example_input(SMALL_WIDTH, seed=6, batch=3)
+    lengths = [9, 2, 4]
+    batch = _run_batch(small_batch_model, images, lengths)
+    assert batch.shape == (3, 9)
+    for i, n in enumerate(lengths):
+        alone = _run_batch(small_batch_model, images[i : i + 1], [n])
+        assert alone.shape == (1, n), "a request runs exactly max_tokens steps without EOS"
+        np.testing.assert_array_equal(batch[i, :n], alone[0])
+        assert EOS_ID not in batch[i, :n], "the random weights should not stop early"
+        assert (batch[i, n:] == EOS_ID).all(), "a done sequence is padded with EOS"
+        unlimited = _run_batch(small_batch_model, images[i : i + 1], [75])[0]
+        np.testing.assert_array_equal(alone[0], unlimited[:n])
+
+
+def test_batch_equals_the_unbatched_model_and_stops_at_eos() -> None:
+    model = build_conformer_ocr(width=SMALL_WIDTH)
+    image = example_input(SMALL_WIDTH)
+    batched = ConformerOCRBatch(model.encoder, model.decoder, model.max_len).eval()
+    full = _run_torch(model, image)
+    assert full.shape == (1, 75)
+    np.testing.assert_array_equal(_run_batch(batched, image, [75]), full)
+
+    k = _force_eos(model, image)  # the batched model shares the modified decoder
+    stopped = _run_torch(model, image)
+    assert stopped.shape == (1, k) and stopped[0, -1] == EOS_ID
+    np.testing.assert_array_equal(_run_batch(batched, image, [75]), stopped)
+    np.testing.assert_array_equal(_run_batch(batched, image, [k + 5]), stopped)
+    shorter = _run_batch(batched, image, [k - 1])
+    np.testing.assert_array_equal(shorter, stopped[:, : k - 1])
+    # rows that stop at EOS and at their limit: each is its own run, padded with EOS
+    images = np.concatenate([image, example_input(SMALL_WIDTH, seed=9), image])
+    limits = [75, 75, k - 2]
+    rows = [_run_batch(batched, images[i : i + 1], [n])[0] for i, n in enumerate(limits)]
+    together = _run_batch(batched, images, limits)
+    assert together.shape == (3, max(len(r) for r in rows))
+    for row, alone in zip(together, rows):
+        np.testing.assert_array_equal(row[: len(alone)], alone)
+        assert (row[len(alone) :] == EOS_ID).all()
