@@ -1,0 +1,97 @@
+"""Preparing a TorchScript graph for lifting: freeze, fold inference context, refuse what cannot
+be lifted (before anything is built), so the walker sees only liftable constructs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neffkit.errors import FrontendError
+from neffkit.frontends.torchscript._base import first_line, raise_branch, unsupported
+
+#: Ops whose result is fixed in inference: substituted by False before constant propagation.
+_INFERENCE_FALSE = ("aten::is_grad_enabled", "aten::is_autocast_enabled",
+                    "prim::requires_grad", "prim::is_nested")  # fmt: skip
+#: List mutations: fine on a list built once, refused on a list a loop carries.
+_LIST_MUTATIONS = frozenset({"aten::append", "aten::_set_item", "aten::insert", "aten::extend",
+                             "aten::pop", "aten::clear", "aten::__setitem__"})  # fmt: skip
+_BAD_DTYPES = frozenset({"ComplexFloat", "ComplexDouble", "ComplexHalf", "QInt8", "QUInt8",
+                         "QInt32", "QUInt4x2", "QUInt2x4"})  # fmt: skip
+
+
+def freeze(module: Any) -> Any:
+    """Freezes an eval-mode copy of ``module`` (the caller's module is left as it was)."""
+    import torch  # noqa: PLC0415
+
+    try:
+        copy = module.copy() if hasattr(module, "copy") else module
+        return torch.jit.freeze(copy.eval())
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError and others
+        raise FrontendError(f"torch.jit.freeze failed on this module: {first_line(e)}") from e
+
+
+def fold_inference_context(graph: Any) -> None:
+    """Replaces training/autograd queries by False and folds the branches that read them."""
+    import torch  # noqa: PLC0415
+
+    for kind in _INFERENCE_FALSE:
+        for node in graph.findAllNodes(kind, True):
+            const = graph.insertConstant(False)
+            const.node().moveBefore(node)
+            node.output().replaceAllUsesWith(const)
+    torch._C._jit_pass_remove_mutation(graph)
+    torch._C._jit_pass_constant_propagation(graph)
+    torch._C._jit_pass_dce(graph)
+
+
+def _walk(block: Any) -> Any:
+    """Every node of ``block`` and its nested blocks, depth first, with an explicit stack."""
+    stack = [iter(block.nodes())]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+            continue
+        yield node
+        stack.extend(iter(b.nodes()) for b in reversed(list(node.blocks())))
+
+
+def check_constructs(graph: Any) -> None:
+    """Refuses, before anything is lifted, what has no tensor-graph meaning."""
+    import torch  # noqa: PLC0415
+
+    self_value = next(iter(graph.inputs()), None)
+    for node in _walk(graph):
+        kind = node.kind()
+        if raise_branch(node.owningBlock()):
+            continue
+        for v in node.outputs():
+            t = v.type()
+            if isinstance(t, torch._C.ClassType) and v is not self_value:
+                raise unsupported(node, f"a {t.name()} object (Python/TorchScript class)")
+            if isinstance(t, torch._C.DictType):
+                raise unsupported(node, "a dict")
+            if isinstance(t, torch._C.StringType) and kind != "prim::Constant":
+                raise unsupported(node, "a string computed in the graph")
+            if isinstance(t, torch._C.TensorType) and t.scalarType() in _BAD_DTYPES:
+                raise unsupported(node, f"dtype {t.scalarType()}")
+        if kind in ("prim::CreateObject", "prim::SetAttr", "prim::CallMethod"):
+            raise unsupported(node, "a Python object operation")
+        if kind in _LIST_MUTATIONS and _in_loop(node):
+            raise unsupported(
+                node, "a list mutated in a loop; accumulate tensors with torch.cat instead"
+            )
+        value = node.output().toIValue() if kind == "prim::Constant" else None
+        if isinstance(value, torch.Tensor):
+            if value.is_complex() or value.is_quantized:
+                raise unsupported(node, f"dtype {value.dtype}")
+
+
+def _in_loop(node: Any) -> bool:
+    """True when ``node`` sits in the body of a ``prim::Loop``."""
+    block = node.owningBlock()
+    while block is not None and block.owningNode() is not None:
+        owner = block.owningNode()
+        if owner.kind() == "prim::Loop":
+            return True
+        block = owner.owningBlock()
+    return False
