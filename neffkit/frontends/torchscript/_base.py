@@ -66,10 +66,14 @@ def location(node: Any) -> str:
 
 
 def unsupported(node: Any, what: str) -> FrontendError:
-    """The one error for a construct that cannot be lifted: op, what it is, where."""
-    return FrontendError(
-        f"{node.kind()} ({what}) at {location(node)}: not liftable to neffkit's IR"
-    )
+    """The one error for a construct that cannot be lifted: op, what it is, where (a node
+    freezing left without a location, a constant say, is placed by its readers or inputs)."""
+    where = location(node)
+    if where == "<unknown location>":
+        near = [u.user for o in node.outputs() for u in o.uses()]
+        near += [v.node() for v in node.inputs()]
+        where = next((location(n) for n in near if location(n) != where), where)
+    return FrontendError(f"{node.kind()} ({what}) at {where}: not liftable to neffkit's IR")
 
 
 def first_line(e: BaseException) -> str:

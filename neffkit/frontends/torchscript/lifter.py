@@ -72,7 +72,7 @@ class Lifter:
                 vt = TensorType(torch_onnx_dtype(ex.dtype), list(ex.shape))
             elif isinstance(t, torch._C.TensorType):
                 dtype = TensorProto.FLOAT if t.scalarType() is None else scalar_type(t)
-                sizes = t.sizes() if t.complete() else ([None] * t.dim() if t.dim() else None)
+                sizes = t.varyingSizes()
                 vt = TensorType(dtype, sizes)
             elif isinstance(t, torch._C.IntType):
                 vt = TensorType(TensorProto.INT64, [])
@@ -195,6 +195,9 @@ class Lifter:
         self.graph.append(loop)
         for out, v, init in zip(node.outputs(), loop.outputs, carried, strict=True):
             v.type = init.type
+            # a name keeps an unread carried output named on export (onnxruntime crashes on a
+            # Loop whose carried output is omitted)
+            v.name = out.debugName().replace(".", "_")
             self.env[out] = v
 
     # -- building -------------------------------------------------------------------------------
@@ -371,6 +374,6 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
     for o, r in zip(outs, results, strict=True):
         t = o.type()
         if isinstance(t, torch._C.TensorType) and t.scalarType() is not None:
-            sizes = t.sizes() if t.complete() else ([None] * t.dim() if t.dim() else None)
+            sizes = t.varyingSizes()
             r.type = TensorType(torch_onnx_dtype(t.dtype()), sizes)
     return results[0] if len(outs) == 1 else results

@@ -19,14 +19,17 @@ _BAD_DTYPES = frozenset({"ComplexFloat", "ComplexDouble", "ComplexHalf", "QInt8"
 
 
 def freeze(module: Any) -> Any:
-    """Freezes an eval-mode copy of ``module`` (the caller's module is left as it was)."""
+    """Freezes ``module`` in eval mode (freeze makes a copy); the caller's modes are restored."""
     import torch  # noqa: PLC0415
 
+    modes = [(m, m.training) for m in module.modules()]
     try:
-        copy = module.copy() if hasattr(module, "copy") else module
-        return torch.jit.freeze(copy.eval())
+        return torch.jit.freeze(module.eval())
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError and others
         raise FrontendError(f"torch.jit.freeze failed on this module: {first_line(e)}") from e
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def fold_inference_context(graph: Any) -> None:

@@ -154,7 +154,8 @@ def _scalar_cast(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _python(kind: str) -> Any:
     return {
         "aten::add": operator.add, "aten::sub": operator.sub, "aten::mul": operator.mul,
-        "aten::floordiv": operator.floordiv, "aten::floor_divide": operator.floordiv, "aten::remainder": operator.mod,
+        "aten::floordiv": operator.floordiv, "aten::floor_divide": operator.floordiv,
+        "aten::remainder": operator.mod,
         "aten::eq": operator.eq, "aten::ne": operator.ne, "aten::lt": operator.lt,
         "aten::le": operator.le, "aten::gt": operator.gt, "aten::ge": operator.ge,
         "aten::__and__": operator.and_, "aten::__or__": operator.or_,

@@ -1,0 +1,265 @@
+"""The TorchScript frontend on real scripted and traced modules: the lifted graph, exported to
+ONNX and run on onnxruntime, gives the module's own outputs; unliftable constructs raise one
+FrontendError naming the op and this file's line."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from neffkit.errors import FrontendError  # noqa: E402
+from neffkit.execution import Runner  # noqa: E402
+from neffkit.frontends.torchscript import load_torchscript  # noqa: E402
+from neffkit.ir.serde import to_onnx  # noqa: E402
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+class CNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.c2, self.fc = nn.Conv2d(8, 8, 3), nn.Linear(8 * 3 * 3, 5)
+        with torch.no_grad():  # non-trivial statistics, so a wrong fold would show
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.bn(self.c1(x))), 2)
+        x = nn.functional.avg_pool2d(torch.relu(self.c2(x)), 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+class EncoderLayer(nn.Module):
+    """A transformer encoder layer written with plain ops (no fused fast path)."""
+
+    def __init__(self, d: int = 16, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.f1, self.f2 = nn.Linear(d, 32), nn.Linear(32, d)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q = q.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(b, t, self.heads, d // self.heads).permute(0, 2, 3, 1)
+        v = v.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
+        att = torch.softmax(torch.matmul(q, k) / (d // self.heads) ** 0.5, dim=-1)
+        y = torch.matmul(self.drop(att), v).transpose(1, 2).reshape(b, t, d)
+        x = self.n1(x + self.out(y))
+        return self.n2(x + self.f2(nn.functional.gelu(self.f1(x))))
+
+
+def _convert(module: nn.Module, how: str, example: tuple[Any, ...]) -> Any:
+    module.eval()
+    return torch.jit.script(module) if how == "script" else torch.jit.trace(module, example)
+
+
+def _run_ort(graph: Any, example: tuple[Any, ...]) -> list[np.ndarray]:
+    return Runner(graph, "onnxruntime")([t.numpy() for t in example])
+
+
+def _expected(module: nn.Module, example: tuple[Any, ...]) -> np.ndarray:
+    with torch.no_grad():
+        return module(*example).numpy()
+
+
+CASES = {
+    "mlp": (MLP, (2, 8)),
+    "cnn": (CNN, (2, 3, 16, 16)),
+    "encoder": (EncoderLayer, (2, 5, 16)),
+}
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_lifted_graph_matches_module_on_onnxruntime(name: str, how: str) -> None:
+    torch.manual_seed(0)
+    cls, shape = CASES[name]
+    module = cls()
+    example = (torch.randn(*shape),)
+    graph = load_torchscript(_convert(module, how, example), example_inputs=example)
+    assert not [n for n in graph.all_nodes() if n.domain == "aten"]
+    (got,) = _run_ort(graph, example)
+    np.testing.assert_allclose(got, _expected(module, example), rtol=1e-4, atol=1e-5)
+
+
+def test_cnn_ops_and_parameters() -> None:
+    module = CNN()
+    example = (torch.randn(1, 3, 16, 16),)
+    graph = load_torchscript(torch.jit.script(module), example_inputs=example)
+    ops = {n.op_type for n in graph}
+    # freeze folds batch_norm into the convolution; pooling and flatten map one to one
+    assert {"Conv", "MaxPool", "AveragePool", "Relu", "MatMul", "Reshape"} <= ops
+    assert "BatchNormalization" not in ops
+    assert [v.name for v in graph.inputs] == ["x"]
+    assert graph.inputs[0].type.shape == (1, 3, 16, 16)
+
+
+def test_loaded_from_a_saved_archive(tmp_path: Any) -> None:
+    module = MLP().eval()
+    path = tmp_path / "mlp.pt"
+    torch.jit.save(torch.jit.script(module), str(path))
+    example = (torch.randn(3, 8),)
+    graph = load_torchscript(path, example_inputs=example)
+    (got,) = _run_ort(graph, example)
+    np.testing.assert_allclose(got, _expected(module, example), rtol=1e-5, atol=1e-6)
+
+
+def test_caller_module_is_left_in_training_mode() -> None:
+    module = torch.jit.script(MLP())
+    module.train()
+    load_torchscript(module, example_inputs=(torch.randn(1, 8),))
+    assert module.training
+
+
+class Scalars(nn.Module):
+    """int arithmetic on sizes, a float scalar, a data-dependent if and a counted loop."""
+
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        half = x.size(1) // 2
+        y = x[:, :half] * 2.5 - x[:, half:]
+        if bool(y.sum() > 0):
+            y = y + 1
+        else:
+            y = -y
+        for _ in range(n):
+            y = torch.cat([y, y[:, -1:]], dim=1)
+        return y.masked_fill(y > 3.0, 0.0)
+
+
+def test_if_and_loop_with_int_input() -> None:
+    module = Scalars()
+    graph = load_torchscript(torch.jit.script(module), example_inputs=(torch.randn(2, 6), 2))
+    assert [v.type.shape for v in graph.inputs] == [(2, 6), ()]
+    ops = {n.op_type for n in graph.all_nodes()}
+    assert {"If", "Loop", "Where"} <= ops
+    for seed in range(3):
+        torch.manual_seed(seed)
+        x = torch.randn(2, 6) + (seed - 1)
+        got = Runner(graph, "onnxruntime")([x.numpy(), np.array(seed + 1, np.int64)])[0]
+        np.testing.assert_allclose(got, module(x, seed + 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_op_without_onnx_rule_stays_aten() -> None:
+    class Cum(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cumprod(x, dim=1) + 1
+
+    graph = load_torchscript(torch.jit.script(Cum()), example_inputs=(torch.randn(2, 3),))
+    (aten,) = [n for n in graph if n.domain == "aten"]
+    assert aten.op_type == "cumprod"
+    assert aten.attr("schema").startswith("aten::cumprod(")
+    assert aten.attr("dim") == 1
+    assert graph.opset_imports["aten"] == 1
+    assert any(n.domain == "aten" for n in to_onnx(graph).graph.node)
+
+
+def test_conformer_greedy_loop_on_onnxruntime() -> None:
+    from neffkit.examples.conformer import build_conformer_ocr
+
+    model = build_conformer_ocr(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1,
+                                max_len=12)  # fmt: skip
+    x = torch.randn(1, 1, 32, 48, generator=torch.Generator().manual_seed(0))
+    graph = load_torchscript(torch.jit.script(model), example_inputs=(x,))
+    ops = {n.op_type for n in graph.all_nodes()}
+    assert {"Loop", "If", "ArgMax", "Conv", "LayerNormalization"} <= ops
+    assert not [n for n in graph.all_nodes() if n.domain == "aten"]
+    runner = Runner(graph, "onnxruntime")
+    for seed in range(2):
+        x = torch.randn(1, 1, 32, 48, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            want = model(x).numpy()
+        np.testing.assert_array_equal(runner([x.numpy()])[0], want)
+
+
+# -- unsupported constructs: one FrontendError naming the op and this file's line ---------------
+
+
+def _line_of(fn: Any, text: str) -> int:
+    lines, start = inspect.getsourcelines(fn)
+    return start + next(i for i, line in enumerate(lines) if text in line)
+
+
+@torch.jit.script
+class Box:
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+
+class UsesClass(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = Box(x + 1)
+        return b.x
+
+
+class UsesDict(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        d = {"a": x + 1}
+        return d
+
+
+class AppendsInLoop(nn.Module):
+    def forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        out: list[torch.Tensor] = []
+        for _ in range(n):
+            out.append(x)
+        return torch.stack(out)
+
+
+class MakesString(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = str(x.size(0))
+        return x + len(s)
+
+
+@pytest.mark.parametrize(
+    ("cls", "op", "marker"),
+    [
+        (UsesClass, "prim::CreateObject", "b = Box(x + 1)"),
+        (UsesDict, "prim::DictConstruct", 'd = {"a": x + 1}'),
+        (AppendsInLoop, "aten::append", "out.append(x)"),
+        (MakesString, "aten::str", "s = str(x.size(0))"),
+    ],
+)
+def test_unsupported_construct_names_op_and_line(cls: type, op: str, marker: str) -> None:
+    with pytest.raises(FrontendError) as info:
+        load_torchscript(torch.jit.script(cls()))
+    message = str(info.value)
+    assert message.startswith(op), message
+    assert f"{__file__}:{_line_of(cls.forward, marker)}" in message
+
+
+def test_complex_constant_is_refused() -> None:
+    class Complex(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("c", torch.ones(2, dtype=torch.complex64))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.view_as_real(self.c + x)
+
+    with pytest.raises(FrontendError, match="ComplexFloat") as info:
+        load_torchscript(torch.jit.script(Complex()), example_inputs=(torch.randn(2),))
+    assert f"{__file__}:{_line_of(Complex.forward, 'view_as_real')}" in str(info.value)
+
+
+def test_not_a_script_module() -> None:
+    with pytest.raises(FrontendError, match="ScriptModule"):
+        load_torchscript(MLP())
