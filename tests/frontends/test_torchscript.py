@@ -171,6 +171,36 @@ def test_op_without_onnx_rule_stays_aten() -> None:
     assert any(n.domain == "aten" for n in to_onnx(graph).graph.node)
 
 
+def test_torch_transformer_layer_traced_without_fast_path_lifts_fully() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, activation="gelu").eval()
+    x = torch.randn(2, 5, 16)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        traced = torch.jit.trace(layer, (x,))
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+    graph = load_torchscript(traced, example_inputs=(x,))
+    assert not [n for n in graph.all_nodes() if n.domain == "aten"]
+    (got,) = _run_ort(graph, (x,))
+    np.testing.assert_allclose(got, _expected(layer, (x,)), rtol=1e-4, atol=1e-5)
+
+
+def test_torch_transformer_layer_scripted_keeps_the_fused_op() -> None:
+    # scripted library code: the inference branches fold (training, grad, nested, masks None,
+    # warnings and their messages), leaving the fast path: one fused op with no ONNX form
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, activation="gelu").eval()
+    x = torch.randn(2, 5, 16)
+    graph = load_torchscript(torch.jit.script(layer), example_inputs=(x,))
+    assert [v.name for v in graph.inputs] == ["src"]
+    (node,) = graph.nodes
+    assert (node.domain, node.op_type) == ("aten", "_transformer_encoder_layer_fwd")
+    assert node.attr("embed_dim") == 16 and node.attr("use_gelu") == 1
+    assert node.attr("tensor_args")[0] == "src"
+    assert len(node.inputs) == len(node.attr("tensor_args"))
+
+
 def test_conformer_greedy_loop_on_onnxruntime() -> None:
     from neffkit.examples.conformer import build_conformer_ocr
 

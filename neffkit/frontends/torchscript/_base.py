@@ -52,6 +52,21 @@ def raise_branch(block: Any) -> bool:
     return False
 
 
+def only_messages(value: Any) -> bool:
+    """True when a string only feeds warnings and exception messages (dropped when lifted)."""
+    stack, seen = [value], set()
+    while stack:
+        v = stack.pop()
+        for use in v.uses():
+            kind = use.user.kind()
+            if kind in ("aten::format", "aten::str", "aten::add") and use.user not in seen:
+                seen.add(use.user)
+                stack.append(use.user.output())
+            elif kind not in ("aten::warn", "prim::RaiseException"):
+                return False
+    return True
+
+
 def location(node: Any) -> str:
     """The node's source location: the first frame outside torch's own code, else the first."""
     text = node.sourceRange() or ""

@@ -60,11 +60,23 @@ class Lifter:
         inputs = list(ts.inputs())
         self.env[inputs[0]] = self.module
         examples = list(self.example) if self.example is not None else None
-        if examples is not None and len(examples) != len(inputs) - 1:
+        defaults = _defaults(self.module)
+        if examples is not None and len(examples) > len(inputs) - 1:
             raise FrontendError(
-                f"example_inputs has {len(examples)} tensors, the module takes {len(inputs) - 1}"
+                f"example_inputs has {len(examples)} values, the module takes {len(inputs) - 1}"
             )
         for i, v in enumerate(inputs[1:]):
+            # an argument left out of example_inputs, or given as None, takes its default
+            # (None for an Optional[Tensor] mask, say): a constant, not a graph input
+            if examples is not None and (i >= len(examples) or examples[i] is None):
+                if i < len(examples):
+                    self.env[v] = None
+                    continue
+                if i not in defaults:
+                    raise FrontendError(f"example_inputs leaves out '{v.debugName()}', "
+                                        "which has no default")  # fmt: skip
+                self.env[v] = defaults[i]
+                continue
             name = v.debugName().split(".")[0] or f"input_{i}"
             t = v.type()
             if examples is not None and isinstance(examples[i], torch.Tensor):
@@ -203,13 +215,16 @@ class Lifter:
     # -- building -------------------------------------------------------------------------------
 
     def emit(self, op: str, inputs: list[Value | None], *, domain: str = "", outputs: int = 1,
-             dtype: int | None = None, rank: int | None = -1, **attrs: Any) -> Any:  # fmt: skip
+             dtype: int | None = None, rank: int | None = -1,
+             attributes: dict[str, Any] | None = None, **attrs: Any) -> Any:  # fmt: skip
         """Appends one node; its output type is ``dtype``/``rank`` (default: like input 0).
 
-        Returns the output value, or the tuple of them when ``outputs`` > 1.
+        Attributes come as keywords, or as ``attributes`` when a name could clash (aten nodes
+        keep the schema's argument names, ``self`` included). Returns the output value, or the
+        tuple of them when ``outputs`` > 1.
         """
         n = Node(op, inputs, domain=domain, num_outputs=outputs)
-        for k, v in attrs.items():
+        for k, v in {**(attributes or {}), **attrs}.items():
             if v is not None:
                 n.set_attr(k, v)
         self.graph.append(n)
@@ -288,6 +303,15 @@ class Lifter:
         return self.tensor(item, TensorProto.BOOL)
 
 
+def _defaults(module: Any) -> dict[int, Any]:
+    """The default values of ``forward``'s arguments, by position after ``self``."""
+    try:
+        arguments = module.forward.schema.arguments[1:]
+    except (AttributeError, RuntimeError):
+        return {}
+    return {i: a.default_value for i, a in enumerate(arguments) if a.has_default_value()}
+
+
 def _drop_unused(top: Graph) -> None:
     """Removes nodes whose outputs nothing reads (left by rules that declined after building,
     or by values TorchScript computed but never used), last to first so chains go too."""
@@ -341,35 +365,46 @@ def _missing(node: Any, v: Any) -> Any:
 
 
 def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
-    """An ``aten`` node: tensor arguments as inputs, the others as attributes, plus the schema."""
+    """An ``aten`` node: tensors (and computed scalars) as inputs, named in the ``tensor_args``
+    attribute (``name.i`` for a tensor list), the other arguments as attributes, plus the
+    schema; an omitted optional tensor is left out."""
     import torch  # noqa: PLC0415
 
     schema = node.schema()
+    try:
+        arguments = torch._C.parse_schema(schema).arguments
+    except RuntimeError:
+        arguments = []
+    n = len(list(node.inputs()))
+    named = [(a.name, str(a.type)) for a in arguments][:n] or [(f"_{i}", "") for i in range(n)]
     inputs: list[Value | None] = []
     tensor_args: list[str] = []
     attrs: dict[str, Any] = {"schema": schema}
-    for name, v in args.items():
-        if name.startswith("_") and name[1:].isdigit() and len(args) > len(list(node.inputs())):
+    for name, kind in named:
+        v = args[name]
+        if v is None:
             continue
-        if isinstance(v, Value | torch.Tensor):
+        if isinstance(v, list | tuple) and kind.startswith("Tensor") or kind == "List[Tensor]":
+            for i, x in enumerate(v):
+                if x is not None:
+                    inputs.append(lifter.tensor(x))
+                    tensor_args.append(f"{name}.{i}")
+        elif isinstance(v, Value | torch.Tensor):
             inputs.append(lifter.tensor(v))
             tensor_args.append(name)
-        elif v is None:
-            continue
         elif isinstance(v, list | tuple) and any(isinstance(x, Value) for x in v):
             inputs.append(lifter.ints(v))
             tensor_args.append(name)
-        elif isinstance(v, bool | int | float | str) or (
-            isinstance(v, list | tuple) and all(isinstance(x, int | float) for x in v)
-        ):
-            attrs[name] = [float(x) for x in v] if isinstance(v, list | tuple) and any(
-                isinstance(x, float) for x in v) else v  # fmt: skip
+        elif isinstance(v, bool | int | float | str):
+            attrs[name] = v
+        elif isinstance(v, list | tuple) and all(isinstance(x, int | float) for x in v):
+            attrs[name] = [float(x) for x in v] if any(isinstance(x, float) for x in v) else v
         else:
             attrs[name] = str(v)
     attrs["tensor_args"] = tensor_args
     outs = list(node.outputs())
     results = lifter.emit(node.kind()[len("aten::"):], inputs, domain="aten",
-                          outputs=len(outs), **attrs)  # fmt: skip
+                          outputs=len(outs), attributes=attrs)  # fmt: skip
     results = [results] if len(outs) == 1 else list(results)
     for o, r in zip(outs, results, strict=True):
         t = o.type()

@@ -69,12 +69,15 @@ def check_constructs(graph: Any) -> None:
             continue
         for v in node.outputs():
             t = v.type()
-            if isinstance(t, torch._C.ClassType) and v is not self_value:
+            # attributes freezing left (chains from the module) are read at lift time
+            if (
+                isinstance(t, torch._C.ClassType)
+                and v is not self_value
+                and kind != "prim::GetAttr"
+            ):
                 raise unsupported(node, f"a {t.name()} object (Python/TorchScript class)")
             if isinstance(t, torch._C.DictType):
                 raise unsupported(node, "a dict")
-            if isinstance(t, torch._C.StringType) and kind != "prim::Constant":
-                raise unsupported(node, "a string computed in the graph")
             if isinstance(t, torch._C.TensorType) and t.scalarType() in _BAD_DTYPES:
                 raise unsupported(node, f"dtype {t.scalarType()}")
         if kind in ("prim::CreateObject", "prim::SetAttr", "prim::CallMethod"):

@@ -265,3 +265,32 @@ def _pow(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if not isinstance(x, Value) and not isinstance(e, Value):
         return x**e
     return binary(lx, "Pow", x, e)
+
+
+@rule("aten::scaled_dot_product_attention")
+def _attention(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # sdpa(q, k, v, mask) -> Softmax(q k^T * scale + mask) v  (opset 18 has no Attention)
+    if a.get("is_causal") or a.get("enable_gqa") or a.get("dropout_p", 0.0):
+        raise Decline("causal, grouped-query or dropout attention")
+    q, k, v = _t(lx, a["query"]), _t(lx, a["key"]), _t(lx, a["value"])
+    r = rank(k)
+    perm = [*range(r - 2), r - 1, r - 2]
+    scores = lx.emit("MatMul", [q, lx.emit("Transpose", [k], perm=perm)], rank=rank(q))
+    scale = a.get("scale")
+    if scale is not None:
+        scores = binary(lx, "Mul", scores, float(scale))
+    else:  # divide by sqrt(q.shape[-1])
+        width = lx.emit("Gather", [lx.emit("Shape", [q], dtype=I64, rank=1),
+                                   lx.constant(np.array(-1))], axis=0, rank=0)  # fmt: skip
+        root = lx.emit("Sqrt", [lx.tensor(width, dtype(scores))])
+        scores = binary(lx, "Div", scores, root)
+    mask = a.get("attn_mask")
+    if mask is not None:
+        mask = _t(lx, mask)
+        if dtype(mask) == B:
+            mask = lx.emit("Where", [mask, lx.tensor(0.0, dtype(scores)),
+                                     lx.tensor(float("-inf"), dtype(scores))],
+                           dtype=dtype(scores))  # fmt: skip
+        scores = binary(lx, "Add", scores, mask)
+    probs = lx.emit("Softmax", [scores], axis=-1)
+    return lx.emit("MatMul", [probs, v], rank=rank(q))

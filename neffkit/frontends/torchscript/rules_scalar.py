@@ -24,7 +24,9 @@ from neffkit.frontends.torchscript._base import (
     dtype,
     dtype_from_torch,
     is_tensor_like,
+    only_messages,
     rule,
+    static,
     unsupported,
 )
 from neffkit.ir import Value
@@ -43,6 +45,21 @@ def _constant(lx: Any, a: dict[str, Any], node: Any) -> Any:
         lx.names[id(t)] = out.debugName()
         return t
     return out.toIValue() if node.hasAttributes() else None
+
+
+@rule("prim::GetAttr")
+def _getattr(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # an attribute freezing left in place (a chain rooted at the module): read it now
+    import torch  # noqa: PLC0415
+
+    owner, name = a["_0"], node.s("name")
+    c_module = torch._C.ScriptModule
+    value = owner.getattr(name) if isinstance(owner, c_module) else getattr(owner, name)
+    if isinstance(value, torch.Tensor):
+        lx.names.setdefault(id(value), name)
+    elif not isinstance(value, torch.nn.Module | c_module | bool | int | float | str | None):
+        raise unsupported(node, f"attribute '{name}' is a {type(value).__name__}")
+    return value
 
 
 @rule("prim::ListConstruct", "prim::TupleConstruct")
@@ -74,7 +91,7 @@ def _index(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::len")
 def _len(lx: Any, a: dict[str, Any], node: Any) -> Any:
     seq = a["_0"]
-    if isinstance(seq, list | tuple):
+    if isinstance(seq, list | tuple | str):
         return len(seq)
     raise Decline("len of a tensor")
 
@@ -94,6 +111,11 @@ def _device(lx: Any, a: dict[str, Any], node: Any) -> Any:
     return torch.device("cpu")
 
 
+@rule("prim::type")
+def _device_type(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    return static(lx, a["_0"]).type
+
+
 @rule("prim::dtype")
 def _dtype(lx: Any, a: dict[str, Any], node: Any) -> Any:
     d = dtype(lx.tensor(a["_0"]))
@@ -104,7 +126,19 @@ def _dtype(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("prim::Uninitialized", "aten::warn")
 def _nothing(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # warnings and their messages are dropped (check_constructs let only those through)
     return None
+
+
+@rule("aten::format", "aten::str")
+def _string(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # formatted when its arguments are known; a computed one is only accepted as a message
+    args = [a[f"_{i}"] for i in range(len(list(node.inputs())))]
+    if not both_static(*args):
+        if only_messages(node.output()):
+            return "<message>"
+        raise unsupported(node, "a string computed in the graph")
+    return str(args[0]) if node.kind() == "aten::str" else args[0].format(*args[1:])
 
 
 @rule("prim::RaiseException")
@@ -127,6 +161,14 @@ def _is(lx: Any, a: dict[str, Any], node: Any) -> Any:
         raise Decline("identity of computed values")
     same = x is y or (x is None and y is None)
     return same if node.kind() == "aten::__is__" else not same
+
+
+@rule("aten::all", "aten::any")
+def _all_any(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    seq = a["_0"]
+    if not isinstance(seq, list | tuple) or not both_static(*seq):
+        raise Decline("all/any of a tensor")
+    return all(seq) if node.kind() == "aten::all" else any(seq)
 
 
 @rule("aten::__contains__")

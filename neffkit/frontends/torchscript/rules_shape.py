@@ -116,12 +116,19 @@ def _squeeze(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if dims is None:
         return lx.emit("Squeeze", [x], rank=None)
     dims = dims if isinstance(dims, list | tuple) else [dims]
-    # torch drops a listed dim only when it is 1; ONNX refuses otherwise: require static 1s
+    # torch drops a listed dim only when it is 1 (ONNX Squeeze refuses other sizes)
     shape = x.type.shape if x.type is not None else None
     r = rank(x)
-    if shape is None or any(shape[norm_dim(static(lx, d), r)] != 1 for d in dims):
-        raise Decline("squeeze of a dim not known to be 1")
-    return lx.emit("Squeeze", [x, lx.ints(dims)], rank=r - len(dims))
+    dims = [norm_dim(int(static(lx, d)), r) for d in dims]
+    if shape is not None and all(shape[d] == 1 for d in dims):
+        return lx.emit("Squeeze", [x, lx.ints(dims)], rank=r - len(dims))
+    # sizes unknown: Reshape(x, Compress(shape, keep)), keep = not listed, or size != 1
+    sizes = _shape(lx, x)
+    listed = lx.constant(np.isin(np.arange(r), dims))
+    ones = lx.emit("Equal", [sizes, lx.constant(np.array(1))], dtype=B, rank=1)
+    drop = lx.emit("And", [listed, ones], dtype=B, rank=1)
+    kept = lx.emit("Compress", [sizes, lx.emit("Not", [drop])], axis=0, dtype=I64, rank=1)
+    return lx.emit("Reshape", [x, kept], rank=None)
 
 
 @rule("aten::select")
