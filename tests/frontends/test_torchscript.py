@@ -157,6 +157,37 @@ def test_if_and_loop_with_int_input() -> None:
         np.testing.assert_allclose(got, module(x, seed + 1).numpy(), rtol=1e-6, atol=1e-6)
 
 
+def test_without_example_inputs_the_graph_types_are_used() -> None:
+    module = MLP().eval()
+    graph = load_torchscript(torch.jit.script(module))
+    (x,) = graph.inputs
+    assert x.type.shape is None  # a scripted Tensor: rank unknown, dtype taken as float
+    example = (torch.randn(7, 8),)
+    (got,) = _run_ort(graph, example)
+    np.testing.assert_allclose(got, _expected(module, example), rtol=1e-5, atol=1e-6)
+
+
+class ListBuiltOnce(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts: list[torch.Tensor] = [x]
+        parts.append(x * 2)
+        parts.append(x + 1)
+        return torch.stack(parts, dim=1)
+
+
+def test_list_appended_outside_a_loop_lifts() -> None:
+    module = ListBuiltOnce()
+    example = (torch.randn(2, 3),)
+    graph = load_torchscript(torch.jit.script(module), example_inputs=example)
+    (got,) = _run_ort(graph, example)
+    np.testing.assert_allclose(got, _expected(module, example), rtol=1e-6)
+
+
+def test_complex_input_is_refused() -> None:
+    with pytest.raises(FrontendError, match="'x': dtype torch.complex64"):
+        load_torchscript(torch.jit.script(MLP()), example_inputs=(torch.ones(2, 8) * 1j,))
+
+
 def test_op_without_onnx_rule_stays_aten() -> None:
     class Cum(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """What the TorchScript lifter's parts share: the rule registry, locations and errors, dtypes,
 and the small helpers rules use to read arguments and build elementwise ops.
 
-Rules take the lifter as ``lx`` (``neffkit.frontends.torchscript.lx.Lifter``: ``emit``,
+Rules take the lifter as ``lx`` (``neffkit.frontends.torchscript.lifter.Lifter``: ``emit``,
 ``tensor``, ``ints``, ``constant``, ``env``) and the node's arguments by schema name.
 """
 
@@ -43,7 +43,7 @@ _TORCH_DIR = os.sep + "torch" + os.sep
 
 
 def raise_branch(block: Any) -> bool:
-    """True when ``block`` (or one that holds it) ends in ``prim::RaiseException``."""
+    """True when ``block``, or one that holds it, raises (``prim::RaiseException``)."""
     while block is not None:
         if any(n.kind() == "prim::RaiseException" for n in block.nodes()):
             return True

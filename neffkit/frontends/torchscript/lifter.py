@@ -81,6 +81,9 @@ class Lifter:
             t = v.type()
             if examples is not None and isinstance(examples[i], torch.Tensor):
                 ex = examples[i]
+                if ex.is_complex() or ex.is_quantized or ex.is_sparse:
+                    raise FrontendError(f"graph input '{name}': dtype {ex.dtype} (layout "
+                                        f"{ex.layout}) is not liftable")  # fmt: skip
                 vt = TensorType(torch_onnx_dtype(ex.dtype), list(ex.shape))
             elif isinstance(t, torch._C.TensorType):
                 dtype = TensorProto.FLOAT if t.scalarType() is None else scalar_type(t)

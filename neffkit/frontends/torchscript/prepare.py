@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from neffkit.errors import FrontendError
-from neffkit.frontends.torchscript._base import first_line, raise_branch, unsupported
+from neffkit.frontends.torchscript._base import first_line, unsupported
 
 #: Ops whose result is fixed in inference: substituted by False before constant propagation.
 _INFERENCE_FALSE = ("aten::is_grad_enabled", "aten::is_autocast_enabled",
@@ -47,15 +47,22 @@ def fold_inference_context(graph: Any) -> None:
 
 
 def _walk(block: Any) -> Any:
-    """Every node of ``block`` and its nested blocks, depth first, with an explicit stack."""
-    stack = [iter(block.nodes())]
+    """``(node, in_raise)`` for every node of ``block`` and its nested blocks, depth first with
+    an explicit stack; ``in_raise``: the node's block, or one around it, raises."""
+    stack = [(iter(block.nodes()), _raises(block))]
     while stack:
-        node = next(stack[-1], None)
+        nodes, raising = stack[-1]
+        node = next(nodes, None)
         if node is None:
             stack.pop()
             continue
-        yield node
-        stack.extend(iter(b.nodes()) for b in reversed(list(node.blocks())))
+        yield node, raising
+        for b in reversed(list(node.blocks())):
+            stack.append((iter(b.nodes()), raising or _raises(b)))
+
+
+def _raises(block: Any) -> bool:
+    return any(n.kind() == "prim::RaiseException" for n in block.nodes())
 
 
 def check_constructs(graph: Any) -> None:
@@ -63,9 +70,9 @@ def check_constructs(graph: Any) -> None:
     import torch  # noqa: PLC0415
 
     self_value = next(iter(graph.inputs()), None)
-    for node in _walk(graph):
+    for node, in_raise in _walk(graph):
         kind = node.kind()
-        if raise_branch(node.owningBlock()):
+        if in_raise:
             continue
         for v in node.outputs():
             t = v.type()

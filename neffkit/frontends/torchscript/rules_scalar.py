@@ -88,6 +88,16 @@ def _index(lx: Any, a: dict[str, Any], node: Any) -> Any:
     return seq[i]
 
 
+@rule("aten::append")
+def _append(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # a list built at lift time grows at lift time; check_constructs refused appends in loops
+    seq = a["self"]
+    if len(lx.graphs) > 1 or not isinstance(seq, list):
+        raise unsupported(node, "a list mutated under a data-dependent branch")
+    seq.append(a["el"])
+    return seq
+
+
 @rule("aten::len")
 def _len(lx: Any, a: dict[str, Any], node: Any) -> Any:
     seq = a["_0"]
