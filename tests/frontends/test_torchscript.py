@@ -17,6 +17,7 @@ from neffkit.errors import FrontendError  # noqa: E402
 from neffkit.execution import Runner  # noqa: E402
 from neffkit.frontends.torchscript import load_torchscript  # noqa: E402
 from neffkit.ir.serde import to_onnx  # noqa: E402
+from neffkit.ir.verifier import verify  # noqa: E402
 
 
 class MLP(nn.Module):
@@ -72,6 +73,7 @@ def _convert(module: nn.Module, how: str, example: tuple[Any, ...]) -> Any:
 
 
 def _run_ort(graph: Any, example: tuple[Any, ...]) -> list[np.ndarray]:
+    verify(graph)  # the IR's invariants hold (SSA, order, use-lists, initializer types)
     return Runner(graph, "onnxruntime")([t.numpy() for t in example])
 
 
@@ -232,21 +234,27 @@ def test_torch_transformer_layer_scripted_keeps_the_fused_op() -> None:
     assert len(node.inputs) == len(node.attr("tensor_args"))
 
 
-def test_conformer_greedy_loop_on_onnxruntime() -> None:
-    from neffkit.examples.conformer import build_conformer_ocr
+@pytest.mark.parametrize("stops_early", [False, True])
+def test_conformer_greedy_loop_on_onnxruntime(stops_early: bool) -> None:
+    from neffkit.examples.conformer import EOS_ID, build_conformer_ocr
 
     model = build_conformer_ocr(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1,
                                 max_len=12)  # fmt: skip
+    if stops_early:  # EOS wins every step: the loop's break ends it after one step
+        with torch.no_grad():
+            model.decoder.out.bias[EOS_ID] = 1e3
     x = torch.randn(1, 1, 32, 48, generator=torch.Generator().manual_seed(0))
     graph = load_torchscript(torch.jit.script(model), example_inputs=(x,))
     ops = {n.op_type for n in graph.all_nodes()}
     assert {"Loop", "If", "ArgMax", "Conv", "LayerNormalization"} <= ops
     assert not [n for n in graph.all_nodes() if n.domain == "aten"]
+    verify(graph)
     runner = Runner(graph, "onnxruntime")
     for seed in range(2):
         x = torch.randn(1, 1, 32, 48, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             want = model(x).numpy()
+        assert want.shape == ((1, 1) if stops_early else (1, 12))
         np.testing.assert_array_equal(runner([x.numpy()])[0], want)
 
 
@@ -290,9 +298,18 @@ class MakesString(nn.Module):
         return x + len(s)
 
 
+class MutatesInput(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        y.add_(1)  # a fresh tensor: made functional, lifts
+        x.mul_(3)
+        return x + y
+
+
 @pytest.mark.parametrize(
     ("cls", "op", "marker"),
     [
+        (MutatesInput, "aten::mul_", "x.mul_(3)"),
         (UsesClass, "prim::CreateObject", "b = Box(x + 1)"),
         (UsesDict, "prim::DictConstruct", 'd = {"a": x + 1}'),
         (AppendsInLoop, "aten::append", "out.append(x)"),

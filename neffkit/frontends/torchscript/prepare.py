@@ -93,6 +93,13 @@ def check_constructs(graph: Any) -> None:
             raise unsupported(
                 node, "a list mutated in a loop; accumulate tensors with torch.cat instead"
             )
+        if kind.startswith("aten::") and kind.endswith("_") and not kind.endswith("__"):
+            # IR nodes are functional (an unread one is removed): a mutation must be gone
+            raise unsupported(
+                node,
+                "an in-place op torch could not make functional (it writes a graph "
+                "input or an alias); write it out of place",
+            )
         value = node.output().toIValue() if kind == "prim::Constant" else None
         if isinstance(value, torch.Tensor):
             if value.is_complex() or value.is_quantized:
