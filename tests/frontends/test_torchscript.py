@@ -72,9 +72,9 @@ def _convert(module: nn.Module, how: str, example: tuple[Any, ...]) -> Any:
     return torch.jit.script(module) if how == "script" else torch.jit.trace(module, example)
 
 
-def _run_ort(graph: Any, example: tuple[Any, ...]) -> list[np.ndarray]:
+def _run_ort(graph: Any, example: tuple[Any, ...], backend: str = "onnxruntime") -> list[Any]:
     verify(graph)  # the IR's invariants hold (SSA, order, use-lists, initializer types)
-    return Runner(graph, "onnxruntime")([t.numpy() for t in example])
+    return Runner(graph, backend)([t.numpy() for t in example])
 
 
 def _expected(module: nn.Module, example: tuple[Any, ...]) -> np.ndarray:
@@ -89,16 +89,17 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 @pytest.mark.parametrize("how", ["script", "trace"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_lifted_graph_matches_module_on_onnxruntime(name: str, how: str) -> None:
+def test_lifted_graph_matches_module(name: str, how: str, backend: str) -> None:
     torch.manual_seed(0)
     cls, shape = CASES[name]
     module = cls()
     example = (torch.randn(*shape),)
     graph = load_torchscript(_convert(module, how, example), example_inputs=example)
     assert not [n for n in graph.all_nodes() if n.domain == "aten"]
-    (got,) = _run_ort(graph, example)
+    (got,) = _run_ort(graph, example, backend)
     np.testing.assert_allclose(got, _expected(module, example), rtol=1e-4, atol=1e-5)
 
 
@@ -256,6 +257,8 @@ def test_conformer_greedy_loop_on_onnxruntime(stops_early: bool) -> None:
             want = model(x).numpy()
         assert want.shape == ((1, 1) if stops_early else (1, 12))
         np.testing.assert_array_equal(runner([x.numpy()])[0], want)
+    if not stops_early:  # the torch backend runs the lifted Loop too
+        np.testing.assert_array_equal(Runner(graph, "torch")([x.numpy()])[0], want)
 
 
 # -- unsupported constructs: one FrontendError naming the op and this file's line ---------------
