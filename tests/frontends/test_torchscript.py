@@ -341,6 +341,19 @@ def test_complex_constant_is_refused() -> None:
     assert f"{__file__}:{_line_of(Complex.forward, 'view_as_real')}" in str(info.value)
 
 
+def test_cast_to_complex_is_refused() -> None:
+    class ToComplex(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            z = x.to(torch.complex64)
+            return torch.view_as_real(z)
+
+    with pytest.raises(FrontendError, match="complex64 is not supported") as info:
+        load_torchscript(torch.jit.script(ToComplex()), example_inputs=(torch.randn(2),))
+    message = str(info.value)
+    assert message.startswith("aten::to")
+    assert f"{__file__}:{_line_of(ToComplex.forward, 'torch.complex64')}" in message
+
+
 def test_not_a_script_module() -> None:
     with pytest.raises(FrontendError, match="ScriptModule"):
         load_torchscript(MLP())

@@ -216,9 +216,15 @@ def dtype_from_torch(code: Any) -> int | None:
     if code is None:
         return None
     if isinstance(code, int):
-        code = SCALAR_TYPES[code]
-    return torch_onnx_dtype(code if isinstance(code, torch.dtype) else getattr(torch, str(code)))
+        code = SCALAR_TYPES[code] if 0 <= code < len(SCALAR_TYPES) else f"ScalarType {code}"
+    name = str(code).replace("torch.", "")
+    if name not in _LIFTABLE:  # the lifter turns this into an error naming op and line
+        raise ValueError(f"dtype {name} is not supported")
+    return torch_onnx_dtype(getattr(torch, name))
 
 
+#: TorchScript's ScalarType codes, in order (c10/core/ScalarType.h).
 SCALAR_TYPES = ["uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64",
-                 "complex32", "complex64", "complex128", "bool"]  # fmt: skip
+                "complex32", "complex64", "complex128", "bool", "qint8", "quint8", "qint32",
+                "bfloat16"]  # fmt: skip
+_LIFTABLE = frozenset(SCALAR_TYPES[:8] + ["bool", "bfloat16"])

@@ -163,6 +163,7 @@ class Lifter:
             g.set_outputs(outs)
             self.graphs.pop()
             branches.append(g)
+        self.node = node  # errors from here on are the If's
         n = Node("If", [self.as_bool(cond)], num_outputs=len(list(node.outputs())))
         n.set_attr("then_branch", branches[0])
         n.set_attr("else_branch", branches[1])
