@@ -103,6 +103,44 @@ def test_lifted_graph_matches_module(name: str, how: str, backend: str) -> None:
     np.testing.assert_allclose(got, _expected(module, example), rtol=1e-4, atol=1e-5)
 
 
+class Zoo(nn.Module):
+    """One module through many single-op rules: each line lifts to ONNX or the test fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prelu = nn.PReLU(4)
+        self.register_buffer("idx", torch.tensor([2, 0]))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a = nn.functional.hardswish(x) + nn.functional.hardsigmoid(x) + nn.functional.elu(x)
+        a = a + nn.functional.softplus(x) + torch.log1p(x.abs()) + self.prelu(x)
+        a = a + torch.clamp(x, -0.5, 0.5) + nn.functional.leaky_relu(x, 0.1)
+        b = torch.cumsum(a, dim=1).flip([2]) + torch.tril(a) - torch.triu(a, 1)
+        vals, idx = torch.topk(b, 2, dim=-1)
+        m, am = torch.max(b, dim=1)
+        p, q = torch.split(b, [1, 3], dim=1)
+        r = torch.cat([q, p], dim=1).index_select(2, self.idx)
+        r = r + torch.gather(b, 2, idx) + vals * idx.float() + torch.max(b, a).mean()
+        s = nn.functional.pad(r, [1, 2], value=0.5).repeat(1, 1, 2) * torch.numel(b)
+        u0, u1, u2, u3 = torch.unbind(b, dim=1)
+        t = torch.stack([u3, u1, u2, u0], dim=-1).view_as(b) + m.unsqueeze(1)
+        return s, t.sum(dim=[1, 2], keepdim=True) / b.size(0), am.to(torch.int32)
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_op_zoo(how: str) -> None:
+    torch.manual_seed(0)
+    module = Zoo().eval()
+    example = (torch.randn(2, 4, 5),)
+    graph = load_torchscript(_convert(module, how, example), example_inputs=example)
+    assert not [n.op_type for n in graph.all_nodes() if n.domain == "aten"]
+    got = _run_ort(graph, example)
+    with torch.no_grad():
+        want = module(*example)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_cnn_ops_and_parameters() -> None:
     module = CNN()
     example = (torch.randn(1, 3, 16, 16),)

@@ -388,7 +388,7 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
         v = args[name]
         if v is None:
             continue
-        if isinstance(v, list | tuple) and kind.startswith("Tensor") or kind == "List[Tensor]":
+        if isinstance(v, list | tuple) and (kind.startswith("Tensor") or kind == "List[Tensor]"):
             for i, x in enumerate(v):
                 if x is not None:
                     inputs.append(lifter.tensor(x))

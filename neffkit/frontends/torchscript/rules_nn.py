@@ -18,7 +18,7 @@ from neffkit.frontends.torchscript._base import (
     rule,
     static,
 )
-from neffkit.ir import Value
+from neffkit.ir import TensorType, Value
 
 _UNARY = {"aten::relu": "Relu", "aten::tanh": "Tanh", "aten::sigmoid": "Sigmoid",
           "aten::exp": "Exp", "aten::log": "Log", "aten::sqrt": "Sqrt", "aten::neg": "Neg",
@@ -294,3 +294,90 @@ def _attention(lx: Any, a: dict[str, Any], node: Any) -> Any:
         scores = binary(lx, "Add", scores, mask)
     probs = lx.emit("Softmax", [scores], axis=-1)
     return lx.emit("MatMul", [probs, v], rank=rank(q))
+
+
+_UNARY_ATTR = {"aten::hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
+               "aten::hardswish": ("HardSwish", {}), "aten::softsign": ("Softsign", {}),
+               "aten::selu": ("Selu", {})}  # fmt: skip
+
+
+@rule(*_UNARY_ATTR)
+def _unary_attr(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    op, attrs = _UNARY_ATTR[node.kind()]
+    return lx.emit(op, [_t(lx, a["self"])], **attrs)
+
+
+@rule("aten::elu")
+def _elu(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    if static(lx, a.get("scale", 1)) != 1 or static(lx, a.get("input_scale", 1)) != 1:
+        raise Decline("scaled elu")
+    return lx.emit("Elu", [_t(lx, a["self"])], alpha=float(static(lx, a.get("alpha", 1.0))))
+
+
+@rule("aten::softplus")
+def _softplus(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # softplus(x, beta) -> Softplus(beta x) / beta (torch switches to x above threshold;
+    # the two agree there to float precision)
+    x, beta = _t(lx, a["self"]), float(static(lx, a.get("beta", 1.0)))
+    if beta == 1.0:
+        return lx.emit("Softplus", [x])
+    return binary(lx, "Div", lx.emit("Softplus", [binary(lx, "Mul", x, beta)]), beta)
+
+
+@rule("aten::prelu")
+def _prelu(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # prelu(x[N, C, ...], w[C]) -> PRelu(x, w reshaped to [C, 1, ...]) (ONNX broadcasts from
+    # the right)
+    x, w = _t(lx, a["self"]), _t(lx, a["weight"])
+    r = rank(x)
+    if r > 2:
+        shape = lx.constant(np.array([-1] + [1] * (r - 2)))
+        w = lx.emit("Reshape", [w, shape], rank=r - 1)
+    return lx.emit("PRelu", [x, w])
+
+
+@rule("aten::log1p")
+def _log1p(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    return lx.emit("Log", [binary(lx, "Add", a["self"], 1.0)])
+
+
+@rule("aten::cumsum")
+def _cumsum(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    if a.get("dtype") is not None:
+        raise Decline("cumsum with a dtype")
+    return lx.emit("CumSum", [_t(lx, a["self"]), lx.int64(a["dim"])])
+
+
+@rule("aten::topk")
+def _topk(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    x = _t(lx, a["self"])
+    k = lx.ints([a["k"]])
+    vals, idx = lx.emit("TopK", [x, k], outputs=2, axis=int(static(lx, a["dim"])),
+                        largest=int(bool(static(lx, a["largest"]))),
+                        sorted=int(bool(static(lx, a["sorted"]))))  # fmt: skip
+    idx.type = TensorType(I64, x.type.shape) if x.type is not None else None
+    return [vals, idx]
+
+
+@rule("aten::max", "aten::min")
+def _max_min(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # max(x, dim, keepdim) -> (ReduceMax, ArgMax); max(x, y) -> Max; max(x) -> ReduceMax
+    x = _t(lx, a["self"])
+    big = node.kind() == "aten::max"
+    if "other" in a:
+        return binary(lx, "Max" if big else "Min", x, a["other"])
+    if "dim" not in a:
+        return lx.emit("ReduceMax" if big else "ReduceMin", [x], keepdims=0, rank=0)
+    dim, keep = int(static(lx, a["dim"])), int(bool(static(lx, a["keepdim"])))
+    r = x.type.rank if x.type is not None else None
+    r = None if r is None else (r if keep else r - 1)
+    axes = lx.constant(np.array([dim]))
+    vals = lx.emit("ReduceMax" if big else "ReduceMin", [x, axes], keepdims=keep, rank=r)
+    idx = lx.emit("ArgMax" if big else "ArgMin", [x], axis=dim, keepdims=keep, dtype=I64, rank=r)
+    return [vals, idx]
+
+
+@rule("aten::tril", "aten::triu")
+def _trilu(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    upper = int(node.kind() == "aten::triu")
+    return lx.emit("Trilu", [_t(lx, a["self"]), lx.int64(a.get("diagonal", 0))], upper=upper)

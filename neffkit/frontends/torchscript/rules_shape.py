@@ -37,6 +37,16 @@ def _shape_slice(lx: Any, x: Value, start: int, end: int) -> Value:
     return lx.emit("Slice", [_shape(lx, x), c(np.array([start])), c(np.array([end]))], rank=1)
 
 
+def _static_dim(x: Value, node: Any, dim: int) -> int | None:
+    """Size ``dim`` of ``x`` if known: from the IR type, else from the TorchScript type of the
+    node's first input (a trace records the example's sizes)."""
+    shape = x.type.shape if x.type is not None else None
+    if shape is None or shape[dim] is None:
+        shape = node.inputsAt(0).type().varyingSizes()
+    size = shape[dim] if shape is not None else None
+    return size if isinstance(size, int) else None
+
+
 @rule("aten::size")
 def _size(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
@@ -170,8 +180,7 @@ def _cat(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _chunk(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     n, dim = int(static(lx, a["chunks"])), int(static(lx, a["dim"]))
-    shape = x.type.shape if x.type is not None else None
-    size = shape[dim] if shape is not None else None
+    size = _static_dim(x, node, dim)
     # ONNX Split(num_outputs=n) and torch.chunk agree unless torch makes fewer than n chunks
     if isinstance(size, int) and -(-size // -(-size // n)) != n:
         raise Decline("chunk that makes fewer chunks than asked")
@@ -245,3 +254,91 @@ def _arange(lx: Any, a: dict[str, Any], node: Any) -> Any:
         if v.type is not None and v.type.rank:
             ins[i] = lx.emit("Reshape", [v, lx.constant(np.zeros(0, np.int64))], rank=0)
     return lx.emit("Range", ins, dtype=dt, rank=1)
+
+
+@rule("aten::index_select")
+def _index_select(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    return lx.emit("Gather", [_t(lx, a["self"]), _t(lx, a["index"])],
+                   axis=int(static(lx, a["dim"])))  # fmt: skip
+
+
+@rule("aten::gather")
+def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    if static(lx, a.get("sparse_grad", False)):
+        raise Decline("sparse gather")
+    return lx.emit("GatherElements", [_t(lx, a["self"]), _t(lx, a["index"])],
+                   axis=int(static(lx, a["dim"])))  # fmt: skip
+
+
+@rule("aten::split", "aten::split_with_sizes", "aten::unbind")
+def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    x = _t(lx, a["self"])
+    dim = int(static(lx, a.get("dim", 0)))
+    n = len(list(node.outputs()))
+    if n != 1 or node.output().type().kind() != "ListType":
+        raise Decline("split with unpacked outputs")
+    if node.kind() == "aten::unbind":
+        size = _static_dim(x, node, dim)
+        if size is None:  # a list unpacked at once says how long it is
+            users = [u.user for u in node.output().uses()]
+            if len(users) == 1 and users[0].kind() == "prim::ListUnpack":
+                size = len(list(users[0].outputs()))
+        if size is None:
+            raise Decline("unbind of a dim of unknown size")
+        parts = lx.emit("Split", [x], outputs=size, axis=dim, num_outputs=size)
+        parts = [parts] if size == 1 else list(parts)
+        return [lx.emit("Squeeze", [p, lx.ints([dim])], rank=rank(x) - 1) for p in parts]
+    sizes = a.get("split_sizes", a.get("split_size"))
+    if not isinstance(sizes, list | tuple):
+        raise Decline("split into chunks of one size")
+    sizes = [int(s) for s in static(lx, sizes)]
+    parts = lx.emit("Split", [x, lx.ints(sizes)], outputs=len(sizes), axis=dim)
+    return [parts] if len(sizes) == 1 else list(parts)
+
+
+@rule("aten::repeat")
+def _repeat(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # repeat(x, reps) -> Tile(x, reps), x first given leading 1s up to len(reps)
+    x, reps = _t(lx, a["self"]), a["repeats"]
+    n = len(reps)
+    extra = n - rank(x)
+    if extra:
+        x = lx.emit("Reshape", [x, lx.ints([1] * extra + [0] * rank(x))], rank=n)
+    return lx.emit("Tile", [x, lx.ints(reps)], rank=n)
+
+
+@rule("aten::constant_pad_nd", "aten::pad")
+def _pad(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # torch pads last dim first, (begin, end) pairs; ONNX: all begins, then all ends, by axis
+    if a.get("mode", "constant") != "constant":
+        raise Decline("reflect/replicate/circular padding")
+    x = _t(lx, a["self"])
+    pad = [int(p) for p in static(lx, a["pad"])]
+    r, k = rank(x), len(pad) // 2
+    begins, ends = [0] * r, [0] * r
+    for i in range(k):
+        begins[r - 1 - i], ends[r - 1 - i] = pad[2 * i], pad[2 * i + 1]
+    value = lx.tensor(0.0 if a.get("value") is None else a["value"], dtype(x))
+    return lx.emit("Pad", [x, lx.ints(begins + ends), value], mode="constant")
+
+
+@rule("aten::view_as", "aten::reshape_as")
+def _view_as(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    other = _t(lx, a["other"])
+    r = other.type.rank if other.type is not None else None
+    return lx.emit("Reshape", [_t(lx, a["self"]), _shape(lx, other)], rank=r)
+
+
+@rule("aten::numel")
+def _numel(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    return lx.emit("Size", [_t(lx, a["self"])], dtype=I64, rank=0)
+
+
+@rule("aten::flip")
+def _flip(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # flip(x, dims) -> Slice(x, -1, -INT64_MAX, dims, -1)
+    x = _t(lx, a["self"])
+    dims = [int(d) for d in static(lx, a["dims"])]
+    n = len(dims)
+    ins = [x, lx.ints([-1] * n), lx.ints([-INT64_MAX] * n), lx.ints(dims), lx.ints([-1] * n)]
+    return lx.emit("Slice", ins)
