@@ -141,6 +141,39 @@ def test_op_zoo(how: str) -> None:
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5)
 
 
+class Recurrent(nn.Module):
+    def __init__(self, cls: type, **options: Any) -> None:
+        super().__init__()
+        self.rnn = cls(6, 5, **options)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out, state = self.rnn(x)
+        return [out, *(state if isinstance(state, tuple) else (state,))]
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+@pytest.mark.parametrize(
+    "options", [{}, {"num_layers": 2, "bidirectional": True, "batch_first": True}, {"bias": False}]
+)
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_lstm_and_gru(cls: type, options: dict[str, Any], how: str) -> None:
+    # gates reordered (LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h), biases joined, layers
+    # chained, batch_first transposed: outputs and final states match
+    torch.manual_seed(0)
+    module = Recurrent(cls, **options).eval()
+    example = (torch.randn(3, 4, 6),)
+    graph = load_torchscript(_convert(module, how, example), example_inputs=example)
+    ops = [n.op_type for n in graph]
+    assert ops.count(cls.__name__) == options.get("num_layers", 1)
+    assert not [n for n in graph.all_nodes() if n.domain == "aten"]
+    got = _run_ort(graph, example)
+    with torch.no_grad():
+        want = module(*example)
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_cnn_ops_and_parameters() -> None:
     module = CNN()
     example = (torch.randn(1, 3, 16, 16),)

@@ -9,7 +9,12 @@ import numpy as np
 from onnx import TensorProto
 
 from neffkit.errors import FrontendError
-from neffkit.frontends.torchscript import rules_nn, rules_scalar, rules_shape  # noqa: F401
+from neffkit.frontends.torchscript import (  # noqa: F401 - the rule families register
+    rules_nn,
+    rules_rnn,
+    rules_scalar,
+    rules_shape,
+)
 from neffkit.frontends.torchscript._base import (
     RULES,
     Decline,
