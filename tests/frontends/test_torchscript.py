@@ -174,6 +174,46 @@ def test_lstm_and_gru(cls: type, options: dict[str, Any], how: str) -> None:
         np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-6)
 
 
+class GreedyLSTM(nn.Module):
+    """A scripted greedy decoder: LSTM state carried by the loop, tokens grown by torch.cat."""
+
+    def __init__(self, vocab: int = 11, hidden: int = 8, max_len: int = 6, eos: int = 10) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.cell = nn.LSTM(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+        self.max_len, self.eos = max_len, eos
+
+    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        tokens = torch.zeros(1, 1, dtype=torch.long)
+        h, c = h0, torch.zeros_like(h0)
+        for _ in range(self.max_len):
+            y, (h, c) = self.cell(self.embed(tokens[:, -1:]), (h, c))
+            nxt = self.out(y[:, -1]).argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, nxt], dim=1)
+            if bool(nxt[0, 0] == self.eos):
+                break
+        return tokens
+
+
+def test_greedy_lstm_decoder_loop() -> None:
+    torch.manual_seed(0)
+    module = GreedyLSTM().eval()
+    h0 = torch.randn(1, 1, 8)
+    graph = load_torchscript(torch.jit.script(module), example_inputs=(h0,))
+    loop = next(n for n in graph if n.op_type == "Loop")
+    assert "LSTM" in {n.op_type for n in loop.attr("body")}
+    runner = Runner(graph, "onnxruntime")
+    lengths = set()
+    for seed in range(4):
+        h0 = torch.randn(1, 1, 8, generator=torch.Generator().manual_seed(seed)) * 3
+        with torch.no_grad():
+            want = module(h0).numpy()
+        lengths.add(want.shape[1])
+        np.testing.assert_array_equal(runner([h0.numpy()])[0], want)
+    assert len(lengths) > 1  # some inputs stop early, some run to max_len
+
+
 def test_cnn_ops_and_parameters() -> None:
     module = CNN()
     example = (torch.randn(1, 3, 16, 16),)
