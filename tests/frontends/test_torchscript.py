@@ -82,7 +82,29 @@ def _expected(module: nn.Module, example: tuple[Any, ...]) -> np.ndarray:
         return module(*example).numpy()
 
 
+class ResidualNet(nn.Module):
+    """A small ResNet: stem, one residual block with a projection shortcut, global pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU()
+        )
+        self.body = nn.Sequential(
+            nn.Conv2d(8, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+        )  # fmt: skip
+        self.short = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = torch.relu(self.body(x) + self.short(x))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 CASES = {
+    "resnet": (ResidualNet, (2, 3, 32, 32)),
     "mlp": (MLP, (2, 8)),
     "cnn": (CNN, (2, 3, 16, 16)),
     "encoder": (EncoderLayer, (2, 5, 16)),
