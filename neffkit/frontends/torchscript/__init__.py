@@ -3,14 +3,17 @@
 The module is frozen (``torch.jit.freeze``: parameters become constants, methods are inlined),
 inference-only context is folded (``is_grad_enabled``, ``requires_grad``, ``is_nested`` are
 False, so the branches on them go), then the graph is walked once: parameters and buffers
-become initializers, aten ops with an ONNX form become ONNX nodes
-(``neffkit.frontends.torchscript_ops``), ``prim::Loop``/``prim::If`` become ``Loop``/``If``,
-and an aten op without an ONNX form stays as a node of domain ``aten`` (op_type = the aten
-name, the schema in the ``schema`` attribute) that passes treat as opaque.
+become initializers, aten ops with an ONNX form become ONNX opset-18 nodes (the rules in
+``rules_scalar``, ``rules_nn``, ``rules_shape``, ``rules_rnn``), ``prim::Loop``/``prim::If``
+become ``Loop``/``If``, and an aten op without an ONNX form stays as a node of domain ``aten``
+(op_type = the aten name; attributes: ``schema``, the non-tensor arguments by schema name, and
+``tensor_args`` naming the node's inputs) that passes treat as opaque. IR nodes are
+functional: a pass such as dce removes one whose outputs nothing reads, whatever its domain,
+so in-place ops that torch cannot make functional are refused.
 
 Constructs that have no tensor-graph meaning (Python objects, dicts, strings computed outside
-raise branches, lists mutated in loops, complex or quantized dtypes) raise one
-``FrontendError`` naming the op and its source location.
+warnings and raise branches, lists mutated in loops, complex or quantized dtypes) raise one
+``FrontendError`` naming the op and its source location (the first frame outside torch).
 """
 
 from __future__ import annotations
