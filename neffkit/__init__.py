@@ -22,7 +22,7 @@ from neffkit.errors import (
     PassError,
     VerificationError,
 )
-from neffkit.frontends.onnx import load
+from neffkit.frontends.dispatch import load
 from neffkit.ir import Graph, Node, Tensor, Value
 from neffkit.optimize import OptimizeReport, optimize
 from neffkit.verify import VerificationReport, verify

@@ -227,4 +227,6 @@ def load_archive(path: str | os.PathLike, *, trust_code: bool = False) -> object
         return torch.jit.load(info.path, map_location="cpu")
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError and others
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FrontendError(f"{info.path}: torch cannot load this TorchScript archive: {first}") from e  # noqa: E501
+        raise FrontendError(
+            f"{info.path}: torch cannot load this TorchScript archive: {first}"
+        ) from e
