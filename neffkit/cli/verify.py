@@ -10,7 +10,7 @@ from typing import Any
 
 from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, requested_dims
 from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
-from neffkit.errors import NeffkitError, first_line
+from neffkit.errors import NeffkitError
 from neffkit.execution.backend import backend_names
 
 _VERIFY_EPILOG = """\
@@ -89,14 +89,11 @@ def load_torchscript(path: str) -> Any:
     Raises:
         NeffkitError: no such file, a directory, or not a file ``torch.jit.load`` can read.
     """
-    import torch
 
     if not os.path.isfile(path):
         what = "is a directory" if os.path.isdir(path) else "no such file"
         raise NeffkitError(f"{path}: {what}")
-    try:
-        return torch.jit.load(path, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError / ValueError
-        raise NeffkitError(
-            f"{path}: not a TorchScript file torch.jit.load can read: {first_line(e)}"
-        ) from e
+    from neffkit.frontends.torchscript_archive import load_archive
+
+    # checked byte by byte first: never a pickle, never code that runs at load
+    return load_archive(path)

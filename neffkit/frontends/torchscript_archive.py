@@ -189,7 +189,8 @@ def _check_global(name: str, entry: str, module: str, attr: str) -> None:
 
 _SETSTATE = re.compile(r"^\s*def __setstate__\s*\(", re.M)
 _FROM_FILE = re.compile(r"\bfrom_file\s*\(")
-_NAMESPACE = re.compile(r"\bops\.([A-Za-z_][A-Za-z0-9_]*)\.")
+#: an operator call: ``ops.ns.op`` or ``torch.ops.ns.op``, not a module path that holds ``.ops.``
+_NAMESPACE = re.compile(r"(?:(?<![\w.])torch\.|(?<![\w.]))ops\.([A-Za-z_][A-Za-z0-9_]*)\.")
 
 
 def _check_code(name: str, entry: str, text: str) -> None:

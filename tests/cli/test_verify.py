@@ -36,3 +36,13 @@ def test_verify_and_run_with_npz_inputs(model, tmp_path, capsys) -> None:
     with np.load(out, allow_pickle=False) as saved:
         assert sorted(saved.files) == ["y", "z"]
         np.testing.assert_allclose(saved["z"], [[2, 3, 4], [2, 3, 4]])
+
+
+def test_a_torchscript_candidate_is_checked_before_torch_loads_it(model, tmp_path, capsys) -> None:
+    import torch
+
+    pickled = tmp_path / "m.pt"
+    torch.save(torch.nn.Linear(2, 2), str(pickled), _use_new_zipfile_serialization=False)
+    assert main(["verify", model, str(pickled)]) != 0
+    err = capsys.readouterr().err
+    assert "a pickle" in err and "does not unpickle" in err

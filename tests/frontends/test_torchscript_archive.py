@@ -199,3 +199,16 @@ def test_a_file_torch_refuses_becomes_a_frontend_error(scripted: Path, tmp_path:
     bad = _rewrite(scripted, tmp_path / "bad.pt", {entry: b"this is not TorchScript (\n"})
     with pytest.raises(FrontendError, match="torch cannot load this TorchScript archive"):
         load_archive(bad)
+
+
+def test_a_module_path_holding_ops_is_not_an_operator_call(
+    scripted: Path, tmp_path: Path
+) -> None:
+    # neffkit's own converted modules hold classes such as
+    # __torch__.neffkit.backends.torch.ops.control_flow.LoopModule: a module path, not an op
+    entry = _code_entry(scripted)
+    with zipfile.ZipFile(scripted) as z:
+        text = z.read(entry)
+    line = b"  loop : __torch__.neffkit.backends.torch.ops.control_flow.LoopModule\n"
+    ok = _rewrite(scripted, tmp_path / "ok.pt", {entry: text + line})
+    check_archive(ok)
