@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 
 import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
+
+from neffkit.files import write_bytes
 
 __all__ = [
     "BOS_ID",
@@ -221,7 +222,7 @@ class ConformerOCR(nn.Module):
         return tokens[:, 1:]
 
 
-class ConformerOCRBatch(nn.Module):
+class ConformerOCRBatch(ConformerOCR):
     """Images ``[b, 1, 32, W]``, ``max_tokens`` ``[b]`` -> greedy tokens ``[b, T]`` (BOS dropped).
 
     Sequence i is done once it emits EOS or holds ``max_tokens[i]`` tokens; the loop stops when
@@ -232,19 +233,7 @@ class ConformerOCRBatch(nn.Module):
     never emit EOS of their own within ``max_len`` steps).
     """
 
-    __constants__ = ["bos_id", "eos_id", "max_len"]
-
-    def __init__(
-        self, encoder: ConformerEncoder, decoder: ConformerDecoderStep, max_len: int
-    ) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.decoder = decoder
-        self.max_len = max_len
-        self.bos_id = BOS_ID
-        self.eos_id = EOS_ID
-
-    def forward(self, image: Tensor, max_tokens: Tensor) -> Tensor:
+    def forward(self, image: Tensor, max_tokens: Tensor) -> Tensor:  # type: ignore[override]
         memory = self.encoder(image)
         tokens = torch.full([image.size(0), 1], self.bos_id, dtype=torch.long, device=image.device)
         done = max_tokens <= 0
@@ -386,23 +375,8 @@ def _export(
     model = onnx.load_from_string(buf.getvalue())
     _relax_loop_state_shapes(model.graph)
     if path is not None:
-        _save(model, path)
+        write_bytes(path, model.SerializeToString())  # atomic: temp file, then rename
     return model
-
-
-def _save(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` atomically (a temporary file in the folder, then a rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _model_and_image(
@@ -488,7 +462,7 @@ def export_conformer_batch_onnx(
     proto = _export(model, (image, max_tokens), None, opset, names, ["tokens"], axes)
     _keep_batch_dim(proto.graph)
     if path is not None:
-        _save(proto, path)
+        write_bytes(path, proto.SerializeToString())
     return proto
 
 
