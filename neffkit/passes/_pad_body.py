@@ -177,7 +177,7 @@ class BodyPadder:
         a = const_array(v)
         if a is None:
             return
-        self.types[nv] = (_onnx_int(a.dtype) or _onnx_any(a.dtype), tuple(a.shape))
+        self.types[nv] = (onnx_dtype(a.dtype), tuple(a.shape))
         if a.dtype.kind in "iu" and a.size <= MAX_ELEMS and a.ndim <= 1:
             self.forms[v] = Forms(tuple(const(int(x)) for x in a.reshape(-1)), tuple(a.shape))
 
@@ -504,11 +504,3 @@ class _SentinelFacts(Facts):
         if v is not None and v in self.padder.known:
             return self.padder.known[v]
         return super().ints(v)
-
-
-def _onnx_int(dt: np.dtype) -> int | None:
-    return {np.dtype(np.int64): TensorProto.INT64, np.dtype(np.int32): TensorProto.INT32}.get(dt)
-
-
-def _onnx_any(dt: np.dtype) -> int:
-    return onnx_dtype(dt)

@@ -764,7 +764,7 @@ def _f_cast(pd: BodyPadder, node: Node) -> bool:
     return _record(pd, node, f)
 
 
-@_form_rule("Unsqueeze", "Squeeze", "Reshape", "Flatten")
+@_form_rule("Unsqueeze", "Squeeze", "Reshape")
 def _f_reshape(pd: BodyPadder, node: Node) -> bool:
     f = pd.forms_of(node.inputs[0])
     if f is None:
@@ -775,8 +775,6 @@ def _f_reshape(pd: BodyPadder, node: Node) -> bool:
         if ints is None or len(ints) > 1:
             return False
         shape: tuple[int, ...] = (n,) if ints else ()
-    elif node.op_type == "Flatten":
-        return False
     elif node.op_type == "Unsqueeze":
         if len(f.shape) != 0:
             return False
