@@ -140,7 +140,8 @@ def compile_graph(
             not static or that the compiler fails on (the message names the unit).
     """
     options = options or NeuronOptions()
-    api = neuron_api(target)  # before the seconds that lowering and tracing take
+    resolve_options(target, options, decoder=False)  # refused options before any work
+    api = neuron_api(target)  # and a missing package, before the seconds units take
     plan = compiled_units(graph, example_inputs)
     return compile_plan(plan, target, options, api=api, progress=progress)
 
@@ -235,9 +236,15 @@ def dry_run(
     Raises:
         BackendError: options the target refuses, a unit that cannot be lowered or traced.
     """
-    from neffkit.backends.neuron.support import analyze_unit, render_report
-
     options = options or NeuronOptions()
+    resolve_options(target, options, decoder=False)  # refused options before any work
+    try:
+        from neffkit.backends.neuron.support import analyze_unit, render_report
+    except ImportError as e:
+        raise BackendError(
+            f"the dry run's operator-support analysis (neffkit.backends.neuron.support) "
+            f"cannot be imported: {first_line(e)}"
+        ) from e
     plan = compiled_units(graph, example_inputs)
     resolved = resolve_options(target, options, decoder=plan.kind != "whole")
     calls = []
