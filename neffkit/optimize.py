@@ -127,7 +127,7 @@ def _check_arguments(passes: Any, target: Any, max_constant_bytes: Any) -> None:
 
 
 #: The registered backend (``neffkit.execution``) each target's result is verified on; a
-#: neuron result is checked in its torch form until a neuron backend is registered.
+#: neuron result is checked in its torch form (the neuron backend runs on a Neuron host only).
 VERIFICATION_BACKENDS: dict[str, str] = {
     "torch": "torch",
     "onnxruntime": "onnxruntime",

@@ -53,6 +53,7 @@ COMMANDS = [
     "fuzz",
     "reduce",
     "tune-partitions",
+    "compile",
 ]
 
 
