@@ -159,6 +159,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         extra += f", up to {unit.trips} calls a request" if unit.trips > 1 else ""
         static = "static" if unit.static else f"NOT static ({unit.note})"
         print(f"  {unit.name}: inputs {shapes}{extra}; {static}; {call.api} {_kw(call)}")
+    for note in plan.notes:
+        print(f"  note: {note}")
     status = _write(result.module, out, model, graph, inputs, args)
     if status != EXIT_OK:
         return status

@@ -94,6 +94,8 @@ class UnitPlan:
     host: torch.nn.Module
     paths: dict[str, str] = field(default_factory=dict)
     adapters: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    #: computation left in the host code, not compiled (an unmarked Loop), one line each
+    notes: list[str] = field(default_factory=list)
 
     def stitch(
         self, compiled: Mapping[str, torch.nn.Module] | None = None
@@ -231,6 +233,11 @@ def _cut_plan(graph: Graph, example: list[torch.Tensor]) -> UnitPlan:
     top.eval()
     levels: list[_Level] = []
     host = _cut_level(top, g, levels, top_level=True)
+    if not levels:
+        raise BackendError(
+            f"graph '{graph.name}' has no computation before its first control flow: nothing "
+            "to compile (split, unroll or partition-unroll its loop first)"
+        )
     kind = "partitions" if any(lv.steps for lv in levels) else "whole"
     recorders = {}
     for lv in levels:
@@ -256,7 +263,13 @@ def _cut_plan(graph: Graph, example: list[torch.Tensor]) -> UnitPlan:
         setattr(lv.parent, lv.attr, unit.traced)
         units.append(unit)
         paths[lv.name] = _path_of(host, lv.parent, lv.attr)
-    return UnitPlan(kind, units, host, paths)
+    notes = [
+        f"{n.op_type} '{n.name}' runs in the host code on the CPU, not compiled: split, unroll "
+        "or partition-unroll it to compile its body"
+        for n in g
+        if n.op_type in ("Loop", "Scan") and not n.domain
+    ]
+    return UnitPlan(kind, units, host, paths, notes=notes)
 
 
 def _cut_level(gm: fx.GraphModule, graph: Graph, levels: list[_Level], *, top_level: bool) -> Any:
@@ -422,7 +435,6 @@ def _own_weights(graph: Graph) -> int:
 def _is_initializer(v: Value) -> bool:
     g = v.graph
     return v.const is not None and v.producer is None and not (g is not None and v in g.inputs)
-
 
 
 def _selects_to_where(graph: Graph) -> int:

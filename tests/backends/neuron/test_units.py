@@ -155,3 +155,24 @@ def test_an_if_over_values_of_two_shapes_stays_host_code() -> None:
 def test_inputs_that_do_not_fit_are_refused() -> None:
     with pytest.raises(BackendError, match="expects shape"):
         compiled_units(parse(PLAIN), {"x": np.ones((3, 3), np.float32)})
+
+
+def test_an_unmarked_loop_stays_host_code_and_is_named(conformer) -> None:
+    plan = compiled_units(conformer, [example_input(32, 0)])
+    assert plan.names == ["model"]  # the encoder, before the loop
+    assert len(plan.notes) == 1 and "Loop '/Loop' runs in the host code" in plan.notes[0]
+    assert_matches_onnxruntime(conformer, plan.stitch(), [{"image": example_input(32, 0)}])
+
+
+def test_a_graph_that_is_all_control_flow_has_nothing_to_compile() -> None:
+    g = parse("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    m (int64 n, float[3] x) => (float[3] y) {
+        y = Loop (n, "", x) <body = b (int64 i, bool c, float[3] v) => (bool co, float[3] w) {
+            co = Identity (c)
+            w = Add (v, v)
+        }>
+    }
+    """)
+    with pytest.raises(BackendError, match="nothing to compile"):
+        compiled_units(g, {"n": np.array(2), "x": np.ones(3, np.float32)})
