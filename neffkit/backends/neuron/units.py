@@ -33,6 +33,12 @@ from typing import Any, List  # noqa: UP035 - TorchScript reads typing.List anno
 import torch
 import torch.fx as fx
 
+from neffkit.backends.neuron.prepare import (
+    GATE_MARK,
+    PARTITION_MARK,
+    own_weights,
+    selects_to_where,
+)
 from neffkit.backends.torch import prepare_inputs
 from neffkit.backends.torch.host_loop import host_loop_module, marked_loops
 from neffkit.backends.torch.lowering import lower_graph, quiet_call
@@ -40,14 +46,9 @@ from neffkit.backends.torch.ops.control_flow import IfModule, LoopModule, ScanMo
 from neffkit.errors import BackendError, first_line
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph, Node, Value
-from neffkit.ir.types import TensorType
 
 __all__ = ["GATE_MARK", "PARTITION_MARK", "CompiledUnit", "UnitPlan", "compiled_units"]
 
-#: ``doc_string`` prefix of a partition graph (``partition-unroll``): one compiled unit.
-PARTITION_MARK = "neffkit:partition"
-#: ``doc_string`` of the ``If`` that runs the next partition or stops: host control flow.
-GATE_MARK = "neffkit:partition-gate"
 #: A trip count this large means "no bound": the loop exits through its condition.
 _UNBOUNDED = 2**31
 
@@ -227,8 +228,8 @@ class _Level:
 def _cut_plan(graph: Graph, example: list[torch.Tensor]) -> UnitPlan:
     """The whole graph, or its partitions, each cut before the control flow that stays."""
     g = clone_graph(graph)
-    _selects_to_where(g)
-    _own_weights(g)
+    selects_to_where(g)
+    own_weights(g)
     top = lower_graph(g, class_name="NeffkitModule")
     top.eval()
     levels: list[_Level] = []
@@ -406,80 +407,6 @@ def _set_submodule(root: torch.nn.Module, path: str, module: torch.nn.Module) ->
     parent_path, _, attr = path.rpartition(".")
     parent = root.get_submodule(parent_path) if parent_path else root
     setattr(parent, attr, module)
-
-
-# -- rewrites on the copy before lowering ------------------------------------------------------
-
-
-def _own_weights(graph: Graph) -> int:
-    """Gives each partition graph its own initializers for the outer ones it reads: a branch
-    gets outer values as call arguments, and a compiled unit must hold its weights, not take
-    them as inputs on every call. The tensors are shared, not copied. Returns how many."""
-    done = 0
-    for g in list(graph.all_graphs()):
-        if g is graph or not g.doc_string.startswith(PARTITION_MARK):
-            continue
-        inner = set(g.all_graphs())
-        local: dict[Value, Value] = {}
-        for node in list(g.all_nodes()):
-            for i, v in enumerate(node.inputs):
-                if v is None or v.graph in inner or not _is_initializer(v):
-                    continue
-                if v not in local:
-                    local[v] = g.add_initializer(Value(v.name, v.type, const=v.const))
-                    done += 1
-                node.set_input(i, local[v])
-    return done
-
-
-def _is_initializer(v: Value) -> bool:
-    g = v.graph
-    return v.const is not None and v.producer is None and not (g is not None and v in g.inputs)
-
-
-def _selects_to_where(graph: Graph) -> int:
-    """``If(c) {Identity(a)} {Identity(b)}`` -> ``Where(c, a, b)`` when ``c`` is a scalar and
-    ``a``, ``b`` have one static type (exact; a trace would fix one branch). Returns how many."""
-    done = 0
-    for g in list(graph.all_graphs()):
-        for node in list(g):
-            picked = _picks(node)
-            if picked is None:
-                continue
-            where = Node("Where", [node.inputs[0], *picked], num_outputs=1, name=node.name)
-            where.outputs[0].type = node.outputs[0].type
-            where.outputs[0].name = node.outputs[0].name
-            g.insert_before(node, where)
-            node.outputs[0].replace_all_uses_with(where.outputs[0])
-            g.remove(node)
-            done += 1
-    return done
-
-
-def _picks(node: Node) -> tuple[Any, Any] | None:
-    """The two values an ``If`` picks between, when it only picks one of them."""
-    if node.op_type != "If" or node.domain or node.doc_string == GATE_MARK:
-        return None
-    if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
-        return None
-    cond = node.inputs[0].type
-    if not isinstance(cond, TensorType) or cond.shape != ():
-        return None
-    values = []
-    for key in ("then_branch", "else_branch"):
-        branch: Graph = node.attr(key)
-        body = branch.nodes
-        if len(body) != 1 or body[0].op_type != "Identity" or body[0].domain:
-            return None
-        src = body[0].inputs[0]
-        if src is None or src.graph is branch or list(branch.outputs) != list(body[0].outputs):
-            return None
-        values.append(src)
-    a, b = values
-    t = node.outputs[0].type
-    if not (isinstance(t, TensorType) and t.is_static and a.type == t and b.type == t):
-        return None
-    return a, b
 
 
 # -- units: tracing and calling conventions -----------------------------------------------------
