@@ -121,7 +121,8 @@ def _missing(target: str, api: str, package: str, why: str) -> str:
         f"is published on AWS's index, not PyPI: pip install --extra-index-url {AWS_INDEX} "
         f"{package} (PyPI's '{package}' is an empty placeholder that installs but cannot "
         "compile; real compilation also needs an Inf1/Inf2/Trn host or its compiler). "
-        "Without it, --dry-run writes the TorchScript artifact and the operator-support report"
+        "Without it, neffkit compile --dry-run writes the TorchScript artifact and the "
+        "operator-support report"
     )
 
 
