@@ -50,6 +50,9 @@ class HostLoopReport:
         self.loop = loop
         self.step = step  # "traced" or "scripted"
         self.why = why
+        # the eager encoder and step the units were made from (``host_loop_module`` sets them),
+        # for compilers that take a module rather than a trace
+        self.eager: dict[str, torch.nn.Module] = {}
 
     def __str__(self) -> str:
         text = f"host loop '{self.loop}': encoder traced, step {self.step}"
@@ -60,6 +63,27 @@ def to_host_loop(
     graph: Graph, example: Sequence[torch.Tensor]
 ) -> tuple[torch.jit.ScriptModule, HostLoopReport]:
     """One TorchScript module for ``graph``, whose marked Loop runs on the host.
+
+    Args:
+        graph: a top-level graph with exactly one marked host loop.
+        example: the runtime inputs, in order, to trace the encoder and the step with.
+
+    Raises:
+        BackendError: no or several marked loops, or a unit that cannot be made.
+    """
+    module, report = host_loop_module(graph, example)
+    try:
+        scripted = torch.jit.script(module)
+    except Exception as e:  # noqa: BLE001 - any scripting failure is reported as one error
+        raise BackendError(f"the host-loop module could not be scripted: {first_line(e)}") from e
+    return scripted, report
+
+
+def host_loop_module(
+    graph: Graph, example: Sequence[torch.Tensor]
+) -> tuple[fx.GraphModule, HostLoopReport]:
+    """The host-loop module before scripting: ``encoder`` (traced) and ``host_loop.body`` (the
+    step, traced or scripted) are submodules that a caller may swap for compiled ones.
 
     Args:
         graph: a top-level graph with exactly one marked host loop.
@@ -97,11 +121,9 @@ def to_host_loop(
     epi_inputs = list(loop.outputs) + [v for v in crossing if v in read_after]
     epi_gm = lower_graph(_epilogue_graph(graph, k, epi_inputs), class_name="Epilogue")
     module = _assemble(graph, loop, runtime, crossing, captures, encoder, step, epi_gm, epi_inputs)
-    try:
-        scripted = torch.jit.script(module)
-    except Exception as e:  # noqa: BLE001 - any scripting failure is reported as one error
-        raise BackendError(f"the host-loop module could not be scripted: {first_line(e)}") from e
-    return scripted, HostLoopReport(loop.name, how, why)
+    report = HostLoopReport(loop.name, how, why)
+    report.eager = {"encoder": enc_gm, "step": step_gm}
+    return module, report
 
 
 def _is_const(v: Value) -> bool:
