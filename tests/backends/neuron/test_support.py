@@ -1,5 +1,6 @@
 """The dry run's operator-support report: verdicts, placement, transitions, static shapes and
-the predicted compile error on small traced modules whose answers are known from the lists."""
+the predicted compile error on small traced modules whose answers are known from the lists, and
+on the compiled units of the small Conformer's three decoder forms."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from neffkit.backends.neuron.support import (
     analyze_unit,
     render_report,
 )
+from neffkit.backends.neuron.units import compiled_units
 from neffkit.errors import BackendError
+from neffkit.examples import example_input
+from tests.backends.neuron.conftest import D, run_pipeline
 
 
 def _trace(
@@ -192,3 +196,57 @@ def test_the_report_names_its_list_and_round_trips_as_json() -> None:
     assert again["oplist"]["repo_commit"].startswith("81ce03ae")
     assert [u["name"] for u in again["units"]] == ["encoder", "step"]
     assert again["units"][1]["cpu_nodes"] == 1 and again["units"][1]["transitions"] == 12
+
+
+# -- the embedded Conformer's decoder forms (the small one of conftest.py) -----------------------
+
+
+@pytest.fixture(scope="module")
+def conformer_units(conformer, partitioned, padded) -> dict[str, list]:
+    """The compiled units of the full unroll, the partitioned unroll and the padded host loop."""
+    unrolled = run_pipeline(conformer, f"unroll,{D}")
+    image = {"image": example_input(32)}
+    return {
+        form: compiled_units(g, image).units
+        for form, g in (("unroll", unrolled), ("partitions", partitioned), ("padded", padded))
+    }
+
+
+def test_every_conformer_unit_runs_on_inf1_as_one_static_segment(conformer_units) -> None:
+    names = {form: [u.name for u in units] for form, units in conformer_units.items()}
+    assert names == {
+        "unroll": ["model"],
+        "partitions": ["partition_0_4", "partition_5_9", "partition_10_19"],
+        "padded": ["encoder", "step"],
+    }
+    for units in conformer_units.values():
+        for u in units:
+            r = analyze_unit(u.name, u.traced, "inf1", trips=u.trips, fallback=False)
+            # the Gather fix-up's where is the 3-argument form, argmax is listed since
+            # 2.0.318.0: nothing of the lowering falls back on inf1
+            assert r.count(CPU) == 0 and r.count(UNLISTED) == 0, r.ops
+            assert r.segments == ((DEVICE, r.aten_nodes),)
+            assert r.transitions == 0 and r.error is None and r.static
+
+
+def test_the_padded_step_on_inf1_and_inf2(conformer_units) -> None:
+    encoder, step = conformer_units["padded"]
+    assert step.trips == 20
+    r = analyze_unit("step", step.traced, "inf1", trips=step.trips)
+    v = {o.op: o for o in r.ops}
+    assert v["aten::argmax"].verdict == DEVICE
+    assert v["aten::where"].verdict == DEVICE and "condition met" in v["aten::where"].note
+    assert v["aten::index_select"].verdict == DEVICE
+    assert r.plumbing["prim::Constant"] > 0
+    inf2 = analyze_unit("step", step.traced, "inf2", trips=step.trips)
+    v2 = {o.op: o for o in inf2.ops}
+    assert v2["aten::argmax"].verdict == UNLISTED and v2["aten::index_select"].verdict == DEVICE
+    assert v2["aten::where"].assumed
+    # counted on the device, the step is one segment; the bound counts every step's crossings
+    assert inf2.transitions == 0 and inf2.transitions_if_unlisted_on_cpu
+    encoder_report = analyze_unit("encoder", encoder.traced, "inf2")
+    md, data = render_report([encoder_report, inf2], target="inf2")
+    assert "| step | 20 |" in md and "`aten::argmax`" in md
+    step_json = data["units"][1]
+    assert step_json["unlisted_nodes"] == inf2.count(UNLISTED) > 0
+    assert step_json["transitions_if_unlisted_on_cpu"] == 20 * inf2.transitions_if_unlisted_on_cpu
