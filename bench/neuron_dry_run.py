@@ -81,8 +81,8 @@ def summary_rows(form: str, target: str, reports: list[UnitReport]) -> list[str]
     for r in reports:
         unlisted = f"{r.count(UNLISTED)}"
         per_request = f"{r.transitions}"
-        if r.transitions_if_unlisted_on_cpu is not None:
-            per_request += f" (<= {r.transitions_if_unlisted_on_cpu * r.trips})"
+        if r.worst_transitions is not None:
+            per_request += f" (<= {r.worst_transitions})"
         error = "none" if r.error is None else r.error.split(": no CPU fallback for ", 1)[-1]
         rows.append(
             f"| {form} | {target} | {r.name} | {r.trips} | {r.aten_nodes} | {r.count(DEVICE)} "

@@ -25,23 +25,35 @@ attributes, lists, tuples) is counted apart and placed nowhere.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import torch
 
+from neffkit.backends.neuron.oplist import LIST_OF, STATUSES, TARGETS, OpList, load_oplist
 from neffkit.errors import BackendError
 
-TARGETS = ("inf1", "inf2", "trn1", "trn2")
-#: the list each target reads
-LIST_OF = {"inf1": "inf1", "inf2": "inf2_trn1", "trn1": "inf2_trn1", "trn2": "trn2"}
-STATUSES = ("supported", "limited", "removed", "cpu_fallback")
+__all__ = [
+    "ALIASES",
+    "CPU",
+    "DEVICE",
+    "LIMITED",
+    "LIST_OF",
+    "PLUMBING",
+    "STATUSES",
+    "TARGETS",
+    "UNLISTED",
+    "OpList",
+    "OpVerdict",
+    "UnitReport",
+    "analyze_unit",
+    "load_oplist",
+    "render_report",
+]
+
 DEVICE, CPU, LIMITED, UNLISTED = "device", "cpu", "limited", "not listed (unverified)"
 #: names a trace spells differently from a list: op -> the listed ops it stands for (all of
 #: them must run on the device); a verdict reached this way is "assumed", not read
@@ -78,79 +90,6 @@ _NORM_P = {1.0, 2.0, math.inf, -math.inf, "fro"}
 
 
 @dataclass(frozen=True)
-class OpList:
-    """One supported-operator list and where it comes from."""
-
-    name: str
-    source: str
-    repo_commit: str | None
-    sdk_version: str | None
-    retrieved: str | None
-    method: str
-    unavailable: str
-    ops: Mapping[str, Mapping[str, str]]
-
-    def describe(self) -> str:
-        """One line naming the list's source, commit, version and date."""
-        if self.unavailable:
-            return f"{self.name}: {self.source} (not read)"
-        return (
-            f"{self.name}: {self.source} (commit {str(self.repo_commit)[:8]}, "
-            f"{self.sdk_version}, retrieved {self.retrieved})"
-        )
-
-
-@cache
-def load_oplist(name: str) -> OpList:
-    """The list ``name`` (``inf1``, ``inf2_trn1``, ``trn2``) shipped with neffkit, checked."""
-    if name not in set(LIST_OF.values()):
-        raise BackendError(f"no Neuron operator list {name!r}; expected one of {_lists()}")
-    path = resources.files(__package__).joinpath("oplists", f"{name}.json")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BackendError(f"oplists/{name}.json: unreadable ({e})") from e
-    return _checked(name, doc)
-
-
-def _lists() -> list[str]:
-    return sorted(set(LIST_OF.values()))
-
-
-def _checked(name: str, doc: Any) -> OpList:
-    """The list of a parsed JSON document, or a BackendError saying what it lacks."""
-    where = f"oplists/{name}.json"
-    if not isinstance(doc, dict) or not isinstance(doc.get("ops"), dict):
-        raise BackendError(f"{where}: not an object with an 'ops' object")
-    if not isinstance(doc.get("source"), str) or not doc["source"].startswith("https://"):
-        raise BackendError(f"{where}: 'source' must be the https URL the list was read from")
-    unavailable = doc.get("unavailable") or ""
-    if unavailable:
-        if doc["ops"]:
-            raise BackendError(f"{where}: a list marked unavailable must have no entries")
-    else:
-        commit = doc.get("repo_commit")
-        if not isinstance(commit, str) or len(commit) != 40:
-            raise BackendError(f"{where}: 'repo_commit' must be a 40-hex-digit commit")
-        for key in ("sdk_version", "retrieved"):
-            if not isinstance(doc.get(key), str) or not doc[key]:
-                raise BackendError(f"{where}: '{key}' is missing")
-    for op, entry in doc["ops"].items():
-        if not isinstance(entry, dict) or entry.get("status") not in STATUSES:
-            raise BackendError(f"{where}: {op}: status must be one of {', '.join(STATUSES)}")
-    return OpList(
-        name,
-        doc["source"],
-        doc.get("repo_commit"),
-        doc.get("sdk_version"),
-        doc.get("retrieved"),
-        doc.get("method", ""),
-        unavailable,
-        doc["ops"],
-    )
-
-
-@dataclass(frozen=True)
 class OpVerdict:
     """The nodes of one op kind that got the same verdict."""
 
@@ -174,7 +113,8 @@ class UnitReport:
     plumbing: dict[str, int]
     segments: tuple[tuple[str, int], ...]
     transitions_per_call: int
-    transitions_if_unlisted_on_cpu: int | None
+    #: transitions of one call if every unverified op ran on the CPU (None: no such op)
+    worst_transitions_per_call: int | None
     static: bool
     dynamic: tuple[str, ...]
     error: str | None
@@ -200,6 +140,13 @@ class UnitReport:
         """CPU<->device crossings of one request: per call, times the unit's trips."""
         return self.transitions_per_call * self.trips
 
+    @property
+    def worst_transitions(self) -> int | None:
+        """``transitions`` if every unverified op ran on the CPU (None: no such op)."""
+        if self.worst_transitions_per_call is None:
+            return None
+        return self.worst_transitions_per_call * self.trips
+
     def to_json(self) -> dict[str, Any]:
         """The report as plain JSON data."""
         out = asdict(self)
@@ -207,8 +154,7 @@ class UnitReport:
         out["segments"] = [list(s) for s in self.segments]
         out["device_segments"] = self.device_segments
         out["transitions"] = self.transitions
-        if self.transitions_if_unlisted_on_cpu is not None:
-            out["transitions_if_unlisted_on_cpu"] *= self.trips
+        out["worst_transitions"] = self.worst_transitions
         for verdict, key in _COUNT_KEYS.items():
             out[key] = self.count(verdict)
         return out
@@ -275,7 +221,7 @@ def analyze_unit(
         plumbing=dict(sorted(plumbing.items())),
         segments=tuple(segments),
         transitions_per_call=transitions,
-        transitions_if_unlisted_on_cpu=worst,
+        worst_transitions_per_call=worst,
         static=not dynamic,
         dynamic=tuple(dynamic[:5]),
         error=None if fallback else _predicted_error(target, verdicts),
@@ -486,12 +432,11 @@ def render_report(units: Sequence[UnitReport], *, target: str) -> tuple[str, dic
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for u in units:
-        worst = u.transitions_if_unlisted_on_cpu
         per_call = f"{u.transitions_per_call}"
         per_request = f"{u.transitions}"
-        if worst is not None:
-            per_call += f" (<= {worst} if unlisted on CPU)"
-            per_request += f" (<= {worst * u.trips})"
+        if u.worst_transitions_per_call is not None:
+            per_call += f" (<= {u.worst_transitions_per_call} if unlisted on CPU)"
+            per_request += f" (<= {u.worst_transitions})"
         lines.append(
             f"| {u.name} | {u.trips} | {u.aten_nodes} | {u.count(DEVICE)} | {u.count(CPU)} "
             f"| {u.count(LIMITED)} | {u.count(UNLISTED)} | {sum(u.plumbing.values())} "

@@ -122,7 +122,7 @@ def test_aliases_are_assumed_and_unlisted_ops_are_unverified_on_inf2() -> None:
     assert _verdicts(r)["aten::erf"] == (UNLISTED, 1)
     # counted on the device: one segment; were erf on the CPU, nothing would cross (it reads
     # the unit's input and is an output)
-    assert r.segments == (("device", 3),) and r.transitions_if_unlisted_on_cpu == 0
+    assert r.segments == (("device", 3),) and r.worst_transitions_per_call == 0
     trn2 = analyze_unit("l", unit, "trn2")
     assert {v.verdict for v in trn2.ops} == {UNLISTED}
     assert any("not read" in n for n in trn2.notes)
@@ -243,10 +243,10 @@ def test_the_padded_step_on_inf1_and_inf2(conformer_units) -> None:
     assert v2["aten::argmax"].verdict == UNLISTED and v2["aten::index_select"].verdict == DEVICE
     assert v2["aten::where"].assumed
     # counted on the device, the step is one segment; the bound counts every step's crossings
-    assert inf2.transitions == 0 and inf2.transitions_if_unlisted_on_cpu
+    assert inf2.transitions == 0 and inf2.worst_transitions_per_call
     encoder_report = analyze_unit("encoder", encoder.traced, "inf2")
     md, data = render_report([encoder_report, inf2], target="inf2")
     assert "| step | 20 |" in md and "`aten::argmax`" in md
     step_json = data["units"][1]
     assert step_json["unlisted_nodes"] == inf2.count(UNLISTED) > 0
-    assert step_json["transitions_if_unlisted_on_cpu"] == 20 * inf2.transitions_if_unlisted_on_cpu
+    assert step_json["worst_transitions"] == 20 * inf2.worst_transitions_per_call

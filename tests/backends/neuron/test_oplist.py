@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from neffkit.backends.neuron import support
+from neffkit.backends.neuron import oplist, support
 from neffkit.errors import BackendError
 from tools import neuron_oplist
 
@@ -80,16 +80,16 @@ def _raw(name: str) -> dict:
 @pytest.mark.parametrize("name", LISTS)
 def test_every_list_parses_with_its_source_commit_and_version(name: str) -> None:
     doc = _raw(name)
-    oplist = support.load_oplist(name)
-    assert oplist.source.startswith("https://github.com/aws-neuron/")
-    assert doc["repo"] in oplist.source
+    loaded = support.load_oplist(name)
+    assert loaded.source.startswith("https://github.com/aws-neuron/")
+    assert doc["repo"] in loaded.source
     assert {e["status"] for e in doc["ops"].values()} <= set(support.STATUSES)
     assert all(op.startswith(("aten::", "prim::")) for op in doc["ops"])
-    if oplist.unavailable:  # trn2: the page could not be read, and the file says so
+    if loaded.unavailable:  # trn2: the page could not be read, and the file says so
         assert doc["ops"] == {} and doc["repo_commit"] is None
         return
     assert len(doc["repo_commit"]) == 40 and int(doc["repo_commit"], 16) >= 0
-    assert doc["repo_commit"] in oplist.source
+    assert doc["repo_commit"] in loaded.source
     assert doc["sdk_version"] and doc["retrieved"]
     assert len(doc["ops"]) > 30
 
@@ -142,18 +142,18 @@ def test_a_table_row_per_op_and_a_built_document_the_loader_accepts() -> None:
     }
     doc = neuron_oplist.build("inf1", SAMPLE, "a" * 40, "2026-12-07")
     assert doc["sdk_version"] == "torch-neuron 1.*.*.2.9.1.0 (Neuron SDK 2.13.0, 08/28/2023)"
-    assert support._checked("inf1", doc).ops["aten::erf"]["status"] == "supported"
+    assert oplist._checked("inf1", doc).ops["aten::erf"]["status"] == "supported"
 
 
 def test_the_loader_refuses_a_list_without_commit_or_with_an_unknown_status() -> None:
     doc = neuron_oplist.build("inf1", SAMPLE, "a" * 40, "2026-12-07")
     with pytest.raises(BackendError, match="repo_commit"):
-        support._checked("inf1", {**doc, "repo_commit": None})
+        oplist._checked("inf1", {**doc, "repo_commit": None})
     bad = {**doc, "ops": {"aten::add": {"status": "maybe"}}}
     with pytest.raises(BackendError, match="aten::add: status"):
-        support._checked("inf1", bad)
+        oplist._checked("inf1", bad)
     with pytest.raises(BackendError, match="no entries"):
-        support._checked("trn2", {**doc, "unavailable": "not read"})
+        oplist._checked("trn2", {**doc, "unavailable": "not read"})
     with pytest.raises(BackendError, match="no Neuron operator list"):
         support.load_oplist("inf3")
 
