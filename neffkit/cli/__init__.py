@@ -7,9 +7,9 @@ status 2 and one line on stderr, ``neffkit: error: <message>``; ``--debug`` adds
 This module builds the parser and runs the command; each command family has its module
 (:mod:`~neffkit.cli.inspect`, :mod:`~neffkit.cli.convert`, :mod:`~neffkit.cli.verify`,
 :mod:`~neffkit.cli.run`, :mod:`~neffkit.cli.optimize`, :mod:`~neffkit.cli.fuzz`,
-:mod:`~neffkit.cli.tune`) with a ``register(add)`` that adds its subparsers, and they share
-:mod:`neffkit.cli.io` (exit statuses, output checks, inputs, error reports) and
-:mod:`neffkit.cli.options`.
+:mod:`~neffkit.cli.tune`, :mod:`~neffkit.cli.compile`) with a ``register(add)`` that adds its
+subparsers, and they share :mod:`neffkit.cli.io` (exit statuses, output checks, inputs, error
+reports) and :mod:`neffkit.cli.options`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from neffkit.cli import convert, fuzz, inspect, optimize, run, tune, verify
+from neffkit.cli import compile, convert, fuzz, inspect, optimize, run, tune, verify
 from neffkit.cli.io import (
     EXIT_ERROR,
     EXIT_INTERNAL,
@@ -32,7 +32,7 @@ from neffkit.cli.options import RAW
 __all__ = ["EXIT_ERROR", "EXIT_INTERNAL", "EXIT_MISMATCH", "EXIT_OK", "build_parser", "main"]
 
 #: The command modules, in the order ``neffkit --help`` lists their commands.
-_COMMANDS = (inspect, convert, verify, run, optimize, fuzz, tune)
+_COMMANDS = (inspect, convert, verify, run, optimize, fuzz, tune, compile)
 
 _MAIN_EPILOG = """\
 commands:
@@ -46,6 +46,7 @@ commands:
   verify    compare two models (or a model and a .pt) on the same inputs
   run       run a model on random or given inputs and show / save the outputs
   tune-partitions  pick decoder partition boundaries for observed output lengths
+  compile   compile a model's units for AWS Neuron (inf1, inf2, trn1, trn2), or --dry-run
 
 exit status: 0 ok, 1 numbers differ (verify, convert, optimize) or fuzz found failures,
              2 bad input or error, 3 internal error

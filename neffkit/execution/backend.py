@@ -40,6 +40,7 @@ ENTRY_POINT_GROUP = "neffkit.backends"
 BUILTIN: dict[str, str] = {
     "torch": "neffkit.backends.torch:TorchBackend",
     "onnxruntime": "neffkit.backends.onnxruntime:OnnxRuntimeBackend",
+    "neuron": "neffkit.backends.neuron:NeuronBackend",
 }
 
 #: Other spellings accepted for a built-in backend.

@@ -226,6 +226,7 @@ def _cut_plan(graph: Graph, example: list[torch.Tensor]) -> UnitPlan:
     """The whole graph, or its partitions, each cut before the control flow that stays."""
     g = clone_graph(graph)
     _selects_to_where(g)
+    _own_weights(g)
     top = lower_graph(g, class_name="NeffkitModule")
     top.eval()
     levels: list[_Level] = []
@@ -394,7 +395,34 @@ def _set_submodule(root: torch.nn.Module, path: str, module: torch.nn.Module) ->
     setattr(parent, attr, module)
 
 
-# -- rewriting value picks ----------------------------------------------------------------------
+# -- rewrites on the copy before lowering ------------------------------------------------------
+
+
+def _own_weights(graph: Graph) -> int:
+    """Gives each partition graph its own initializers for the outer ones it reads: a branch
+    gets outer values as call arguments, and a compiled unit must hold its weights, not take
+    them as inputs on every call. The tensors are shared, not copied. Returns how many."""
+    done = 0
+    for g in list(graph.all_graphs()):
+        if g is graph or not g.doc_string.startswith(PARTITION_MARK):
+            continue
+        inner = set(g.all_graphs())
+        local: dict[Value, Value] = {}
+        for node in list(g.all_nodes()):
+            for i, v in enumerate(node.inputs):
+                if v is None or v.graph in inner or not _is_initializer(v):
+                    continue
+                if v not in local:
+                    local[v] = g.add_initializer(Value(v.name, v.type, const=v.const))
+                    done += 1
+                node.set_input(i, local[v])
+    return done
+
+
+def _is_initializer(v: Value) -> bool:
+    g = v.graph
+    return v.const is not None and v.producer is None and not (g is not None and v in g.inputs)
+
 
 
 def _selects_to_where(graph: Graph) -> int:

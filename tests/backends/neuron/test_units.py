@@ -105,6 +105,9 @@ def test_partitions_are_units_and_the_gates_stay_on_the_host(conformer) -> None:
     assert plan.kind == "partitions"
     assert plan.names == ["partition_0_4", "partition_5_9", "partition_10_19"]
     assert [u.steps for u in plan.units] == ["0-4", "5-9", "10-19"]
+    # a partition holds its weights: it takes the image, or the tokens and the two cached
+    # cross-attention tensors, never a weight, as inputs
+    assert [len(u.example_inputs) for u in plan.units] == [1, 3, 3]
     # every partition is reached on the example (the gates are opened), whatever EOS does
     assert all(u.static and u.example_inputs for u in plan.units)
     # the steps' exit tests became Where: no If is left inside a traced unit
