@@ -154,11 +154,13 @@ def main() -> None:
     update_docs(f"{run}\n\n{table}")
 
 
-def update_docs(table: str) -> None:
-    """Replaces the table between the markers of docs/neuron-dry-run.md."""
-    path = os.path.normpath(DOCS_PAGE)
+def update_docs(table: str, path: str = DOCS_PAGE) -> None:
+    """Replaces the table between the markers of docs/neuron-dry-run.md (or ``path``)."""
+    path = os.path.normpath(path)
     with open(path, encoding="utf-8") as f:
         page = f.read()
+    if page.count(BEGIN) != 1 or page.count(END) != 1:
+        raise SystemExit(f"{path}: expected one {BEGIN} and one {END}")
     head, rest = page.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     write_text(path, f"{head}{BEGIN}\n{table}\n{END}{tail}")
