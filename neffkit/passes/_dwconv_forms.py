@@ -33,7 +33,7 @@ class Depthwise:
     """A depthwise Conv's geometry and constants; pads are explicit (``auto_pad`` resolved).
 
     Attributes:
-        batch: the batch dim, None when symbolic (the forms keep it symbolic).
+        batch: the batch dim: an int, or a symbolic dim's name (the forms keep it symbolic).
         channels: C, the input channels (and the group count).
         multiplier: M, output channels per input channel.
         spatial: the input's spatial dims.
@@ -42,7 +42,7 @@ class Depthwise:
         auto_pad: the node's ``auto_pad`` attribute (part of the cache key).
     """
 
-    batch: int | None
+    batch: int | str | None
     channels: int
     multiplier: int
     spatial: tuple[int, ...]
@@ -65,6 +65,11 @@ class Depthwise:
     def dtype(self) -> str:
         """The element type's numpy name (``float32``)."""
         return str(self.weight.dtype)
+
+    def out_type(self) -> TensorType:
+        """The output's type: ``[batch, C*M, *out]``."""
+        dims = [self.batch, self.channels * self.multiplier, *self.out]
+        return TensorType(onnx_dtype(self.weight.dtype), dims)
 
     def key(self) -> dict[str, Any]:
         """What the timings of this conv depend on (shapes, attributes, dtype), as JSON data."""
@@ -123,16 +128,14 @@ def analyze(node: Node, rw: Rewriter) -> Depthwise | None:
         bias = rw.const(node.inputs[2])
         if bias is None:
             raise NotDepthwise("its bias is not a constant")
-    return _geometry(node, [d if isinstance(d, int) else None for d in xs], weight, bias)
+    return _geometry(node, list(xs), weight, bias)
 
 
 def _shape_text(xs: Any) -> str:
     return "unknown" if xs is None else "[" + ",".join(str(d) for d in xs) + "]"
 
 
-def _geometry(
-    node: Node, xs: list[int | None], weight: np.ndarray, bias: np.ndarray | None
-) -> Depthwise:
+def _geometry(node: Node, xs: list[Any], weight: np.ndarray, bias: np.ndarray | None) -> Depthwise:
     c = int(xs[1] or 0)
     spatial = tuple(int(d or 0) for d in xs[2:])
     n = len(spatial)

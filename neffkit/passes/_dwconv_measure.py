@@ -112,7 +112,7 @@ def measure(
 ) -> dict[str, float]:
     """Median seconds per call of each of ``forms`` (``original`` included) on ``target``;
     a form the backend cannot prepare or run gets ``inf`` (a debug log says why)."""
-    batch = dw.batch or 1
+    batch = dw.batch if isinstance(dw.batch, int) else 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal([batch, dw.channels, *dw.spatial]).astype(dw.weight.dtype)
     feeds = {"x": x}

@@ -97,8 +97,8 @@ def _rewrite(node: Node, rw: Rewriter, dw: Depthwise, form: str) -> None:
     """Replaces ``node``'s output by the same conv in ``form``; the Conv goes once unread."""
     y = BUILDERS[form](dw, node.inputs[0], RewriteEmit(rw, node))  # type: ignore[arg-type]
     old = node.outputs[0]
-    if old.type is not None and y.type is None:
-        y.type = old.type
+    if y.type is None:
+        y.type = old.type if old.shape is not None else dw.out_type()
     rw.replace(old, y)
     _state(rw).count(form.replace("-", "_"))
 
