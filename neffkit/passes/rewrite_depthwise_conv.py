@@ -218,6 +218,8 @@ class RewriteDepthwiseConv(Pass):
     budget: float = option(0.25, "auto: seconds of timed calls per conv shape")
     min_gain: float = option(0.02, "auto: a form must beat the original by this fraction")
     cache: bool = option(True, "auto: keep timings in the cache folder ($NEFFKIT_CACHE_DIR)")
+    #: one rule per strategy; ``neffkit passes`` lists them
+    rules: ClassVar[RuleSet] = DWCONV_RULES
 
     def __post_init__(self) -> None:
         super().__post_init__()
