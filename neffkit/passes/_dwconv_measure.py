@@ -5,7 +5,9 @@ Each candidate (the original Conv and each form) becomes a standalone graph of o
 prepared once on the target backend (through :mod:`neffkit.execution`: a pass never imports a
 backend) and called in interleaved rounds, so drift of a shared machine hits every candidate
 alike; the median call time counts. The rounds are sized from a first call so that one conv
-costs about ``budget`` seconds of calls (at least 3, at most 200 rounds).
+costs about ``budget`` seconds of calls (at most 200 rounds; 3 or more unless that would cost
+over twice the budget); a form whose first call took over twice the original's cannot win and
+keeps that first time.
 
 A cache entry is one JSON file per key (shapes, attributes, dtype, target, backend name and
 version, device, candidates), named by the key's SHA-256, written atomically
@@ -40,6 +42,7 @@ CACHE_VERSION = 1
 ENV_CACHE_DIR = "NEFFKIT_CACHE_DIR"
 MIN_ROUNDS = 3
 MAX_ROUNDS = 200
+SLOW = 2.0
 
 
 def cache_dir() -> Path:
@@ -133,8 +136,14 @@ def measure(
         start = time.perf_counter()
         runner(feeds)
         first[form] = time.perf_counter() - start
-    per_round = sum(first.values())
-    rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, budget / max(per_round, 1e-9))))
+        times[form] = first[form]
+    # a form over SLOW times the original on its first call cannot win: not timed further
+    base = first.get("original")
+    if base is not None:
+        runners = {f: r for f, r in runners.items() if first[f] <= SLOW * base}
+    per_round = max(sum(first[f] for f in runners), 1e-9)
+    rounds = int(budget / per_round)
+    rounds = min(MAX_ROUNDS, max(1, rounds, min(MIN_ROUNDS, int(2 * budget / per_round))))
     samples: dict[str, list[float]] = {f: [] for f in runners}
     for _ in range(rounds):
         for form, runner in runners.items():

@@ -84,6 +84,23 @@ def test_dense_and_unfold_matmul() -> None:
     assert [n.op_type for n in g] == ["Pad", "Gather", "MatMul", "Reshape", "Add"]
 
 
+@pytest.mark.parametrize("strategy", FORMS)
+def test_in_an_if_branch_reading_outer_values(strategy: str) -> None:
+    text = (
+        H + "m (float[1,2,5] x, bool c) => (float[1,2,5] y) <float[2,1,3] w = {1,2,3,4,5,6}, "
+        "float[2] b = {0.5,-1}> { y = If (c) < "
+        "then_branch = g1 () => (float[1,2,5] t) { t = Conv <group = 2, pads = [1, 1]> (x, w, b) },"
+        " else_branch = g2 () => (float[1,2,5] e) { e = Identity (x) } > }"
+    )
+    for flag in (True, False):
+        g = parse(text)
+        feeds = {"x": np.arange(10, dtype=np.float32).reshape(1, 2, 5), "c": np.array(flag)}
+        (p,) = parse_pipeline(f"dwconv{{strategy={strategy}}}").items
+        assert run_checked(p, g, feeds=feeds).changed
+        (body,) = [n for n in g if n.op_type == "If"][0].subgraphs[:1]
+        assert "Conv" not in {n.op_type for n in body} or strategy == "dense"
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
