@@ -111,9 +111,11 @@ def variants(
         else:
             spec = ""
         if spec:
+            start = time.perf_counter()
             report = PassManager(spec, ctx=ctx).run(g)
             if name == "auto":
-                auto = report.records[0].stats
+                auto = dict(report.records[0].stats)
+                auto["pass_seconds"] = round(time.perf_counter() - start, 3)
         graphs[name] = g
     return graphs, auto
 
@@ -225,7 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _row_line(r: dict[str, Any]) -> str:
     cells = " | ".join(f"{r['ms'][v]:.3f}" for v in VARIANTS)
     return (
-        f"| {r['workload']} | {r['backend']} | {cells} | {r['auto_graph']} | {r['fastest']} | "
+        f"| {r['workload']} | {r['backend']} | {cells} | {r['auto_graph']} | "
+        f"{r['auto_stats'].get('pass_seconds', 0):.2f} | {r['fastest']} | "
         f"{r['auto_vs_original']:+.1%} | {r['auto_vs_fastest']:+.1%} | "
         f"{'ok' if r['ok'] else 'FAIL'} |"
     )
@@ -246,9 +249,11 @@ def markdown(data: dict[str, Any]) -> str:
         f"as auto's in the target columns (the auto column times that same graph again: the "
         f"difference is noise).",
         "",
-        "| workload | backend | " + " | ".join(VARIANTS) + " | auto's graph | fastest | "
+        "| workload | backend | "
+        + " | ".join(VARIANTS)
+        + " | auto's graph | auto pass s | fastest | "
         "auto vs original | auto vs fastest | target |",
-        "|---|---|" + "---:|" * len(VARIANTS) + "---|---|---:|---:|---|",
+        "|---|---|" + "---:|" * len(VARIANTS) + "---|---:|---|---:|---:|---|",
     ]
     lines += [_row_line(r) for r in data["rows"]]
     ok = sum(r["ok"] for r in data["rows"])
