@@ -89,7 +89,11 @@ class Depthwise:
 
 
 class NotDepthwise(Exception):
-    """A depthwise Conv the pass leaves alone; the message says why (for the report)."""
+    """A depthwise Conv the pass leaves alone; the message says why, ``stat`` counts it."""
+
+    def __init__(self, reason: str, stat: str = "left_unsupported") -> None:
+        super().__init__(reason)
+        self.stat = stat
 
 
 def analyze(node: Node, rw: Rewriter) -> Depthwise | None:
@@ -115,7 +119,8 @@ def analyze(node: Node, rw: Rewriter) -> Depthwise | None:
     if len(layout[1]) < 3 or layout[1][1] != 1:
         return None
     if xs is None or any(not isinstance(d, int) for d in xs[1:]):
-        raise NotDepthwise(f"its input's shape is not static ({_shape_text(xs)})")
+        reason = f"its input's shape is not static ({_shape_text(xs)})"
+        raise NotDepthwise(reason, "left_dynamic_shape")
     if len(xs) not in (3, 4):
         raise NotDepthwise(f"{len(xs) - 2}-D: only 1-D and 2-D convolutions are rewritten")
     if rw.opset < MIN_OPSET:

@@ -87,15 +87,16 @@ def _match(node: Node, rw: Rewriter) -> Depthwise | None:
     except NotDepthwise as e:
         if node not in state.reported:
             state.reported.add(node)
-            reason = str(e)
-            state.count("left_dynamic_shape" if "not static" in reason else "left_unsupported")
-            log.warning("dwconv: Conv '%s' left as it is: %s", node.name or "?", reason)
+            state.count(e.stat)
+            log.warning("dwconv: Conv '%s' left as it is: %s", node.name or "?", e)
         return None
 
 
 def _rewrite(node: Node, rw: Rewriter, dw: Depthwise, form: str) -> None:
     """Replaces ``node``'s output by the same conv in ``form``; the Conv goes once unread."""
-    y = BUILDERS[form](dw, node.inputs[0], RewriteEmit(rw, node))  # type: ignore[arg-type]
+    x = node.inputs[0]
+    assert x is not None  # analyze() checked it
+    y = BUILDERS[form](dw, x, RewriteEmit(rw, node))
     old = node.outputs[0]
     if y.type is None:
         y.type = old.type if old.shape is not None else dw.out_type()
