@@ -322,8 +322,9 @@ def dense_bytes(dw: Depthwise) -> int:
 
 
 def unfold_matmul(dw: Depthwise, x: Value, e: Emit) -> Value:
-    """``Gather`` every patch of ``Pad(x)`` once (``[N, C, out, taps]``), then one batched
-    per-channel ``MatMul`` with the weights ``[C, taps, M]``."""
+    """``Gather`` every patch of ``Pad(x)`` once (``[N, C, out * taps]``, reshaped to
+    ``[N, C, out, taps]``), then one batched per-channel ``MatMul`` with the weights
+    ``[C, taps, M]``."""
     c, m = dw.channels, dw.multiplier
     xp = _pad(dw, x, e)
     padded = dw.padded
@@ -339,7 +340,10 @@ def unfold_matmul(dw: Depthwise, x: Value, e: Emit) -> Value:
                 (oi * s + ki * d) * r
                 for oi, ki, s, d, r in zip(o, k, dw.strides, dw.dilations, rows)
             )
-    patches = e.op("Gather", [xp, e.const("patches", idx)], "unfold", axis=2)
+    # a flat index list (then a Reshape): the common fast path of runtimes (index_select)
+    flat = e.op("Gather", [xp, e.const("patch_index", idx.reshape(-1))], "unfold", axis=2)
+    shape = _ints([0, c, *idx.shape])
+    patches = e.op("Reshape", [flat, e.const("patch_shape", shape)], "patch_rows")
     w = dw.weight.reshape(c, m, -1).transpose(0, 2, 1).copy()  # [C, taps, M]
     y = e.op("MatMul", [patches, e.const("w", w)], "matmul")  # [N, C, out, M]
     if m > 1:
