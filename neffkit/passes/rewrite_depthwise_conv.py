@@ -156,9 +156,9 @@ def by_measurement(node: Node, rw: Rewriter) -> bool:
         forms.append("dense")
     choice = _decide(dw, forms, rw, state)
     if choice is None or choice == "original":
-        if choice == "original" and node not in state.reported:
+        if node not in state.reported:
             state.reported.add(node)
-            state.count("kept_original")
+            state.count("kept_original" if choice else "left_unmeasured")
         return False
     _rewrite(node, rw, dw, choice)
     return True
@@ -175,7 +175,6 @@ def _decide(dw: Depthwise, forms: list[str], rw: Rewriter, state: _State) -> str
             state.decided["unmeasured"] = str(e)
             log.warning("dwconv: cannot measure on target '%s' (%s); Convs left alone",
                         rw.ctx.target, e)  # fmt: skip
-        state.count("left_unmeasured")
         return None
     key: dict[str, Any] = {"version": measuring.CACHE_VERSION, "conv": dw.key(), **backend,
                            "candidates": sorted(forms)}  # fmt: skip
