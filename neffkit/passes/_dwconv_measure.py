@@ -4,10 +4,11 @@ and the on-disk cache of those timings.
 Each candidate (the original Conv and each form) becomes a standalone graph of one input,
 prepared once on the target backend (through :mod:`neffkit.execution`: a pass never imports a
 backend) and called in interleaved rounds, so drift of a shared machine hits every candidate
-alike; the median call time counts. The rounds are sized from a first call so that one conv
-costs about ``budget`` seconds of calls (at most 200 rounds; 3 or more unless that would cost
-over twice the budget); a form whose first call took over twice the original's cannot win and
-keeps that first time.
+alike; the median call time counts. Rounds go on until ``budget`` seconds have passed (at
+least 1, at most 200; the first timed call counts as a sample). The original is called first;
+a form whose first call (setup included) takes over 4 times the original's timed call, or
+whose timed call takes over twice the original's, cannot win: it keeps that time and is not
+called again. A shape costs about ``budget`` plus preparing the graphs and two calls of each.
 
 A cache entry is one JSON file per key (shapes, attributes, dtype, target, backend name and
 version, device, candidates), named by the key's SHA-256, written atomically
@@ -40,9 +41,9 @@ log = logging.getLogger("neffkit.passes")
 #: bumped when the timing method or the forms change, so old entries are measured again
 CACHE_VERSION = 1
 ENV_CACHE_DIR = "NEFFKIT_CACHE_DIR"
-MIN_ROUNDS = 3
 MAX_ROUNDS = 200
 SLOW = 2.0
+SLOW_SETUP = 4.0
 
 
 def cache_dir() -> Path:
@@ -121,31 +122,39 @@ def measure(
     feeds = {"x": x}
     runners: dict[str, Runner] = {}
     times: dict[str, float] = {f: float("inf") for f in forms}
-    for form in forms:
+    first: dict[str, float] = {}
+    base = float("inf")
+    # the original first: a form whose very first call (setup included) takes SLOW_SETUP times
+    # the original's timed call cannot win, and is not called again
+    for form in sorted(forms, key=lambda f: f != "original"):
         graph: Graph = standalone(dw, form, batch, opset)
         try:
             runner = Runner(graph, target, device=device)
+            start = time.perf_counter()
             runner(feeds)  # the first call pays for lazy setup
-            runners[form] = runner
+            warm = time.perf_counter() - start
+            times[form] = warm
+            if warm > SLOW_SETUP * base:
+                continue
+            start = time.perf_counter()
+            runner(feeds)
+            first[form] = times[form] = time.perf_counter() - start
         except NeffkitError as e:
             log.debug("dwconv: %s cannot run on %s: %s", form, target, e)
+            times[form] = float("inf")
+            continue
+        runners[form] = runner
+        if form == "original":
+            base = first[form]
+    # a form over SLOW times the original on its timed call cannot win: not timed further
+    runners = {f: r for f, r in runners.items() if first[f] <= SLOW * base}
     if not runners:
         return times
-    first = {}
-    for form, runner in runners.items():
-        start = time.perf_counter()
-        runner(feeds)
-        first[form] = time.perf_counter() - start
-        times[form] = first[form]
-    # a form over SLOW times the original on its first call cannot win: not timed further
-    base = first.get("original")
-    if base is not None:
-        runners = {f: r for f, r in runners.items() if first[f] <= SLOW * base}
-    per_round = max(sum(first[f] for f in runners), 1e-9)
-    rounds = int(budget / per_round)
-    rounds = min(MAX_ROUNDS, max(1, rounds, min(MIN_ROUNDS, int(2 * budget / per_round))))
-    samples: dict[str, list[float]] = {f: [] for f in runners}
-    for _ in range(rounds):
+    samples: dict[str, list[float]] = {f: [first[f]] for f in runners}
+    end = time.perf_counter() + budget
+    for n in range(MAX_ROUNDS):
+        if n and time.perf_counter() >= end:
+            break
         for form, runner in runners.items():
             start = time.perf_counter()
             runner(feeds)

@@ -215,7 +215,7 @@ class RewriteDepthwiseConv(Pass):
     )
     strategy: str = option("auto", "auto, shift-mac, dense or unfold-matmul")
     dense_max_channels: int = option(64, "dense only for at most this many channels")
-    budget: float = option(0.25, "auto: seconds of timed calls per conv shape")
+    budget: float = option(0.15, "auto: seconds of timed rounds per conv shape")
     min_gain: float = option(0.02, "auto: a form must beat the original by this fraction")
     cache: bool = option(True, "auto: keep timings in the cache folder ($NEFFKIT_CACHE_DIR)")
     #: one rule per strategy; ``neffkit passes`` lists them
