@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from neffkit.ir.text import parse, print_body
 from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, get_pass, parse_pipeline
 from neffkit.passes import _dwconv_measure as measuring
+from neffkit.passes._dwconv_forms import analyze
+from neffkit.passes.rewrite.rewriter import Rewriter
 from neffkit.testing import check_rewrite, run_checked
 
 H = '<ir_version: 8, opset_import: ["" : 17]>\n'
@@ -335,6 +338,36 @@ def test_auto_really_measures_and_stays_exact(target: str, _cache: Any) -> None:
     (path,) = (_cache / "dwconv").glob("*.json")
     seconds = json.loads(path.read_text())["seconds"]
     assert set(seconds) == {"original", *FORMS} and all(0 < t < 1 for t in seconds.values())
+
+
+def test_measuring_drops_slow_forms_early_and_keeps_to_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # seconds per call; dense's first call (setup) is quick, its later ones slow
+    delay = {"original": 0.002, "shift-mac": 0.05, "unfold-matmul": 0.003, "dense": 0.03}
+    calls: dict[str, int] = {}
+
+    class FakeRunner:
+        def __init__(self, graph: Graph, target: str, device: Any = None) -> None:
+            self.form = graph.name.removeprefix("dwconv_")
+
+        def __call__(self, feeds: Any) -> None:
+            calls[self.form] = calls.get(self.form, 0) + 1
+            first = self.form == "dense" and calls["dense"] == 1
+            time.sleep(0.003 if first else delay[self.form])
+
+    monkeypatch.setattr(measuring, "Runner", FakeRunner)
+    g = parse(CONV_1D)
+    dw = analyze(g.first, Rewriter(g, PassContext()))  # type: ignore[arg-type]
+    assert dw is not None
+    start = time.perf_counter()
+    seconds = measuring.measure(dw, list(delay), "torch", None, 17, budget=0.1)
+    assert time.perf_counter() - start < 0.1 + 0.3
+    assert calls["shift-mac"] == 1  # its first call took 25x the original's: never again
+    assert calls["dense"] == 2  # a quick first call, then a timed one over twice the original's
+    assert calls["original"] > 5 and calls["unfold-matmul"] == calls["original"]
+    assert measuring.choose(seconds, 0.02) == "original"
+    assert seconds["shift-mac"] >= 0.05 and seconds["dense"] >= 0.03
 
 
 def test_choose() -> None:
