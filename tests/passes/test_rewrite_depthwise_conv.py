@@ -349,7 +349,7 @@ def test_measuring_drops_slow_forms_early_and_keeps_to_the_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # seconds per call; dense's first call (setup) is quick, its later ones slow
-    delay = {"original": 0.002, "shift-mac": 0.05, "unfold-matmul": 0.003, "dense": 0.03}
+    delay = {"original": 0.01, "shift-mac": 0.2, "unfold-matmul": 0.011, "dense": 0.1}
     calls: dict[str, int] = {}
 
     class FakeRunner:
@@ -359,20 +359,20 @@ def test_measuring_drops_slow_forms_early_and_keeps_to_the_budget(
         def __call__(self, feeds: Any) -> None:
             calls[self.form] = calls.get(self.form, 0) + 1
             first = self.form == "dense" and calls["dense"] == 1
-            time.sleep(0.003 if first else delay[self.form])
+            time.sleep(0.012 if first else delay[self.form])
 
     monkeypatch.setattr(measuring, "Runner", FakeRunner)
     g = parse(CONV_1D)
     dw = analyze(g.first, Rewriter(g, PassContext()))  # type: ignore[arg-type]
     assert dw is not None
     start = time.perf_counter()
-    seconds = measuring.measure(dw, list(delay), "torch", None, 17, budget=0.1)
-    assert time.perf_counter() - start < 0.1 + 0.3
-    assert calls["shift-mac"] == 1  # its first call took 25x the original's: never again
+    seconds = measuring.measure(dw, list(delay), "torch", None, 17, budget=0.2)
+    assert time.perf_counter() - start < 0.2 + 0.5
+    assert calls["shift-mac"] == 1  # its first call took 20x the original's: never again
     assert calls["dense"] == 2  # a quick first call, then a timed one over twice the original's
-    assert calls["original"] > 5 and calls["unfold-matmul"] == calls["original"]
+    assert calls["original"] > 3 and calls["unfold-matmul"] == calls["original"]
     assert measuring.choose(seconds, 0.02) == "original"
-    assert seconds["shift-mac"] >= 0.05 and seconds["dense"] >= 0.03
+    assert seconds["shift-mac"] >= 0.2 and seconds["dense"] >= 0.1
 
 
 def test_choose() -> None:
