@@ -22,3 +22,13 @@ def registered_pass() -> Iterator[Callable[[type[Pass]], str]]:
     yield _register
     for name in names:
         registry.unregister(name)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _measurement_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Passes that cache measurements (``dwconv``'s auto) write into a temporary folder, never
+    into the user's cache folder."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NEFFKIT_CACHE_DIR", str(tmp_path_factory.mktemp("neffkit-cache")))
+    yield
+    mp.undo()

@@ -37,6 +37,7 @@ BUILTIN: dict[str, str] = {
     "partition-unroll": "neffkit.passes.unroll_loops",
     "split": "neffkit.passes.split_encoder_decoder",
     "pad-loop": "neffkit.passes.pad_loop",
+    "dwconv": "neffkit.passes.rewrite_depthwise_conv",
 }
 
 _REGISTERED: dict[str, type[Pass]] = {}
