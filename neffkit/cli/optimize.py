@@ -14,10 +14,17 @@ from neffkit.cli.io import (
     EXIT_OK,
     files_read,
     log,
+    read_model,
     refuse_overwrite,
     requested_dims,
 )
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
+from neffkit.cli.options import (
+    AddCommand,
+    add_check_arg,
+    add_input_args,
+    add_tolerance_args,
+    add_torchscript_args,
+)
 from neffkit.errors import NeffkitError
 
 _OPTIMIZE_EPILOG = """\
@@ -69,7 +76,7 @@ def register(add: AddCommand) -> None:
     from neffkit.optimize import TARGETS
 
     s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
-    s.add_argument("model", metavar="IN", help="the .onnx model to optimize")
+    s.add_argument("model", metavar="IN", help="the model to optimize (.onnx or TorchScript)")
     s.add_argument("-o", "--output", required=True, metavar="OUT", help="optimized .onnx file")
     s.add_argument("--passes", metavar="PIPELINE", help="pipeline text (default: the target's)")
     s.add_argument("--target", default="torch", choices=TARGETS, help="backend (default torch)")
@@ -82,6 +89,7 @@ def register(add: AddCommand) -> None:
     add_input_args(s)
     add_tolerance_args(s)
     add_check_arg(s)
+    add_torchscript_args(s)
     s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
     s.add_argument(
         "--verify-each", action="store_true", help="check numerics after every pass (slow)"
@@ -140,7 +148,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     """``neffkit optimize``."""
     from neffkit import files
     from neffkit.api import mentioning, npz_inputs
-    from neffkit.frontends.onnx import load
     from neffkit.optimize import optimize, save_optimized
 
     model, out = args.model, args.output
@@ -148,7 +155,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.report:
         writes.append(files.Write(args.report, "the report"))
     files.check_writes(writes, {model: "the input model", args.inputs: "the inputs file"})
-    graph = load(model, check=args.check)
+    graph = read_model(args, model)
     files.check_writes(writes, files_read(model, graph, args.inputs))
     dims = requested_dims(args, graph)
     inputs = npz_inputs(graph, args.inputs) if args.inputs else None
@@ -179,6 +186,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             flag = "changed" if r.changed else "       "
             print(f"  {r.seconds:8.3f}s  {flag}  {r.spec}  {r.nodes_before}->{r.nodes_after}")
     print(report.passes.table())
+    if report.aten_ops:
+        how = "verified on the torch backend (original and result), " if args.verify else ""
+        print(
+            f"\n{model}: keeps aten ops with no ONNX form ({', '.join(report.aten_ops)}); "
+            f"onnxruntime cannot run them: {how}OUT declares the 'aten' domain and runs on the "
+            "torch backend (neffkit run, neffkit convert)"
+        )
     if report.verification is not None:
         report.verification.candidate = f"{out} (the optimized model)"
         print()

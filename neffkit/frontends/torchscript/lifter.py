@@ -116,6 +116,8 @@ class Lifter:
                 v = self.emit("Identity", [v])
             final.append(v)
         self.top.set_outputs(final, [f"output_{i}" for i in range(len(final))])
+        for i, v in enumerate(final):  # reports and runners name outputs by their values
+            v.name = v.name or f"output_{i}"
         _drop_unused(self.top)
         if any(contract.is_aten(n) for n in self.top.all_nodes()):
             self.top.opset_imports[contract.DOMAIN] = 1

@@ -1,0 +1,136 @@
+"""Every ``neffkit`` command that reads a model takes a TorchScript file (told by its bytes),
+typed by ``--input-shape`` or ``--inputs``; a graph keeping ``aten`` ops is verified on the
+torch backend and written as ONNX that declares the ``aten`` domain and loads back."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+from neffkit.cli import main
+from neffkit.cli.io import read_model
+from neffkit.errors import FrontendError
+from neffkit.frontends.torchscript_inputs import parse_input_shapes
+
+torch = pytest.importorskip("torch")
+
+
+class Special(torch.nn.Module):
+    """Ops with no ONNX form (kept as aten ops) around ONNX ones."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0e(x) * 2.0 + torch.special.xlogy(x, 2.0)
+
+
+class Plain(torch.nn.Module):
+    """Lifts to ONNX ops only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(x)) + ids.to(torch.float32).unsqueeze(-1)
+
+
+@pytest.fixture
+def special(tmp_path) -> str:
+    path = str(tmp_path / "special.pt")
+    torch.jit.save(torch.jit.script(Special()), path)
+    return path
+
+
+@pytest.fixture
+def plain(tmp_path) -> str:
+    path = str(tmp_path / "plain.ts")  # any name: the bytes tell
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(Plain()), path)
+    return path
+
+
+def test_parse_input_shapes() -> None:
+    specs = parse_input_shapes(["x=1x3x224x224", "ids=2x16:int64", "n=scalar:int32"])
+    assert [(k, v.shape, v.dtype) for k, v in specs.items()] == [
+        ("x", (1, 3, 224, 224), None),
+        ("ids", (2, 16), "int64"),
+        ("n", (), "int32"),
+    ]
+    for bad, says in [("x", "NAME=DIMS"), ("x=2xa", "NAME=DIMS"), ("x=2:complex64", "complex64"),
+                      ("x=2:nope", "'nope'")]:  # fmt: skip
+        with pytest.raises(FrontendError, match=says):
+            parse_input_shapes([bad])
+    with pytest.raises(FrontendError, match="'x' is given twice"):
+        parse_input_shapes(["x=2", "x=3"])
+
+
+@pytest.mark.parametrize("command", ["inspect", "run", "optimize", "convert", "verify"])
+def test_missing_input_shape_is_one_error_naming_input_and_option(
+    command: str, special: str, tmp_path, capsys
+) -> None:
+    argv = {
+        "inspect": ["inspect", special],
+        "run": ["run", special],
+        "optimize": ["optimize", special, "-o", str(tmp_path / "o.onnx")],
+        "convert": ["convert", special, "-o", str(tmp_path / "o.pt")],
+        "verify": ["verify", special, special],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{special}: input 'x' of the TorchScript module has no recorded dtype" in err
+    assert "--input-shape x=" in err
+    assert sorted(os.listdir(tmp_path)) == ["special.pt"]
+
+
+def test_optimize_keeps_aten_ops_and_verifies_on_torch(special: str, tmp_path, capsys) -> None:
+    out = tmp_path / "special.onnx"
+    assert main(["optimize", special, "-o", str(out), "--input-shape", "x=2x5"]) == 0
+    text = capsys.readouterr().out
+    assert "keeps aten ops with no ONNX form (special_i0e, xlogy)" in text
+    assert "verified on the torch backend" in text
+    assert f"reference: {special} on torch" in text
+    written = onnx.load(str(out))
+    assert {o.domain: o.version for o in written.opset_import} == {"": 18, "aten": 1}
+    assert {n.domain for n in written.graph.node} == {"", "aten"}
+    # it loads back, runs on torch, and converts to TorchScript that matches it
+    x = np.random.default_rng(0).random((2, 5), dtype=np.float32) + 0.1
+    np.savez(tmp_path / "in.npz", x=x)
+    ran = tmp_path / "ran.npz"
+    assert main(["run", str(out), "--inputs", str(tmp_path / "in.npz"), "-o", str(ran)]) == 0
+    with np.load(ran) as z:
+        np.testing.assert_allclose(z["output_0"], Special()(torch.from_numpy(x)).numpy(),
+                                   rtol=1e-6)  # fmt: skip
+    pt = tmp_path / "special.converted.pt"
+    assert main(["convert", str(out), "-o", str(pt)]) == 0
+    assert "checked against the model on the torch backend" in capsys.readouterr().out
+    assert torch.jit.load(str(pt))(torch.from_numpy(x))[0].shape == (2, 5)
+
+
+def test_without_aten_ops_the_reference_is_onnxruntime(plain: str, tmp_path, capsys) -> None:
+    out = tmp_path / "plain.onnx"
+    argv = ["optimize", plain, "-o", str(out), "--input-shape", "x=3x4",
+            "--input-shape", "ids=3:int64"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"reference: {plain} on onnxruntime" in text and "aten ops" not in text
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+
+
+def test_inputs_file_states_the_shapes(plain: str, tmp_path, capsys) -> None:
+    feeds = tmp_path / "in.npz"
+    np.savez(feeds, x=np.ones((2, 4), np.float32), ids=np.array([1, 2], np.int64))
+    assert main(["run", plain, "--inputs", str(feeds)]) == 0
+    assert "output_0  float32  [2, 3]" in capsys.readouterr().out
+    assert main(["verify", plain, plain, "--inputs", str(feeds)]) == 0
+    assert main(["inspect", plain, "--input-shape", "x=1x4", "--input-shape", "ids=1:int64"]) == 0
+    assert "x: float[1,4]" in capsys.readouterr().out
+
+
+def test_read_model_takes_onnx_as_before(tmp_path, model: str) -> None:
+    class Args:
+        check = True
+
+    assert [n.op_type for n in read_model(Args(), model)]  # no TorchScript options needed
