@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -63,11 +64,14 @@ front end for a 1x32xW text-line image, conformer encoder blocks (depthwise Conv
 with the greedy loop as an ONNX Loop. --batched writes the same weights as a batched model
 whose requests stop at chosen lengths: image [batch,1,32,W] and max_tokens [batch] -> tokens
 [batch,num_tokens] (a sequence is done at EOS or at max_tokens tokens, then padded with EOS).
+--torchscript writes the whole model scripted (greedy loop as TorchScript control flow) with
+torch.jit.save instead of ONNX; other commands read it with --input-shape image=1x1x32xW.
 
 example:
   neffkit example conformer -o conformer.onnx
   neffkit example conformer --batched -o conformer_batch.onnx
   neffkit example conformer --part encoder --width 256 -o encoder.onnx
+  neffkit example conformer --torchscript -o conformer.pt   # scripted, torch.jit.save
 """
 
 
@@ -140,6 +144,11 @@ def register(add: AddCommand) -> None:
         action="store_true",
         help="the whole model with a symbolic batch and a max_tokens input (requests of "
         "chosen lengths)",
+    )
+    s.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="the whole model scripted and saved with torch.jit.save (a .pt), not ONNX",
     )
     s.set_defaults(func=cmd_example)
 
@@ -265,6 +274,7 @@ def cmd_example(args: argparse.Namespace) -> int:
     from neffkit.examples import (
         export_conformer_batch_onnx,
         export_conformer_onnx,
+        export_conformer_torchscript,
         export_decoder_step_onnx,
         export_encoder_onnx,
     )
@@ -275,7 +285,20 @@ def cmd_example(args: argparse.Namespace) -> int:
         raise NeffkitError(
             f"--batched writes the whole model; it cannot go with --part {args.part}"
         )
+    if args.torchscript and (args.batched or args.part != "full"):
+        other = "--batched" if args.batched else f"--part {args.part}"
+        raise NeffkitError(f"--torchscript writes the whole model; it cannot go with {other}")
     refuse_overwrite(args.output, {}, "the example model")
+    if args.torchscript:
+        t = time.perf_counter()
+        export_conformer_torchscript(args.output, width=args.width, seed=args.seed)
+        size = os.path.getsize(args.output)
+        print(
+            f"wrote {args.output}: Conformer OCR (full, TorchScript, width {args.width}, seed "
+            f"{args.seed}), {size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s; its input: "
+            f"--input-shape image=1x1x32x{args.width}"
+        )
+        return EXIT_OK
     export = {
         "full": export_conformer_batch_onnx if args.batched else export_conformer_onnx,
         "encoder": export_encoder_onnx,

@@ -5,6 +5,9 @@ torch backend and written as ONNX that declares the ``aten`` domain and loads ba
 from __future__ import annotations
 
 import os
+import re
+import shlex
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -134,3 +137,45 @@ def test_read_model_takes_onnx_as_before(tmp_path, model: str) -> None:
         check = True
 
     assert [n.op_type for n in read_model(Args(), model)]  # no TorchScript options needed
+
+
+def _masked(text: str, folder: str) -> list[str]:
+    """Lines with every number as ``#``, runs of spaces as one, table rules as ``--``, the
+    session's folder as DIR."""
+    text = text.replace(folder, "DIR").replace("/home/me", "DIR")
+    text = re.sub(r"[+-]?\d+(\.\d+)?(e[+-]?\d+)?", "#", text)
+    text = re.sub(r"-{2,}", "--", text)  # table rules as wide as their columns
+    return [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+
+
+def test_the_user_guide_conformer_session_is_real(tmp_path, monkeypatch, capsys) -> None:
+    from neffkit.examples import conformer
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text()
+    session = guide[guide.index("The Conformer example, scripted with its greedy loop") :]
+    session = session[session.index("```console\n") + 11 :]
+    session = session[: session.index("\n```")]
+    # the same commands on a narrower model (the output's form, not its numbers, is checked)
+    build = conformer.build_conformer_ocr
+    small = {"d_model": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "max_len": 8}
+    monkeypatch.setattr(conformer, "build_conformer_ocr", lambda **kw: build(**kw, **small))
+    monkeypatch.chdir(tmp_path)
+    commands = [line[2:] for line in session.splitlines() if line.startswith("$ ")]
+    assert commands[0].startswith("neffkit example conformer --torchscript")
+    got = ""
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0
+        got += capsys.readouterr().out
+    want = [line for line in session.splitlines() if not line.startswith("$ ")]
+    assert _masked(got, str(tmp_path)) == _masked("\n".join(want), str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["conformer.opt.onnx", "conformer.pt"]
+
+
+@pytest.mark.parametrize("other", [["--batched"], ["--part", "encoder"]])
+def test_example_torchscript_is_the_whole_model_only(other: list[str], tmp_path, capsys) -> None:
+    out = tmp_path / "c.pt"
+    assert main(["example", "conformer", "--torchscript", *other, "-o", str(out)]) == 2
+    assert f"--torchscript writes the whole model; it cannot go with {' '.join(other)}" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
