@@ -179,3 +179,65 @@ def test_example_torchscript_is_the_whole_model_only(other: list[str], tmp_path,
         capsys.readouterr().err
     )
     assert not out.exists()
+
+
+# -- constructs the frontend cannot lift: one line naming the op and its line, nothing written --
+
+
+@torch.jit.script
+class Pair:
+    def __init__(self, a: torch.Tensor) -> None:
+        self.a = a
+
+
+class UsesObject(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Pair(x * 2).a
+
+
+class UsesDict(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y": x + 1}
+
+
+class GrowsList(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: list[torch.Tensor] = []
+        for i in range(x.size(0)):
+            out.append(x[i])
+        return torch.stack(out)
+
+
+class MakesComplex(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(torch.view_as_complex(x) * 2)
+
+
+class Quantizes(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.quantize_per_tensor(x, 0.1, 0, torch.quint8).dequantize()
+
+
+@pytest.mark.parametrize(
+    ("cls", "op"),
+    [
+        (UsesObject, "prim::CreateObject"),
+        (UsesDict, "prim::DictConstruct"),
+        (GrowsList, "aten::append"),
+        (MakesComplex, "aten::view_as_complex"),
+        (Quantizes, "aten::quantize_per_tensor"),
+    ],
+)
+@pytest.mark.parametrize("command", ["optimize", "run"])
+def test_unliftable_construct_is_one_line(cls: type, op: str, command: str, tmp_path,
+                                          capsys) -> None:  # fmt: skip
+    path = str(tmp_path / "model.pt")
+    torch.jit.save(torch.jit.script(cls()), path)
+    argv = [command, path, "--input-shape", "x=3x2"]
+    if command == "optimize":
+        argv += ["-o", str(tmp_path / "out.onnx")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"neffkit: error: {path}: {op} ") and err.count("\n") == 1, err
+    assert f"{os.path.basename(__file__)}:" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == ["model.pt"]
