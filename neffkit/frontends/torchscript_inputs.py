@@ -1,8 +1,9 @@
 """The graph input types of a TorchScript module: from the module's own types (a trace records
 dtype and shape) or stated by the caller (``--input-shape x=1x3x224x224:float32``).
 
-A scripted module's tensor arguments carry no dtype or shape, and an ONNX graph input needs
-both (the ONNX checker refuses a main-graph input without a shape), so such an input must be
+A scripted module's tensor arguments carry no dtype or shape (nor does any ``torch.jit.save``
+file's), and lifting needs them: the dtype decides casts and which ONNX op an aten op becomes,
+and static sizes let shape arithmetic fold and random inputs be made. Such an input must be
 stated; when it is not, one error names every such input and the option that states it.
 """
 
