@@ -17,6 +17,7 @@ from neffkit.cli.io import (
     save_npz,
 )
 from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_torchscript_args
+from neffkit.errors import NeffkitError
 from neffkit.execution.backend import backend_names
 
 _RUN_EPILOG = """\
@@ -52,6 +53,8 @@ def register(add: AddCommand) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     """``neffkit run``."""
     from neffkit.api import Runner
+    from neffkit.execution.backend import get_backend
+    from neffkit.optimize import aten_ops
     from neffkit.report import format_arrays
 
     t0 = time.perf_counter()
@@ -62,6 +65,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         refuse_overwrite(
             args.output, files_read(args.model, graph, args.inputs), "the outputs file"
+        )
+    kept = aten_ops(graph)
+    if kept and get_backend(args.backend).name == "onnxruntime":
+        raise NeffkitError(
+            f"{args.model}: keeps aten ops with no ONNX form ({', '.join(kept)}), which "
+            "onnxruntime cannot run; run it with --backend torch"
         )
     runner = Runner(args.model, args.backend, device=args.device, check=args.check, graph=graph)
     log.info("prepared for %s in %.2f s", runner.backend, time.perf_counter() - t0)

@@ -15,8 +15,6 @@ import pytest
 
 from neffkit.cli import main
 from neffkit.cli.io import read_model
-from neffkit.errors import FrontendError
-from neffkit.frontends.torchscript_inputs import parse_input_shapes
 
 torch = pytest.importorskip("torch")
 
@@ -52,21 +50,6 @@ def plain(tmp_path) -> str:
     torch.manual_seed(0)
     torch.jit.save(torch.jit.script(Plain()), path)
     return path
-
-
-def test_parse_input_shapes() -> None:
-    specs = parse_input_shapes(["x=1x3x224x224", "ids=2x16:int64", "n=scalar:int32"])
-    assert [(k, v.shape, v.dtype) for k, v in specs.items()] == [
-        ("x", (1, 3, 224, 224), None),
-        ("ids", (2, 16), "int64"),
-        ("n", (), "int32"),
-    ]
-    for bad, says in [("x", "NAME=DIMS"), ("x=2xa", "NAME=DIMS"), ("x=2:complex64", "complex64"),
-                      ("x=2:nope", "'nope'")]:  # fmt: skip
-        with pytest.raises(FrontendError, match=says):
-            parse_input_shapes([bad])
-    with pytest.raises(FrontendError, match="'x' is given twice"):
-        parse_input_shapes(["x=2", "x=3"])
 
 
 @pytest.mark.parametrize("command", ["inspect", "run", "optimize", "convert", "verify"])
@@ -130,6 +113,13 @@ def test_inputs_file_states_the_shapes(plain: str, tmp_path, capsys) -> None:
     assert main(["verify", plain, plain, "--inputs", str(feeds)]) == 0
     assert main(["inspect", plain, "--input-shape", "x=1x4", "--input-shape", "ids=1:int64"]) == 0
     assert "x: float[1,4]" in capsys.readouterr().out
+
+
+def test_run_on_onnxruntime_refuses_aten_ops_naming_the_backend(special: str, capsys) -> None:
+    assert main(["run", special, "--input-shape", "x=2", "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "keeps aten ops with no ONNX form (special_i0e, xlogy)" in err
+    assert "run it with --backend torch" in err
 
 
 def test_read_model_takes_onnx_as_before(tmp_path, model: str) -> None:
