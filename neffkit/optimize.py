@@ -270,7 +270,7 @@ def optimize(
         # the target (this catches exporter-level problems the target backend accepts); one
         # with aten ops must at least read back through neffkit's checked loader.
         if kept:
-            as_graph(exported.source, check=False)
+            as_graph(exported.source, check=True)
         else:
             get_backend("onnxruntime").prepare(graph, source=exported.source)
 

@@ -101,6 +101,7 @@ def read_model(args: argparse.Namespace, path: str, *, check: bool | None = None
     from neffkit.execution.model import as_graph
     from neffkit.frontends.dispatch import is_torch_file
     from neffkit.frontends.onnx import load
+    from neffkit.ir.aten import is_aten
 
     if check is None:
         check = getattr(args, "check", True)
@@ -124,9 +125,9 @@ def read_model(args: argparse.Namespace, path: str, *, check: bool | None = None
             raise NeffkitError(f"{inputs_file}: cannot read the inputs ({first_line(e)})") from e
     log.info("reading %s as TorchScript", path)
     graph = as_graph(path, input_shapes=specs, trust_code=getattr(args, "trust_code", False))
-    if any(n.domain == "aten" for n in graph.all_nodes()):
-        ops = sorted({n.op_type for n in graph.all_nodes() if n.domain == "aten"})
-        log.info("%s: kept as aten ops (no ONNX form): %s", path, ", ".join(ops))
+    kept = sorted({n.op_type for n in graph.all_nodes() if is_aten(n)})
+    if kept:
+        log.info("%s: kept as aten ops (no ONNX form): %s", path, ", ".join(kept))
     return graph
 
 
