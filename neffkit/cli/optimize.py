@@ -44,11 +44,17 @@ sets them); when they disagree nothing is written and the exit status is 1. The 
 says whether the original itself disagrees (onnxruntime run twice, or the original on the
 target's backend), so the passes are not blamed for it.
 
+IN may be a TorchScript file (torch.jit.save; told by its bytes, a pickle or torch.save
+checkpoint is refused unread): it is lifted to the IR, its inputs typed by --input-shape or
+--inputs. aten ops with no ONNX form stay as they are; onnxruntime cannot run them, so the
+original and OUT are then both verified on the torch backend, and OUT declares the aten domain.
+
 example:
   neffkit optimize model.onnx -o model.opt.onnx
   neffkit optimize model.onnx -o model.opt.onnx --dims batch=2,seq=128
   neffkit optimize model.onnx -o model.opt.onnx --target onnxruntime --report report.json
   neffkit optimize model.onnx -o out.onnx --passes "dedup,(fold,cse,dce)" --print-ir-after cse
+  neffkit optimize model.pt -o model.opt.onnx --input-shape image=1x1x32x128
 """
 
 _PASSES_EPILOG = """\
