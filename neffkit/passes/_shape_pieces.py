@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import onnx
-from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TypeProto
+from onnx import AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto
 
 __all__ = ["MAX_DEPTH", "infer_in_pieces"]
 
@@ -32,7 +32,7 @@ def infer_in_pieces(model: ModelProto, *, data_prop: bool) -> dict[str, TypeProt
     Raises whatever ``onnx.shape_inference.infer_shapes`` raises for a piece.
     """
     known: dict[str, TypeProto] = {}
-    consts: dict[str, tuple[str, object]] = {}  # name -> ("init", TensorProto) | ("node", Node)
+    consts: dict[str, TensorProto | NodeProto] = {}  # an initializer or a Constant node
     shape_ops: dict[str, NodeProto] = {}  # name -> the shape-computing node that makes it
     pieces: list[tuple[GraphProto, NodeProto | None]] = [(model.graph, None)]
     while pieces:
@@ -48,12 +48,12 @@ def infer_in_pieces(model: ModelProto, *, data_prop: bool) -> dict[str, TypeProt
                     known[vi.name] = vi.type
         for g in _graphs(graph):
             for t in g.initializer:
-                consts[t.name] = ("init", t)
+                consts[t.name] = t
             for n in g.node:
                 if n.domain not in ("", "ai.onnx") or not n.output:
                     continue
                 if n.op_type == "Constant":
-                    consts[n.output[0]] = ("node", n)
+                    consts[n.output[0]] = n
                 elif n.op_type in _SHAPE_OPS:
                     shape_ops.update((name, n) for name in n.output)
         pieces.extend(cuts)
@@ -115,7 +115,7 @@ def _piece_model(
     graph: GraphProto,
     owner: NodeProto | None,
     known: dict[str, TypeProto],
-    consts: dict[str, tuple[str, object]],
+    consts: dict[str, TensorProto | NodeProto],
     shape_ops: dict[str, NodeProto],
     *,
     top: bool,
@@ -143,14 +143,12 @@ def _piece_model(
         if name in have:
             continue
         have.add(name)
-        kind_value = consts.get(name)
+        const = consts.get(name)
         producer = shape_ops.get(name)
-        if kind_value is not None:
-            kind, value = kind_value
-            if kind == "init":
-                g.initializer.append(value)  # type: ignore[arg-type]
-            else:
-                copied.append(value)  # type: ignore[arg-type]
+        if isinstance(const, TensorProto):
+            g.initializer.append(const)
+        elif const is not None:
+            copied.append(const)
         elif producer is not None and len(copied) < _COPY_LIMIT:
             copied.append(producer)
             have.update(producer.output)
