@@ -30,6 +30,7 @@ from neffkit.ir.core import Graph, Value
 from neffkit.ir.serde import to_onnx, type_from_proto
 from neffkit.ir.tensor import Tensor
 from neffkit.ir.types import Dim, TensorType, ValueType
+from neffkit.passes._shape_pieces import MAX_DEPTH, infer_in_pieces
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
 from neffkit.passes.shape_rules import Facts, Static, infer_node
@@ -60,14 +61,20 @@ class InferShapes(Pass):
         if not remaining:
             return PassResult(native > 0, stats)
         names: dict[Value, str] = {}
+        deep = _depth(graph) > MAX_DEPTH
         try:
             model = to_onnx(graph, external=_reference_only, names_out=names)
-            inferred = onnx.shape_inference.infer_shapes(
-                model, check_type=False, strict_mode=False, data_prop=self.data_prop
-            )
+            if deep:  # too deep for onnx's parser in one piece
+                found = infer_in_pieces(model, data_prop=self.data_prop)
+            else:
+                inferred = onnx.shape_inference.infer_shapes(
+                    model, check_type=False, strict_mode=False, data_prop=self.data_prop
+                )
         except Exception as e:  # noqa: BLE001 - onnx raises many types; the graph stays as is
             log.info("shape-infer: onnx shape inference failed: %s", e)
             return PassResult(native > 0, {**stats, "failed": 1})
+        if deep:
+            stats["pieces"] = 1
         top_inputs = set(graph.inputs)
         wanted = {
             name: v
@@ -75,8 +82,13 @@ class InferShapes(Pass):
             if name and v.const is None and v not in top_inputs and not _complete(v.type)
         }
         refined = 0
+        types = (
+            ((n, found[n]) for n in wanted if n in found)
+            if deep
+            else _inferred_types(graph, inferred.graph, wanted)
+        )
         with paused_gc():
-            for name, tp in _inferred_types(graph, inferred.graph, wanted):
+            for name, tp in types:
                 v = wanted[name]
                 new = refine(v.type, type_from_proto(tp))
                 if new is not None:
@@ -147,6 +159,17 @@ def _apply_rules(root: Graph, keep_overridable_inputs: bool = False) -> tuple[in
         if not remaining and not all(v.const is not None or _complete(v.type) for v in g.outputs):
             remaining = True
     return typed, remaining
+
+
+def _depth(root: Graph) -> int:
+    """How many levels of subgraphs ``root`` holds (O(graphs))."""
+    deepest = 0
+    stack = [(root, 0)]
+    while stack:
+        g, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((sub, d + 1) for n in g.holders for sub in n.subgraphs)
+    return deepest
 
 
 def _reference_only(t: Tensor, tp: TensorProto) -> None:

@@ -18,7 +18,7 @@ from neffkit.backends.torch.context import LoweringContext
 from neffkit.backends.torch.helpers.nn import arg, in_value, static_shape, torch_dtype
 from neffkit.backends.torch.helpers.shapes import rank_of
 from neffkit.backends.torch.registry import Arg, Lowered, Unsupported, lowers
-from neffkit.ir.core import Node
+from neffkit.ir.core import Node, Value
 
 
 def _used(node: Node, i: int) -> bool:
@@ -107,6 +107,20 @@ def layer_norm_stats(
     return d * inv_std, mean, inv_std
 
 
+def _static_trailing(v: Value, axis: int) -> list[int] | None:
+    """The dims ``v.shape[axis:]`` when they are known ints (the leading dims may be symbolic:
+    ``F.layer_norm`` needs only the normalized shape), else None."""
+    if v.shape is None:
+        return None
+    a = axis + len(v.shape) if axis < 0 else axis
+    if not 0 <= a < len(v.shape):
+        return None
+    tail = v.shape[a:]
+    if not all(isinstance(d, int) and d >= 0 for d in tail):
+        return None
+    return [int(d) for d in tail]
+
+
 @lowers("LayerNormalization")
 def layer_normalization(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # LayerNormalization(x, scale, b) -> F.layer_norm(x, x.shape[axis:], scale, b, eps) when the
@@ -115,10 +129,9 @@ def layer_normalization(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lo
     axis = int(node.attr("axis", -1))
     eps = float(node.attr("epsilon", 1e-5))
     xv = node.inputs[0]
-    shape, rank = static_shape(xv), rank_of(xv)
-    if shape is not None and not _used(node, 1) and not _used(node, 2):
-        a = axis + len(shape) if axis < 0 else axis
-        norm_shape = shape[a:]
+    rank = rank_of(xv)
+    norm_shape = _static_trailing(xv, axis)
+    if norm_shape is not None and not _used(node, 1) and not _used(node, 2):
         if (
             static_shape(in_value(node, 1)) == norm_shape
             and (arg(args, 2) is None or static_shape(in_value(node, 2)) == norm_shape)

@@ -67,3 +67,24 @@ def test_group_normalization_opset18_per_group_scale() -> None:
     inputs = [rand(2, 6, 3, 2), rand(3, seed=1), rand(3, seed=2)]
     want = ReferenceEvaluator(model).run(None, dict(zip("xsb", inputs)))[0]
     np.testing.assert_allclose(tb.run(load(model), inputs)[0], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [-1, 2, -2])
+def test_layer_norm_with_symbolic_leading_dims_is_one_torch_call(axis: int) -> None:
+    # only the normalized dims must be static for F.layer_norm: a decoder step whose sequence
+    # dim is symbolic gets the one fused call, not the statistics spelled out
+    d = "4" if axis == -1 else "3, 4"
+    model = model_of(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[B, T, 3, 4] x, float[{d}] s, float[{d}] b) => (y) {{
+            y = LayerNormalization <axis = {axis}, epsilon = 0.001> (x, s, b)
+        }}""")
+    graph = load(model)
+    gm = tb.compile(graph)
+    targets = {getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes}
+    assert "layer_norm" in targets and "layer_norm_stats" not in targets
+    shape = (4,) if axis == -1 else (3, 4)
+    for batch, steps in ((1, 2), (2, 5)):
+        feeds = [rand(batch, steps, 3, 4), rand(*shape), rand(*shape)]
+        want = ReferenceEvaluator(model).run(None, dict(zip(("x", "s", "b"), feeds)))[0]
+        np.testing.assert_allclose(tb.run(graph, feeds)[0], want, rtol=1e-5, atol=1e-5)
