@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from neffkit.backends.neuron.support import analyze_unit, render_report
 from neffkit.backends.neuron.targets import (
     NeuronCall,
     NeuronOptions,
@@ -239,17 +240,6 @@ def dry_run(
     """
     options = options or NeuronOptions()
     resolve_options(target, options, decoder=False)  # refused options before any work
-    try:
-        # support.py comes from a sibling branch; until both are merged, a static import of
-        # the missing module would resolve to this package in tests/test_layers.py's walk and
-        # read as an import circle. Once merged this can be a plain from-import.
-        support = importlib.import_module("neffkit.backends.neuron.support")
-    except ImportError as e:
-        raise BackendError(
-            f"the dry run's operator-support analysis (neffkit.backends.neuron.support) "
-            f"cannot be imported: {first_line(e)}"
-        ) from e
-    analyze_unit, render_report = support.analyze_unit, support.render_report
     plan = compiled_units(graph, example_inputs)
     resolved = resolve_options(target, options, decoder=plan.kind != "whole")
     calls = []

@@ -19,6 +19,7 @@ from neffkit.backends.neuron import (
     dry_run,
     neuron_api,
 )
+from neffkit.backends.neuron import compile as neuron_compile
 from neffkit.backends.neuron.compile import compile_plan
 from neffkit.errors import BackendError
 from neffkit.examples import example_input
@@ -180,7 +181,6 @@ def test_the_registry_has_a_neuron_backend_that_compiles_and_runs(calls) -> None
 
 def test_dry_run_hands_each_traced_unit_to_the_support_analysis(monkeypatch) -> None:
     seen = []
-    fake = types.ModuleType("neffkit.backends.neuron.support")
 
     def analyze_unit(name, module, target, *, trips=1, fallback=True):
         seen.append((name, type(module).__name__, target, trips, fallback))
@@ -189,9 +189,8 @@ def test_dry_run_hands_each_traced_unit_to_the_support_analysis(monkeypatch) -> 
     def render_report(units, *, target):
         return f"# {target}: {', '.join(units)}\n", {"target": target, "units": list(units)}
 
-    fake.analyze_unit = analyze_unit
-    fake.render_report = render_report
-    monkeypatch.setitem(sys.modules, "neffkit.backends.neuron.support", fake)
+    monkeypatch.setattr(neuron_compile, "analyze_unit", analyze_unit)
+    monkeypatch.setattr(neuron_compile, "render_report", render_report)
     result = dry_run(_host_loop(), LOOP_FEED, "inf1")
     assert [(s[0], s[2], s[3], s[4]) for s in seen] == [
         ("encoder", "inf1", 1, False),
