@@ -12,8 +12,6 @@ what keeps a compiled unit one static graph that holds its weights.
 
 from __future__ import annotations
 
-from typing import Any
-
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import TensorType
 
@@ -52,45 +50,59 @@ def _is_initializer(v: Value) -> bool:
 
 
 def selects_to_where(graph: Graph) -> int:
-    """``If(c) {Identity(a)} {Identity(b)}`` -> ``Where(c, a, b)`` when ``c`` is a scalar and
-    ``a``, ``b`` have one static type (exact; a trace would fix one branch). Returns how many."""
+    """``If(c) {a...} {b...}`` -> ``Where(c, a, b)`` per output when each branch only hands
+    on outer values (directly or through one ``Identity`` each), ``c`` is a scalar and every
+    pair has one static type (exact; a trace would fix one branch). Returns how many Ifs."""
     done = 0
     for g in list(graph.all_graphs()):
         for node in list(g):
             picked = _picks(node)
             if picked is None:
                 continue
-            where = Node("Where", [node.inputs[0], *picked], num_outputs=1, name=node.name)
-            where.outputs[0].type = node.outputs[0].type
-            where.outputs[0].name = node.outputs[0].name
-            g.insert_before(node, where)
-            node.outputs[0].replace_all_uses_with(where.outputs[0])
+            for out, (a, b) in zip(node.outputs, picked, strict=True):
+                where = Node("Where", [node.inputs[0], a, b], num_outputs=1, name=node.name)
+                where.outputs[0].type = out.type
+                where.outputs[0].name = out.name
+                g.insert_before(node, where)
+                out.replace_all_uses_with(where.outputs[0])
             g.remove(node)
             done += 1
     return done
 
 
-def _picks(node: Node) -> tuple[Any, Any] | None:
-    """The two values an ``If`` picks between, when it only picks one of them."""
+def _picks(node: Node) -> list[tuple[Value, Value]] | None:
+    """The pairs of values an ``If`` picks between, when that is all it does."""
     if node.op_type != "If" or node.domain or node.doc_string == GATE_MARK:
         return None
-    if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
+    if not node.outputs or not node.inputs or node.inputs[0] is None:
         return None
     cond = node.inputs[0].type
     if not isinstance(cond, TensorType) or cond.shape != ():
         return None
-    values = []
-    for key in ("then_branch", "else_branch"):
-        branch: Graph = node.attr(key)
-        body = branch.nodes
-        if len(body) != 1 or body[0].op_type != "Identity" or body[0].domain:
-            return None
-        src = body[0].inputs[0]
-        if src is None or src.graph is branch or list(branch.outputs) != list(body[0].outputs):
-            return None
-        values.append(src)
-    a, b = values
-    t = node.outputs[0].type
-    if not (isinstance(t, TensorType) and t.is_static and a.type == t and b.type == t):
+    sides = [_handed_on(node.attr(key)) for key in ("then_branch", "else_branch")]
+    if sides[0] is None or sides[1] is None or len(sides[0]) != len(node.outputs):
         return None
-    return a, b
+    pairs = list(zip(sides[0], sides[1], strict=True))
+    for out, (a, b) in zip(node.outputs, pairs, strict=True):
+        t = out.type
+        if not (isinstance(t, TensorType) and t.is_static and a.type == t and b.type == t):
+            return None
+    return pairs
+
+
+def _handed_on(branch: Graph) -> list[Value] | None:
+    """The outer values a branch returns, when it computes nothing (at most an ``Identity``
+    per output); else None."""
+    found: list[Value] = []
+    for v in branch.outputs:
+        p = v.producer
+        if p is not None and p.graph is branch:
+            if p.op_type != "Identity" or p.domain or p.inputs[0] is None:
+                return None
+            v = p.inputs[0]
+        if v.graph is branch:  # computed or held inside
+            return None
+        found.append(v)
+    if any(n.op_type != "Identity" or n.domain for n in branch):
+        return None
+    return found
