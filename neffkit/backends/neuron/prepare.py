@@ -85,7 +85,10 @@ def _picks(node: Node) -> list[tuple[Value, Value]] | None:
     pairs = list(zip(sides[0], sides[1], strict=True))
     for out, (a, b) in zip(node.outputs, pairs, strict=True):
         t = out.type
-        if not (isinstance(t, TensorType) and t.is_static and a.type == t and b.type == t):
+        # an untyped value takes the If's type: a branch must return what the If declares
+        if not (isinstance(t, TensorType) and t.is_static and a.type in (t, None)):
+            return None
+        if b.type not in (t, None):
             return None
     return pairs
 
