@@ -340,12 +340,14 @@ def pad(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
         return x
     flat = [p for d in range(r - 1, last - 1, -1) for p in pairs[d]]
     if mode == "constant":
+        # torch.constant_pad_nd, what F.pad's constant mode runs: a trace records it by that
+        # name, which accelerator op lists know (F.pad traces as the composite aten::pad)
         dt = node.inputs[0].dtype
         if dt is not None and not torch_dtype(dt).is_floating_point:
-            # F.pad's value is a float in TorchScript; an int tensor gets an exact int scalar
+            # an int tensor gets an exact int scalar
             v = int(value) if float(value).is_integer() else value
             return ctx.call(torch.constant_pad_nd, x, flat, v)
-        return ctx.call(F.pad, x, flat, mode="constant", value=float(value))
+        return ctx.call(torch.constant_pad_nd, x, flat, float(value))
     k = r - last
     if mode in _TORCH_PAD_MODES and k <= 3 and r - k in (1, 2) and min(flat) >= 0:
         return ctx.call(F.pad, x, flat, mode=_TORCH_PAD_MODES[mode])
