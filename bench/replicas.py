@@ -97,8 +97,8 @@ def worker(folder: str, source: str, replicas: int, layout: str, requests: int) 
     t = time.perf_counter()
     path = os.path.join(folder, "model.pt" if source == "pt" else "model.onnx")
     if layout == "direct":
-        module = load_archive(path)
-        modules = [module]
+        module: Any = load_archive(path)
+        modules: list[Any] = [module]
         tensors = [torch.from_numpy(a) for a in args]
 
         def serve(n: int) -> list[list[np.ndarray]]:
