@@ -84,7 +84,7 @@ class ReplicaRunner:
     def __init__(
         self,
         model: Any,
-        replicas: int = 2,
+        replicas: int,
         *,
         shared_weights: bool = True,
         backend: str = "torch",

@@ -13,9 +13,11 @@ Three layouts (``LAYOUTS``):
 - ``"copies"``: N independent deep copies (N times the weights), the baseline a shared layout
   is measured against.
 
-Each serving thread calls :meth:`TorchReplicas.init_thread` once: torch's intra-op thread count
-is per thread under OpenMP, so N replicas over C cores use ``max(1, C // N)`` threads each
-instead of N x C threads fighting for C cores.
+Each serving thread calls :meth:`TorchReplicas.init_thread` once, which sets its intra-op
+thread count: N replicas over C cores use ``max(1, C // N)`` threads each instead of N x C
+threads fighting for C cores. Under OpenMP (torch's CPU builds) the count belongs to the
+calling thread, so the caller's own is untouched (checked); :meth:`TorchReplicas.close` puts
+the caller's count back anyway, for parallel backends where it is process-wide.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class TorchReplicas:
         return _as_numpy_list(out)
 
     def close(self) -> None:
-        """Gives the process its intra-op thread count back (serving threads changed it)."""
+        """Puts the caller's intra-op thread count back (process-wide on non-OpenMP builds)."""
         torch.set_num_threads(self._caller_threads)
 
 

@@ -112,7 +112,7 @@ def test_threads_share_out_the_cores() -> None:
     assert threads_per_replica(4, cores=2) == 1  # more replicas than cores: one each
 
 
-def test_a_serving_thread_gets_its_share_and_close_gives_it_back() -> None:
+def test_a_serving_thread_gets_its_share_and_the_caller_keeps_its_own() -> None:
     before = torch.get_num_threads()
     reps = TorchReplicas(_script_module(), 2, threads=1)
     seen: list[int] = []
@@ -126,5 +126,6 @@ def test_a_serving_thread_gets_its_share_and_close_gives_it_back() -> None:
     t.start()
     t.join()
     assert seen == [1, 1]
+    assert torch.get_num_threads() == before  # the count belongs to the serving thread
     reps.close()
     assert torch.get_num_threads() == before
