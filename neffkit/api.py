@@ -30,10 +30,13 @@ from neffkit.execution.inputs import type_str as type_str
 from neffkit.execution.model import Model as Model
 from neffkit.execution.model import as_graph, as_model_proto, describe_model
 from neffkit.execution.model import mentioning as mentioning
+from neffkit.execution.replicas import ReplicaError, ReplicaRunner
 from neffkit.execution.runner import Runner, run
 
 __all__ = [
     "BACKENDS",
+    "ReplicaError",
+    "ReplicaRunner",
     "Runner",
     "as_graph",
     "as_model_proto",

@@ -6,7 +6,9 @@
 - :mod:`~neffkit.execution.compare`: comparing outputs under one per-dtype tolerance policy;
 - :mod:`~neffkit.execution.runner`: ``Runner`` and ``run``;
 - :mod:`~neffkit.execution.model`: paths, protos and graphs as one *model*;
-- :mod:`~neffkit.execution.exported`: a graph exported once, checked, run and written as is.
+- :mod:`~neffkit.execution.exported`: a graph exported once, checked, run and written as is;
+- :mod:`~neffkit.execution.replicas`: ``ReplicaRunner``, N replicas serving from N threads over
+  one copy of the weights (torch, Neuron).
 
 Nothing here imports a backend before it is asked for (importing torch takes seconds).
 """
@@ -30,6 +32,7 @@ from neffkit.execution.compare import (
 )
 from neffkit.execution.inputs import bind, check_inputs, random_inputs
 from neffkit.execution.model import as_graph, as_model_proto, describe_model
+from neffkit.execution.replicas import ReplicaError, ReplicaRunner
 from neffkit.execution.runner import Runner, run
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "Backend",
     "OutputComparison",
     "Prepared",
+    "ReplicaError",
+    "ReplicaRunner",
     "Runner",
     "as_graph",
     "as_model_proto",
