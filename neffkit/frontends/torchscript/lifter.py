@@ -10,10 +10,12 @@ from onnx import TensorProto
 
 from neffkit.errors import FrontendError
 from neffkit.frontends.torchscript import (  # noqa: F401 - the rule families register
+    rules_math,
     rules_nn,
     rules_rnn,
     rules_scalar,
     rules_shape,
+    rules_vision,
 )
 from neffkit.frontends.torchscript._base import (
     RULES,

@@ -173,14 +173,6 @@ def _is(lx: Any, a: dict[str, Any], node: Any) -> Any:
     return same if node.kind() == "aten::__is__" else not same
 
 
-@rule("aten::all", "aten::any")
-def _all_any(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    seq = a["_0"]
-    if not isinstance(seq, list | tuple) or not both_static(*seq):
-        raise Decline("all/any of a tensor")
-    return all(seq) if node.kind() == "aten::all" else any(seq)
-
-
 @rule("aten::__contains__")
 def _contains(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if not both_static(a["_0"], a["_1"]):
