@@ -185,11 +185,15 @@ class Lifter:
             self.env[out] = v
 
     def lift_loop(self, node: Any) -> None:
-        """``prim::Loop(max_trip, cond, carried...)`` -> ONNX ``Loop`` (INT64_MAX: no M)."""
+        """``prim::Loop(max_trip, cond, carried...)`` -> ONNX ``Loop`` (INT64_MAX: no M); a
+        counted loop that mutates a list, with its count known now, is unrolled instead."""
         args = list(node.inputs())
         trip, cond = self.env[args[0]], self.env[args[1]]
-        carried = [self.tensor(self.env[a]) for a in args[2:]]
         body_block = next(iter(node.blocks()))
+        if isinstance(trip, int) and cond is True and _mutates_list(body_block):
+            self._unroll(node, body_block, trip)
+            return
+        carried = [self.tensor(self.env[a]) for a in args[2:]]
         body = Graph("body")
         self.graphs.append(body)
         params = list(body_block.inputs())
@@ -222,6 +226,25 @@ class Lifter:
             # Loop whose carried output is omitted)
             v.name = out.debugName().replace(".", "_")
             self.env[out] = v
+
+    def _unroll(self, node: Any, block: Any, trip: int) -> None:
+        """Lifts ``block`` ``trip`` times in the current graph (a list comprehension, say)."""
+        if trip > _MAX_UNROLL:
+            raise unsupported(node, f"a loop of {trip} steps mutating a list (at most "
+                              f"{_MAX_UNROLL} are unrolled)")  # fmt: skip
+        params, results = list(block.inputs()), list(block.outputs())
+        items = [self.env[a] for a in list(node.inputs())[2:]]
+        for i in range(trip):
+            self.env[params[0]] = i
+            for p, item in zip(params[1:], items, strict=True):
+                self.env[p] = item
+            self.lift_block(block)
+            items = [self.env[r] for r in results[1:]]
+            self.node = node
+            if self.env[results[0]] is not True:
+                raise unsupported(node, "a loop mutating a list whose condition is computed")
+        for out, item in zip(node.outputs(), items, strict=True):
+            self.env[out] = item
 
     # -- building -------------------------------------------------------------------------------
 
@@ -312,6 +335,16 @@ class Lifter:
     def as_bool(self, item: Any) -> Value:
         """A bool tensor of ``item``."""
         return self.tensor(item, TensorProto.BOOL)
+
+
+#: The longest counted loop that mutates a list the lifter unrolls.
+_MAX_UNROLL = 1024
+_LIST_MUTATIONS = ("aten::append", "aten::_set_item", "aten::insert", "aten::extend")
+
+
+def _mutates_list(block: Any) -> bool:
+    """True when ``block`` (not counting nested blocks) mutates a list."""
+    return any(n.kind() in _LIST_MUTATIONS for n in block.nodes())
 
 
 def _defaults(module: Any) -> dict[int, Any]:

@@ -90,10 +90,11 @@ def _index(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::append")
 def _append(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    # a list built at lift time grows at lift time; check_constructs refused appends in loops
+    # a list built at lift time grows at lift time (counted loops around it are unrolled)
     seq = a["self"]
     if len(lx.graphs) > 1 or not isinstance(seq, list):
-        raise unsupported(node, "a list mutated under a data-dependent branch")
+        raise unsupported(node, "a list mutated in a loop or under a data-dependent branch; "
+                          "accumulate tensors with torch.cat instead")  # fmt: skip
     seq.append(a["el"])
     return seq
 

@@ -190,7 +190,7 @@ def _cat(lx: Any, a: dict[str, Any], node: Any) -> Any:
     return lx.emit("Concat", xs, axis=dim)
 
 
-@rule("aten::chunk")
+@rule("aten::chunk", "aten::unsafe_chunk")
 def _chunk(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     n, dim = int(static(lx, a["chunks"])), int(static(lx, a["dim"]))
@@ -284,7 +284,8 @@ def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
                    axis=int(static(lx, a["dim"])))  # fmt: skip
 
 
-@rule("aten::split", "aten::split_with_sizes", "aten::unbind")
+@rule("aten::split", "aten::split_with_sizes", "aten::unbind", "aten::unsafe_split",
+      "aten::unsafe_split_with_sizes")
 def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     dim = int(static(lx, a.get("dim", 0)))
