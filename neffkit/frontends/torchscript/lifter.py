@@ -115,11 +115,39 @@ class Lifter:
             if v.producer is None or v in final:
                 v = self.emit("Identity", [v])
             final.append(v)
+        self._output_ranks(final)
         self.top.set_outputs(final, [f"output_{i}" for i in range(len(final))])
         _drop_unused(self.top)
         if any(n.domain == "aten" for n in self.top.all_nodes()):
             self.top.opset_imports["aten"] = 1
         return self.top
+
+    def _output_ranks(self, outs: list[Value]) -> None:
+        """Gives an output whose rank no rule could tell (a squeeze of a dim of unknown size,
+        say) the rank it has on the example inputs: the ONNX checker wants one."""
+        import torch  # noqa: PLC0415
+
+        if self.example is None or all(v.type is None or v.type.rank is not None for v in outs):
+            return
+        try:
+            with torch.no_grad():
+                result = self.module(*self.example)
+        except Exception:  # noqa: BLE001 - the ranks stay unknown, as the rules left them
+            return
+        values: list[Any] = []
+        self._flatten_example(result, values)
+        if len(values) != len(outs):
+            return
+        for v, r in zip(outs, values, strict=True):
+            if v.type is not None and v.type.rank is None and isinstance(r, torch.Tensor):
+                v.type = TensorType(v.type.dtype, [None] * r.dim())
+
+    def _flatten_example(self, item: Any, out: list[Any]) -> None:
+        if isinstance(item, tuple | list):
+            for x in item:
+                self._flatten_example(x, out)
+        else:
+            out.append(item)
 
     def _flatten_output(self, item: Any, out: list[Value]) -> None:
         if isinstance(item, tuple | list):
@@ -381,6 +409,8 @@ def lift(lifter: Lifter, node: Any) -> None:
             raise unsupported(node, "no lifting rule for this operator")
         result = _opaque(lifter, args, node)
     outs = list(node.outputs())
+    if not outs:  # a warning, say: nothing to bind
+        return
     if len(outs) == 1:
         lifter.env[outs[0]] = result
     else:

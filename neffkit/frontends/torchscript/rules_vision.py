@@ -49,11 +49,10 @@ def _upsample(lx: Any, a: dict[str, Any], node: Any) -> Any:
         # torch's legacy nearest: source = floor(dst * in / out)
         attrs.update(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     else:
+        # torch: source = max((dst + 0.5) * in / out - 0.5, 0), half_pixel's form (an output
+        # size of 1 included, where pytorch_half_pixel would read pixel 0 instead)
         attrs["coordinate_transformation_mode"] = "align_corners" if align else "half_pixel"
     if size is not None:
-        if mode == "linear" and not align:
-            # half_pixel and torch agree unless an output size is 1 (torch then reads pixel 0)
-            attrs["coordinate_transformation_mode"] = "pytorch_half_pixel"
         lead = lx.emit("Slice", [lx.emit("Shape", [x], dtype=I64, rank=1),
                                  lx.constant(np.array([0])), lx.constant(np.array([2]))],
                        rank=1)  # fmt: skip
