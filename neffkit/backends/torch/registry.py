@@ -15,6 +15,9 @@ The lowerings live in ``neffkit/backends/torch/ops/``, one module per ONNX opera
 (``arithmetic``, ``shape``, ``conv``, ...). Every module of that package is imported on the
 first lookup, found by ``pkgutil`` (no hand-kept list); one that fails to import raises. A new
 op goes into the module of its family, or a new module there if no family fits.
+
+A domain whose every op is lowered by one function (``aten``: TorchScript operators called as
+they are) registers it with ``lowers_domain``; an op registered by name in that domain wins.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ __all__ = [
     "lookup",
     "lowers",
     "lowers_call",
+    "lowers_domain",
     "op_modules",
+    "supported_domains",
     "supported_ops",
 ]
 
@@ -48,6 +53,7 @@ Lowered = Any  # one fx node, or a sequence of them for multi-output ops
 LowerFn = Callable[[LoweringContext, Node, list[Arg]], Lowered]
 
 _REGISTRY: dict[tuple[str, str], LowerFn] = {}
+_DOMAINS: dict[str, LowerFn] = {}
 _loaded = False
 
 
@@ -57,6 +63,16 @@ def lowers(*op_types: str, domain: str = "") -> Callable[[LowerFn], LowerFn]:
     def deco(fn: LowerFn) -> LowerFn:
         for op in op_types:
             _REGISTRY[(domain, op)] = fn
+        return fn
+
+    return deco
+
+
+def lowers_domain(domain: str) -> Callable[[LowerFn], LowerFn]:
+    """Registers the decorated function as the lowering of every op of ``domain``."""
+
+    def deco(fn: LowerFn) -> LowerFn:
+        _DOMAINS[domain] = fn
         return fn
 
     return deco
@@ -75,15 +91,23 @@ def lowers_call(op_type: str, fn: Callable[..., Any], domain: str = "") -> None:
 
 
 def lookup(domain: str, op_type: str) -> LowerFn | None:
-    """The lowering of an op, or None when the torch backend has none."""
+    """The lowering of an op (by name, else its domain's), or None when there is none."""
     _ensure_loaded()
-    return _REGISTRY.get(("" if domain == "ai.onnx" else domain, op_type))
+    domain = "" if domain == "ai.onnx" else domain
+    return _REGISTRY.get((domain, op_type)) or _DOMAINS.get(domain)
 
 
 def supported_ops() -> list[tuple[str, str]]:
-    """Every ``(domain, op_type)`` with a lowering, sorted."""
+    """Every ``(domain, op_type)`` with a lowering of its own, sorted (see ``supported_domains``
+    for the domains lowered whole)."""
     _ensure_loaded()
     return sorted(_REGISTRY)
+
+
+def supported_domains() -> list[str]:
+    """The domains whose every op has a lowering (``lowers_domain``), sorted."""
+    _ensure_loaded()
+    return sorted(_DOMAINS)
 
 
 def op_modules() -> list[str]:

@@ -28,7 +28,9 @@ from neffkit.frontends.torchscript._base import (
     torch_to_numpy,
     unsupported,
 )
+from neffkit.frontends.torchscript.aten_types import meta_output_types
 from neffkit.ir import Graph, Node, Tensor, TensorType, Value, np_dtype, onnx_dtype
+from neffkit.ir import aten as contract
 
 #: The ONNX opset the lifted graph imports (Split ``num_outputs``, ReduceMean axes as input).
 OPSET = 18
@@ -118,8 +120,8 @@ class Lifter:
         self._output_ranks(final)
         self.top.set_outputs(final, [f"output_{i}" for i in range(len(final))])
         _drop_unused(self.top)
-        if any(n.domain == "aten" for n in self.top.all_nodes()):
-            self.top.opset_imports["aten"] = 1
+        if any(contract.is_aten(n) for n in self.top.all_nodes()):
+            self.top.opset_imports[contract.DOMAIN] = 1
         return self.top
 
     def _output_ranks(self, outs: list[Value]) -> None:
@@ -439,9 +441,9 @@ def _missing(node: Any, v: Any) -> Any:
 
 
 def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
-    """An ``aten`` node: tensors (and computed scalars) as inputs, named in the ``tensor_args``
-    attribute (``name.i`` for a tensor list), the other arguments as attributes, plus the
-    schema; an omitted optional tensor is left out."""
+    """An ``aten`` node (contract: ``neffkit.ir.aten``): tensors (and computed scalars) as
+    inputs, named in the ``tensor_args`` attribute (``name.i`` for a tensor list), the other
+    arguments as attributes, plus the schema; an omitted optional tensor is left out."""
     import torch  # noqa: PLC0415
 
     schema = node.schema()
@@ -453,7 +455,7 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
     named = [(a.name, str(a.type)) for a in arguments][:n] or [(f"_{i}", "") for i in range(n)]
     inputs: list[Value | None] = []
     tensor_args: list[str] = []
-    attrs: dict[str, Any] = {"schema": schema}
+    attrs: dict[str, Any] = {contract.SCHEMA: schema}
     for name, kind in named:
         v = args[name]
         if v is None:
@@ -475,14 +477,19 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
             attrs[name] = [float(x) for x in v] if any(isinstance(x, float) for x in v) else v
         else:
             attrs[name] = str(v)
-    attrs["tensor_args"] = tensor_args
+    attrs[contract.TENSOR_ARGS] = tensor_args
     outs = list(node.outputs())
-    results = lifter.emit(node.kind()[len("aten::"):], inputs, domain="aten",
+    results = lifter.emit(node.kind()[len("aten::"):], inputs, domain=contract.DOMAIN,
                           outputs=len(outs), attributes=attrs)  # fmt: skip
     results = [results] if len(outs) == 1 else list(results)
-    for o, r in zip(outs, results, strict=True):
+    # types TorchScript does not know come from a run on meta tensors, not from input 0
+    inferred = meta_output_types(schema, {k: args[k] for k, _ in named if k in args
+                                          and args[k] is not None}, len(outs))  # fmt: skip
+    for i, (o, r) in enumerate(zip(outs, results, strict=True)):
         t = o.type()
         if isinstance(t, torch._C.TensorType) and t.scalarType() is not None:
             sizes = t.varyingSizes()
             r.type = TensorType(torch_onnx_dtype(t.dtype()), sizes)
+        elif inferred is not None:
+            r.type = inferred[i]
     return results[0] if len(outs) == 1 else results

@@ -57,6 +57,7 @@ def test_op_modules_are_every_file_in_ops() -> None:
 def test_every_ops_module_registers_an_op() -> None:
     registry.supported_ops()
     owners = {fn.__module__ for fn in registry._REGISTRY.values()}
+    owners |= {fn.__module__ for fn in registry._DOMAINS.values()}
     assert [m for m in op_modules() if m not in owners] == []
     # and nothing outside ops/ registers one (one-input ops name the module that registered them)
     assert sorted(owners) == op_modules()
@@ -107,3 +108,21 @@ def test_registry_reexports_unsupported_for_lowering_authors() -> None:
     from neffkit.backends.torch.convert import Unsupported
 
     assert registry.Unsupported is Unsupported
+
+
+def test_a_domain_lowering_takes_every_op_of_its_domain_but_a_named_one_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert registry.supported_domains() == ["aten"]
+    whole = registry.lookup("aten", "special_i0e")
+    assert whole is not None and whole is registry.lookup("aten", "anything_else")
+    assert whole.__module__ == "neffkit.backends.torch.ops.aten"
+    assert ("aten", "special_i0e") not in registry.supported_ops()
+
+    def named(ctx: object, node: object, args: list) -> None:
+        return None
+
+    monkeypatch.setitem(registry._REGISTRY, ("aten", "special_i0e"), named)
+    assert registry.lookup("aten", "special_i0e") is named
+    assert registry.lookup("aten", "cumprod") is whole
+    assert registry.lookup("no.such.domain", "special_i0e") is None
