@@ -282,8 +282,8 @@ def markdown(rows: list[dict[str, Any]], total: dict[str, Any], title: str) -> s
            f"{rt['onnx_ts']}/{n} ({_pct(rt['onnx_ts'], n)}) | "
            f"{rt['onnx_dynamo']}/{n} ({_pct(rt['onnx_dynamo'], n)}) |",
            f"| lifted, torch backend matches | {rt['torch']}/{n} ({_pct(rt['torch'], n)}) | | |",
-           "", "| module | form | ops mapped (kinds) | nodes mapped | kept as aten | neffkit → torch "
-           "| neffkit → ONNX → ORT | torch.onnx TS | torch.onnx dynamo |",
+           "", "| module | form | ops mapped (kinds) | nodes mapped | kept as aten "
+           "| neffkit → torch | neffkit → ONNX → ORT | torch.onnx TS | torch.onnx dynamo |",
            "|---|---|---:|---:|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         kinds = len(r["ops"])
