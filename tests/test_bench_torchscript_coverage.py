@@ -31,8 +31,10 @@ def test_bench_on_two_modules(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) ->
     assert loop["onnx_dynamo"].startswith("TS2EPConverter: ") and "\n" not in loop["onnx_dynamo"]
     total = data["total"]
     assert (total["cases"], total["modules"], total["lifted"]) == (3, 2, 3)
-    assert total["op_nodes"] == total["op_nodes_mapped"] == sum(
-        sum(r["ops"].values()) for r in data["rows"]
+    assert (
+        total["op_nodes"]
+        == total["op_nodes_mapped"]
+        == sum(sum(r["ops"].values()) for r in data["rows"])
     )
     assert total["round_trip"]["ort"] == 3
     with open(os.path.join(tmp_path, "coverage_test.json")) as f:

@@ -1,5 +1,5 @@
 """The zoo's smaller modules (see :mod:`neffkit.testing.torchscript_zoo`): real blocks people
-write (MobileNet, U-Net, ViT, LLaMA, TCN, MoE routing, CTC post-processing..), each touching one
+write (MobileNet, TCN, FPN, MoE routing, CTC post-processing..), each touching one
 or two lifting families; registered on import by the zoo."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as fn
 from torch import Tensor, nn
 
-from neffkit.testing.torchscript_zoo import Built, entry, seeded, zoo_inputs
+from neffkit.testing.torchscript_zoo_base import Built, entry, seeded, zoo_inputs
 
 __all__: list[str] = []
 
@@ -155,7 +155,7 @@ def build_reductions(size: str = "small") -> Built:
 class _Slicing(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         a = x[:, -3:, ::2] + x[:, :3, 1::2]
-        b = x[..., -1] * x[:, -2] .sum(-1, keepdim=True)
+        b = x[..., -1] * x[:, -2].sum(-1, keepdim=True)
         c = x.narrow(2, 1, 3)[:, 1:-1].transpose(-1, -2).flip(-1)
         return a, b, torch.cat([c, c[..., :1]], dim=-1)
 
@@ -287,98 +287,6 @@ class _TCN(nn.Module):
 def build_tcn(size: str = "small") -> Built:
     """A temporal conv net: dilated causal Conv1d with left padding, residuals, last step."""
     return seeded(_TCN), zoo_inputs((2, 4, 20))
-
-
-class _UNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.d1, self.d2 = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 16, 3, padding=1)
-        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2)
-        self.u1, self.out = nn.Conv2d(16, 8, 3, padding=1), nn.Conv2d(8, 2, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        a = torch.relu(self.d1(x))
-        b = torch.relu(self.d2(fn.max_pool2d(a, 2)))
-        y = torch.relu(self.u1(torch.cat([self.up(b), a], dim=1)))
-        return self.out(y)
-
-
-@entry()
-def build_unet(size: str = "small") -> Built:
-    """A two-level U-Net: pooling down, ConvTranspose2d up, skip concatenation."""
-    return seeded(_UNet), zoo_inputs((1, 1, 16, 16))
-
-
-class _ViT(nn.Module):
-    def __init__(self, d: int = 32, patches: int = 16) -> None:
-        super().__init__()
-        self.patch = nn.Conv2d(3, d, 4, 4)
-        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.1)
-        self.pos = nn.Parameter(torch.randn(1, patches + 1, d) * 0.1)
-        self.n1, self.qkv, self.o = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.n2, self.f1, self.f2 = nn.LayerNorm(d), nn.Linear(d, 64), nn.Linear(64, d)
-
-    def forward(self, img: Tensor) -> Tensor:
-        x = self.patch(img).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls.expand(x.size(0), -1, -1), x], dim=1) + self.pos
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.n1(x)).view(b, t, 3, 4, d // 4).unbind(2)
-        y = fn.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                            v.transpose(1, 2))  # fmt: skip
-        x = x + self.o(y.transpose(1, 2).reshape(b, t, d))
-        x = x + self.f2(fn.gelu(self.f1(self.n2(x)), approximate="tanh"))
-        return x[:, 0]
-
-
-@entry()
-def build_vit(size: str = "small") -> Built:
-    """A ViT block: patch conv, class token, position embedding, SDPA, tanh-GELU MLP."""
-    return seeded(_ViT), zoo_inputs((2, 3, 16, 16))
-
-
-class _RMSNorm(nn.Module):
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(d) + 0.1 * torch.randn(d))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
-
-
-class _LlamaBlock(nn.Module):
-    def __init__(self, d: int = 32, heads: int = 4) -> None:
-        super().__init__()
-        self.heads, self.hd = heads, d // heads
-        self.n1, self.n2 = _RMSNorm(d), _RMSNorm(d)
-        self.wq, self.wk = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
-        self.wv, self.wo = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
-        self.w1, self.w3 = nn.Linear(d, 64, bias=False), nn.Linear(d, 64, bias=False)
-        self.w2 = nn.Linear(64, d, bias=False)
-
-    def _rope(self, x: Tensor) -> Tensor:
-        t, half = x.size(2), self.hd // 2
-        inv = 1.0 / (10000.0 ** (torch.arange(0, half, dtype=torch.float32) / half))
-        ang = torch.arange(t, dtype=torch.float32)[:, None] * inv[None, :]
-        cos, sin = torch.cos(ang).repeat(1, 2), torch.sin(ang).repeat(1, 2)
-        rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rot * sin
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, t, d = x.shape
-        h = self.n1(x)
-        q = self._rope(self.wq(h).view(b, t, self.heads, self.hd).transpose(1, 2))
-        k = self._rope(self.wk(h).view(b, t, self.heads, self.hd).transpose(1, 2))
-        v = self.wv(h).view(b, t, self.heads, self.hd).transpose(1, 2)
-        causal = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
-        s = (q @ k.transpose(-1, -2) / self.hd**0.5).masked_fill(causal, float("-inf"))
-        x = x + self.wo((s.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d))
-        return x + self.w2(fn.silu(self.w1(self.n2(x))) * self.w3(self.n2(x)))
-
-
-@entry()
-def build_llama_block(size: str = "small") -> Built:
-    """A LLaMA block: RMSNorm, rotary embeddings (sin/cos, rotate-half), causal mask, SwiGLU."""
-    return seeded(_LlamaBlock), zoo_inputs((2, 6, 32))
 
 
 class _BiGRUClassifier(nn.Module):

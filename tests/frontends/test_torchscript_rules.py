@@ -40,8 +40,11 @@ def _check(module: nn.Module, example: tuple[Any, ...], ops: set[str], how: str)
 
 class Stats(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a = x.var(1, keepdim=True) + x.std(unbiased=False) + torch.var(x, dim=[0, 2],
-                                                                        correction=0)[None, :, None]
+        a = (
+            x.var(1, keepdim=True)
+            + x.std(unbiased=False)
+            + torch.var(x, dim=[0, 2], correction=0)[None, :, None]
+        )
         b = torch.logsumexp(x, [0, 2]) + x.prod(1).sum() + x.norm(1.0, 2).sum(0)
         c = torch.linalg.vector_norm(x, float("inf"), dim=-1) + x.norm(2.0, -1)
         return a, b, c

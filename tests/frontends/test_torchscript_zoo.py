@@ -86,4 +86,4 @@ def test_greedy_decoders_lift_their_loop(name: str) -> None:
     graph = load_torchscript(convert(module, "script", example), example_inputs=example)
     loop = next(n for n in graph if n.op_type == "Loop")
     body_ops = {n.op_type for n in loop.attr("body")}
-    assert {name[:-len("_decoder")].upper(), "Concat", "ArgMax"} <= body_ops
+    assert {name[: -len("_decoder")].upper(), "Concat", "ArgMax"} <= body_ops

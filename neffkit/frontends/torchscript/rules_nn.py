@@ -115,8 +115,15 @@ def _addmm(lx: Any, a: dict[str, Any], node: Any) -> Any:
                    beta=float(static(lx, a.get("beta", 1))))  # fmt: skip
 
 
-@rule("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution",
-      "aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d")
+@rule(
+    "aten::conv1d",
+    "aten::conv2d",
+    "aten::conv3d",
+    "aten::_convolution",
+    "aten::conv_transpose1d",
+    "aten::conv_transpose2d",
+    "aten::conv_transpose3d",
+)
 def _conv(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x, w, b = _t(lx, a["input"]), _t(lx, a["weight"]), a.get("bias")
     transposed = bool(a.get("transposed")) or node.kind().startswith("aten::conv_transpose")

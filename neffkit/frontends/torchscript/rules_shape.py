@@ -284,8 +284,13 @@ def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
                    axis=int(static(lx, a["dim"])))  # fmt: skip
 
 
-@rule("aten::split", "aten::split_with_sizes", "aten::unbind", "aten::unsafe_split",
-      "aten::unsafe_split_with_sizes")
+@rule(
+    "aten::split",
+    "aten::split_with_sizes",
+    "aten::unbind",
+    "aten::unsafe_split",
+    "aten::unsafe_split_with_sizes",
+)
 def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     dim = int(static(lx, a.get("dim", 0)))
