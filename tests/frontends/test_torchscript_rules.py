@@ -58,7 +58,13 @@ def test_statistical_reductions(how: str) -> None:
 
 class Clamps(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = fn.relu6(x * 4) + x.clamp_min(0.1) - x.clamp_max(-0.2) + x.narrow(-1, 1, 2).sum()
+        y = (
+            fn.relu6(x * 4)
+            + x.clamp_min(0.1)
+            - x.clamp_max(-0.2)
+            + x.narrow(-1, 1, 2).sum()
+            + x.narrow(0, -2, 2).mean()
+        )
         return y, (x > 0).all(1).float() + (x > 1).any().float()
 
 

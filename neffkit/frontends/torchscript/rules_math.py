@@ -10,6 +10,7 @@ import numpy as np
 
 from neffkit.frontends.torchscript._base import (
     I64,
+    INT64_MAX,
     B,
     Decline,
     F,
@@ -47,10 +48,15 @@ def _narrow(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # narrow(x, d, s, n) -> Slice(x, [s], [s + n], [d])
     x = _t(lx, a["self"])
     start, length = a["start"], a["length"]
-    if isinstance(start, Value) or isinstance(length, Value):
+    if isinstance(start, Value):
+        # a computed start may count from the end (torch allows it): Slice needs s + n there
+        raise Decline("narrow from a computed start")
+    if isinstance(length, Value):
         end: Any = binary(lx, "Add", lx.int64(start), lx.int64(length))
     else:
         end = int(start) + int(length)
+        if int(start) < 0 and end >= 0:  # narrow(x, d, -3, 3): to the end, not to 0
+            end = INT64_MAX
     dim = int(static(lx, a["dim"]))
     return lx.emit("Slice", [x, lx.ints([start]), lx.ints([end]), lx.ints([dim])])
 
