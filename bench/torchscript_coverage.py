@@ -158,14 +158,39 @@ _ORT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(floa
               "tensor(double)": np.float64, "tensor(bool)": np.bool_}  # fmt: skip
 
 
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Sends stdout and stderr to /dev/null, file descriptors included: the exporters print
+    whole graphs from C++ on failure, and the converter logs them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    log = logging.getLogger("torch._export.converter")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+        log.setLevel(level)
+
+
 def _export_ts(ts: Any, example: tuple[Any, ...], want: list[np.ndarray]) -> str:
     """torch.onnx.export(dynamo=False) of the ScriptModule, run on onnxruntime."""
     import torch  # noqa: PLC0415
 
     buf = io.BytesIO()
-    quiet = io.StringIO()  # a failed export prints the whole graph
     try:
-        with contextlib.redirect_stdout(quiet):
+        with _quiet():
             torch.onnx.export(ts, example, buf, dynamo=False, opset_version=18)
     except Exception as e:  # noqa: BLE001
         return "export: " + _line(e)
@@ -177,15 +202,8 @@ def _export_ts(ts: Any, example: tuple[Any, ...], want: list[np.ndarray]) -> str
 
 def _export_dynamo(ts: Any, example: tuple[Any, ...], want: list[np.ndarray]) -> str:
     """TS2EPConverter(ScriptModule) -> ExportedProgram -> torch.onnx.export(dynamo=True)."""
-    quiet = io.StringIO()  # the converter logs whole graphs at info level, the exporter prints
-    log = logging.getLogger("torch._export.converter")
-    level = log.level
-    log.setLevel(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            return _dynamo_steps(ts, example, want)
-    finally:
-        log.setLevel(level)
+    with _quiet():
+        return _dynamo_steps(ts, example, want)
 
 
 def _dynamo_steps(ts: Any, example: tuple[Any, ...], want: list[np.ndarray]) -> str:
