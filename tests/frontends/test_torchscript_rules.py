@@ -190,3 +190,24 @@ class AppendsInWhile(nn.Module):
 def test_list_appended_in_a_while_loop_is_still_refused() -> None:
     with pytest.raises(FrontendError, match="^aten::append .*torch.cat instead"):
         load_torchscript(torch.jit.script(AppendsInWhile()), example_inputs=(torch.randn(2),))
+
+
+class WritesSharedPiece(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        a, b = torch.unsafe_chunk(y, 2, 0)
+        a.add_(1)  # y is read again below: the write is seen through it, so it stays refused
+        return y + b.sum()
+
+
+class WritesPieceReadAgain(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.unsafe_chunk(x * 2, 2, 0)
+        c = a.sigmoid_()
+        return a + b + c  # the piece itself is read after the write
+
+
+@pytest.mark.parametrize("cls", [WritesSharedPiece, WritesPieceReadAgain])
+def test_a_write_into_a_piece_something_else_reads_is_still_refused(cls: type) -> None:
+    with pytest.raises(FrontendError, match="in-place op"):
+        load_torchscript(torch.jit.script(cls()), example_inputs=(torch.randn(4, 3),))
