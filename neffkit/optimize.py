@@ -26,6 +26,7 @@ from neffkit.execution.backend import get_backend
 from neffkit.execution.compare import explain
 from neffkit.execution.exported import ExportedModel
 from neffkit.execution.model import as_graph
+from neffkit.ir.aten import is_aten
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph
 from neffkit.passes.base import PassContext
@@ -69,6 +70,8 @@ class OptimizeReport:
     #: The optimized graph exported once: the bytes onnxruntime loaded and verification ran,
     #: which :func:`save_optimized` writes (None when nothing was verified).
     exported: ExportedModel | None = field(default=None, repr=False)
+    #: The ``aten`` ops the graph keeps (see ``aten_ops``): verified on the torch backend.
+    aten_ops: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -98,6 +101,7 @@ class OptimizeReport:
             "notes": self.notes,
             "constant_growth": None if self.growth is None else self.growth.to_dict(),
             "diagnosis": self.diagnosis,
+            "aten_ops": self.aten_ops,
         }
 
 
@@ -140,6 +144,12 @@ def verification_backend(target: str) -> str:
     return VERIFICATION_BACKENDS.get(target, "torch")
 
 
+def aten_ops(graph: Graph) -> list[str]:
+    """The ``aten`` ops a graph keeps (TorchScript operators with no ONNX form), sorted: a graph
+    holding any runs on the torch backend only, never on onnxruntime."""
+    return sorted({n.op_type for n in graph.all_nodes() if is_aten(n)})
+
+
 def optimize(
     model: str | onnx.ModelProto | Graph,
     passes: str | None = None,
@@ -166,7 +176,8 @@ def optimize(
         model: a path, ModelProto or Graph (a Graph is not modified: a copy is optimized).
         passes: pipeline text; the target's default pipeline when None.
         target: ``torch``, ``onnxruntime`` or ``neuron``.
-        verify: compare onnxruntime on the original with the target backend on the result.
+        verify: compare onnxruntime on the original with the target backend on the result
+            (both on the torch backend when the graph keeps ``aten`` ops: see ``aten_ops``).
         inputs: inputs for verification (when None: two random sets from the input types,
             seeded, symbolic dims 3 then 7; see ``neffkit.verify``).
         seed: seed of the random inputs.
@@ -203,6 +214,12 @@ def optimize(
         default_pipeline(target)  # raises the clear error
     original = as_graph(model, check=check)
     refuse_dims_with_inputs(dims, inputs)  # before the passes run, not at verification
+    kept = aten_ops(original)
+    if kept and verify_each:
+        raise NeffkitError(
+            f"verify_each compares on onnxruntime, which cannot run the graph's aten ops "
+            f"({', '.join(kept)}); the final verification runs them on the torch backend"
+        )
     graph = clone_graph(original) if isinstance(model, Graph) and copy else original
     reference = clone_graph(graph) if verify else None
     # --verify-each checks one set: the given inputs, else the first random set the final
@@ -233,7 +250,15 @@ def optimize(
     # IR v3 inputs with an initializer: folded as constants unless kept
     overridable = 0 if keep_overridable_inputs else sum(v.const is not None for v in graph.inputs)
     passes_report = manager.run(graph)
-    report = OptimizeReport(target, manager.group.spec(), passes_report)
+    report = OptimizeReport(target, manager.group.spec(), passes_report, aten_ops=kept)
+    # onnxruntime cannot run aten ops: both sides are then checked on the torch backend
+    reference_backend = "torch" if kept else "onnxruntime"
+    backend = "torch" if kept else verification_backend(target)
+    if kept and verify:
+        report.notes.append(
+            f"the graph keeps aten ops onnxruntime cannot run ({', '.join(kept)}): the original "
+            "and the result were both verified on the torch backend"
+        )
     report.growth = constant_growth(passes_report, manager.group, overridable)
     if report.growth.warn:
         report.notes.append(report.growth.message())
@@ -242,8 +267,12 @@ def optimize(
         # Exported once: these bytes are loaded, verified and (by save_optimized) written.
         report.exported = exported = ExportedModel(graph, external_data=external_data)
         # The result is an ONNX file others will run: it must load in onnxruntime whatever
-        # the target (this catches exporter-level problems the target backend accepts).
-        get_backend("onnxruntime").prepare(graph, source=exported.source)
+        # the target (this catches exporter-level problems the target backend accepts); one
+        # with aten ops must at least read back through neffkit's checked loader.
+        if kept:
+            as_graph(exported.source, check=True)
+        else:
+            get_backend("onnxruntime").prepare(graph, source=exported.source)
 
         kwargs: dict[str, Any] = {"seed": seed, "dims": dims}
         if atol is not None:
@@ -254,13 +283,18 @@ def optimize(
             reference,
             exported,
             inputs,
-            backend=verification_backend(target),
-            reference_backend="onnxruntime",
+            backend=backend,
+            reference_backend=reference_backend,
             **kwargs,
         )
         if not report.verification.ok and not report.verification.problems:
             report.diagnosis = diagnose_original(
-                reference, report.verification, inputs, verification_backend(target), **kwargs
+                reference,
+                report.verification,
+                inputs,
+                backend,
+                reference_backend=reference_backend,
+                **kwargs,
             )
     report.seconds = time.perf_counter() - start
     return graph, report
@@ -271,12 +305,14 @@ def diagnose_original(
     verification: Any,
     inputs: Any,
     backend: str,
+    *,
+    reference_backend: str = "onnxruntime",
     **verify_kwargs: Any,
 ) -> str:
     """Why a failed verification is not the passes' fault, when the original shows it alone.
 
-    Runs the original on onnxruntime twice (a nondeterministic reference), then the original
-    on ``backend`` against onnxruntime; when every output that failed for the optimized model
+    Runs the original on ``reference_backend`` twice (a nondeterministic reference), then the
+    original on ``backend`` against it; when every output that failed for the optimized model
     also fails there, the original disagrees with itself and the message says which output
     and by how much. Returns an empty string when the original is self-consistent.
     """
@@ -285,21 +321,23 @@ def diagnose_original(
         reference,
         reference,
         inputs,
-        backend="onnxruntime",
-        reference_backend="onnxruntime",
+        backend=reference_backend,
+        reference_backend=reference_backend,
         **verify_kwargs,
     )
     if not twice.ok:
-        return "the original model itself " + _differs(twice, "when onnxruntime runs it twice")
-    if backend == "onnxruntime":
+        where = f"when {reference_backend} runs it twice"
+        return "the original model itself " + _differs(twice, where)
+    if backend == reference_backend:
         return ""
     across = verify_models(
-        reference, reference, inputs, backend=backend, reference_backend="onnxruntime",
+        reference, reference, inputs, backend=backend, reference_backend=reference_backend,
         **verify_kwargs,
     )  # fmt: skip
     if across.ok or not set(failing) <= {o.name for o in across.failures}:
         return ""
-    return "the original model itself " + _differs(across, f"on onnxruntime and {backend}")
+    where = f"on {reference_backend} and {backend}"
+    return "the original model itself " + _differs(across, where)
 
 
 def _differs(report: Any, where: str) -> str:

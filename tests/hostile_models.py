@@ -355,3 +355,105 @@ def _huge_tile():
     r = h.make_tensor("r", T.INT64, [2], [2**31, 2**20])
     node = h.make_node("Tile", ["x", "r"], ["y"])
     return model([node], [vi("x", (1, 2))], [vi("y", (None, None))], [r])
+
+
+# -- PyTorch files: never unpickled, never run ---------------------------------------------------
+
+#: the file a pickle payload below creates if anything ever unpickles it
+UNPICKLED = "UNPICKLED"
+
+
+class _Payload:
+    """Unpickling this opens (creates) ``UNPICKLED`` beside the model: proof it ran."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, UNPICKLED)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def _torch_writer(build: Callable[[str, str], None]) -> Callable[[str], str]:
+    def write(folder: str) -> str:
+        path = os.path.join(folder, "model.pt")
+        build(folder, path)
+        return path
+
+    return write
+
+
+def _torch_bad(name: str, says: str) -> Callable:
+    def deco(build: Callable[[str, str], None]) -> Callable:
+        CASES.append(Bad(name, _torch_writer(build), ALL, says))
+        return build
+
+    return deco
+
+
+def _scripted_archive(path: str, module: object = None) -> None:
+    import torch
+
+    torch.jit.save(torch.jit.script(module or torch.nn.ReLU()), path)
+
+
+@_torch_bad("legacy torch.save pickle with a payload", "neffkit does not unpickle")
+def _legacy_pickle(folder: str, path: str) -> None:
+    import torch
+
+    data = {"w": torch.ones(2), "payload": _Payload(folder)}
+    torch.save(data, path, _use_new_zipfile_serialization=False)
+
+
+@_torch_bad("torch.save checkpoint zip with a payload", "a torch.save checkpoint")
+def _checkpoint_zip(folder: str, path: str) -> None:
+    import torch
+
+    torch.save({"w": torch.ones(2), "payload": _Payload(folder)}, path)
+
+
+@_torch_bad("TorchScript archive naming a foreign global", "refusing")
+def _foreign_global(folder: str, path: str) -> None:
+    import pickle
+    import zipfile
+
+    clean = path + ".clean"
+    _scripted_archive(clean)
+    payload = pickle.dumps(_Payload(folder), protocol=2)
+    with zipfile.ZipFile(clean) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            zout.writestr(info, payload if info.filename.endswith("/data.pkl") else data)
+    os.unlink(clean)
+
+
+@_torch_bad("truncated TorchScript archive", "not a TorchScript archive")
+def _truncated_archive(folder: str, path: str) -> None:
+    _scripted_archive(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+@_torch_bad("TorchScript archive whose code runs at load", "defines __setstate__")
+def _setstate_archive(folder: str, path: str) -> None:
+    import torch
+
+    class RunsAtLoad(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.ones(2)
+
+        @torch.jit.export
+        def __getstate__(self) -> tuple[torch.Tensor, bool]:
+            return (self.w, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+            self.w = state[0] * 2
+            self.training = state[1]
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.w
+
+    _scripted_archive(path, RunsAtLoad())

@@ -17,7 +17,7 @@ from neffkit.cli import main
 from neffkit.errors import BackendError, FrontendError, NeffkitError
 from neffkit.passes.pipeline import PipelineSyntaxError, parse_pipeline
 from tests.helpers import error_line
-from tests.hostile_models import ALL, CASES, X2, Bad, relu_model
+from tests.hostile_models import ALL, CASES, UNPICKLED, X2, Bad, relu_model
 
 OUTPUTS = {"run": "out.npz", "convert": "out.pt", "optimize": "out.onnx"}
 
@@ -54,6 +54,28 @@ def test_cli_refuses_bad_model(
         assert case.says in line
     assert not os.path.exists(out)
     assert [p for p in os.listdir(tmp_path) if p.startswith(".neffkit-")] == []
+    assert not os.path.exists(tmp_path / UNPICKLED)  # a pickle payload never ran
+
+
+TORCH_FILES = [c for c in CASES if c.name.startswith(("legacy torch", "torch.save", "TorchScript",
+                                                      "truncated TorchScript"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["tune-partitions", "reduce"])
+@pytest.mark.parametrize("case", TORCH_FILES, ids=[c.name for c in TORCH_FILES])
+def test_the_other_commands_refuse_hostile_torch_files(
+    case: Bad, command: str, tmp_path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    path = case.write(str(tmp_path))
+    out = tmp_path / "out.txt"
+    if command == "tune-partitions":
+        (tmp_path / "lengths.txt").write_text("3\n5\n")
+        argv = [command, path, "--lengths", str(tmp_path / "lengths.txt"), "-o", str(out)]
+    else:
+        argv = [command, path, "--check", "false {model}", "-o", str(out)]
+    assert main(argv) == 2
+    assert case.says in error_line(capfd)
+    assert not out.exists() and not (tmp_path / UNPICKLED).exists()
 
 
 def _library_cases(command: str) -> list:

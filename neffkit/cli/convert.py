@@ -16,10 +16,17 @@ from neffkit.cli.io import (
     files_read,
     log,
     read_inputs,
+    read_model,
     refuse_overwrite,
     requested_dims,
 )
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
+from neffkit.cli.options import (
+    AddCommand,
+    add_check_arg,
+    add_input_args,
+    add_tolerance_args,
+    add_torchscript_args,
+)
 from neffkit.errors import NeffkitError, first_line
 
 _CONVERT_EPILOG = """\
@@ -27,7 +34,12 @@ The module is scripted when TorchScript can compile it; otherwise it is traced w
 example inputs (random ones from --seed, or --inputs), and control flow then follows them.
 The file is written atomically; it may not be the input model, its external data or the
 --inputs file (exit status 2). With --verify (the default) the written file is loaded back
-with torch.jit.load and compared with onnxruntime.
+with torch.jit.load and compared with onnxruntime (with the torch backend when the model keeps
+aten ops, TorchScript operators with no ONNX form, which onnxruntime cannot run).
+
+MODEL may be a TorchScript file (told by its bytes: a pickle or torch.save checkpoint is
+refused unread); its inputs' shapes and dtypes come from --input-shape NAME=DIMS[:DTYPE] or
+--inputs, and it is lifted to the IR and lowered again.
 
 The check runs two random input sets (symbolic dims 3, then 7; --dims fixes chosen ones).
 
@@ -41,7 +53,7 @@ example:
 def register(add: AddCommand) -> None:
     """Adds ``convert`` to the ``neffkit`` parser."""
     s = add("convert", "convert an ONNX model to TorchScript", _CONVERT_EPILOG)
-    s.add_argument("model", metavar="MODEL", help="an .onnx file")
+    s.add_argument("model", metavar="MODEL", help="an .onnx (or TorchScript) file")
     s.add_argument("-o", "--output", required=True, metavar="OUT.pt", help="TorchScript file")
     s.add_argument(
         "--verify",
@@ -52,6 +64,7 @@ def register(add: AddCommand) -> None:
     add_input_args(s)
     add_tolerance_args(s)
     add_check_arg(s)
+    add_torchscript_args(s)
     s.set_defaults(func=cmd_convert)
 
 
@@ -62,14 +75,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from neffkit import files
     from neffkit.api import mentioning
     from neffkit.backends.torch import to_torchscript
-    from neffkit.frontends.onnx import load
+    from neffkit.execution.model import is_torch_path
+    from neffkit.optimize import aten_ops
     from neffkit.report import format_bytes
     from neffkit.verify import verify
 
     model, out = args.model, args.output
     role = "the output TorchScript file"
     refuse_overwrite(out, {model: "the input model", args.inputs: "the inputs file"}, role)
-    graph = load(model, check=args.check)
+    graph = read_model(args, model)
+    from_torchscript = is_torch_path(model)
+    kept = aten_ops(graph)
     refuse_overwrite(out, files_read(model, graph, args.inputs), role)
     inputs = read_inputs(graph, args, model)
     t0 = time.perf_counter()
@@ -78,6 +94,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")  # TorchScript's compiler warnings are not for users
         module, how = to_torchscript(graph, example_inputs=inputs)
     log.info("TorchScript module made in %.2f s", time.perf_counter() - t0)
+    if kept and args.verify:
+        print(f"{model}: keeps aten ops with no ONNX form ({', '.join(kept)}): checked against "
+              "the model on the torch backend, not onnxruntime")  # fmt: skip
     if how == "script":
         print(f"{model}: scripted with torch.jit.script (control flow kept)")
     elif how.startswith("host-loop"):
@@ -103,7 +122,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
             raise NeffkitError(f"{out}: written but cannot be loaded back: {first_line(e)}") from e
         report = verify(
-            model,
+            graph if from_torchscript else model,
             loaded,
             inputs if args.inputs else None,
             seed=args.seed,
@@ -111,7 +130,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             atol=args.atol,
             rtol=args.rtol,
             check=args.check,
+            reference_backend="torch" if kept else "onnxruntime",
         )
+        report.reference = model
         report.candidate = out
         reports.append(report)
         if not report.ok:

@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, save_npz
-from neffkit.cli.options import AddCommand
+from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, read_model, save_npz
+from neffkit.cli.options import AddCommand, add_torchscript_args
 from neffkit.errors import NeffkitError
 
 _FUZZ_EPILOG = """\
@@ -68,7 +68,9 @@ def register(add: AddCommand) -> None:
     s.set_defaults(func=cmd_fuzz)
 
     s = add("reduce", "shrink a model while a check command keeps failing", _REDUCE_EPILOG)
-    s.add_argument("model", metavar="MODEL", help="the failing .onnx model")
+    s.add_argument(
+        "model", metavar="MODEL", help="the failing model (.onnx; TorchScript is lifted first)"
+    )
     s.add_argument("--check", required=True, metavar="COMMAND", help="shell command with {model}")
     s.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the reduced model")
     s.add_argument(
@@ -78,6 +80,7 @@ def register(add: AddCommand) -> None:
         help="recorded inputs of MODEL (for {inputs}); repeat for several sets: a candidate is "
         "kept when the check fails on at least one of them",
     )
+    add_torchscript_args(s)
     s.set_defaults(func=cmd_reduce)
 
 
@@ -264,7 +267,8 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     import onnx
 
     from neffkit import files
-    from neffkit.backends.onnx import referenced_files
+    from neffkit.backends.onnx import referenced_files, to_onnx
+    from neffkit.execution.model import is_torch_path
     from neffkit.testing.reduce import NothingToReduce, reduce_model
 
     if "{model}" not in args.check:
@@ -282,10 +286,13 @@ def cmd_reduce(args: argparse.Namespace) -> int:
     npz_names = [f"{stem}-inputs.npz" if n == 1 else f"{stem}-inputs-{k}.npz" for k in range(n)]
     writes += [files.Write(name, "the reduced model's inputs") for name in npz_names]
     files.check_writes(writes, sources)
-    try:
-        model = onnx.load(args.model)
-    except Exception as e:  # noqa: BLE001
-        raise NeffkitError(f"{args.model}: cannot load the model: {e}") from e
+    if is_torch_path(args.model):  # lifted through the safe loader, never unpickled
+        model = to_onnx(read_model(args, args.model, check=False))
+    else:
+        try:
+            model = onnx.load(args.model)
+        except Exception as e:  # noqa: BLE001
+            raise NeffkitError(f"{args.model}: cannot load the model: {e}") from e
     feeds = None
     if args.inputs:
         feeds = []

@@ -85,6 +85,52 @@ def save_npz(path: str, arrays: dict[str, Any]) -> None:
     files.atomic_write(path, write)
 
 
+# -- models -----------------------------------------------------------------------------------
+
+
+def read_model(args: argparse.Namespace, path: str, *, check: bool | None = None) -> Any:
+    """The ``Graph`` of the model file ``path``: ONNX, or TorchScript told by its bytes (a
+    pickle or ``torch.save`` checkpoint is refused unread, with the safe loader's reason).
+
+    A TorchScript module's input types come from ``--input-shape``, else from the arrays of
+    ``--inputs FILE.npz``, else from the module (a trace in memory records them).
+
+    Raises:
+        NeffkitError: the file cannot be read, or an input's dtype and shape are unknown.
+    """
+    from neffkit.execution.model import as_graph
+    from neffkit.frontends.dispatch import is_torch_file
+    from neffkit.frontends.onnx import load
+    from neffkit.ir.aten import is_aten
+
+    if check is None:
+        check = getattr(args, "check", True)
+    if not is_torch_file(path):
+        return load(path, check=check)
+    from neffkit.frontends.torchscript_inputs import InputSpec, parse_input_shapes
+
+    specs = parse_input_shapes(getattr(args, "input_shape", None) or [])
+    inputs_file = getattr(args, "inputs", None)
+    if isinstance(inputs_file, list):  # ``reduce`` takes several sets: the first states them
+        inputs_file = inputs_file[0] if inputs_file else None
+    if inputs_file:
+        import numpy as np
+
+        try:
+            with np.load(inputs_file, allow_pickle=False) as z:
+                for name in z.files:
+                    a = z[name]
+                    specs.setdefault(name, InputSpec(tuple(a.shape), a.dtype.name, stated=False))
+        except (OSError, ValueError) as e:
+            raise NeffkitError(f"{inputs_file}: cannot read the inputs ({first_line(e)})") from e
+    log.info("reading %s as TorchScript", path)
+    graph = as_graph(path, input_shapes=specs, trust_code=getattr(args, "trust_code", False))
+    kept = sorted({n.op_type for n in graph.all_nodes() if is_aten(n)})
+    if kept:
+        log.info("%s: kept as aten ops (no ONNX form): %s", path, ", ".join(kept))
+    return graph
+
+
 # -- inputs -----------------------------------------------------------------------------------
 
 

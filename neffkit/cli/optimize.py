@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -14,10 +15,17 @@ from neffkit.cli.io import (
     EXIT_OK,
     files_read,
     log,
+    read_model,
     refuse_overwrite,
     requested_dims,
 )
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
+from neffkit.cli.options import (
+    AddCommand,
+    add_check_arg,
+    add_input_args,
+    add_tolerance_args,
+    add_torchscript_args,
+)
 from neffkit.errors import NeffkitError
 
 _OPTIMIZE_EPILOG = """\
@@ -36,11 +44,17 @@ sets them); when they disagree nothing is written and the exit status is 1. The 
 says whether the original itself disagrees (onnxruntime run twice, or the original on the
 target's backend), so the passes are not blamed for it.
 
+IN may be a TorchScript file (torch.jit.save; told by its bytes, a pickle or torch.save
+checkpoint is refused unread): it is lifted to the IR, its inputs typed by --input-shape or
+--inputs. aten ops with no ONNX form stay as they are; onnxruntime cannot run them, so the
+original and OUT are then both verified on the torch backend, and OUT declares the aten domain.
+
 example:
   neffkit optimize model.onnx -o model.opt.onnx
   neffkit optimize model.onnx -o model.opt.onnx --dims batch=2,seq=128
   neffkit optimize model.onnx -o model.opt.onnx --target onnxruntime --report report.json
   neffkit optimize model.onnx -o out.onnx --passes "dedup,(fold,cse,dce)" --print-ir-after cse
+  neffkit optimize model.pt -o model.opt.onnx --input-shape image=1x1x32x128
 """
 
 _PASSES_EPILOG = """\
@@ -56,11 +70,14 @@ front end for a 1x32xW text-line image, conformer encoder blocks (depthwise Conv
 with the greedy loop as an ONNX Loop. --batched writes the same weights as a batched model
 whose requests stop at chosen lengths: image [batch,1,32,W] and max_tokens [batch] -> tokens
 [batch,num_tokens] (a sequence is done at EOS or at max_tokens tokens, then padded with EOS).
+--torchscript writes the whole model scripted (greedy loop as TorchScript control flow) with
+torch.jit.save instead of ONNX; other commands read it with --input-shape image=1x1x32xW.
 
 example:
   neffkit example conformer -o conformer.onnx
   neffkit example conformer --batched -o conformer_batch.onnx
   neffkit example conformer --part encoder --width 256 -o encoder.onnx
+  neffkit example conformer --torchscript -o conformer.pt   # scripted, torch.jit.save
 """
 
 
@@ -69,7 +86,7 @@ def register(add: AddCommand) -> None:
     from neffkit.optimize import TARGETS
 
     s = add("optimize", "optimize a model and verify it against the original", _OPTIMIZE_EPILOG)
-    s.add_argument("model", metavar="IN", help="the .onnx model to optimize")
+    s.add_argument("model", metavar="IN", help="the model to optimize (.onnx or TorchScript)")
     s.add_argument("-o", "--output", required=True, metavar="OUT", help="optimized .onnx file")
     s.add_argument("--passes", metavar="PIPELINE", help="pipeline text (default: the target's)")
     s.add_argument("--target", default="torch", choices=TARGETS, help="backend (default torch)")
@@ -82,6 +99,7 @@ def register(add: AddCommand) -> None:
     add_input_args(s)
     add_tolerance_args(s)
     add_check_arg(s)
+    add_torchscript_args(s)
     s.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
     s.add_argument(
         "--verify-each", action="store_true", help="check numerics after every pass (slow)"
@@ -133,6 +151,11 @@ def register(add: AddCommand) -> None:
         help="the whole model with a symbolic batch and a max_tokens input (requests of "
         "chosen lengths)",
     )
+    s.add_argument(
+        "--torchscript",
+        action="store_true",
+        help="the whole model scripted and saved with torch.jit.save (a .pt), not ONNX",
+    )
     s.set_defaults(func=cmd_example)
 
 
@@ -140,7 +163,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     """``neffkit optimize``."""
     from neffkit import files
     from neffkit.api import mentioning, npz_inputs
-    from neffkit.frontends.onnx import load
     from neffkit.optimize import optimize, save_optimized
 
     model, out = args.model, args.output
@@ -148,7 +170,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.report:
         writes.append(files.Write(args.report, "the report"))
     files.check_writes(writes, {model: "the input model", args.inputs: "the inputs file"})
-    graph = load(model, check=args.check)
+    graph = read_model(args, model)
     files.check_writes(writes, files_read(model, graph, args.inputs))
     dims = requested_dims(args, graph)
     inputs = npz_inputs(graph, args.inputs) if args.inputs else None
@@ -179,6 +201,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             flag = "changed" if r.changed else "       "
             print(f"  {r.seconds:8.3f}s  {flag}  {r.spec}  {r.nodes_before}->{r.nodes_after}")
     print(report.passes.table())
+    if report.aten_ops:
+        how = "verified on the torch backend (original and result), " if args.verify else ""
+        print(
+            f"\n{model}: keeps aten ops with no ONNX form ({', '.join(report.aten_ops)}); "
+            f"onnxruntime cannot run them: {how}OUT declares the 'aten' domain and runs on the "
+            "torch backend (neffkit run, neffkit convert)"
+        )
     if report.verification is not None:
         report.verification.candidate = f"{out} (the optimized model)"
         print()
@@ -251,6 +280,7 @@ def cmd_example(args: argparse.Namespace) -> int:
     from neffkit.examples import (
         export_conformer_batch_onnx,
         export_conformer_onnx,
+        export_conformer_torchscript,
         export_decoder_step_onnx,
         export_encoder_onnx,
     )
@@ -261,7 +291,20 @@ def cmd_example(args: argparse.Namespace) -> int:
         raise NeffkitError(
             f"--batched writes the whole model; it cannot go with --part {args.part}"
         )
+    if args.torchscript and (args.batched or args.part != "full"):
+        other = "--batched" if args.batched else f"--part {args.part}"
+        raise NeffkitError(f"--torchscript writes the whole model; it cannot go with {other}")
     refuse_overwrite(args.output, {}, "the example model")
+    if args.torchscript:
+        t = time.perf_counter()
+        export_conformer_torchscript(args.output, width=args.width, seed=args.seed)
+        size = os.path.getsize(args.output)
+        print(
+            f"wrote {args.output}: Conformer OCR (full, TorchScript, width {args.width}, seed "
+            f"{args.seed}), {size / 1e6:.1f} MB in {time.perf_counter() - t:.1f}s; its input: "
+            f"--input-shape image=1x1x32x{args.width}"
+        )
+        return EXIT_OK
     export = {
         "full": export_conformer_batch_onnx if args.batched else export_conformer_onnx,
         "encoder": export_encoder_onnx,

@@ -1,6 +1,6 @@
 """Command-line options several ``neffkit`` subcommands share, defined once so their spelling
 and help read the same everywhere: ``--inputs`` / ``--seed`` / ``--dims``, ``--atol`` /
-``--rtol`` and ``--no-check``."""
+``--rtol``, ``--no-check``, and ``--input-shape`` / ``--trust-code`` for TorchScript files."""
 
 from __future__ import annotations
 
@@ -42,3 +42,24 @@ def add_tolerance_args(s: argparse.ArgumentParser) -> None:
     """``--atol`` and ``--rtol`` (None: the per-dtype defaults)."""
     s.add_argument("--atol", type=float, default=None, help="absolute tolerance (per dtype)")
     s.add_argument("--rtol", type=float, default=None, help="relative tolerance (per dtype)")
+
+
+def add_torchscript_args(s: argparse.ArgumentParser) -> None:
+    """``--input-shape NAME=DIMS[:DTYPE]`` (repeatable) and ``--trust-code``, for a TorchScript
+    model file (see :func:`neffkit.cli.io.read_model`)."""
+    s.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME=DIMS[:DTYPE]",
+        help="TorchScript models: the static shape and dtype of input NAME, e.g. "
+        "x=1x3x224x224 or ids=1x16:int64 (DIMS 'scalar' for 0-d; dtype default float32); "
+        "needed for a scripted module or a .pt file, whose inputs record none (repeatable; "
+        "--inputs FILE.npz states them too)",
+    )
+    s.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="TorchScript files: load code the safe loader refuses (__setstate__, from_file, "
+        "foreign operator namespaces); never a pickle",
+    )

@@ -12,10 +12,12 @@ from neffkit.cli.io import (
     files_read,
     log,
     read_inputs,
+    read_model,
     refuse_overwrite,
     save_npz,
 )
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args
+from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_torchscript_args
+from neffkit.errors import NeffkitError
 from neffkit.execution.backend import backend_names
 
 _RUN_EPILOG = """\
@@ -33,7 +35,7 @@ example:
 def register(add: AddCommand) -> None:
     """Adds ``run`` to the ``neffkit`` parser."""
     s = add("run", "run a model and show its outputs", _RUN_EPILOG)
-    s.add_argument("model", metavar="MODEL", help="an .onnx file")
+    s.add_argument("model", metavar="MODEL", help="an .onnx or TorchScript file")
     add_input_args(s)
     s.add_argument(
         "--backend",
@@ -44,23 +46,31 @@ def register(add: AddCommand) -> None:
     s.add_argument("--device", default=None, help="torch device, e.g. cuda (torch backend)")
     s.add_argument("-o", "--output", metavar="OUT.npz", help="save the outputs to an .npz file")
     add_check_arg(s)
+    add_torchscript_args(s)
     s.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``neffkit run``."""
     from neffkit.api import Runner
-    from neffkit.frontends.onnx import load
+    from neffkit.execution.backend import get_backend
+    from neffkit.optimize import aten_ops
     from neffkit.report import format_arrays
 
     t0 = time.perf_counter()
-    graph = None
     if args.output:  # refused before any work: checked against every file the model reads
         sources = {args.model: "the input model", args.inputs: "the inputs file"}
         refuse_overwrite(args.output, sources, "the outputs file")
-        graph = load(args.model, check=args.check)
+    graph = read_model(args, args.model)
+    if args.output:
         refuse_overwrite(
             args.output, files_read(args.model, graph, args.inputs), "the outputs file"
+        )
+    kept = aten_ops(graph)
+    if kept and get_backend(args.backend).name == "onnxruntime":
+        raise NeffkitError(
+            f"{args.model}: keeps aten ops with no ONNX form ({', '.join(kept)}), which "
+            "onnxruntime cannot run; run it with --backend torch"
         )
     runner = Runner(args.model, args.backend, device=args.device, check=args.check, graph=graph)
     log.info("prepared for %s in %.2f s", runner.backend, time.perf_counter() - t0)

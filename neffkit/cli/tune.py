@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from neffkit.cli.io import EXIT_OK, files_read, read_inputs, refuse_overwrite
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args
+from neffkit.cli.io import EXIT_OK, files_read, read_inputs, read_model, refuse_overwrite
+from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_torchscript_args
 from neffkit.errors import NeffkitError
 from neffkit.execution.backend import backend_names
 
@@ -55,7 +55,9 @@ def register(add: AddCommand) -> None:
     s = add(
         "tune-partitions", "pick decoder partition boundaries for observed lengths", _TUNE_EPILOG
     )
-    s.add_argument("model", metavar="MODEL", help="an .onnx file with one decoder Loop")
+    s.add_argument(
+        "model", metavar="MODEL", help="an .onnx or TorchScript file with one decoder loop"
+    )
     s.add_argument("--lengths", metavar="FILE", required=True, help="observed output lengths")
     s.add_argument(
         "--backend",
@@ -104,13 +106,13 @@ def register(add: AddCommand) -> None:
     )
     add_input_args(s)
     add_check_arg(s)
+    add_torchscript_args(s)
     s.add_argument("-o", "--output", metavar="PIPELINE.txt", help="write the pipeline text here")
     s.set_defaults(func=cmd_tune_partitions)
 
 
 def cmd_tune_partitions(args: argparse.Namespace) -> int:
     """``neffkit tune-partitions``."""
-    from neffkit.frontends.onnx import load
     from neffkit.optimize import DEFAULT_PIPELINES
     from neffkit.tune import format_result, parse_objective, parse_simulate, read_lengths, tune
     from neffkit.tune.measure import find_loop, measure_costs, positions_to_measure
@@ -126,7 +128,7 @@ def cmd_tune_partitions(args: argparse.Namespace) -> int:
         sources = {args.model: "the input model", args.lengths: "the lengths file"}
         refuse_overwrite(args.output, {**sources, args.inputs: "the inputs file"}, "the pipeline")
     lengths = read_lengths(args.lengths)
-    graph = load(args.model, check=args.check)
+    graph = read_model(args, args.model)
     if args.output:
         refuse_overwrite(args.output, files_read(args.model, graph, args.inputs), "the pipeline")
     inputs = read_inputs(graph, args, args.model)

@@ -16,6 +16,7 @@ from neffkit.examples.conformer import (
     example_input,
     export_conformer_batch_onnx,
     export_conformer_onnx,
+    export_conformer_torchscript,
     export_decoder_step_onnx,
     export_encoder_onnx,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "example_input",
     "export_conformer_batch_onnx",
     "export_conformer_onnx",
+    "export_conformer_torchscript",
     "export_decoder_step_onnx",
     "export_encoder_onnx",
 ]

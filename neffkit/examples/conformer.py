@@ -18,7 +18,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from neffkit.files import write_bytes
+from neffkit.files import atomic_write, write_bytes
 
 __all__ = [
     "BOS_ID",
@@ -377,6 +377,25 @@ def _export(
     if path is not None:
         write_bytes(path, model.SerializeToString())  # atomic: temp file, then rename
     return model
+
+
+def export_conformer_torchscript(
+    path: str | os.PathLike | None = None,
+    *,
+    width: int = 128,
+    seed: int = 0,
+    model: ConformerOCR | None = None,
+    **kwargs: int,
+) -> torch.jit.ScriptModule:
+    """Script the full model, greedy loop kept as TorchScript control flow (``image`` ->
+    ``tokens``), and, given ``path``, save it with ``torch.jit.save`` atomically."""
+    model, _ = _model_and_image(model, width, seed, kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, not gone
+        scripted = torch.jit.script(model.eval())
+        if path is not None:
+            atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
+    return scripted
 
 
 def _model_and_image(

@@ -11,7 +11,14 @@ import onnx
 from neffkit.dims import runtime_inputs
 from neffkit.execution.backend import get_backend
 from neffkit.execution.inputs import Inputs, bind
-from neffkit.execution.model import Model, as_graph, describe_model, mentioning, source_path
+from neffkit.execution.model import (
+    Model,
+    as_graph,
+    describe_model,
+    is_torch_path,
+    mentioning,
+    source_path,
+)
 from neffkit.ir.core import Graph
 
 __all__ = ["Runner", "run"]
@@ -57,7 +64,7 @@ class Runner:
             # One with external data goes through the graph, so a runtime reads only bytes
             # neffkit read through its checked path, never an outside file.
             serialized: Any = model if isinstance(model, onnx.ModelProto | bytes) else None
-            if path is not None and not self.graph.meta.external_data:
+            if path is not None and not self.graph.meta.external_data and not is_torch_path(path):
                 serialized = path
             if source is not None:
                 serialized = source

@@ -6,7 +6,9 @@ runs without its full shape inference (``full_check=False``): about a fifth of t
 on a 100k-node model, against three quarters with it. What it leaves out and onnxruntime
 refuses is checked here: opset versions outside what onnx knows, and ``If`` branches whose
 declared output types disagree. Callers that know better pass ``check=False``
-(``--no-check``).
+(``--no-check``). A main-graph input or output of unknown rank (no ``shape``, element type set)
+is accepted although the checker asks for a shape there: the IR spec allows it and onnxruntime
+runs it.
 """
 
 from __future__ import annotations
@@ -66,10 +68,48 @@ def check_proto(
                 return  # cannot be serialized in one piece; the structural checks still run
             onnx.checker.check_model(proto.SerializeToString())
     except Exception as e:  # noqa: BLE001 - the checker raises ValidationError and others
+        if _only_unknown_rank_io(e, proto, data, path):
+            return
         text = " ".join(str(e).split()) or type(e).__name__
         raise FrontendError(
             f"{source}: invalid ONNX model (onnx checker: {text}) {_HOW_TO_SKIP}"
         ) from e
+
+
+_NO_SHAPE = "Field 'shape' of 'type' is required but missing"
+
+
+def _only_unknown_rank_io(
+    error: Exception, proto: ModelProto | None, data: bytes | None, path: str | None
+) -> bool:
+    """Whether the checker refused only a main-graph input or output of unknown rank.
+
+    The IR spec makes a tensor type without ``shape`` a tensor of unknown rank, and
+    onnxruntime runs such a model, but the checker requires ``shape`` on the main graph's
+    inputs and outputs (subgraphs are exempt). Such an input or output with its element type
+    set is legal: the model is checked again with those shapes filled in for the checker only.
+    A model with external data (checked from its file) is not retried.
+    """
+    if _NO_SHAPE not in str(error) or path is not None:
+        return False
+    model = ModelProto()
+    if proto is not None:
+        model.CopyFrom(proto)
+    else:
+        model.ParseFromString(data or b"")
+    patched = False
+    for vi in [*model.graph.input, *model.graph.output]:
+        t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+        if t is not None and t.elem_type and not t.HasField("shape"):
+            t.shape.SetInParent()  # any shape: the checker does not infer without full_check
+            patched = True
+    if not patched:
+        return False
+    try:
+        onnx.checker.check_model(model.SerializeToString())
+    except Exception:  # noqa: BLE001 - refused for another reason: report the first one
+        return False
+    return True
 
 
 def check_opsets(graph: Graph, source: str) -> None:

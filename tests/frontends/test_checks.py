@@ -107,3 +107,26 @@ def test_negative_dims() -> None:
     assert checks.negative_dims(TensorProto(dims=[2, -1]))
     assert not checks.negative_dims(TensorProto(dims=[2, 0]))
     assert not checks.negative_dims(TensorProto())
+
+
+def test_an_unknown_rank_input_or_output_with_its_dtype_is_legal(tmp_path) -> None:
+    # the checker asks for a shape on the main graph's inputs and outputs; the IR spec does not
+    m = relu_model()
+    for vi in (m.graph.input[0], m.graph.output[0]):
+        vi.type.tensor_type.ClearField("shape")
+    with pytest.raises(onnx.checker.ValidationError, match="'shape' of 'type' is required"):
+        onnx.checker.check_model(m)
+    checks.check_proto(m, None, "m.onnx")
+    checks.check_proto(None, m.SerializeToString(), "m.onnx")
+    path = save_model(tmp_path / "m.onnx", m)
+    assert load(path, check=True).inputs[0].type.rank is None
+    (y,) = neffkit.run(path, X2)
+    np.testing.assert_array_equal(y, [1.0, 0.0])
+    # without the element type, or with another fault, it is still refused
+    m.graph.input[0].type.tensor_type.elem_type = 0
+    with pytest.raises(FrontendError, match="invalid ONNX model"):
+        checks.check_proto(m, None, "m.onnx")
+    bad = relu_model(ir=1)
+    bad.graph.input[0].type.tensor_type.ClearField("shape")
+    with pytest.raises(FrontendError, match="invalid ONNX model"):
+        checks.check_proto(bad, None, "m.onnx")

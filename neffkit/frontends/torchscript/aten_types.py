@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnx import TensorProto
+
 from neffkit.frontends.torchscript._base import SCALAR_TYPES, torch_onnx_dtype
 from neffkit.ir import TensorType, Value
+
+#: aten ops whose result is a quantized tensor (the meta run cannot tell: no quantized meta)
+_QUANTIZING = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic")
+_COMPLEX = (TensorProto.COMPLEX64, TensorProto.COMPLEX128)
 
 
 def meta_output_types(schema: str, args: dict[str, Any], count: int) -> list[TensorType] | None:
@@ -100,3 +106,24 @@ def _torch_dtypes() -> dict[int, Any]:
 
     names = [n for n in SCALAR_TYPES if not n.startswith(("complex", "q"))]
     return {torch_onnx_dtype(getattr(torch, n)): getattr(torch, n) for n in names}
+
+
+def refused_dtype(op: str, inputs: list[Value], ts_outputs: list[Any]) -> str | None:
+    """Why an ``aten`` node cannot be kept, when a tensor it reads or makes is complex or
+    quantized (neffkit's IR has no such values): the reason, else None.
+
+    ``ts_outputs`` are the TorchScript output types (``torch._C`` types).
+    """
+    import torch  # noqa: PLC0415
+
+    if op in _QUANTIZING:
+        return "makes a quantized tensor; dtype not supported"
+    for v in inputs:
+        if isinstance(v.type, TensorType) and v.type.dtype in _COMPLEX:
+            return "reads a complex tensor; dtype not supported"
+    for t in ts_outputs:
+        if isinstance(t, torch._C.TensorType) and t.scalarType() is not None:
+            dtype = t.dtype()
+            if dtype.is_complex or str(dtype).startswith("torch.q"):  # qint8, quint8, ...
+                return f"makes a {dtype} tensor; dtype not supported"
+    return None

@@ -28,7 +28,7 @@ from neffkit.frontends.torchscript._base import (
     torch_to_numpy,
     unsupported,
 )
-from neffkit.frontends.torchscript.aten_types import meta_output_types
+from neffkit.frontends.torchscript.aten_types import meta_output_types, refused_dtype
 from neffkit.ir import Graph, Node, Tensor, TensorType, Value, np_dtype, onnx_dtype
 from neffkit.ir import aten as contract
 
@@ -119,6 +119,8 @@ class Lifter:
             final.append(v)
         self._output_ranks(final)
         self.top.set_outputs(final, [f"output_{i}" for i in range(len(final))])
+        for i, v in enumerate(final):  # reports and runners name outputs by their values
+            v.name = v.name or f"output_{i}"
         _drop_unused(self.top)
         if any(contract.is_aten(n) for n in self.top.all_nodes()):
             self.top.opset_imports[contract.DOMAIN] = 1
@@ -479,6 +481,10 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
             attrs[name] = str(v)
     attrs[contract.TENSOR_ARGS] = tensor_args
     outs = list(node.outputs())
+    why = refused_dtype(node.kind()[len("aten::"):], [v for v in inputs if v is not None],
+                        [o.type() for o in outs])  # fmt: skip
+    if why is not None:
+        raise unsupported(node, why)
     results = lifter.emit(node.kind()[len("aten::"):], inputs, domain=contract.DOMAIN,
                           outputs=len(outs), attributes=attrs)  # fmt: skip
     results = [results] if len(outs) == 1 else list(results)
@@ -492,4 +498,7 @@ def _opaque(lifter: Lifter, args: dict[str, Any], node: Any) -> Any:
             r.type = TensorType(torch_onnx_dtype(t.dtype()), sizes)
         elif inferred is not None:
             r.type = inferred[i]
+        dtype = r.type.dtype if isinstance(r.type, TensorType) else None
+        if dtype in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
+            raise unsupported(node, "makes a complex tensor; dtype not supported")
     return results[0] if len(outs) == 1 else results

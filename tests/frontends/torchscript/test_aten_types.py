@@ -1,7 +1,10 @@
 """Output types of aten nodes TorchScript leaves untyped (frontends/torchscript/aten_types.py):
-a run on meta tensors gives the dtype (and the rank when every input rank is known)."""
+a run on meta tensors gives the dtype (and the rank when every input rank is known); a kept op
+that makes or reads a complex or quantized tensor is refused naming the op and line."""
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 from onnx import TensorProto
@@ -50,3 +53,49 @@ def test_several_outputs_and_tensor_lists() -> None:
 )
 def test_not_known_is_none(schema: str, args: dict) -> None:
     assert meta_output_types(schema, args, 1) is None
+
+
+# -- complex and quantized tensors made or read by kept ops: one error, op and line -----------
+
+
+class Quantizes(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.quantize_per_tensor(x, 0.1, 0, torch.quint8)
+        return q.dequantize()
+
+
+class QuantizedBuffer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("q", torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.qint8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.q.dequantize() + x
+
+
+class ComplexInside(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.view_as_complex(x)
+        return torch.view_as_real(z * z)
+
+
+@pytest.mark.parametrize(
+    ("cls", "op", "what", "marker"),
+    [
+        (Quantizes, "aten::quantize_per_tensor", "quantized tensor", "q = torch.quantize"),
+        (QuantizedBuffer, "prim::Constant", "QInt8", "self.q.dequantize()"),
+        (ComplexInside, "aten::view_as_complex", "complex tensor", "z = torch.view_as_complex"),
+    ],
+)
+def test_complex_and_quantized_values_are_refused(cls: type, op: str, what: str,
+                                                  marker: str) -> None:  # fmt: skip
+    from neffkit.errors import FrontendError
+    from neffkit.frontends.torchscript import load_torchscript
+
+    with pytest.raises(FrontendError) as info:
+        load_torchscript(torch.jit.script(cls()), example_inputs=(torch.randn(2, 2),))
+    message = str(info.value)
+    assert message.startswith(op) and what in message, message
+    lines, start = inspect.getsourcelines(cls.forward)
+    line = start + next(i for i, text in enumerate(lines) if marker in text)
+    assert f"{__file__}:{line}" in message

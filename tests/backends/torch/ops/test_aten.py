@@ -16,7 +16,7 @@ from neffkit.backends.torch.lowering import lower_graph
 from neffkit.errors import BackendError
 from neffkit.execution import Runner
 from neffkit.frontends.torchscript import load_torchscript
-from neffkit.ir import Graph, Node, TensorType, Value
+from neffkit.ir import Graph, Node, Tensor, TensorType, Value
 from neffkit.ir.serde import decode_model, to_onnx
 
 nn = torch.nn
@@ -165,3 +165,21 @@ def test_a_node_the_lowering_cannot_call_is_a_backend_error(
     g.set_outputs(list(n.outputs))
     with pytest.raises(BackendError, match=message):
         lower_graph(g)
+
+
+def test_run_time_int_list_and_constant_int_list_inputs() -> None:
+    # an int[] argument computed at run time arrives as a 1-D int64 input; one known while
+    # lowering (a constant) reaches torch as Python ints
+    g, (x, shape) = _graph([("x", TensorProto.FLOAT, [2, 3]), ("shape", TensorProto.INT64, [2])])
+    (y,) = _aten(g, "aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", [x, shape],
+                 ["self", "shape"])  # fmt: skip
+    fixed = g.add_initializer(Value("fixed", TensorType(TensorProto.INT64, [1]),
+                                    const=Tensor(np.array([6], np.int64))))  # fmt: skip
+    (z,) = _aten(g, "aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", [y, fixed],
+                 ["self", "shape"])  # fmt: skip
+    g.set_outputs([y, z])
+    data = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got_y, got_z = _run(g, [data, np.array([3, 2], np.int64)])
+    np.testing.assert_array_equal(got_y, data.reshape(3, 2))
+    np.testing.assert_array_equal(got_z, data.reshape(6))
+    assert "torch.ops.aten.reshape(reshape, [6])" in lower_graph(g).code
