@@ -8,8 +8,8 @@ control flow is only scripted, one whose trace records a fused op is kept for th
 
 The named models of issue 11 live here (the Conformer OCR with its greedy loop, a BERT-like
 encoder, ``nn.TransformerEncoder`` on the fused fast path, a ResNet-50 in code, LSTM and GRU
-greedy decoders) and ViT, LLaMA and U-Net blocks live here; the smaller ones, one or two lifting families each, in
-:mod:`neffkit.testing.torchscript_zoo_small`.
+greedy decoders), with ViT, LLaMA and U-Net blocks; the smaller ones, one or two lifting
+families each, in :mod:`neffkit.testing.torchscript_zoo_small`.
 """
 
 from __future__ import annotations
