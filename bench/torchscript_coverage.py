@@ -45,19 +45,22 @@ REAL_SIZED = ("conformer_ocr", "bert_encoder", "torch_transformer_encoder", "res
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ADDRESS = re.compile(r" (?:object )?at 0x[0-9a-f]+")
 
 
 def _line(e: BaseException) -> str:
     """An exception as one line: its type and the first non-empty line of its message, with
     the root cause's when it has one (an exporter's wrapper names only the step that failed)."""
     text = next((s.strip() for s in _ANSI.sub("", str(e)).splitlines() if s.strip()), "")
-    line = f"{type(e).__name__}: {text}"
+    text = _ADDRESS.sub("", text)  # object addresses change from run to run
     root = e
     while root.__cause__ is not None and root.__cause__ is not root:
         root = root.__cause__
-    if root is not e:
-        line = f"{line} (cause: {_line(root)})"
-    return line[:240]
+    if root is e:
+        return f"{type(e).__name__}: {text}"[:240]
+    if len(text) > 100:
+        text = text[:100] + "..."
+    return f"{type(e).__name__}: {text} (cause: {_line(root)})"[:300]
 
 
 def _flat(out: Any) -> list[np.ndarray]:
