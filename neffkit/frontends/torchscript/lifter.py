@@ -10,10 +10,12 @@ from onnx import TensorProto
 
 from neffkit.errors import FrontendError
 from neffkit.frontends.torchscript import (  # noqa: F401 - the rule families register
+    rules_math,
     rules_nn,
     rules_rnn,
     rules_scalar,
     rules_shape,
+    rules_vision,
 )
 from neffkit.frontends.torchscript._base import (
     RULES,
@@ -115,6 +117,7 @@ class Lifter:
             if v.producer is None or v in final:
                 v = self.emit("Identity", [v])
             final.append(v)
+        self._output_ranks(final)
         self.top.set_outputs(final, [f"output_{i}" for i in range(len(final))])
         for i, v in enumerate(final):  # reports and runners name outputs by their values
             v.name = v.name or f"output_{i}"
@@ -122,6 +125,33 @@ class Lifter:
         if any(contract.is_aten(n) for n in self.top.all_nodes()):
             self.top.opset_imports[contract.DOMAIN] = 1
         return self.top
+
+    def _output_ranks(self, outs: list[Value]) -> None:
+        """Gives an output whose rank no rule could tell (a squeeze of a dim of unknown size,
+        say) the rank it has on the example inputs: the ONNX checker wants one."""
+        import torch  # noqa: PLC0415
+
+        if self.example is None or all(v.type is None or v.type.rank is not None for v in outs):
+            return
+        try:
+            with torch.no_grad():
+                result = self.module(*self.example)
+        except Exception:  # noqa: BLE001 - the ranks stay unknown, as the rules left them
+            return
+        values: list[Any] = []
+        self._flatten_example(result, values)
+        if len(values) != len(outs):
+            return
+        for v, r in zip(outs, values, strict=True):
+            if v.type is not None and v.type.rank is None and isinstance(r, torch.Tensor):
+                v.type = TensorType(v.type.dtype, [None] * r.dim())
+
+    def _flatten_example(self, item: Any, out: list[Any]) -> None:
+        if isinstance(item, tuple | list):
+            for x in item:
+                self._flatten_example(x, out)
+        else:
+            out.append(item)
 
     def _flatten_output(self, item: Any, out: list[Value]) -> None:
         if isinstance(item, tuple | list):
@@ -187,11 +217,15 @@ class Lifter:
             self.env[out] = v
 
     def lift_loop(self, node: Any) -> None:
-        """``prim::Loop(max_trip, cond, carried...)`` -> ONNX ``Loop`` (INT64_MAX: no M)."""
+        """``prim::Loop(max_trip, cond, carried...)`` -> ONNX ``Loop`` (INT64_MAX: no M); a
+        counted loop that mutates a list, with its count known now, is unrolled instead."""
         args = list(node.inputs())
         trip, cond = self.env[args[0]], self.env[args[1]]
-        carried = [self.tensor(self.env[a]) for a in args[2:]]
         body_block = next(iter(node.blocks()))
+        if isinstance(trip, int) and cond is True and _mutates_list(body_block):
+            self._unroll(node, body_block, trip)
+            return
+        carried = [self.tensor(self.env[a]) for a in args[2:]]
         body = Graph("body")
         self.graphs.append(body)
         params = list(body_block.inputs())
@@ -224,6 +258,25 @@ class Lifter:
             # Loop whose carried output is omitted)
             v.name = out.debugName().replace(".", "_")
             self.env[out] = v
+
+    def _unroll(self, node: Any, block: Any, trip: int) -> None:
+        """Lifts ``block`` ``trip`` times in the current graph (a list comprehension, say)."""
+        if trip > _MAX_UNROLL:
+            raise unsupported(node, f"a loop of {trip} steps mutating a list (at most "
+                              f"{_MAX_UNROLL} are unrolled)")  # fmt: skip
+        params, results = list(block.inputs()), list(block.outputs())
+        items = [self.env[a] for a in list(node.inputs())[2:]]
+        for i in range(trip):
+            self.env[params[0]] = i
+            for p, item in zip(params[1:], items, strict=True):
+                self.env[p] = item
+            self.lift_block(block)
+            items = [self.env[r] for r in results[1:]]
+            self.node = node
+            if self.env[results[0]] is not True:
+                raise unsupported(node, "a loop mutating a list whose condition is computed")
+        for out, item in zip(node.outputs(), items, strict=True):
+            self.env[out] = item
 
     # -- building -------------------------------------------------------------------------------
 
@@ -316,6 +369,16 @@ class Lifter:
         return self.tensor(item, TensorProto.BOOL)
 
 
+#: The longest counted loop that mutates a list the lifter unrolls.
+_MAX_UNROLL = 1024
+_LIST_MUTATIONS = ("aten::append", "aten::_set_item", "aten::insert", "aten::extend")
+
+
+def _mutates_list(block: Any) -> bool:
+    """True when ``block`` (not counting nested blocks) mutates a list."""
+    return any(n.kind() in _LIST_MUTATIONS for n in block.nodes())
+
+
 def _defaults(module: Any) -> dict[int, Any]:
     """The default values of ``forward``'s arguments, by position after ``self``."""
     try:
@@ -350,6 +413,8 @@ def lift(lifter: Lifter, node: Any) -> None:
             raise unsupported(node, "no lifting rule for this operator")
         result = _opaque(lifter, args, node)
     outs = list(node.outputs())
+    if not outs:  # a warning, say: nothing to bind
+        return
     if len(outs) == 1:
         lifter.env[outs[0]] = result
     else:

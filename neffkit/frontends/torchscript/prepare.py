@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from neffkit.errors import FrontendError
-from neffkit.frontends.torchscript._base import first_line, unsupported
+from neffkit.frontends.torchscript._base import INT64_MAX, first_line, unsupported
 
 #: Ops whose result is fixed in inference: substituted by False before constant propagation.
 _INFERENCE_FALSE = ("aten::is_grad_enabled", "aten::is_autocast_enabled",
@@ -42,8 +42,45 @@ def fold_inference_context(graph: Any) -> None:
             const.node().moveBefore(node)
             node.output().replaceAllUsesWith(const)
     torch._C._jit_pass_remove_mutation(graph)
+    _functionalize_owned(graph)
     torch._C._jit_pass_constant_propagation(graph)
     torch._C._jit_pass_dce(graph)
+
+
+#: Ops whose list outputs are separate tensors (a write into one is seen by no other).
+_UNSAFE_SPLITS = ("aten::unsafe_chunk", "aten::unsafe_split", "aten::unsafe_split_with_sizes")
+
+
+def _functionalize_owned(graph: Any) -> None:
+    """Makes in-place ops functional where the written tensor is read by nothing else: pieces
+    of ``unsafe_chunk`` (what a traced ``GRUCell``/``LSTMCell`` records: ``add_`` and
+    ``sigmoid_`` on its gate chunks), and chains of such writes. ``remove_mutation`` leaves
+    these because the pieces alias their source."""
+    owned: set[Any] = set()
+    for node in list(graph.nodes()):
+        kind = node.kind()
+        if kind == "prim::ListUnpack":
+            source = node.inputsAt(0).node()
+            if source.kind() in _UNSAFE_SPLITS and len(source.inputsAt(0).uses()) == 1:
+                owned.update(node.outputs())
+            continue
+        if not (kind.startswith("aten::") and kind.endswith("_") and not kind.endswith("__")):
+            continue
+        target = node.inputsAt(0)
+        if target not in owned or len(target.uses()) != 1:
+            continue
+        functional = graph.create(kind[:-1], list(node.inputs()), 1)
+        functional.insertBefore(node)
+        functional.copyMetadata(node)
+        try:
+            functional.schema()
+        except RuntimeError:  # no out-of-place form: leave it for check_constructs to refuse
+            functional.destroy()
+            continue
+        functional.output().setType(node.output().type())
+        node.output().replaceAllUsesWith(functional.output())
+        node.destroy()
+        owned.add(functional.output())
 
 
 def _walk(block: Any) -> Any:
@@ -89,7 +126,7 @@ def check_constructs(graph: Any) -> None:
                 raise unsupported(node, f"dtype {t.scalarType()}")
         if kind in ("prim::CreateObject", "prim::SetAttr", "prim::CallMethod"):
             raise unsupported(node, "a Python object operation")
-        if kind in _LIST_MUTATIONS and _in_loop(node):
+        if kind in _LIST_MUTATIONS and _in_loop(node) and not _counted_loops(node):
             raise unsupported(
                 node, "a list mutated in a loop; accumulate tensors with torch.cat instead"
             )
@@ -104,6 +141,23 @@ def check_constructs(graph: Any) -> None:
         if isinstance(value, torch.Tensor):
             if value.is_complex() or value.is_quantized:
                 raise unsupported(node, f"dtype {value.dtype}")
+
+
+def _counted_loops(node: Any) -> bool:
+    """True when every loop around ``node`` is a ``for`` over a count (no data-dependent
+    condition): a list comprehension over ``range(x.dim())``, say, which the lifter unrolls
+    when the count is known at lift time (and refuses otherwise)."""
+    block = node.owningBlock()
+    while block is not None and block.owningNode() is not None:
+        owner = block.owningNode()
+        if owner.kind() == "prim::Loop":
+            trip = owner.inputsAt(0).toIValue()
+            cond_in = owner.inputsAt(1).toIValue()
+            cond_out = block.returnNode().inputsAt(0).toIValue()
+            if trip == INT64_MAX or cond_in is not True or cond_out is not True:
+                return False
+        block = owner.owningBlock()
+    return True
 
 
 def _in_loop(node: Any) -> bool:

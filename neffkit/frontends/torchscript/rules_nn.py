@@ -115,11 +115,18 @@ def _addmm(lx: Any, a: dict[str, Any], node: Any) -> Any:
                    beta=float(static(lx, a.get("beta", 1))))  # fmt: skip
 
 
-@rule("aten::conv1d", "aten::conv2d", "aten::conv3d", "aten::_convolution")
+@rule(
+    "aten::conv1d",
+    "aten::conv2d",
+    "aten::conv3d",
+    "aten::_convolution",
+    "aten::conv_transpose1d",
+    "aten::conv_transpose2d",
+    "aten::conv_transpose3d",
+)
 def _conv(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x, w, b = _t(lx, a["input"]), _t(lx, a["weight"]), a.get("bias")
-    if a.get("transposed"):
-        raise Decline("transposed convolution")
+    transposed = bool(a.get("transposed")) or node.kind().startswith("aten::conv_transpose")
     k = rank(w) - 2
     stride, dil = static(lx, a["stride"]), static(lx, a["dilation"])
     pad = static(lx, a["padding"])
@@ -132,6 +139,12 @@ def _conv(lx: Any, a: dict[str, Any], node: Any) -> Any:
     else:
         attrs["pads"] = _n(pad, k) * 2
     inputs = [x, w] + ([] if b is None else [_t(lx, b)])
+    if transposed:
+        # conv_transpose(x, w, stride, pad, out_pad) -> ConvTranspose (same weight layout)
+        if not isinstance(pad, list | tuple | int):
+            raise Decline(f"transposed convolution with padding {pad!r}")
+        attrs["output_padding"] = _n(static(lx, a.get("output_padding", 0)), k)
+        return lx.emit("ConvTranspose", inputs, **attrs)
     return lx.emit("Conv", inputs, **attrs)
 
 

@@ -98,3 +98,37 @@ def _rows(lx: Any, state: Value, lo: int, hi: int) -> Value:
 def _stack(lx: Any, parts: list[Value]) -> Value:
     """Per-layer ``[dirs, batch, H]`` states as torch's ``[layers*dirs, batch, H]``."""
     return parts[0] if len(parts) == 1 else lx.emit("Concat", parts, axis=0, rank=3)
+
+
+@rule("aten::lstm_cell", "aten::gru_cell")
+def _cell(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    # lstm_cell(x[B, I], (h, c)) -> LSTM over a one-step sequence, states squeezed back to [B, H]
+    import torch  # noqa: PLC0415
+
+    kind = node.kind()
+    weights = [a["w_ih"], a["w_hh"], a.get("b_ih"), a.get("b_hh")]
+    if not all(w is None or isinstance(w, torch.Tensor) for w in weights):
+        raise Decline("weights are not constants")
+    x = lx.tensor(a["input"])
+    if x.type is None or x.type.rank != 2:
+        raise Decline("an unbatched or unranked cell input")
+    order = _ORDER[kind.replace("_cell", "")]
+    w, r = (_gates(torch_to_numpy(t), order) for t in weights[:2])
+    hidden = r.shape[1]
+    if weights[2] is None or weights[3] is None:
+        b = np.zeros(2 * len(order) * hidden, w.dtype)
+    else:
+        b = np.concatenate([_gates(torch_to_numpy(t), order) for t in weights[2:]])
+    axis0 = lx.constant(np.array([0]))
+    hx = a["hx"] if kind == "aten::lstm_cell" else [a["hx"]]
+    states = [lx.emit("Unsqueeze", [lx.tensor(h), axis0], rank=3) for h in hx]
+    seq = lx.emit("Unsqueeze", [x, axis0], rank=3)
+    consts = [lx.constant(v[None]) for v in (w, r, b)]
+    attrs: dict[str, Any] = {"hidden_size": hidden}
+    if kind == "aten::gru_cell":
+        attrs["linear_before_reset"] = 1
+    n_out = 3 if kind == "aten::lstm_cell" else 2
+    results = lx.emit(kind[len("aten::") : -len("_cell")].upper(), [seq, *consts, None, *states],
+                      outputs=n_out, rank=None, **attrs)  # fmt: skip
+    outs = [lx.emit("Squeeze", [s, axis0], dtype=x.type.dtype, rank=2) for s in results[1:]]
+    return outs if kind == "aten::lstm_cell" else outs[0]

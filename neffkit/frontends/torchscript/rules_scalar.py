@@ -90,10 +90,11 @@ def _index(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::append")
 def _append(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    # a list built at lift time grows at lift time; check_constructs refused appends in loops
+    # a list built at lift time grows at lift time (counted loops around it are unrolled)
     seq = a["self"]
     if len(lx.graphs) > 1 or not isinstance(seq, list):
-        raise unsupported(node, "a list mutated under a data-dependent branch")
+        raise unsupported(node, "a list mutated in a loop or under a data-dependent branch; "
+                          "accumulate tensors with torch.cat instead")  # fmt: skip
     seq.append(a["el"])
     return seq
 
@@ -171,14 +172,6 @@ def _is(lx: Any, a: dict[str, Any], node: Any) -> Any:
         raise Decline("identity of computed values")
     same = x is y or (x is None and y is None)
     return same if node.kind() == "aten::__is__" else not same
-
-
-@rule("aten::all", "aten::any")
-def _all_any(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    seq = a["_0"]
-    if not isinstance(seq, list | tuple) or not both_static(*seq):
-        raise Decline("all/any of a tensor")
-    return all(seq) if node.kind() == "aten::all" else any(seq)
 
 
 @rule("aten::__contains__")

@@ -151,6 +151,8 @@ def _select(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::slice")
 def _slice(lx: Any, a: dict[str, Any], node: Any) -> Any:
+    if "l" in a:  # slice.t: a list (a shape, say) -> Python slicing, or Slice on the 1-D tensor
+        return _slice_list(lx, a)
     x = _t(lx, a["self"])
     start = 0 if a.get("start") is None else a["start"]
     end = INT64_MAX if a.get("end") is None else a["end"]
@@ -160,6 +162,18 @@ def _slice(lx: Any, a: dict[str, Any], node: Any) -> Any:
             return x
     ins = [x, lx.ints([start]), lx.ints([end]), lx.ints([a["dim"]]), lx.ints([step])]
     return lx.emit("Slice", ins)
+
+
+def _slice_list(lx: Any, a: dict[str, Any]) -> Any:
+    items, start, end = a["l"], a.get("start"), a.get("end")
+    step = static(lx, a.get("step", 1))
+    if isinstance(items, list | tuple) and not isinstance(start, Value) \
+            and not isinstance(end, Value):  # fmt: skip
+        return list(items)[slice(start, end, step)]
+    start = 0 if start is None else start
+    end = INT64_MAX if end is None else end
+    return lx.emit("Slice", [lx.ints(items), lx.ints([start]), lx.ints([end]),
+                             lx.constant(np.array([0])), lx.ints([step])], rank=1)  # fmt: skip
 
 
 @rule("aten::cat", "aten::concat", "aten::stack")
@@ -176,7 +190,7 @@ def _cat(lx: Any, a: dict[str, Any], node: Any) -> Any:
     return lx.emit("Concat", xs, axis=dim)
 
 
-@rule("aten::chunk")
+@rule("aten::chunk", "aten::unsafe_chunk")
 def _chunk(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     n, dim = int(static(lx, a["chunks"])), int(static(lx, a["dim"]))
@@ -270,7 +284,13 @@ def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
                    axis=int(static(lx, a["dim"])))  # fmt: skip
 
 
-@rule("aten::split", "aten::split_with_sizes", "aten::unbind")
+@rule(
+    "aten::split",
+    "aten::split_with_sizes",
+    "aten::unbind",
+    "aten::unsafe_split",
+    "aten::unsafe_split_with_sizes",
+)
 def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
     x = _t(lx, a["self"])
     dim = int(static(lx, a.get("dim", 0)))
