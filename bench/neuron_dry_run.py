@@ -48,7 +48,9 @@ FORMS = {
     "partitioned unroll": f"partition-unroll{{boundaries=25+50+75}},{D}",
     "padded host loop": f"{D},pad-loop{{max-len=75}},{D},split",
     # issue 12: the same form with the depthwise convolutions rewritten (shift-and-multiply)
-    "padded host loop, dwconv": f"{D},dwconv{{strategy=shift-mac}},pad-loop{{max-len=75}},{D},split",
+    "padded host loop, dwconv": (
+        f"{D},dwconv{{strategy=shift-mac}},pad-loop{{max-len=75}},{D},split"
+    ),
 }
 TARGETS = ("inf1", "inf2")
 DOCS_PAGE = os.path.join(os.path.dirname(RESULTS), os.pardir, "docs", "neuron-dry-run.md")
