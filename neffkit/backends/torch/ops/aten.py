@@ -50,6 +50,14 @@ def aten_ints(x: Tensor) -> List[int]:  # noqa: UP006 - TorchScript reads typing
     return out
 
 
+#: aten ops that are never run for a model: file, storage and memory-management ops (the
+#: in-place and out= forms are refused by their schemas)
+_REFUSED = frozenset(
+    {"from_file", "_pin_memory", "set", "resize", "resize_as", "_resize_output", "record_stream",
+     "_copy_from", "_copy_from_and_resize"}
+)  # fmt: skip
+
+
 @lowers_domain(contract.DOMAIN)
 def aten_op(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     # aten::op.overload(a, b, *, k) -> torch.ops.aten.op(a, b, k=k)
@@ -65,6 +73,13 @@ def aten_op(ctx: LoweringContext, node: Node, args: list[Arg]) -> Lowered:
     namespace, _, name = schema.name.partition("::")
     if namespace != "aten" or name != node.op_type:
         raise Unsupported(f"the schema is of '{schema.name}', the node is aten::{node.op_type}")
+    if schema.is_mutable or name.endswith("_") or name in _REFUSED:
+        # a model file is data: an op that writes its arguments or touches files or storage
+        # (aten::from_file maps any path) is never run for it
+        raise Unsupported(
+            f"aten::{name} writes its arguments or reaches outside the graph (files, storage); "
+            "neffkit runs only functional aten ops"
+        )
     packet = getattr(torch.ops.aten, name, None)
     overload = schema.overload_name or "default"
     if packet is None or overload not in packet.overloads():
@@ -114,6 +129,9 @@ def _argument(ctx: LoweringContext, node: Node, a: Any, given: dict[str, Any]) -
     if a.name in given:
         hit = given[a.name]
         if isinstance(hit, dict):  # elements of a tensor list; a hole is an omitted Tensor?
+            if max(hit) >= 2 * len(node.inputs) + 8:  # a hostile index, not a real list
+                raise Unsupported(f"argument '{a.name}': element {max(hit)} of a list of "
+                                  f"{len(hit)} inputs")  # fmt: skip
             return [hit.get(i) for i in range(max(hit) + 1)], True
         fx_arg, value = hit
         return _from_tensor(ctx, value, fx_arg, kind), True

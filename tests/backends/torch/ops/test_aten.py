@@ -152,6 +152,25 @@ def test_keyword_only_argument_after_an_omitted_default() -> None:
         ("aten::special_i0e(Tensor self) -> Tensor", ["self", "self"], "1 inputs but 2"),
         ("aten::cumsum(Tensor self, int dim) -> Tensor", ["self"], "argument 'dim'"),
         ("not a schema", ["self"], "unreadable schema"),
+        # a model file is data: no op that reads files, touches storage or writes its arguments
+        (
+            "aten::from_file(str filename, bool? shared=None, int? size=0, *, ScalarType? "
+            "dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) "
+            "-> Tensor",
+            [],
+            "reaches outside the graph",
+        ),
+        (
+            "aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)",
+            ["self", "other"],
+            "writes its arguments",
+        ),
+        ("aten::resize(Tensor self, SymInt[] size) -> Tensor", ["self"], "outside the graph"),
+        (
+            "aten::cat(Tensor[] tensors, int dim=0) -> Tensor",
+            ["tensors.1000000000"],
+            "element 1000000000",
+        ),
     ],
 )
 def test_a_node_the_lowering_cannot_call_is_a_backend_error(
