@@ -11,8 +11,14 @@ import os
 import warnings
 from typing import Any
 
-from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, files_read, refuse_overwrite
-from neffkit.cli.options import AddCommand, add_check_arg, add_input_args, add_tolerance_args
+from neffkit.cli.io import EXIT_MISMATCH, EXIT_OK, files_read, read_model, refuse_overwrite
+from neffkit.cli.options import (
+    AddCommand,
+    add_check_arg,
+    add_input_args,
+    add_tolerance_args,
+    add_torchscript_args,
+)
 from neffkit.errors import NeffkitError, first_line
 
 _TARGETS = ("inf1", "inf2", "trn1", "trn2")
@@ -105,6 +111,7 @@ def register(add: AddCommand) -> None:
     add_input_args(s)
     add_tolerance_args(s)
     add_check_arg(s)
+    add_torchscript_args(s)
     s.set_defaults(func=cmd_compile)
 
 
@@ -118,7 +125,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """``neffkit compile``."""
     from neffkit.api import mentioning
     from neffkit.backends.neuron import NeuronOptions, compile_graph, dry_run, neuron_api
-    from neffkit.frontends.onnx import load
 
     model, out = args.model, args.output
     role = "the output TorchScript file"
@@ -136,8 +142,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     )
     if not args.dry_run:
         neuron_api(args.target)  # a missing package is said before any work
-    graph = load(model, check=args.check)
-    refuse_overwrite(out, files_read(model, graph, args.inputs), role)
+    graph = read_model(args, model)  # ONNX or TorchScript, by content
+    read = files_read(model, graph, args.inputs)
+    refuse_overwrite(out, read, role)
+    if args.dry_run:
+        for path in (md_path, json_path):
+            refuse_overwrite(path, {**read, out: role}, "a report file")
     inputs = _example_inputs(graph, args, model)
 
     def progress(name: str, i: int, n: int) -> None:
@@ -232,6 +242,7 @@ def _write(
     import torch
 
     from neffkit import files
+    from neffkit.optimize import aten_ops
     from neffkit.report import format_bytes
     from neffkit.verify import verify
 
@@ -248,7 +259,11 @@ def _write(
         except Exception as e:  # noqa: BLE001 - torch raises RuntimeError for bad archives
             raise NeffkitError(f"{out}: written but cannot be loaded back: {first_line(e)}") from e
         with torch.jit.optimized_execution(False):  # one call: skip the profiling executor
-            report = verify(model, loaded, inputs, atol=args.atol, rtol=args.rtol, check=args.check)
+            # the graph read (a TorchScript file's input types came from --input-shape); one
+            # keeping aten ops is checked against itself on the torch backend
+            ref_backend = "torch" if aten_ops(graph) else "onnxruntime"
+            report = verify(graph, loaded, inputs, atol=args.atol, rtol=args.rtol,
+                            reference_backend=ref_backend, check=args.check)  # fmt: skip
         report.candidate = out
         reports.append(report)
         if not report.ok:

@@ -128,3 +128,32 @@ def test_help_says_what_is_needed(capsys) -> None:
     for words in ("torch_neuron.trace", "torch_neuronx.trace", 'backend="neuron"', "--dry-run"):
         assert words in text
     assert "https://pip.repos.neuron.amazonaws.com" in text and "Inf1/Inf2/Trn host" in text
+
+
+def test_dry_run_takes_a_torchscript_file(tmp_path, capsys) -> None:
+    # every command that reads a model takes TorchScript (issue 11, point 1): a scripted
+    # module's input shape comes from --input-shape
+    class Mlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.a(x)))
+
+    torch.manual_seed(0)
+    model = tmp_path / "mlp.pt"
+    torch.jit.save(torch.jit.script(Mlp().eval()), str(model))
+    out = tmp_path / "mlp.neuron.pt"
+    argv = ["compile", str(model), "--target", "inf1", "--dry-run", "--input-shape", "x=2x6",
+            "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "whole, 1 unit(s) for inf1" in capsys.readouterr().out
+    markdown, _ = _reports(out)
+    assert "model" in markdown
+    x = torch.randn(2, 6)
+    with torch.no_grad():
+        want = torch.jit.load(str(model))(x)
+        got = torch.jit.load(str(out))(x)
+    got = got[0] if isinstance(got, tuple | list) else got
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
