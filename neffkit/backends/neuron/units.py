@@ -25,6 +25,7 @@ puts compiled units in the host code in place of the traced ones and scripts the
 from __future__ import annotations
 
 import operator
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,7 +285,7 @@ def _cut_level(gm: fx.GraphModule, graph: Graph, levels: list[_Level], *, top_le
             "modules; cannot tell the partition gates apart"
         )
     gates = [(c, n) for c, n in zip(calls, ops) if n.doc_string == GATE_MARK]
-    name, steps = _level_name(graph, gates, top_level)
+    name, steps = _level_name(graph, gates, top_level, {lv.name for lv in levels})
     stop = calls[0] if calls else next(n for n in gm.graph.nodes if n.op == "output")
     host = _split_before(gm, stop, name)
     if host is not None:
@@ -300,17 +301,40 @@ def _cut_level(gm: fx.GraphModule, graph: Graph, levels: list[_Level], *, top_le
 
 
 def _level_name(
-    graph: Graph, gates: list[tuple[fx.Node, Node]], top_level: bool
+    graph: Graph, gates: list[tuple[fx.Node, Node]], top_level: bool, seen: set[str]
 ) -> tuple[str, str]:
     """The unit's name and steps: ``partition_A_B`` for partitions, else ``model``."""
     if graph.doc_string.startswith(PARTITION_MARK):
-        steps = graph.doc_string.split("steps=", 1)[-1].strip()
+        a, b = _steps(graph.doc_string, graph.name)
     elif top_level and gates:
-        first = gates[0][1].attr("then_branch").doc_string.split("steps=", 1)[-1]
-        steps = f"0-{int(first.split('-')[0]) - 1}"
+        branch = gates[0][1].attr("then_branch")
+        first, _ = _steps(branch.doc_string, branch.name)
+        if first < 1:
+            raise BackendError(f"partition '{branch.name}' starts at step {first}, before step 1")
+        a, b = 0, first - 1
     else:
         return "model", ""
-    return "partition_" + steps.replace("-", "_"), steps
+    name = f"partition_{a}_{b}"
+    if name in seen:
+        raise BackendError(f"two partitions cover steps {a}-{b}: the partition marks are broken")
+    return name, f"{a}-{b}"
+
+
+_STEPS = re.compile(r"steps=(\d{1,9})-(\d{1,9})\b")
+
+
+def _steps(doc: str, where: str) -> tuple[int, int]:
+    """``(A, B)`` of a ``neffkit:partition steps=A-B`` mark (written by partition-unroll)."""
+    m = _STEPS.search(doc)
+    if m is None:
+        raise BackendError(
+            f"graph '{where}': a partition mark without 'steps=A-B' ({doc[:60]!r}); the model's "
+            "partition marks are not partition-unroll's"
+        )
+    a, b = int(m[1]), int(m[2])
+    if a > b:
+        raise BackendError(f"graph '{where}': partition steps {a}-{b} run backwards")
+    return a, b
 
 
 def _is_control(gm: fx.GraphModule, node: fx.Node) -> bool:

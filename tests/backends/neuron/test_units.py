@@ -176,3 +176,22 @@ def test_a_graph_that_is_all_control_flow_has_nothing_to_compile() -> None:
     """)
     with pytest.raises(BackendError, match="nothing to compile"):
         compiled_units(g, {"n": np.array(2), "x": np.ones(3, np.float32)})
+
+
+@pytest.mark.parametrize(
+    ("mark", "message"),
+    [
+        ("neffkit:partition", "without 'steps=A-B'"),
+        ("neffkit:partition steps=9-3", "run backwards"),
+        ("neffkit:partition steps=5-9", "two partitions cover steps 5-9"),
+    ],
+)
+def test_broken_partition_marks_are_a_backend_error(partitioned, mark, message) -> None:
+    # the marks come from the model file: a hostile or hand-edited one gets a clear error
+    from neffkit.ir.clone import clone_graph
+
+    g = clone_graph(partitioned)
+    parts = [s for s in g.all_graphs() if s.doc_string.startswith("neffkit:partition steps")]
+    parts[-1].doc_string = mark
+    with pytest.raises(BackendError, match=message):
+        compiled_units(g, {"image": example_input(32, 0)})
