@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from neffkit.errors import FrontendError
+from neffkit.errors import FrontendError, first_line
 
 __all__ = ["InputSpec", "example_inputs", "parse_input_shapes"]
 
@@ -97,7 +97,7 @@ def example_inputs(
                                     "states tensor inputs")  # fmt: skip
             spec = specs[name]
             dtype = _torch_dtype(spec.dtype, name) if spec.dtype else _traced_dtype(t)
-            examples.append(torch.zeros(spec.shape, dtype=dtype or torch.float32))
+            examples.append(_zeros(spec.shape, dtype or torch.float32, name, where))
         elif isinstance(t, torch._C.TensorType):
             sizes = t.sizes() if t.scalarType() is not None else None
             if sizes is None or any(s is None for s in sizes):
@@ -127,6 +127,34 @@ def example_inputs(
     return tuple(examples)
 
 
+#: the dtypes an input may be stated as: those the lifter takes
+_DTYPES = frozenset(
+    {"uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "bool",
+     "bfloat16", "float", "double", "half", "long", "int", "short"}
+)  # fmt: skip
+#: the largest example input made (elements): a trace runs on it once
+_MAX_ELEMENTS = 1 << 28
+
+
+def _zeros(shape: tuple[int, ...], dtype: Any, name: str, where: str) -> Any:
+    """An all-zero example input of a stated shape, refused when absurdly large."""
+    import torch  # noqa: PLC0415
+
+    count = 1
+    for d in shape:
+        count *= d
+    if count > _MAX_ELEMENTS:
+        raise FrontendError(
+            f"{where}{_OPTION}: input '{name}' of shape {'x'.join(map(str, shape))} has "
+            f"{count} elements; the example input is made once to trace the module "
+            f"(at most {_MAX_ELEMENTS})"
+        )
+    try:
+        return torch.zeros(shape, dtype=dtype)
+    except RuntimeError as e:  # out of memory
+        raise FrontendError(f"{where}{_OPTION}: input '{name}': {first_line(e)}") from e
+
+
 def _defaults(module: Any) -> dict[int, Any]:
     try:
         arguments = module.forward.schema.arguments[1:]
@@ -147,7 +175,7 @@ def _torch_dtype(name: str, input_name: str) -> Any:
     import torch  # noqa: PLC0415
 
     dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype) or dtype.is_complex or "q" in name or "bits" in name:
+    if name not in _DTYPES or not isinstance(dtype, torch.dtype):
         raise FrontendError(
             f"{_OPTION}: input '{input_name}': unknown or unsupported dtype '{name}' (use a "
             "torch dtype name: float32, float16, bfloat16, int64, int32, bool, ...)"

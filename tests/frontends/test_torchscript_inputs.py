@@ -20,7 +20,8 @@ def test_parse_input_shapes() -> None:
         ("n", (), "int32"),
     ]
     for bad, says in [("x", "NAME=DIMS"), ("x=2xa", "NAME=DIMS"), ("x=2:complex64", "complex64"),
-                      ("x=2:nope", "'nope'")]:  # fmt: skip
+                      ("x=2:nope", "'nope'"), ("x=2:float8_e4m3fn", "float8_e4m3fn"),
+                      ("x=2:qint8", "qint8")]:  # fmt: skip
         with pytest.raises(FrontendError, match=says):
             parse_input_shapes([bad])
     with pytest.raises(FrontendError, match="'x' is given twice"):
@@ -70,3 +71,10 @@ def test_stated_names_must_be_tensor_inputs() -> None:
         example_inputs(scripted, {"x": InputSpec((2,)), "n": InputSpec((2,))})
     # an inputs file's arrays (stated=False) need not all be inputs
     example_inputs(scripted, {"x": InputSpec((2,)), "y": InputSpec((2,), stated=False)})
+
+
+def test_an_absurd_stated_shape_is_refused_before_any_allocation() -> None:
+    scripted = torch.jit.script(TwoTensors())
+    huge = {"a": InputSpec((100000000, 100000000)), "b": InputSpec((2,))}
+    with pytest.raises(FrontendError, match="'a' of shape 100000000x100000000 has 1"):
+        example_inputs(scripted, huge, "m.pt")
