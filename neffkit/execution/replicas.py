@@ -61,6 +61,10 @@ class ReplicaSet(Protocol):
         ...
 
 
+#: more replicas than this is a mistake, not a serving setup (threads are OS threads)
+MAX_REPLICAS = 256
+
+
 class ReplicaRunner:
     """N replicas of a model for data-parallel serving from N threads.
 
@@ -96,6 +100,11 @@ class ReplicaRunner:
     ) -> None:
         if not isinstance(replicas, int) or replicas < 1:
             raise NeffkitError(f"replicas must be a positive integer, got {replicas!r}")
+        if replicas > MAX_REPLICAS:
+            raise NeffkitError(
+                f"{replicas} replicas: at most {MAX_REPLICAS} (one thread each; a replica per "
+                "core or NeuronCore is what serves)"
+            )
         self.backend = backend
         self.source = describe_model(model)
         self.graph: Graph | None = None
@@ -118,8 +127,12 @@ class ReplicaRunner:
             )
             for i in range(replicas)
         ]
-        for w in self._workers:
-            w.start()
+        try:
+            for w in self._workers:
+                w.start()
+        except RuntimeError as e:  # the system refused a thread: stop the ones started
+            self.close()
+            raise NeffkitError(f"cannot start {replicas} replica threads: {e}") from e
 
     # -- building the replicas ------------------------------------------------------------
 
@@ -234,7 +247,8 @@ class ReplicaRunner:
         for _ in self._workers:
             self._requests.put(_STOP)
         for w in self._workers:
-            w.join()
+            if w.ident is not None:  # started (a failed start leaves the rest unstarted)
+                w.join()
         self._set.close()
 
     def __enter__(self) -> ReplicaRunner:

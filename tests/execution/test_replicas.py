@@ -137,6 +137,8 @@ def test_a_torchscript_file_goes_through_the_safe_loader(tmp_path) -> None:  # n
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(NeffkitError, match="positive integer"):
         ReplicaRunner(MODEL, 0)
+    with pytest.raises(NeffkitError, match="at most 256"):
+        ReplicaRunner(MODEL, 100000)
     with pytest.raises(NeffkitError, match="not 'onnxruntime'"):
         ReplicaRunner(MODEL, 2, backend="onnxruntime")
     with pytest.raises(NeffkitError, match="unknown layout 'mirrored'"):
@@ -145,3 +147,24 @@ def test_bad_arguments_are_refused() -> None:
         ReplicaRunner("m.pt", 2, backend="neuron")
     with pytest.raises(NeffkitError, match="in order"):
         ReplicaRunner(torch.nn.Linear(2, 2), 1)({"x": np.ones((1, 2), np.float32)})
+
+
+def test_a_refused_thread_start_stops_the_threads_started(monkeypatch) -> None:  # noqa: ANN001
+    import threading
+
+    started = []
+    real_start = threading.Thread.start
+
+    def start(self) -> None:  # noqa: ANN001
+        if len(started) == 2:
+            raise RuntimeError("can't start new thread")
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(NeffkitError, match="cannot start 4 replica threads"):
+        ReplicaRunner(MODEL, 4)
+    monkeypatch.undo()
+    for t in started:
+        t.join(timeout=5)
+        assert not t.is_alive()
