@@ -33,7 +33,7 @@ def own_weights(graph: Graph) -> int:
             continue
         inner = set(g.all_graphs())
         local: dict[Value, Value] = {}
-        for node in list(g.all_nodes()):
+        for node in _own_nodes(g):
             for i, v in enumerate(node.inputs):
                 if v is None or v.graph in inner or not _is_initializer(v):
                     continue
@@ -42,6 +42,21 @@ def own_weights(graph: Graph) -> int:
                     done += 1
                 node.set_input(i, local[v])
     return done
+
+
+def _own_nodes(partition: Graph) -> list[Node]:
+    """The nodes of a partition and of its subgraphs, stopping at the partitions nested in it
+    (each is walked on its own: walking them here too would cost partitions x nodes)."""
+    nodes: list[Node] = []
+    stack = [partition]
+    while stack:
+        g = stack.pop()
+        for node in g:
+            nodes.append(node)
+            stack.extend(
+                sub for sub in node.subgraphs if not sub.doc_string.startswith(PARTITION_MARK)
+            )
+    return nodes
 
 
 def _is_initializer(v: Value) -> bool:
