@@ -33,7 +33,7 @@ class Depthwise:
     """A depthwise Conv's geometry and constants; pads are explicit (``auto_pad`` resolved).
 
     Attributes:
-        batch: the batch dim: an int, or a symbolic dim's name (the forms keep it symbolic).
+        batch: the batch dim (static: a Conv with a symbolic dim is left alone).
         channels: C, the input channels (and the group count).
         multiplier: M, output channels per input channel.
         spatial: the input's spatial dims.
@@ -42,7 +42,7 @@ class Depthwise:
         auto_pad: the node's ``auto_pad`` attribute (part of the cache key).
     """
 
-    batch: int | str | None
+    batch: int
     channels: int
     multiplier: int
     spatial: tuple[int, ...]
@@ -118,8 +118,13 @@ def analyze(node: Node, rw: Rewriter) -> Depthwise | None:
         raise NotDepthwise("its weight is not a constant")
     if len(layout[1]) < 3 or layout[1][1] != 1:
         return None
-    if xs is None or any(not isinstance(d, int) for d in xs[1:]):
+    if xs is None or any(not isinstance(d, int) for d in xs):
         reason = f"its input's shape is not static ({_shape_text(xs)})"
+        raise NotDepthwise(reason, "left_dynamic_shape")
+    ys = node.outputs[0].shape if node.outputs else None
+    if ys is not None and any(isinstance(d, str) for d in ys):
+        # an unknown dim ('?') follows from the static input; a named one says it varies
+        reason = f"its output's shape is not static ({_shape_text(ys)})"
         raise NotDepthwise(reason, "left_dynamic_shape")
     if len(xs) not in (3, 4):
         raise NotDepthwise(f"{len(xs) - 2}-D: only 1-D and 2-D convolutions are rewritten")
@@ -169,7 +174,7 @@ def _geometry(node: Node, xs: list[Any], weight: np.ndarray, bias: np.ndarray | 
     if bias is not None and bias.shape != (weight.shape[0],):
         raise NotDepthwise(f"bias shape {list(bias.shape)} is not [{weight.shape[0]}]")
     return Depthwise(
-        xs[0], c, weight.shape[0] // c, spatial, kernel, strides, dilations, begin, end, out,
+        int(xs[0]), c, weight.shape[0] // c, spatial, kernel, strides, dilations, begin, end, out,
         weight, None if bias is None else bias.astype(weight.dtype), auto_pad,
     )  # fmt: skip
 
@@ -321,6 +326,31 @@ def dense_bytes(dw: Depthwise) -> int:
     return dw.weight.nbytes * dw.channels
 
 
+def tap_count(dw: Depthwise) -> int:
+    """K, the kernel's taps: ``shift-mac`` emits a Slice and a Mul per tap."""
+    return math.prod(dw.kernel)
+
+
+def patch_index_bytes(dw: Depthwise) -> int:
+    """The size of ``unfold-matmul``'s index table (int64, one per output position x tap)."""
+    return math.prod(dw.out) * tap_count(dw) * 8
+
+
+def patch_index(dw: Depthwise) -> np.ndarray:
+    """``[out, taps]``: the flat index into the padded input of output position o, tap k,
+    ``sum_i (o_i*s_i + k_i*d_i) * row_i``, both in row-major order (built by broadcasting)."""
+    padded = dw.padded
+    rows = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
+    at_out = np.zeros(dw.out, dtype=np.int64)
+    at_tap = np.zeros(dw.kernel, dtype=np.int64)
+    for i, (o, k, s, d, r) in enumerate(zip(dw.out, dw.kernel, dw.strides, dw.dilations, rows)):
+        along = [1] * len(dw.out)
+        along[i] = -1
+        at_out = at_out + (np.arange(o, dtype=np.int64) * (s * r)).reshape(along)
+        at_tap = at_tap + (np.arange(k, dtype=np.int64) * (d * r)).reshape(along)
+    return at_out.reshape(-1, 1) + at_tap.reshape(1, -1)
+
+
 def unfold_matmul(dw: Depthwise, x: Value, e: Emit) -> Value:
     """``Gather`` every patch of ``Pad(x)`` once (``[N, C, out * taps]``, reshaped to
     ``[N, C, out, taps]``), then one batched per-channel ``MatMul`` with the weights
@@ -330,16 +360,7 @@ def unfold_matmul(dw: Depthwise, x: Value, e: Emit) -> Value:
     padded = dw.padded
     if len(padded) > 1:
         xp = e.op("Reshape", [xp, e.const("flat", _ints([0, c, math.prod(padded)]))], "flat")
-    # flat index of (output position o, tap k): sum_i (o_i*s_i + k_i*d_i) * row_i
-    rows = [math.prod(padded[i + 1 :]) for i in range(len(padded))]
-    idx = np.zeros([math.prod(dw.out), math.prod(dw.kernel)], dtype=np.int64)
-    outs = itertools.product(*(range(o) for o in dw.out))
-    for p, o in enumerate(outs):
-        for t, k in enumerate(itertools.product(*(range(k) for k in dw.kernel))):
-            idx[p, t] = sum(
-                (oi * s + ki * d) * r
-                for oi, ki, s, d, r in zip(o, k, dw.strides, dw.dilations, rows)
-            )
+    idx = patch_index(dw)
     # a flat index list (then a Reshape): the common fast path of runtimes (index_select)
     flat = e.op("Gather", [xp, e.const("patch_index", idx.reshape(-1))], "unfold", axis=2)
     shape = _ints([0, c, *idx.shape])

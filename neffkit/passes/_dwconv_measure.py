@@ -44,6 +44,12 @@ ENV_CACHE_DIR = "NEFFKIT_CACHE_DIR"
 MAX_ROUNDS = 200
 SLOW = 2.0
 SLOW_SETUP = 4.0
+#: backends whose timings ``auto`` does not take, by name, and why: one that compiles each
+#: graph in ``prepare`` would spend minutes per candidate, and what it runs is not what it
+#: times (the compiled graph of one shape)
+UNMEASURABLE = {
+    "neuron": "it compiles each graph ahead of time in prepare (minutes per candidate)",
+}
 
 
 def cache_dir() -> Path:
@@ -116,7 +122,7 @@ def measure(
 ) -> dict[str, float]:
     """Median seconds per call of each of ``forms`` (``original`` included) on ``target``;
     a form the backend cannot prepare or run gets ``inf`` (a debug log says why)."""
-    batch = dw.batch if isinstance(dw.batch, int) else 1
+    batch = dw.batch
     rng = np.random.default_rng(0)
     x = rng.standard_normal([batch, dw.channels, *dw.spatial]).astype(dw.weight.dtype)
     feeds = {"x": x}
@@ -162,6 +168,11 @@ def measure(
     for form, s in samples.items():
         times[form] = statistics.median(s)
     return times
+
+
+def all_failed(seconds: dict[str, float]) -> bool:
+    """True when no candidate ran (every time ``inf``): the target cannot run them here."""
+    return all(t == float("inf") for t in seconds.values())
 
 
 def choose(seconds: dict[str, float], min_gain: float) -> str:

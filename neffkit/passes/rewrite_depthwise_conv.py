@@ -23,8 +23,12 @@ of three equivalent forms; ``dwconv{strategy=shift-mac}``, 1-D, kernel 3, pads 1
   (``$NEFFKIT_CACHE_DIR``, else the user's cache folder), keyed by shapes, attributes, dtype,
   target and backend version.
 
-Weights (and bias) must be constants; a depthwise Conv whose input shape is not static (batch
-excepted) is left alone, logged as a warning naming the node, and counted.
+Weights (and bias) must be constants; a depthwise Conv whose input or output has a dim that
+is not static (a symbolic batch included), a kernel of over 64 taps (``shift-mac``) or an
+``unfold-matmul`` patch index over ``max_constant_bytes`` is left alone, logged as a warning
+naming the node, and counted; ``auto`` times only the forms that would be accepted. A target
+that cannot run here or compiles in ``prepare`` (``neuron``) is not measured: ``auto`` leaves
+the Convs and warns once; a measurement in which nothing ran is never cached.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from neffkit.passes._dwconv_forms import (
     RewriteEmit,
     analyze,
     dense_bytes,
+    patch_index_bytes,
+    tap_count,
 )
 from neffkit.passes.base import Pass, PassContext, PassResult, option
 from neffkit.passes.registry import register
@@ -55,6 +61,8 @@ from neffkit.passes.rewrite.rewriter import Rewriter
 log = logging.getLogger("neffkit.passes")
 
 STRATEGIES = ("auto", *FORMS)
+#: ``shift-mac`` emits a Slice and a Mul per tap: a larger kernel is left alone
+MAX_SHIFT_MAC_TAPS = 64
 DWCONV_RULES = RuleSet("dwconv")
 _MEMO = "dwconv"
 
@@ -67,6 +75,8 @@ class _State:
     counts: dict[str, int] = field(default_factory=dict)
     reported: set[Node] = field(default_factory=set)
     decided: dict[str, str] = field(default_factory=dict)
+    #: why the target cannot be measured, once known (``auto`` then measures nothing more)
+    unmeasurable: str | None = None
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -104,19 +114,52 @@ def _rewrite(node: Node, rw: Rewriter, dw: Depthwise, form: str) -> None:
     _state(rw).count(form.replace("-", "_"))
 
 
+def _refuse(node: Node, rw: Rewriter, stat: str, reason: str | None = None) -> bool:
+    """Leaves ``node`` as it is: counted under ``stat`` once, with a warning when ``reason``."""
+    state = _state(rw)
+    if node not in state.reported:
+        state.reported.add(node)
+        state.count(stat)
+        if reason:
+            log.warning("dwconv: Conv '%s' left as it is: %s", node.name or "?", reason)
+    return False
+
+
 def _dense_fits(dw: Depthwise, rw: Rewriter) -> bool:
     limit = _state(rw).options.dense_max_channels
     return dw.channels <= limit and dense_bytes(dw) <= rw.ctx.max_constant_bytes
 
 
-@DWCONV_RULES.rule("Conv")
-def to_shift_mac(node: Node, rw: Rewriter) -> bool:
-    """Conv(x, w){group=C} -> Sum_k(Slice_k(Pad(x)) * w_k) + b"""
+def _refusal(dw: Depthwise, form: str, rw: Rewriter) -> tuple[str, str] | None:
+    """``(stat, reason)`` when ``form`` would make ``dw`` too large a graph, else None."""
+    if form == "shift-mac" and tap_count(dw) > MAX_SHIFT_MAC_TAPS:
+        why = f"{tap_count(dw)} taps: shift-mac takes at most {MAX_SHIFT_MAC_TAPS}"
+        return "left_too_many_taps", why
+    if form == "unfold-matmul" and patch_index_bytes(dw) > rw.ctx.max_constant_bytes:
+        why = (
+            f"unfold-matmul's patch index would take {patch_index_bytes(dw)} bytes, over "
+            f"max_constant_bytes ({rw.ctx.max_constant_bytes})"
+        )
+        return "left_index_too_large", why
+    return None
+
+
+def _by_form(node: Node, rw: Rewriter, form: str) -> bool:
+    """``node`` rewritten into ``form`` unless it is not a depthwise conv or would be too large."""
     dw = _match(node, rw)
     if dw is None:
         return False
-    _rewrite(node, rw, dw, "shift-mac")
+    refused = _refusal(dw, form, rw)
+    if refused is not None:
+        return _refuse(node, rw, *refused)
+    _rewrite(node, rw, dw, form)
     return True
+
+
+@DWCONV_RULES.rule("Conv")
+def to_shift_mac(node: Node, rw: Rewriter) -> bool:
+    """Conv(x, w){group=C} -> Sum_k(Slice_k(Pad(x)) * w_k) + b"""
+    return _by_form(node, rw, "shift-mac")
 
 
 @DWCONV_RULES.rule("Conv")
@@ -126,10 +169,7 @@ def to_dense(node: Node, rw: Rewriter) -> bool:
     if dw is None:
         return False
     if not _dense_fits(dw, rw):
-        if node not in _state(rw).reported:
-            _state(rw).reported.add(node)
-            _state(rw).count("left_too_many_channels")
-        return False
+        return _refuse(node, rw, "left_too_many_channels")
     _rewrite(node, rw, dw, "dense")
     return True
 
@@ -137,11 +177,7 @@ def to_dense(node: Node, rw: Rewriter) -> bool:
 @DWCONV_RULES.rule("Conv")
 def to_unfold_matmul(node: Node, rw: Rewriter) -> bool:
     """Conv(x, w){group=C} -> MatMul(Gather(Pad(x), patches), w[C, taps, M]) + b"""
-    dw = _match(node, rw)
-    if dw is None:
-        return False
-    _rewrite(node, rw, dw, "unfold-matmul")
-    return True
+    return _by_form(node, rw, "unfold-matmul")
 
 
 @DWCONV_RULES.rule("Conv")
@@ -151,30 +187,42 @@ def by_measurement(node: Node, rw: Rewriter) -> bool:
     if dw is None:
         return False
     state = _state(rw)
-    forms = ["original", "shift-mac", "unfold-matmul"]
+    forms = ["original"]
+    forms += [f for f in ("shift-mac", "unfold-matmul") if _refusal(dw, f, rw) is None]
     if _dense_fits(dw, rw):
         forms.append("dense")
+    if len(forms) == 1:
+        why = "; ".join(r[1] for f in ("shift-mac", "unfold-matmul") if (r := _refusal(dw, f, rw)))
+        return _refuse(node, rw, "left_too_large", f"no form fits ({why})")
     choice = _decide(dw, forms, rw, state)
     if choice is None or choice == "original":
-        if node not in state.reported:
-            state.reported.add(node)
-            state.count("kept_original" if choice else "left_unmeasured")
-        return False
+        return _refuse(node, rw, "kept_original" if choice else "left_unmeasured")
     _rewrite(node, rw, dw, choice)
     return True
 
 
+def _unmeasurable(rw: Rewriter, state: _State, why: str) -> None:
+    """Marks the target as not measurable; the first time, a warning naming it says why."""
+    if state.unmeasurable is None:
+        state.unmeasurable = why
+        log.warning("dwconv: cannot measure on target '%s' (%s); Convs left alone",
+                    rw.ctx.target, why)  # fmt: skip
+
+
 def _decide(dw: Depthwise, forms: list[str], rw: Rewriter, state: _State) -> str | None:
     """The form ``auto`` keeps for ``dw`` (None: the target cannot be measured)."""
+    if state.unmeasurable is not None:
+        return None
     options = state.options
     device = rw.ctx.options.get("device")
     try:
         backend = measuring.backend_key(rw.ctx.target, device)
     except NeffkitError as e:
-        if "unmeasured" not in state.decided:
-            state.decided["unmeasured"] = str(e)
-            log.warning("dwconv: cannot measure on target '%s' (%s); Convs left alone",
-                        rw.ctx.target, e)  # fmt: skip
+        _unmeasurable(rw, state, str(e))
+        return None
+    why = measuring.UNMEASURABLE.get(backend["backend"])
+    if why is not None:
+        _unmeasurable(rw, state, why)
         return None
     key: dict[str, Any] = {"version": measuring.CACHE_VERSION, "conv": dw.key(), **backend,
                            "candidates": sorted(forms)}  # fmt: skip
@@ -182,9 +230,14 @@ def _decide(dw: Depthwise, forms: list[str], rw: Rewriter, state: _State) -> str
     if memo_key in state.decided:
         return state.decided[memo_key]
     seconds = measuring.load(key) if options.cache else None
+    if seconds is not None and measuring.all_failed(seconds):
+        seconds = None  # an entry of an older version: never trusted
     if seconds is None:
         seconds = measuring.measure(dw, forms, rw.ctx.target, device, rw.opset, options.budget)
         state.count("measured")
+        if measuring.all_failed(seconds):
+            _unmeasurable(rw, state, "no candidate, the original included, ran there")
+            return None
         if options.cache:
             measuring.store(key, seconds)
     else:
@@ -229,6 +282,16 @@ class RewriteDepthwiseConv(Pass):
             )
         if self.min_gain >= 1:
             raise NeffkitError(f"dwconv: min-gain must be below 1, got {self.min_gain}")
+        # check_option (above) refuses negative and non-finite numbers; these must also be > 0
+        if self.budget <= 0:
+            raise NeffkitError(
+                f"option 'budget' of pass 'dwconv' takes a positive number, got {self.budget!r}"
+            )
+        if self.dense_max_channels < 1:
+            raise NeffkitError(
+                "option 'dense-max-channels' of pass 'dwconv' takes an integer of at least 1, "
+                f"got {self.dense_max_channels!r}"
+            )
 
     def run(self, graph: Graph, ctx: PassContext) -> PassResult:
         rules = DWCONV_RULES.table(n for s, n in _RULE_OF.items() if s != self.strategy)

@@ -24,6 +24,7 @@ from neffkit.ir.verifier import verify
 from neffkit.passes import PassContext, get_pass, parse_pipeline
 from neffkit.passes import _dwconv_measure as measuring
 from neffkit.passes._dwconv_forms import analyze
+from neffkit.passes.pipeline import PipelineSyntaxError
 from neffkit.passes.rewrite.rewriter import Rewriter
 from neffkit.testing import check_rewrite, run_checked
 
@@ -136,13 +137,86 @@ def test_a_non_static_shape_is_left_alone_and_reported(caplog: pytest.LogCapture
     assert "depthwise_7" in caplog.text and "not static" in caplog.text
 
 
-def test_a_symbolic_batch_stays_symbolic() -> None:
-    text = CONV_1D.replace("float[1,2,5] x", "float[N,2,5] x").replace(
-        "float[1,2,5] y", "float[N,2,5] y"
+@pytest.mark.parametrize("strategy", ["auto", *FORMS])
+@pytest.mark.parametrize(
+    ("x", "y"), [("float[N,2,5] x", "float[N,2,5] y"), ("float[1,2,5] x", "float[1,2,L] y")]
+)
+def test_a_symbolic_batch_or_output_dim_is_left_alone_and_reported(
+    strategy: str, x: str, y: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 12: nodes whose shapes are not static are left alone (auto would time batch 1)
+    text = CONV_1D.replace("float[1,2,5] x", x).replace("float[1,2,5] y", y)
+    g = parse(text)
+    g.first.name = "dw_sym"  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING, "neffkit.passes"):
+        result = DwConv(strategy=strategy).run(g, PassContext())
+    assert (result.changed, result.stats) == (False, {"left_dynamic_shape": 1})
+    assert "dw_sym" in caplog.text and "not static" in caplog.text
+    assert [n.op_type for n in g] == ["Conv"]
+
+
+def _conv_1d(length: int, kernel: int) -> str:
+    """A depthwise Conv1d of 2 channels, ``length`` long, kernel ``kernel``, no pads."""
+    w = ",".join(str(i % 7 - 3) for i in range(2 * kernel))
+    out = length - kernel + 1
+    return (
+        H + f"m (float[1,2,{length}] x) => (float[1,2,{out}] y) <float[2,1,{kernel}] w = {{{w}}}>"
+        " { y = Conv <group = 2> (x, w) }"
     )
-    for strategy in FORMS:
-        g = _checked(strategy, text)
-        assert g.inputs[0].shape == ("N", 2, 5)
+
+
+def test_patch_index_matches_its_definition() -> None:
+    from neffkit.passes._dwconv_forms import patch_index
+
+    g = parse(_conv_1d(9, 3).replace("<group = 2>", "<group = 2, strides = [2], pads = [1, 0]>"))
+    dw = analyze(g.first, Rewriter(g, PassContext()))  # type: ignore[arg-type]
+    assert dw is not None and dw.out == (4,)
+    assert patch_index(dw).tolist() == [[0, 1, 2], [2, 3, 4], [4, 5, 6], [6, 7, 8]]
+    text = H + (
+        "m (float[1,2,6,5] x) => (float[1,2,2,2] y) <float[2,1,2,2] w = {1,2,3,4,5,6,7,8}> "
+        "{ y = Conv <group = 2, strides = [3, 2], dilations = [2, 1]> (x, w) }"
+    )
+    g = parse(text)
+    dw = analyze(g.first, Rewriter(g, PassContext()))  # type: ignore[arg-type]
+    assert dw is not None
+    # output (i, j), tap (a, b): row (3i + 2a) * 5 + column (2j + b)
+    want = [[(3 * i + 2 * a) * 5 + 2 * j + b for a in range(2) for b in range(2)]
+            for i in range(2) for j in range(2)]  # fmt: skip
+    assert patch_index(dw).tolist() == want
+
+
+def test_a_large_patch_index_or_kernel_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 256 outputs x 9 taps x 8 bytes = 18432 bytes of index: over a 10000-byte limit
+    text = _conv_1d(264, 9)
+    ctx = PassContext(max_constant_bytes=10_000)
+    g = parse(text)
+    g.first.name = "big_dw"  # type: ignore[union-attr]
+    with caplog.at_level(logging.WARNING, "neffkit.passes"):
+        result = DwConv(strategy="unfold-matmul").run(g, ctx)
+    assert (result.changed, result.stats) == (False, {"left_index_too_large": 1})
+    assert "big_dw" in caplog.text and "18432 bytes" in caplog.text
+    _checked("unfold-matmul", text)  # within the default limit: rewritten, numbers checked
+    # shift-mac: 65 taps are too many, 64 are not
+    caplog.clear()
+    g = parse(_conv_1d(70, 65))
+    with caplog.at_level(logging.WARNING, "neffkit.passes"):
+        result = DwConv(strategy="shift-mac").run(g, PassContext())
+    assert (result.changed, result.stats) == (False, {"left_too_many_taps": 1})
+    assert "65 taps" in caplog.text and [n.op_type for n in g] == ["Conv"]
+    assert DwConv(strategy="shift-mac").run(parse(_conv_1d(70, 64)), PassContext()).changed
+    # auto times only the forms that would be accepted
+    calls = _fake_timings(
+        monkeypatch, {"original": 3.0, "shift-mac": 1.0, "unfold-matmul": 2.0, "dense": 2.0}
+    )
+    result = DwConv().run(parse(text), ctx)
+    assert calls == [["original", "shift-mac", "dense"]] and result.stats["shift_mac"] == 1
+    result = DwConv().run(parse(_conv_1d(70, 65)), PassContext())
+    assert calls[-1] == ["original", "unfold-matmul", "dense"]
+    ctx = PassContext(max_constant_bytes=1000)  # the weight fits, the index (3120) does not
+    result = DwConv(dense_max_channels=1).run(parse(_conv_1d(70, 65)), ctx)
+    assert (result.changed, result.stats) == (False, {"left_too_large": 1}) and len(calls) == 2
 
 
 def test_dense_only_up_to_its_channel_limit() -> None:
@@ -159,11 +233,33 @@ def test_an_opset_before_13_is_left_alone() -> None:
     assert (result.changed, result.stats) == (False, {"left_unsupported": 1})
 
 
-def test_bad_options_fail_when_parsed() -> None:
-    with pytest.raises(NeffkitError, match="unknown strategy 'fast'"):
-        parse_pipeline("dwconv{strategy=fast}")
-    with pytest.raises(NeffkitError, match="min-gain"):
-        parse_pipeline("dwconv{min-gain=1.5}")
+@pytest.mark.parametrize(
+    "options",
+    [
+        "strategy=fast",
+        "min-gain=1.5",
+        "min-gain=-0.1",
+        "budget=0",
+        "budget=-1",
+        "budget=inf",
+        "dense-max-channels=0",
+        "dense-max-channels=-3",
+    ],  # fmt: skip
+)
+def test_bad_options_fail_when_parsed(options: str) -> None:
+    key = options.split("=")[0]
+    with pytest.raises(PipelineSyntaxError, match=f"(option '{key}'|{key} must|unknown {key})"):
+        parse_pipeline(f"dwconv{{{options}}}")
+    field, value = key.replace("-", "_"), options.split("=")[1]
+    typed: Any = value if key == "strategy" else float(value)
+    typed = int(typed) if key == "dense-max-channels" else typed
+    with pytest.raises(NeffkitError, match=key):
+        DwConv(**{field: typed})
+
+
+def test_the_smallest_good_options_are_taken() -> None:
+    (p,) = parse_pipeline("dwconv{min-gain=0,budget=0.001,dense-max-channels=1}").items
+    assert p.spec() == "dwconv{dense-max-channels=1,budget=0.001,min-gain=0.0}"
 
 
 # -- generated depthwise convs: every strategy, onnxruntime and torch --------------------------
@@ -335,6 +431,49 @@ def test_a_target_that_cannot_run_here_leaves_the_convs(caplog: pytest.LogCaptur
         result = DwConv().run(parse(CONV_1D), PassContext(target="no-such-backend"))
     assert (result.changed, result.stats) == (False, {"left_unmeasured": 1})
     assert "cannot measure" in caplog.text
+
+
+#: two depthwise convs of different shapes (two cache keys) reading the same input
+TWO_CONVS = CONV_1D.replace("float[1,2,5] y", "float[1,2,5] y, float[1,2,7] z").replace(
+    "{ y = Conv <group = 2, pads = [1, 1]> (x, w, b) }",
+    "{ y = Conv <group = 2, pads = [1, 1]> (x, w, b)  "
+    "z = Conv <group = 2, pads = [1, 3]> (x, w, b) }",
+)
+
+
+def test_a_target_that_compiles_in_prepare_is_not_measured(
+    monkeypatch: pytest.MonkeyPatch, _cache: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = _fake_timings(monkeypatch, {})
+    with caplog.at_level(logging.WARNING, "neffkit.passes"):
+        result = DwConv().run(parse(TWO_CONVS), PassContext(target="neuron"))
+    assert (result.changed, result.stats) == (False, {"left_unmeasured": 2}) and calls == []
+    assert caplog.text.count("cannot measure on target 'neuron'") == 1
+    assert "compiles" in caplog.text and not _cache.exists()
+
+
+def test_an_all_failed_measurement_is_never_cached(
+    monkeypatch: pytest.MonkeyPatch, _cache: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    inf = float("inf")
+    calls = _fake_timings(
+        monkeypatch, {"original": inf, "shift-mac": inf, "unfold-matmul": inf, "dense": inf}
+    )
+    with caplog.at_level(logging.WARNING, "neffkit.passes"):
+        result = DwConv().run(parse(TWO_CONVS), PassContext())
+    assert (result.changed, result.stats) == (False, {"left_unmeasured": 2, "measured": 1})
+    assert len(calls) == 1 and caplog.text.count("cannot measure on target 'torch'") == 1
+    assert not list(_cache.glob("dwconv/*.json"))
+    # an all-failed entry already on disk (an older neffkit's) is measured again
+    _fake_timings(monkeypatch, {"original": 3.0, "shift-mac": 1.0, "unfold-matmul": 2.0,
+                                "dense": 2.0})  # fmt: skip
+    DwConv().run(parse(CONV_1D), PassContext())
+    (path,) = _cache.glob("dwconv/*.json")
+    entry = json.loads(path.read_text())
+    entry["seconds"] = {f: inf for f in entry["seconds"]}
+    path.write_text(json.dumps(entry))
+    result = DwConv().run(parse(CONV_1D), PassContext())
+    assert result.stats.get("measured") == 1 and result.stats["shift_mac"] == 1
 
 
 @pytest.mark.parametrize("target", ["torch", "onnxruntime"])
