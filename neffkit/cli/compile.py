@@ -19,7 +19,7 @@ from neffkit.cli.options import (
     add_tolerance_args,
     add_torchscript_args,
 )
-from neffkit.errors import NeffkitError, first_line
+from neffkit.errors import BackendError, NeffkitError, first_line
 
 _TARGETS = ("inf1", "inf2", "trn1", "trn2")
 
@@ -248,6 +248,7 @@ def _write(
 
     held = [module]
     reports = []
+    unchecked: list[str] = []
 
     def write_and_check(tmp: str) -> None:
         torch.jit.save(held.pop(), tmp)
@@ -262,8 +263,16 @@ def _write(
             # the graph read (a TorchScript file's input types came from --input-shape); one
             # keeping aten ops is checked against itself on the torch backend
             ref_backend = "torch" if aten_ops(graph) else "onnxruntime"
-            report = verify(graph, loaded, inputs, atol=args.atol, rtol=args.rtol,
-                            reference_backend=ref_backend, check=args.check)  # fmt: skip
+            try:
+                report = verify(graph, loaded, inputs, atol=args.atol, rtol=args.rtol,
+                                reference_backend=ref_backend, check=args.check)  # fmt: skip
+            except BackendError as e:
+                if args.dry_run:
+                    raise
+                # a compiled Neuron module runs only where a NeuronCore is: a build host
+                # compiles it but cannot check it
+                unchecked.append(first_line(e))
+                return
         report.candidate = out
         reports.append(report)
         if not report.ok:
@@ -279,6 +288,9 @@ def _write(
     print(f"wrote {out} ({format_bytes(os.path.getsize(out))})")
     if reports:
         print(reports[0])
+    if unchecked:
+        print(f"not verified: the compiled module cannot run on this machine ({unchecked[0]}); "
+              f"check it where it will run: neffkit verify {model} {out}")  # fmt: skip
     return EXIT_OK
 
 

@@ -109,6 +109,8 @@ def _serve(args: argparse.Namespace, graph: Any) -> int:
     n = args.replicas if args.replicas is not None else 1
     if n < 1 or (args.requests is not None and args.requests < 1):
         raise NeffkitError("--replicas and --requests take a positive number")
+    if args.requests is not None and args.requests > 1_000_000:
+        raise NeffkitError("--requests: at most 1000000 (each is kept until its result prints)")
     with ReplicaRunner(graph, n, check=args.check) as runner:
         inputs = read_inputs(runner.graph, args, args.model)
         requests = args.requests or 4 * n

@@ -157,3 +157,33 @@ def test_dry_run_takes_a_torchscript_file(tmp_path, capsys) -> None:
         got = torch.jit.load(str(out))(x)
     got = got[0] if isinstance(got, tuple | list) else got
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _NoCore(torch.nn.Module):
+    """What a Neuron-compiled unit does on a host without a NeuronCore: fails when called."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("nrt_init: no NeuronCore found")
+
+
+def test_a_compiled_model_that_cannot_run_here_is_written_unverified(
+    conformer_files, tmp_path, capsys
+) -> None:
+    # compiling happens on build hosts without NeuronCores: the file is kept, and the note
+    # says where to check it; a mismatch (tested above) is still refused
+    from tests.backends.neuron.standins import neuron_packages
+
+    calls: list = []
+    out = tmp_path / "plain.neuron.pt"
+    plain = tmp_path / "plain.onnx"
+    neffkit.save(neffkit.load(export_conformer_onnx(width=32, max_len=20, **SMALL)), str(plain))
+    with neuron_packages(calls):
+        sys.modules["torch_neuron"].trace = lambda model, example_inputs, **kw: torch.jit.script(
+            _NoCore()
+        )
+        rc = main(["compile", str(plain), "--target", "inf1", "-o", str(out)])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert out.exists()
+    assert "not verified: the compiled module cannot run on this machine" in text.out
+    assert f"neffkit verify {plain} {out}" in text.out
