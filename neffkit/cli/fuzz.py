@@ -99,6 +99,8 @@ def _positive(text: str) -> int:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     """``neffkit fuzz``."""
+    from neffkit.testing.properties import without_dead_nodes
+
     check_one, label = _fuzz_target(args)
     os.makedirs(args.out, exist_ok=True)
     step = max(1, args.examples // 10)
@@ -124,6 +126,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     options = {} if args.max_ops is None else {"max_ops": args.max_ops}
     for errors in _campaign(check, args.examples, args.seed, options, state, progress):
         for e in errors:
+            e = without_dead_nodes(e, check_one)  # what the shrinker left unread goes
             total_failures += 1
             key = _signature(e)
             if key in distinct:

@@ -26,7 +26,7 @@ hypothesis shrinks it first, so ``err.graph`` / ``err.text`` is a minimal reprod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,7 @@ __all__ = [
     "check_graph",
     "check_pass",
     "tolerances",
+    "without_dead_nodes",
 ]
 
 #: The properties :func:`check_graph` checks by default (``torch`` is opt-in).
@@ -323,7 +324,13 @@ def check_pass(
 def _without_dead_nodes(
     p: Pass, err: PropertyFailure, ctx: PassContext | None, props: tuple[str, ...]
 ) -> PropertyFailure:
-    """The failure on the reproducer less its dead nodes, when it still fails the same way.
+    """``without_dead_nodes`` for a failure of ``check_graph(p, ...)``."""
+    return without_dead_nodes(err, lambda g: check_graph(p, g, ctx=ctx, properties=props))
+
+
+def without_dead_nodes(err: PropertyFailure, check: Callable[[Graph], Any]) -> PropertyFailure:
+    """The failure on the reproducer less its dead nodes, when ``check`` still fails it the
+    same way.
 
     hypothesis' shrinker does not always delete a node nothing reads (how far it gets can
     depend on what ran before in the process); dead code never matters to the failure, so the
@@ -335,7 +342,7 @@ def _without_dead_nodes(
     if not EliminateDeadCode().run(smaller, PassContext()).changed:
         return err
     try:
-        check_graph(p, clone_graph(smaller), ctx=ctx, properties=props)
+        check(clone_graph(smaller))
     except PropertyFailure as again:
         if again.property == err.property and again.node_count < err.node_count:
             return again
