@@ -23,21 +23,17 @@ from neffkit.frontends.torchscript._base import (
 from neffkit.ir import Value
 
 
-def _t(lx: Any, v: Any) -> Value:
-    return lx.tensor(v)
-
-
 @rule("aten::relu6")
 def _relu6(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # relu6(x) -> Clip(x, 0, 6)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     return lx.emit("Clip", [x, lx.tensor(0.0, dtype(x)), lx.tensor(6.0, dtype(x))])
 
 
 @rule("aten::clamp_min", "aten::clamp_max")
 def _clamp_one(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # clamp_min(x, m) -> Max(x, m); clamp_max(x, m) -> Min(x, m)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     bound = a.get("min", a.get("max"))
     op = "Max" if node.kind() == "aten::clamp_min" else "Min"
     return binary(lx, op, x, lx.tensor(bound, dtype(x)) if not isinstance(bound, Value) else bound)
@@ -46,7 +42,7 @@ def _clamp_one(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::narrow")
 def _narrow(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # narrow(x, d, s, n) -> Slice(x, [s], [s + n], [d])
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     start, length = a["start"], a["length"]
     if isinstance(start, Value):
         # a computed start may count from the end (torch allows it): Slice needs s + n there
@@ -82,7 +78,7 @@ def _reduce(lx: Any, op: str, x: Value, dims: list[int] | None, keep: bool) -> V
 
 @rule("aten::logsumexp")
 def _logsumexp(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     return _reduce(lx, "ReduceLogSumExp", x, _dims(lx, a), bool(static(lx, a["keepdim"])))
 
 
@@ -90,14 +86,14 @@ def _logsumexp(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _prod(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if a.get("dtype") is not None:
         raise Decline("prod with a dtype")
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     return _reduce(lx, "ReduceProd", x, _dims(lx, a), bool(static(lx, a.get("keepdim", False))))
 
 
 @rule("aten::var", "aten::std")
 def _var(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # var(x, d, c) -> ReduceSum((x - mean)^2, d) / (n - c), n = the reduced element count
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     if dtype(x) not in (F, None):
         raise Decline("var/std of a non-float32 tensor")
     dims, keep = _dims(lx, a), bool(static(lx, a.get("keepdim", False)))
@@ -119,7 +115,7 @@ def _var(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::linalg_vector_norm", "aten::norm")
 def _norm(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # ||x||_2 -> ReduceL2, ||x||_1 -> ReduceL1, ||x||_inf -> ReduceMax(Abs(x))
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     if a.get("dtype") is not None:
         raise Decline("norm with a dtype")
     p = static(lx, a.get("ord", a.get("p", 2.0)))
@@ -156,7 +152,7 @@ def _einsum(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if isinstance(tensors, Value):
         raise Decline("a computed tensor list")
     equation = str(static(lx, a["equation"])).replace(" ", "")
-    xs = [_t(lx, t) for t in tensors]
+    xs = [lx.tensor(t) for t in tensors]
     out = equation.split("->")[1] if "->" in equation else None
     return lx.emit("Einsum", xs, equation=equation,
                    rank=None if out is None or "." in out else len(out))  # fmt: skip
@@ -165,7 +161,7 @@ def _einsum(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::baddbmm", "aten::addbmm")
 def _baddbmm(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # baddbmm(s, p, q, beta, alpha) -> beta * s + alpha * (p @ q)
-    s, p, q = _t(lx, a["self"]), _t(lx, a["batch1"]), _t(lx, a["batch2"])
+    s, p, q = lx.tensor(a["self"]), lx.tensor(a["batch1"]), lx.tensor(a["batch2"])
     prod = lx.emit("MatMul", [p, q], rank=3)
     if node.kind() == "aten::addbmm":
         prod = lx.emit("ReduceSum", [prod, lx.constant(np.array([0]))], keepdims=0, rank=2)
@@ -182,7 +178,7 @@ def _baddbmm(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::mT", "aten::mH", "aten::adjoint")
 def _mt(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # x.mT -> Transpose(x, swap the last two dims)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     r = rank(x)
     return lx.emit("Transpose", [x], perm=[*range(r - 2), r - 1, r - 2])
 
@@ -190,7 +186,7 @@ def _mt(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::one_hot")
 def _one_hot(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # one_hot(i, n) -> OneHot(i, n, [0, 1]) (int64, a new last axis)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     n = static(lx, a["num_classes"])
     if n is None or int(n) < 0:
         raise Decline("one_hot with the class count inferred from the data")

@@ -23,10 +23,6 @@ from neffkit.frontends.torchscript._base import (
 from neffkit.ir import Value
 
 
-def _t(lx: Any, v: Any) -> Value:
-    return lx.tensor(v)
-
-
 def _shape(lx: Any, x: Value) -> Value:
     return lx.emit("Shape", [x], dtype=I64, rank=1)
 
@@ -49,7 +45,7 @@ def _static_dim(x: Value, node: Any, dim: int) -> int | None:
 
 @rule("aten::size")
 def _size(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     if a.get("dim") is None:
         return _shape(lx, x)
     dim = static(lx, a["dim"])
@@ -60,13 +56,13 @@ def _size(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _reshape(lx: Any, a: dict[str, Any], node: Any) -> Any:
     shape = a.get("shape", a.get("size"))
     n = len(shape) if isinstance(shape, list | tuple) else None
-    return lx.emit("Reshape", [_t(lx, a["self"]), lx.ints(shape)], rank=n)
+    return lx.emit("Reshape", [lx.tensor(a["self"]), lx.ints(shape)], rank=n)
 
 
 @rule("aten::flatten")
 def _flatten(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # flatten(x, s, e) -> Reshape(x, shape[:s] ++ [-1] ++ shape[e+1:])
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     s, e = int(static(lx, a["start_dim"])), int(static(lx, a["end_dim"]))
     r = rank(x)
     s, e = norm_dim(s, r), norm_dim(e, r)
@@ -80,7 +76,7 @@ def _flatten(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::unflatten")
 def _unflatten(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     r = rank(x)
     d = norm_dim(int(static(lx, a["dim"])), r)
     sizes = a["sizes"]
@@ -91,14 +87,14 @@ def _unflatten(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::permute")
 def _permute(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     dims = [int(d) for d in static(lx, a["dims"])]
     return lx.emit("Transpose", [x], perm=[norm_dim(d, len(dims)) for d in dims])
 
 
 @rule("aten::transpose", "aten::t")
 def _transpose(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     r = rank(x)
     if node.kind() == "aten::t":
         if r < 2:
@@ -113,7 +109,7 @@ def _transpose(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::unsqueeze")
 def _unsqueeze(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     r = x.type.rank if x.type is not None else None
     dim = lx.ints([a["dim"]])
     return lx.emit("Unsqueeze", [x, dim], rank=None if r is None else r + 1)
@@ -121,7 +117,7 @@ def _unsqueeze(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::squeeze")
 def _squeeze(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     dims = a.get("dim")
     if dims is None:
         return lx.emit("Squeeze", [x], rank=None)
@@ -143,7 +139,7 @@ def _squeeze(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::select")
 def _select(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     r = x.type.rank if x.type is not None else None
     return lx.emit("Gather", [x, lx.int64(a["index"])], axis=int(static(lx, a["dim"])),
                    rank=None if r is None else r - 1)  # fmt: skip
@@ -153,7 +149,7 @@ def _select(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _slice(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if "l" in a:  # slice.t: a list (a shape, say) -> Python slicing, or Slice on the 1-D tensor
         return _slice_list(lx, a)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     start = 0 if a.get("start") is None else a["start"]
     end = INT64_MAX if a.get("end") is None else a["end"]
     step = static(lx, a.get("step", 1))
@@ -182,7 +178,7 @@ def _cat(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if isinstance(items, Value):
         raise Decline("a computed tensor list")
     dim = int(static(lx, a["dim"]))
-    xs = [_t(lx, t) for t in items]
+    xs = [lx.tensor(t) for t in items]
     if node.kind() == "aten::stack":
         xs = [lx.emit("Unsqueeze", [x, lx.ints([dim])],
                       rank=None if x.type is None or x.type.rank is None else x.type.rank + 1)
@@ -192,7 +188,7 @@ def _cat(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::chunk", "aten::unsafe_chunk")
 def _chunk(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     n, dim = int(static(lx, a["chunks"])), int(static(lx, a["dim"]))
     size = _static_dim(x, node, dim)
     # ONNX Split(num_outputs=n) and torch.chunk agree unless torch makes fewer than n chunks
@@ -209,14 +205,14 @@ def _expand(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if isinstance(size, Value):
         raise Decline("computed size")
     size = [1 if isinstance(s, int) and s == -1 else s for s in size]
-    return lx.emit("Expand", [_t(lx, a["self"]), lx.ints(size)], rank=len(size))
+    return lx.emit("Expand", [lx.tensor(a["self"]), lx.ints(size)], rank=len(size))
 
 
 @rule("aten::expand_as")
 def _expand_as(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    other = _t(lx, a["other"])
+    other = lx.tensor(a["other"])
     r = other.type.rank if other.type is not None else None
-    return lx.emit("Expand", [_t(lx, a["self"]), _shape(lx, other)], rank=r)
+    return lx.emit("Expand", [lx.tensor(a["self"]), _shape(lx, other)], rank=r)
 
 
 def _fill(lx: Any, shape: Value, value: Any, dt: int | None, n: int | None) -> Value:
@@ -237,7 +233,7 @@ def _factory(lx: Any, a: dict[str, Any], node: Any) -> Any:
     value = a.get("fill_value", 0.0 if "zeros" in kind else 1.0)
     dt = dtype_from_torch(a.get("dtype"))
     if dt is None and kind.startswith("aten::new_"):
-        dt = dtype(_t(lx, a["self"]))
+        dt = dtype(lx.tensor(a["self"]))
     if dt is None and kind != "aten::full":
         dt = F
     n = len(size) if isinstance(size, list | tuple) else None
@@ -246,7 +242,7 @@ def _factory(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::zeros_like", "aten::ones_like", "aten::full_like")
 def _factory_like(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     kind = node.kind()
     value = a.get("fill_value", 0 if "zeros" in kind else 1)
     dt = dtype_from_torch(a.get("dtype")) or dtype(x)
@@ -272,7 +268,7 @@ def _arange(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::index_select")
 def _index_select(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    return lx.emit("Gather", [_t(lx, a["self"]), _t(lx, a["index"])],
+    return lx.emit("Gather", [lx.tensor(a["self"]), lx.tensor(a["index"])],
                    axis=int(static(lx, a["dim"])))  # fmt: skip
 
 
@@ -280,7 +276,7 @@ def _index_select(lx: Any, a: dict[str, Any], node: Any) -> Any:
 def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
     if static(lx, a.get("sparse_grad", False)):
         raise Decline("sparse gather")
-    return lx.emit("GatherElements", [_t(lx, a["self"]), _t(lx, a["index"])],
+    return lx.emit("GatherElements", [lx.tensor(a["self"]), lx.tensor(a["index"])],
                    axis=int(static(lx, a["dim"])))  # fmt: skip
 
 
@@ -292,7 +288,7 @@ def _gather(lx: Any, a: dict[str, Any], node: Any) -> Any:
     "aten::unsafe_split_with_sizes",
 )
 def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     dim = int(static(lx, a.get("dim", 0)))
     n = len(list(node.outputs()))
     if n != 1 or node.output().type().kind() != "ListType":
@@ -319,7 +315,7 @@ def _split(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::repeat")
 def _repeat(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # repeat(x, reps) -> Tile(x, reps), x first given leading 1s up to len(reps)
-    x, reps = _t(lx, a["self"]), a["repeats"]
+    x, reps = lx.tensor(a["self"]), a["repeats"]
     n = len(reps)
     extra = n - rank(x)
     if extra:
@@ -332,7 +328,7 @@ def _pad(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # torch pads last dim first, (begin, end) pairs; ONNX: all begins, then all ends, by axis
     if a.get("mode", "constant") != "constant":
         raise Decline("reflect/replicate/circular padding")
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     pad = [int(p) for p in static(lx, a["pad"])]
     r, k = rank(x), len(pad) // 2
     begins, ends = [0] * r, [0] * r
@@ -344,20 +340,20 @@ def _pad(lx: Any, a: dict[str, Any], node: Any) -> Any:
 
 @rule("aten::view_as", "aten::reshape_as")
 def _view_as(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    other = _t(lx, a["other"])
+    other = lx.tensor(a["other"])
     r = other.type.rank if other.type is not None else None
-    return lx.emit("Reshape", [_t(lx, a["self"]), _shape(lx, other)], rank=r)
+    return lx.emit("Reshape", [lx.tensor(a["self"]), _shape(lx, other)], rank=r)
 
 
 @rule("aten::numel")
 def _numel(lx: Any, a: dict[str, Any], node: Any) -> Any:
-    return lx.emit("Size", [_t(lx, a["self"])], dtype=I64, rank=0)
+    return lx.emit("Size", [lx.tensor(a["self"])], dtype=I64, rank=0)
 
 
 @rule("aten::flip")
 def _flip(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # flip(x, dims) -> Slice(x, -1, -INT64_MAX, dims, -1)
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     dims = [int(d) for d in static(lx, a["dims"])]
     n = len(dims)
     ins = [x, lx.ints([-1] * n), lx.ints([-INT64_MAX] * n), lx.ints(dims), lx.ints([-1] * n)]

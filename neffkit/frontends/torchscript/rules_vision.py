@@ -19,11 +19,6 @@ from neffkit.frontends.torchscript._base import (
 )
 from neffkit.ir import Value
 
-
-def _t(lx: Any, v: Any) -> Value:
-    return lx.tensor(v)
-
-
 _UPSAMPLE = {
     "aten::upsample_nearest1d": "nearest", "aten::upsample_nearest2d": "nearest",
     "aten::upsample_nearest3d": "nearest", "aten::upsample_linear1d": "linear",
@@ -34,7 +29,7 @@ _UPSAMPLE = {
 @rule(*_UPSAMPLE)
 def _upsample(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # upsample(x, size | scales) -> Resize(x, scales=[1, 1, s..] | sizes=shape[:2] ++ size)
-    x = _t(lx, a.get("self", a.get("input")))
+    x = lx.tensor(a.get("self", a.get("input")))
     r = rank(x)
     mode = _UPSAMPLE[node.kind()]
     align = bool(static(lx, a.get("align_corners", False)))
@@ -70,7 +65,7 @@ def _upsample(lx: Any, a: dict[str, Any], node: Any) -> Any:
 @rule("aten::pixel_shuffle")
 def _pixel_shuffle(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # pixel_shuffle(x, r) -> DepthToSpace(x, r, CRD) for [N, C r^2, H, W]
-    x = _t(lx, a["self"])
+    x = lx.tensor(a["self"])
     if rank(x) != 4:
         raise Decline("pixel_shuffle on a tensor that is not 4-D")
     return lx.emit("DepthToSpace", [x], blocksize=int(static(lx, a["upscale_factor"])),
@@ -94,16 +89,16 @@ def _affine(lx: Any, y: Value, weight: Any, bias: Any) -> Value:
     r = rank(y)
     to = lx.constant(np.array([-1] + [1] * (r - 2), np.int64))
     if weight is not None:
-        y = lx.emit("Mul", [y, lx.emit("Reshape", [_t(lx, weight), to], rank=r - 1)], rank=r)
+        y = lx.emit("Mul", [y, lx.emit("Reshape", [lx.tensor(weight), to], rank=r - 1)], rank=r)
     if bias is not None:
-        y = lx.emit("Add", [y, lx.emit("Reshape", [_t(lx, bias), to], rank=r - 1)], rank=r)
+        y = lx.emit("Add", [y, lx.emit("Reshape", [lx.tensor(bias), to], rank=r - 1)], rank=r)
     return y
 
 
 @rule("aten::group_norm")
 def _group_norm(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # group_norm(x, g, w, b) -> Reshape(x, [N, g, -1]), normalize on axis 2, reshape back, w, b
-    x = _t(lx, a["input"])
+    x = lx.tensor(a["input"])
     if dtype(x) not in (F, None):
         raise Decline("group_norm of a non-float32 tensor")
     groups = int(static(lx, a["num_groups"]))
@@ -116,7 +111,7 @@ def _instance_norm(lx: Any, a: dict[str, Any], node: Any) -> Any:
     # instance_norm(x, w, b) -> per-channel group norm (input statistics)
     if not static(lx, a["use_input_stats"]):
         raise Decline("instance_norm on running statistics")
-    x = _t(lx, a["input"])
+    x = lx.tensor(a["input"])
     if dtype(x) not in (F, None):
         raise Decline("instance_norm of a non-float32 tensor")
     y = _normalize_groups(lx, x, 0, float(static(lx, a["eps"])))
