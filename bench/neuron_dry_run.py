@@ -40,9 +40,9 @@ from neffkit.backends.neuron.units import UnitPlan, compiled_units  # noqa: E402
 from neffkit.examples.conformer import example_input, export_conformer_onnx  # noqa: E402
 from neffkit.files import write_text  # noqa: E402
 from neffkit.ir.core import Graph  # noqa: E402
-from neffkit.optimize import optimize  # noqa: E402
+from neffkit.optimize import DEFAULT_PIPELINES, optimize  # noqa: E402
 
-D = "(shape-infer,dedup,fold,simplify,hoist,cse,dce){max-iter=8}"
+D = DEFAULT_PIPELINES["torch"]  # the default pipeline
 FORMS = {
     "full unroll": f"unroll,{D}",
     "partitioned unroll": f"partition-unroll{{boundaries=25+50+75}},{D}",

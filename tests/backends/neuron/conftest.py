@@ -8,35 +8,19 @@ import pytest
 import neffkit
 from neffkit.examples import export_conformer_onnx
 from neffkit.ir.clone import clone_graph
+from neffkit.optimize import DEFAULT_PIPELINES
 from neffkit.passes.manager import PassManager
+from tests.backends.torch.test_host_loop import STATIC
 from tests.passes.test_split_encoder_decoder import with_eos_bias
 
 #: the default pipeline (docs/user-guide.md, "Decoder loops")
-D = "(shape-infer,dedup,fold,simplify,hoist,cse,dce){max-iter=8}"
+D = DEFAULT_PIPELINES["torch"]
 PARTITIONED = f"{D},partition-unroll{{boundaries=5+10}},{D}"
 PADDED = f"{D},pad-loop{{max-len=20}},{D},split"
 SMALL = {"d_model": 32, "num_heads": 2, "encoder_layers": 1, "decoder_layers": 1}
 
 # encoder (Mul, Relu) -> Loop with a static-shaped state and an exit -> epilogue (Neg)
-LOOP = """
-<ir_version: 8, opset_import: ["" : 17]>
-m (float[3] x, float[3] limit) => (float[3] y, float[3] acc, float[4, 3] seen) {
-    two = Constant <value = float {2.0}> ()
-    e = Mul (x, two)
-    h = Relu (e)
-    n = Constant <value = int64 {4}> ()
-    c = Constant <value = bool {1}> ()
-    acc, seen = Loop (n, c, h) <body = g (int64 i, bool ci, float[3] v)
-            => (bool co, float[3] w, float[3] s) {
-        w = Add (v, e)
-        s = Identity (w)
-        total = ReduceSum <keepdims = 0> (w)
-        lim = ReduceSum <keepdims = 0> (limit)
-        co = Less (lim, total)
-    }>
-    y = Neg (acc)
-}
-"""
+LOOP = STATIC
 
 PLAIN = """
 <ir_version: 8, opset_import: ["" : 17]>
