@@ -16,7 +16,7 @@ from onnx import TensorProto
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import OpaqueType, TensorType
-from neffkit.ir.units import host_loop_key
+from neffkit.ir.units import GATE_MARK, PARTITION_MARK, host_loop_key
 from neffkit.passes._loops import (
     Emitter,
     LoopParts,
@@ -413,12 +413,6 @@ def trip_operand(parts: LoopParts, em: Emitter) -> Value | None:
     if parts.trip is None or static_int(parts.trip) is not None:
         return None
     return scalar(em, parts.trip, TensorProto.INT64)
-
-
-#: ``doc_string`` of a graph that is one compiled unit: a partition's straight-line steps.
-PARTITION_MARK = "neffkit:partition"
-#: ``doc_string`` of an ``If`` that stays on the host: it runs the next partition or stops.
-GATE_MARK = "neffkit:partition-gate"
 
 
 def emit_partitions(

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 from neffkit.ir.core import Graph, Node, Value
 from neffkit.ir.types import TensorType
+from neffkit.ir.units import GATE_MARK, PARTITION_MARK
 
-__all__ = ["GATE_MARK", "PARTITION_MARK", "own_weights", "selects_to_where"]
-
-#: ``doc_string`` prefix of a partition graph (``partition-unroll``): one compiled unit.
-PARTITION_MARK = "neffkit:partition"
-#: ``doc_string`` of the ``If`` that runs the next partition or stops: host control flow.
-GATE_MARK = "neffkit:partition-gate"
+__all__ = ["own_weights", "selects_to_where"]
 
 
 def own_weights(graph: Graph) -> int:

@@ -34,12 +34,7 @@ from typing import Any, List  # noqa: UP035 - TorchScript reads typing.List anno
 import torch
 import torch.fx as fx
 
-from neffkit.backends.neuron.prepare import (
-    GATE_MARK,
-    PARTITION_MARK,
-    own_weights,
-    selects_to_where,
-)
+from neffkit.backends.neuron.prepare import own_weights, selects_to_where
 from neffkit.backends.torch import prepare_inputs
 from neffkit.backends.torch.host_loop import host_loop_module, marked_loops
 from neffkit.backends.torch.lowering import lower_graph, quiet_call
@@ -47,6 +42,7 @@ from neffkit.backends.torch.ops.control_flow import IfModule, LoopModule, ScanMo
 from neffkit.errors import BackendError, first_line
 from neffkit.ir.clone import clone_graph
 from neffkit.ir.core import Graph, Node, Value
+from neffkit.ir.units import GATE_MARK, PARTITION_MARK
 
 __all__ = ["GATE_MARK", "PARTITION_MARK", "CompiledUnit", "UnitPlan", "compiled_units"]
 
